@@ -1,0 +1,267 @@
+//! The wire frame: a fixed 14-byte header and a postcard body.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | protocol version ([`VERSION`]) |
+//! | 1 | 1 | [`Kind`]: 0 request, 1 notify, 2 reply, 3 error |
+//! | 2 | 4 | sequence number, little-endian (0 for notify) |
+//! | 6 | 8 | command [`Key`], little-endian |
+//! | 14 | … | postcard body: the command, its response, or a [`RemoteError`] |
+//!
+//! Encoding writes into a caller's buffer; decoding borrows the body from the input without
+//! copying. Every malformed input is a [`DecodeError`], never a panic.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Key, RemoteError};
+
+/// The protocol version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Length of the fixed header in bytes.
+pub const HEADER_LEN: usize = 14;
+
+/// What a frame is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Kind {
+    /// A call that expects a [`Kind::Reply`] or [`Kind::Error`].
+    Request = 0,
+    /// A one-way call; nothing answers it.
+    Notify = 1,
+    /// A successful answer; the body is the command's response.
+    Reply = 2,
+    /// A failed answer; the body is a [`RemoteError`].
+    Error = 3,
+}
+
+impl Kind {
+    /// The kind of a wire byte, if it names one.
+    pub const fn from_u8(byte: u8) -> Option<Kind> {
+        match byte {
+            0 => Some(Kind::Request),
+            1 => Some(Kind::Notify),
+            2 => Some(Kind::Reply),
+            3 => Some(Kind::Error),
+            _ => None,
+        }
+    }
+}
+
+/// The fixed part of every frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header {
+    /// What the frame is.
+    pub kind: Kind,
+    /// Matches a reply to its request; 0 for notifications.
+    pub seq: u32,
+    /// The command the frame is about.
+    pub key: Key,
+}
+
+impl Header {
+    /// The header of request number `seq` for command `key`.
+    pub const fn request(seq: u32, key: Key) -> Header {
+        Header {
+            kind: Kind::Request,
+            seq,
+            key,
+        }
+    }
+
+    /// The header of a one-way notification for command `key`.
+    pub const fn notify(key: Key) -> Header {
+        Header {
+            kind: Kind::Notify,
+            seq: 0,
+            key,
+        }
+    }
+
+    /// The header of a successful reply to this request (same sequence number and key).
+    pub const fn reply(&self) -> Header {
+        Header {
+            kind: Kind::Reply,
+            ..*self
+        }
+    }
+
+    /// The header of an error reply to this request (same sequence number and key).
+    pub const fn error(&self) -> Header {
+        Header {
+            kind: Kind::Error,
+            ..*self
+        }
+    }
+
+    /// Whether `answer` is a reply or error to this request: same sequence number and key.
+    pub fn is_answered_by(&self, answer: &Header) -> bool {
+        matches!(answer.kind, Kind::Reply | Kind::Error)
+            && answer.seq == self.seq
+            && answer.key == self.key
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `out`.
+    pub fn write(&self, out: &mut [u8]) -> Result<(), EncodeError> {
+        let out = out
+            .get_mut(..HEADER_LEN)
+            .ok_or(EncodeError::BufferTooSmall)?;
+        out[0] = VERSION;
+        out[1] = self.kind as u8;
+        out[2..6].copy_from_slice(&self.seq.to_le_bytes());
+        out[6..14].copy_from_slice(&self.key.to_le_bytes());
+        Ok(())
+    }
+
+    /// Reads the header at the start of `bytes`.
+    pub fn read(bytes: &[u8]) -> Result<Header, DecodeError> {
+        let version = *bytes.first().ok_or(DecodeError::Truncated)?;
+        if version != VERSION {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let header: &[u8; HEADER_LEN] = bytes
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DecodeError::Truncated)?;
+        let kind = Kind::from_u8(header[1]).ok_or(DecodeError::UnknownKind(header[1]))?;
+        let [_, _, s0, s1, s2, s3, k @ ..] = *header;
+        Ok(Header {
+            kind,
+            seq: u32::from_le_bytes([s0, s1, s2, s3]),
+            key: Key::from_le_bytes(k),
+        })
+    }
+}
+
+/// A decoded frame whose body is still postcard bytes, borrowed from the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Frame<'a> {
+    /// The fixed header.
+    pub header: Header,
+    /// The postcard-encoded body.
+    pub body: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// Splits `bytes` into header and body, checking version and kind.
+    ///
+    /// ```
+    /// use zmqrpc_core::{frame, DecodeError, Frame, Header, Key};
+    /// let mut buf = [0u8; 32];
+    /// let bytes = frame::encode(&Header::request(7, Key::of("echo")), "hi", &mut buf).unwrap();
+    /// let frame = Frame::decode(bytes).unwrap();
+    /// assert_eq!(frame.header.seq, 7);
+    /// assert_eq!(frame.body::<&str>().unwrap(), "hi");
+    /// assert_eq!(Frame::decode(&bytes[..5]), Err(DecodeError::Truncated));
+    /// ```
+    pub fn decode(bytes: &'a [u8]) -> Result<Frame<'a>, DecodeError> {
+        let header = Header::read(bytes)?;
+        Ok(Frame {
+            header,
+            body: &bytes[HEADER_LEN..],
+        })
+    }
+
+    /// Decodes the body as a `T`, which must use every byte of it.
+    pub fn body<T: Deserialize<'a>>(&self) -> Result<T, DecodeError> {
+        let (value, rest) = postcard::take_from_bytes(self.body).map_err(body_error)?;
+        if rest.is_empty() {
+            Ok(value)
+        } else {
+            Err(DecodeError::TrailingBytes(rest.len()))
+        }
+    }
+
+    /// Decodes the body of an [`Kind::Error`] frame.
+    pub fn remote_error(&self) -> Result<RemoteError, DecodeError> {
+        self.body()
+    }
+}
+
+/// Encodes `header` and `body` into `buf`, returning the bytes written.
+pub fn encode<'b, T: Serialize + ?Sized>(
+    header: &Header,
+    body: &T,
+    buf: &'b mut [u8],
+) -> Result<&'b [u8], EncodeError> {
+    header.write(buf)?;
+    let body_len = postcard::to_slice(body, &mut buf[HEADER_LEN..])
+        .map_err(|e| match e {
+            postcard::Error::SerializeBufferFull => EncodeError::BufferTooSmall,
+            _ => EncodeError::Body,
+        })?
+        .len();
+    Ok(&buf[..HEADER_LEN + body_len])
+}
+
+fn body_error(error: postcard::Error) -> DecodeError {
+    match error {
+        postcard::Error::DeserializeUnexpectedEnd => DecodeError::BodyTruncated,
+        _ => DecodeError::BadBody,
+    }
+}
+
+/// Why bytes are not a valid frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Shorter than the header.
+    Truncated,
+    /// The first byte is not a version this crate speaks.
+    UnknownVersion(u8),
+    /// The kind byte names no [`Kind`].
+    UnknownKind(u8),
+    /// The body ends before the value it should hold.
+    BodyTruncated,
+    /// The body is not a valid encoding of the expected type.
+    BadBody,
+    /// The body holds a valid value followed by this many unexpected bytes.
+    TrailingBytes(usize),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Truncated => write!(f, "frame shorter than its {HEADER_LEN}-byte header"),
+            DecodeError::UnknownVersion(v) => {
+                write!(
+                    f,
+                    "unknown protocol version {v} (this end speaks {VERSION})"
+                )
+            }
+            DecodeError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
+            DecodeError::BodyTruncated => f.write_str("frame body is truncated"),
+            DecodeError::BadBody => f.write_str("frame body does not decode as the expected type"),
+            DecodeError::TrailingBytes(n) => write!(f, "frame body has {n} trailing bytes"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Why a frame could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The output buffer cannot hold the frame.
+    BufferTooSmall,
+    /// The value refused to serialize (a serde `Serialize` impl returned an error).
+    Body,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::BufferTooSmall => f.write_str("buffer too small for the frame"),
+            EncodeError::Body => f.write_str("value failed to serialize"),
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
