@@ -1,5 +1,7 @@
 //! The wire frame: round trips, and every malformed input is a typed error.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure report
+
 use serde::{Deserialize, Serialize};
 use zmqrpc_core::{
     frame, Command, DecodeError, EncodeError, ErrorCode, Frame, Header, Key, Kind, RemoteError,

@@ -1,5 +1,7 @@
 //! BoundedQueue: both overflow policies, what they hand back and what they count.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure report
+
 use zmqrpc_core::{BoundedQueue, Full, OverflowPolicy, Pushed};
 
 #[test]

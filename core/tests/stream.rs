@@ -1,5 +1,7 @@
 //! Stream framing: split reads, garbage between frames, oversize frames, end of stream.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure report
+
 use core::convert::Infallible;
 
 use embedded_io::{ErrorType, Read};
