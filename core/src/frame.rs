@@ -3,7 +3,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 1 | protocol version ([`VERSION`]) |
-//! | 1 | 1 | [`Kind`]: 0 request, 1 notify, 2 reply, 3 error |
+//! | 1 | 1 | [`Kind`]: 0 request, 1 notify, 2 reply, 3 error, 4 heartbeat |
 //! | 2 | 4 | sequence number, little-endian (0 for notify) |
 //! | 6 | 8 | command [`Key`], little-endian |
 //! | 14 | … | postcard body: the command, its response, or a [`RemoteError`] |
@@ -35,6 +35,9 @@ pub enum Kind {
     Reply = 2,
     /// A failed answer; the body is a [`RemoteError`].
     Error = 3,
+    /// Liveness only: sequence 0, key 0, empty body. Transports answer or absorb it; it never
+    /// reaches a service. See [`HEARTBEAT`].
+    Heartbeat = 4,
 }
 
 impl Kind {
@@ -45,9 +48,33 @@ impl Kind {
             1 => Some(Kind::Notify),
             2 => Some(Kind::Reply),
             3 => Some(Kind::Error),
+            4 => Some(Kind::Heartbeat),
             _ => None,
         }
     }
+}
+
+/// The complete heartbeat frame.
+pub const HEARTBEAT: [u8; HEADER_LEN] = [
+    VERSION,
+    Kind::Heartbeat as u8,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+];
+
+/// Whether `bytes` is a heartbeat frame, which a transport handles without decoding further.
+pub fn is_heartbeat(bytes: &[u8]) -> bool {
+    bytes.len() == HEADER_LEN && bytes.get(..2) == Some(&HEARTBEAT[..2])
 }
 
 /// The fixed part of every frame.

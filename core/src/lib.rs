@@ -52,7 +52,7 @@ pub mod remote_error;
 pub mod stream;
 
 pub use command::Command;
-pub use frame::{DecodeError, EncodeError, Frame, Header, Kind, HEADER_LEN, VERSION};
+pub use frame::{DecodeError, EncodeError, Frame, Header, Kind, HEADER_LEN, HEARTBEAT, VERSION};
 pub use key::Key;
 pub use queue::{BoundedQueue, Full, OverflowPolicy, Pushed};
 pub use remote_error::{ErrorCode, RemoteError, MAX_ERROR_MESSAGE};

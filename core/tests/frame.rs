@@ -69,6 +69,18 @@ fn every_kind_round_trips() {
 }
 
 #[test]
+fn heartbeat_is_a_bodiless_frame_of_its_own_kind() {
+    let f = Frame::decode(&frame::HEARTBEAT).unwrap();
+    assert_eq!(f.header.kind, Kind::Heartbeat);
+    assert!(f.body.is_empty());
+    assert!(frame::is_heartbeat(&frame::HEARTBEAT));
+    let mut buf = [0u8; 32];
+    let notify = frame::encode(&Header::notify(Key(0)), &(), &mut buf).unwrap();
+    assert!(!frame::is_heartbeat(notify));
+    assert!(!frame::is_heartbeat(&frame::HEARTBEAT[..5]));
+}
+
+#[test]
 fn header_layout_matches_the_design() {
     let mut buf = [0u8; 32];
     let header = Header::request(0x0403_0201, Key(0x0807_0605_0403_0201));

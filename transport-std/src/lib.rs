@@ -1,15 +1,78 @@
 //! zmqrpc over libzmq: the sockets under the protocol of [`zmqrpc_core`].
 //!
-//! This crate binds the `no_std` core to ZeroMQ through the `zmq` crate (which builds its
-//! own libzmq, so a cross build needs only the target's C++ compiler). The frame layout is
-//! never touched here except through the core's functions.
+//! A [`Receiver`] owns a REP socket and any number of SUB sockets on one thread and hands
+//! each message to a [`Handler`]; a [`Sender`] owns a [`Publisher`] (XPUB, holding messages
+//! while nobody listens) and a [`Requester`] (one REQ socket per endpoint, used in turn,
+//! recreated after a timeout). [`RpcServer`] and [`RpcClient`] put typed [`Command`]s on top:
+//! the server dispatches frames to the [`Service`] registered for their key, the client
+//! encodes calls and decodes answers, with per-call timeouts. Every loop stops the same way,
+//! through a [`Shutdown`] handle or a [`Running`] handle's `stop`/`join`. Sockets use one
+//! [`zmq::Context`] per object unless you pass one in, which `inproc://` needs.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use zmqrpc_core::Command;
+//! use zmqrpc_transport_std::{RpcClient, RpcServer, ServiceError};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Add(i32, i32);
+//! impl Command for Add {
+//!     const NAME: &'static str = "math.add";
+//!     type Response = i32;
+//! }
+//!
+//! let server = RpcServer::builder()
+//!     .rep("tcp://127.0.0.1:*")
+//!     .register(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))?
+//!     .bind()?;
+//! let endpoint = server.rep_endpoints()[0].clone();
+//! let running = server.spawn()?;
+//!
+//! let mut client = RpcClient::builder().req(endpoint).connect()?;
+//! assert_eq!(client.call(&Add(2, 40))?, 42);
+//! running.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//! - [`options`]: [`SocketOptions`], set explicitly on every socket.
+//! - [`receiver`]: [`Receiver`], [`Handler`]: REP + SUB in, one thread.
+//! - [`publisher`]: [`Publisher`]: XPUB out, with a pending queue while nobody listens.
+//! - [`requester`]: [`Requester`]: REQ out, round-robin, Lazy Pirate.
+//! - [`sender`]: [`Sender`]: a publisher and/or a requester.
+//! - [`server`]: [`RpcServer`], [`Service`]: typed dispatch.
+//! - [`client`]: [`RpcClient`]: typed calls and notifications.
+//! - [`shutdown`]: [`Shutdown`] and [`Running`]: how every loop stops.
+//! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub use zmq;
+pub mod client;
+pub mod error;
+pub mod options;
+pub mod publisher;
+pub mod receiver;
+pub mod requester;
+pub mod sender;
+pub mod server;
+pub mod shutdown;
+mod stats;
+mod wire;
 
-/// The version of the linked libzmq, as `(major, minor, patch)`.
-pub fn libzmq_version() -> (i32, i32, i32) {
-    zmq::version()
-}
+pub use client::{ClientBuilder, RpcClient};
+pub use error::{CallError, RequestError, TransportError};
+pub use options::SocketOptions;
+pub use publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
+pub use receiver::{
+    Handler, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,
+};
+pub use requester::{Reply, Requester};
+pub use sender::{Sender, SenderBuilder};
+pub use server::{
+    DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts, ServerStats, Service,
+    ServiceError,
+};
+pub use shutdown::{Running, Shutdown};
+pub use zmq;
+pub use zmqrpc_core::Command;

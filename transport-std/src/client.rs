@@ -1,0 +1,216 @@
+//! [`RpcClient`]: typed calls over REQ, typed notifications over PUB.
+
+use std::time::Duration;
+
+use zmqrpc_core::{Command, Frame, Header, Kind};
+
+use crate::options::SocketOptions;
+use crate::sender::{Sender, SenderBuilder};
+use crate::wire::{encode_to_vec, max_frame};
+use crate::{CallError, RequestError, TransportError};
+
+/// Builds an [`RpcClient`].
+pub struct ClientBuilder {
+    sender: SenderBuilder,
+    options: SocketOptions,
+    timeout: Duration,
+    retries: u32,
+}
+
+impl ClientBuilder {
+    /// Uses `ctx` (needed for `inproc://`); by default the client makes its own context.
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.sender = self.sender.context(ctx);
+        self
+    }
+
+    /// Adds a server's REP endpoint; calls go to the endpoints in turn, one call to one
+    /// endpoint.
+    pub fn req(mut self, endpoint: impl Into<String>) -> Self {
+        self.sender = self.sender.req(endpoint);
+        self
+    }
+
+    /// Binds a PUB socket to `endpoint` too, for [`RpcClient::notify`]; servers subscribe.
+    pub fn publish_on(mut self, endpoint: impl Into<String>) -> Self {
+        self.sender = self.sender.publish_on(endpoint);
+        self
+    }
+
+    /// Notifications held while no server subscribes (default 1000); beyond, the oldest are
+    /// dropped and counted.
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.sender = self.sender.pending_limit(limit);
+        self
+    }
+
+    /// The default per-call timeout (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many times a call that timed out or failed in transport is sent again, each time
+    /// to the next endpoint (default 0). A retried call may run twice on the servers: use it
+    /// for idempotent commands.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Socket options for every socket.
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.sender = self.sender.options(options.clone());
+        self.options = options;
+        self
+    }
+
+    /// Creates and connects the sockets.
+    pub fn connect(self) -> Result<RpcClient, TransportError> {
+        Ok(RpcClient {
+            sender: self.sender.build()?,
+            max_frame: max_frame(self.options.max_message_size),
+            timeout: self.timeout,
+            retries: self.retries,
+            seq: initial_seq(),
+            buf: Vec::with_capacity(256),
+        })
+    }
+}
+
+/// Calls [`Command`]s on servers and waits for their typed responses.
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # use zmqrpc_transport_std::RpcClient;
+/// # #[derive(Serialize, Deserialize)] struct Ping;
+/// # impl zmqrpc_core::Command for Ping { const NAME: &'static str = "ping"; type Response = u64; }
+/// let mut client = RpcClient::builder().req("tcp://127.0.0.1:30000").connect()?;
+/// let uptime: u64 = client.call(&Ping)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RpcClient {
+    sender: Sender,
+    max_frame: usize,
+    timeout: Duration,
+    retries: u32,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl RpcClient {
+    /// Starts building a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            sender: Sender::builder(),
+            options: SocketOptions::default(),
+            timeout: Duration::from_secs(5),
+            retries: 0,
+        }
+    }
+
+    /// Calls `command` on the next server with the default timeout.
+    pub fn call<C: Command>(&mut self, command: &C) -> Result<C::Response, CallError> {
+        self.call_timeout(command, self.timeout)
+    }
+
+    /// Calls `command` on the next server, waiting up to `timeout` for each attempt.
+    pub fn call_timeout<C: Command>(
+        &mut self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<C::Response, CallError> {
+        self.seq = self.seq.wrapping_add(1);
+        let request = Header::request(self.seq, C::KEY);
+        encode_to_vec(&request, command, &mut self.buf, self.max_frame)
+            .map_err(CallError::Encode)?;
+        let requester = self.sender.requester().ok_or(CallError::Closed)?;
+        let mut attempts_left = self.retries;
+        loop {
+            let (index, result) = match requester.request(&self.buf, timeout) {
+                Ok(reply) => (
+                    reply.index,
+                    answer::<C>(&request, reply.endpoint, reply.bytes),
+                ),
+                Err(RequestError::Timeout { .. } | RequestError::Transport(_))
+                    if attempts_left > 0 =>
+                {
+                    attempts_left -= 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Err(CallError::StrayReply { .. }) = result {
+                // Whatever that socket carries next cannot be trusted either.
+                requester.reset(index);
+            }
+            return result;
+        }
+    }
+
+    /// Publishes `command` to subscribed servers, one way. Queued while none is subscribed.
+    pub fn notify<C: Command>(&mut self, command: &C) -> Result<(), CallError> {
+        encode_to_vec(
+            &Header::notify(C::KEY),
+            command,
+            &mut self.buf,
+            self.max_frame,
+        )
+        .map_err(CallError::Encode)?;
+        let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
+        Ok(publisher.publish(&self.buf)?)
+    }
+
+    /// Sends a heartbeat to subscribed servers.
+    pub fn heartbeat(&mut self) -> Result<(), CallError> {
+        Ok(self.sender.heartbeat()?)
+    }
+
+    /// The underlying sender (its publisher's stats and endpoints, its requester).
+    pub fn sender(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+}
+
+/// Turns reply bytes into the call's result.
+fn answer<C: Command>(
+    request: &Header,
+    endpoint: &str,
+    bytes: &[u8],
+) -> Result<C::Response, CallError> {
+    let decode_error = |error| CallError::Decode {
+        endpoint: endpoint.to_owned(),
+        error,
+    };
+    let frame = Frame::decode(bytes).map_err(decode_error)?;
+    if !request.is_answered_by(&frame.header) {
+        // A server that could not read the request cannot echo its number: accept its
+        // error, which says what went wrong, but never a value.
+        if frame.header.kind == Kind::Error && frame.header.seq == 0 && frame.header.key.0 == 0 {
+            let error = frame.remote_error().map_err(decode_error)?;
+            return Err(CallError::Remote {
+                endpoint: endpoint.to_owned(),
+                error: Box::new(error),
+            });
+        }
+        return Err(CallError::StrayReply {
+            endpoint: endpoint.to_owned(),
+        });
+    }
+    match frame.header.kind {
+        Kind::Reply => frame.body::<C::Response>().map_err(decode_error),
+        _ => Err(CallError::Remote {
+            endpoint: endpoint.to_owned(),
+            error: Box::new(frame.remote_error().map_err(decode_error)?),
+        }),
+    }
+}
+
+/// A starting sequence number that differs between runs, so replies meant for an earlier
+/// process are unlikely to match.
+fn initial_seq() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
+}

@@ -1,0 +1,166 @@
+//! Errors of the transport layer.
+
+use std::fmt;
+use std::time::Duration;
+
+use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
+
+/// A libzmq operation failed; says which operation on which endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    /// What was being done: "bind", "connect", "send", …
+    pub op: &'static str,
+    /// The endpoint concerned, or empty.
+    pub endpoint: String,
+    /// libzmq's error.
+    pub source: zmq::Error,
+}
+
+impl TransportError {
+    pub(crate) fn new(op: &'static str, endpoint: &str, source: zmq::Error) -> Self {
+        TransportError {
+            op,
+            endpoint: endpoint.to_owned(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.endpoint.is_empty() {
+            write!(f, "{} failed: {}", self.op, self.source)
+        } else {
+            write!(f, "{} {} failed: {}", self.op, self.endpoint, self.source)
+        }
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A request/reply exchange failed, without regard to its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// No REQ endpoint is configured.
+    NoEndpoint,
+    /// No reply within the timeout; the endpoint's socket was closed and will be recreated.
+    Timeout {
+        /// The endpoint that did not answer.
+        endpoint: String,
+        /// The timeout that passed.
+        after: Duration,
+    },
+    /// The socket failed.
+    Transport(TransportError),
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::NoEndpoint => f.write_str("no REQ endpoint configured"),
+            RequestError::Timeout { endpoint, after } => {
+                write!(f, "no reply from {endpoint} within {after:?}")
+            }
+            RequestError::Transport(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RequestError::Transport(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why an [`RpcClient`](crate::RpcClient) call or notification failed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply within the timeout (after any retries).
+    Timeout {
+        /// The endpoint tried last.
+        endpoint: String,
+        /// The per-attempt timeout.
+        after: Duration,
+    },
+    /// The server answered with an error: unknown command, bad frame, service failure, …
+    Remote {
+        /// The endpoint that answered.
+        endpoint: String,
+        /// What it said (boxed: it is large and the error path is rare).
+        error: Box<RemoteError>,
+    },
+    /// The reply did not belong to this call (another sequence number or key); it was dropped.
+    StrayReply {
+        /// The endpoint that sent it.
+        endpoint: String,
+    },
+    /// The command could not be encoded.
+    Encode(EncodeError),
+    /// The reply could not be decoded.
+    Decode {
+        /// The endpoint that sent it.
+        endpoint: String,
+        /// What was wrong with it.
+        error: DecodeError,
+    },
+    /// A socket failed.
+    Transport(TransportError),
+    /// The client has no socket for this (no REQ endpoint for a call, no PUB for a notify).
+    Closed,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Timeout { endpoint, after } => {
+                write!(f, "call to {endpoint} timed out after {after:?}")
+            }
+            CallError::Remote { endpoint, error } => write!(f, "{endpoint} answered: {error}"),
+            CallError::StrayReply { endpoint } => {
+                write!(f, "{endpoint} sent a reply to another call; it was dropped")
+            }
+            CallError::Encode(e) => write!(f, "cannot encode the command: {e}"),
+            CallError::Decode { endpoint, error } => {
+                write!(f, "bad reply from {endpoint}: {error}")
+            }
+            CallError::Transport(e) => e.fmt(f),
+            CallError::Closed => f.write_str("the client has no socket for this"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Remote { error, .. } => Some(&**error),
+            CallError::Encode(e) => Some(e),
+            CallError::Decode { error, .. } => Some(error),
+            CallError::Transport(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RequestError> for CallError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NoEndpoint => CallError::Closed,
+            RequestError::Timeout { endpoint, after } => CallError::Timeout { endpoint, after },
+            RequestError::Transport(e) => CallError::Transport(e),
+        }
+    }
+}
+
+impl From<TransportError> for CallError {
+    fn from(e: TransportError) -> Self {
+        CallError::Transport(e)
+    }
+}

@@ -1,0 +1,79 @@
+//! [`SocketOptions`]: the libzmq options every zmqrpc socket sets explicitly.
+
+use std::time::Duration;
+
+/// Options applied to every socket a receiver, sender, server or client creates.
+///
+/// The defaults suit a small device on a flaky link: bounded buffers, bounded message size,
+/// ZMTP heartbeats that notice a dead TCP peer within seconds, and a short linger so closing
+/// a socket never blocks for long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// How long a closing socket keeps trying to deliver queued messages (`ZMQ_LINGER`).
+    /// Default 200 ms. REQ sockets always use 0: a timed-out request must not be delivered
+    /// later.
+    pub linger: Duration,
+    /// Outgoing messages queued per peer before libzmq blocks or drops (`ZMQ_SNDHWM`).
+    /// Default 1000.
+    pub send_hwm: i32,
+    /// Incoming messages queued per peer (`ZMQ_RCVHWM`). Default 1000.
+    pub recv_hwm: i32,
+    /// Largest message accepted from a peer, in bytes (`ZMQ_MAXMSGSIZE`); libzmq disconnects
+    /// a peer that sends more. Default 1 MiB. `None` for no limit.
+    pub max_message_size: Option<u64>,
+    /// ZMTP heartbeats: ping interval and how long without traffic before the connection is
+    /// dropped (`ZMQ_HEARTBEAT_IVL`, `ZMQ_HEARTBEAT_TIMEOUT`). Default 1 s and 5 s.
+    pub heartbeat: Option<(Duration, Duration)>,
+    /// First and longest reconnect interval (`ZMQ_RECONNECT_IVL`, `ZMQ_RECONNECT_IVL_MAX`).
+    /// Default 100 ms, backing off to 5 s.
+    pub reconnect: (Duration, Duration),
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            linger: Duration::from_millis(200),
+            send_hwm: 1000,
+            recv_hwm: 1000,
+            max_message_size: Some(1 << 20),
+            heartbeat: Some((Duration::from_secs(1), Duration::from_secs(5))),
+            reconnect: (Duration::from_millis(100), Duration::from_secs(5)),
+        }
+    }
+}
+
+impl SocketOptions {
+    /// Applies the options to `socket`.
+    pub fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
+        socket.set_linger(millis(self.linger))?;
+        socket.set_sndhwm(self.send_hwm)?;
+        socket.set_rcvhwm(self.recv_hwm)?;
+        let max = self
+            .max_message_size
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        socket.set_maxmsgsize(max)?;
+        if let Some((interval, timeout)) = self.heartbeat {
+            socket.set_heartbeat_ivl(millis(interval))?;
+            socket.set_heartbeat_timeout(millis(timeout))?;
+        }
+        socket.set_reconnect_ivl(millis(self.reconnect.0))?;
+        socket.set_reconnect_ivl_max(millis(self.reconnect.1))?;
+        Ok(())
+    }
+
+    /// A new socket of `kind` in `ctx` with these options applied.
+    pub(crate) fn socket(
+        &self,
+        ctx: &zmq::Context,
+        kind: zmq::SocketType,
+    ) -> zmq::Result<zmq::Socket> {
+        let socket = ctx.socket(kind)?;
+        self.apply(&socket)?;
+        Ok(socket)
+    }
+}
+
+/// A duration as libzmq's `int` milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}

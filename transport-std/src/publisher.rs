@@ -1,0 +1,205 @@
+//! [`Publisher`]: a PUB side that holds messages while nobody listens.
+//!
+//! The socket is an XPUB, so it learns when the first subscriber arrives and when the last
+//! one leaves. While none is attached, messages wait in a bounded core queue; when one
+//! attaches they go out in order, before anything newer. What the queue cannot hold is
+//! counted in [`PublisherCounts::dropped`], never lost silently. Subscription changes are
+//! read whenever the publisher is used ([`publish`](Publisher::publish),
+//! [`heartbeat`](Publisher::heartbeat), [`flush`](Publisher::flush)) or waited for with
+//! [`wait_for_subscriber`](Publisher::wait_for_subscriber).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
+
+use crate::options::{millis, SocketOptions};
+use crate::receiver::last_endpoint;
+use crate::stats::{bump, counters, set};
+use crate::TransportError;
+
+/// The most messages a publisher can hold while no subscriber is attached.
+pub const MAX_PENDING: usize = 4096;
+
+counters! {
+    /// Live counters of a [`Publisher`].
+    PublisherStats;
+    /// A [`PublisherStats`] reading.
+    PublisherCounts {
+        /// Messages handed to libzmq for at least one subscriber.
+        published,
+        /// Messages waiting for a subscriber now.
+        queued,
+        /// Messages lost because the queue was full (the oldest go first).
+        dropped,
+        /// Heartbeats sent.
+        heartbeats,
+        /// Times the first subscriber attached.
+        attached,
+        /// Times the last subscriber left.
+        detached,
+    }
+}
+
+/// A bound XPUB socket with a pending-message queue.
+pub struct Publisher {
+    socket: zmq::Socket,
+    endpoints: Vec<String>,
+    pending: Box<BoundedQueue<zmq::Message, MAX_PENDING>>,
+    /// Topics some subscriber holds (zmqrpc subscribers use only the empty topic).
+    topics: Vec<Vec<u8>>,
+    event: zmq::Message,
+    stats: Arc<PublisherStats>,
+}
+
+impl Publisher {
+    /// Binds an XPUB socket to every endpoint; holds up to `pending_limit` (at most
+    /// [`MAX_PENDING`]) messages while no subscriber is attached, dropping the oldest first.
+    pub fn bind(
+        ctx: &zmq::Context,
+        endpoints: &[String],
+        options: &SocketOptions,
+        pending_limit: usize,
+    ) -> Result<Publisher, TransportError> {
+        let socket = options
+            .socket(ctx, zmq::XPUB)
+            .map_err(|e| TransportError::new("socket", "XPUB", e))?;
+        let mut bound = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            socket
+                .bind(endpoint)
+                .map_err(|e| TransportError::new("bind", endpoint, e))?;
+            bound.push(last_endpoint(&socket).unwrap_or_else(|| endpoint.clone()));
+        }
+        Ok(Publisher {
+            socket,
+            endpoints: bound,
+            pending: Box::new(BoundedQueue::with_limit(
+                OverflowPolicy::DropOldest,
+                pending_limit,
+            )),
+            topics: Vec::new(),
+            event: zmq::Message::new(),
+            stats: Arc::default(),
+        })
+    }
+
+    /// The bound endpoints, wildcard ports resolved.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Publishes `message`, or queues it while no subscriber is attached.
+    pub fn publish(&mut self, message: &[u8]) -> Result<(), TransportError> {
+        self.read_subscriptions()?;
+        if self.has_subscriber() && self.pending.is_empty() {
+            match self.socket.send(message, zmq::DONTWAIT) {
+                Ok(()) => {
+                    bump(&self.stats.published);
+                    return Ok(());
+                }
+                Err(zmq::Error::EAGAIN) => {}
+                Err(e) => return Err(self.error("send", e)),
+            }
+        }
+        if let Ok(Pushed::Evicted(_)) | Err(_) = self.pending.push(zmq::Message::from(message)) {
+            set(&self.stats.dropped, self.pending.dropped());
+        }
+        self.flush_pending()?;
+        Ok(())
+    }
+
+    /// Sends a heartbeat to every subscriber, so their silence timeouts do not fire. Never
+    /// queued: a heartbeat for nobody is pointless.
+    pub fn heartbeat(&mut self) -> Result<(), TransportError> {
+        self.read_subscriptions()?;
+        self.flush_pending()?;
+        match self.socket.send(&frame::HEARTBEAT[..], zmq::DONTWAIT) {
+            Ok(()) | Err(zmq::Error::EAGAIN) => {
+                bump(&self.stats.heartbeats);
+                Ok(())
+            }
+            Err(e) => Err(self.error("send", e)),
+        }
+    }
+
+    /// Reads subscription changes and sends queued messages if a subscriber is attached;
+    /// returns how many are still queued.
+    pub fn flush(&mut self) -> Result<usize, TransportError> {
+        self.read_subscriptions()?;
+        self.flush_pending()?;
+        Ok(self.pending.len())
+    }
+
+    /// Waits up to `timeout` for a subscriber, then flushes; returns whether one is attached.
+    pub fn wait_for_subscriber(&mut self, timeout: Duration) -> Result<bool, TransportError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.flush()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.has_subscriber() || left.is_zero() {
+                return Ok(self.has_subscriber());
+            }
+            self.socket
+                .poll(zmq::POLLIN, i64::from(millis(left)).max(1))
+                .map_err(|e| self.error("poll", e))?;
+        }
+    }
+
+    /// Whether a subscriber was attached when subscriptions were last read.
+    pub fn has_subscriber(&self) -> bool {
+        !self.topics.is_empty()
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<PublisherStats> {
+        self.stats.clone()
+    }
+
+    fn read_subscriptions(&mut self) -> Result<(), TransportError> {
+        loop {
+            match self.socket.recv(&mut self.event, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(self.error("recv", e)),
+            }
+            let was_attached = self.has_subscriber();
+            match self.event.split_first() {
+                Some((1, topic)) if !self.topics.iter().any(|t| t == topic) => {
+                    self.topics.push(topic.to_vec());
+                }
+                Some((0, topic)) => self.topics.retain(|t| t != topic),
+                _ => {}
+            }
+            match (was_attached, self.has_subscriber()) {
+                (false, true) => bump(&self.stats.attached),
+                (true, false) => bump(&self.stats.detached),
+                _ => {}
+            }
+        }
+    }
+
+    fn flush_pending(&mut self) -> Result<(), TransportError> {
+        while self.has_subscriber() {
+            let Some(message) = self.pending.front() else {
+                break;
+            };
+            // Sent by reference and popped only once libzmq took it, so a full libzmq queue
+            // (EAGAIN) leaves the message at the head for the next flush.
+            match self.socket.send(&message[..], zmq::DONTWAIT) {
+                Ok(()) => {
+                    self.pending.pop();
+                    bump(&self.stats.published);
+                }
+                Err(zmq::Error::EAGAIN) => break,
+                Err(e) => return Err(self.error("send", e)),
+            }
+        }
+        set(&self.stats.queued, self.pending.len() as u64);
+        Ok(())
+    }
+
+    fn error(&self, op: &'static str, e: zmq::Error) -> TransportError {
+        TransportError::new(op, self.endpoints.first().map_or("XPUB", |s| s), e)
+    }
+}

@@ -1,0 +1,425 @@
+//! [`Receiver`]: a REP socket and any number of SUB sockets feeding one [`Handler`].
+//!
+//! The layer under [`RpcServer`](crate::RpcServer) and the proxies, usable alone with raw
+//! byte messages. One thread owns every socket: it polls them together with a stop signal,
+//! answers heartbeats itself, recreates a SUB socket that stayed silent too long, and hands
+//! every other single-part message to the handler. A REP request always gets exactly one
+//! reply, so a REP socket can never be left waiting.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::frame;
+
+use crate::options::SocketOptions;
+use crate::shutdown::{Running, Shutdown, StopListener};
+use crate::stats::{bump, counters};
+use crate::TransportError;
+
+/// Where a message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The REP socket: the handler's reply is sent back.
+    Rep,
+    /// The SUB socket of the endpoint at this index (in the order they were added); any
+    /// reply is discarded.
+    Sub(usize),
+}
+
+/// Why a message was not handed to [`Handler::handle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// It had more than one part; zmqrpc messages have exactly one.
+    Multipart,
+}
+
+/// What a [`Receiver`] calls with each message.
+///
+/// Closures `FnMut(&[u8], Origin, &mut Vec<u8>)` are handlers.
+pub trait Handler: Send + 'static {
+    /// Handles one message. For [`Origin::Rep`], whatever is in `reply` (empty on entry) is
+    /// sent back as the answer.
+    fn handle(&mut self, message: &[u8], origin: Origin, reply: &mut Vec<u8>);
+
+    /// Called instead of [`handle`](Handler::handle) for a message the receiver refused. For
+    /// [`Origin::Rep`], `reply` is sent back (empty unless the handler fills it).
+    fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+        let _ = (reason, origin, reply);
+    }
+}
+
+impl<F> Handler for F
+where
+    F: FnMut(&[u8], Origin, &mut Vec<u8>) + Send + 'static,
+{
+    fn handle(&mut self, message: &[u8], origin: Origin, reply: &mut Vec<u8>) {
+        self(message, origin, reply)
+    }
+}
+
+counters! {
+    /// Live counters of a [`Receiver`]; [`snapshot`](ReceiverStats::snapshot) reads them.
+    ReceiverStats;
+    /// A [`ReceiverStats`] reading.
+    ReceiverCounts {
+        /// Messages handed to the handler.
+        received,
+        /// Replies sent on the REP socket.
+        replied,
+        /// Heartbeats received (answered on REP, absorbed on SUB).
+        heartbeats,
+        /// Messages refused before the handler (multipart).
+        rejected,
+        /// SUB sockets recreated after their silence timeout.
+        sub_recreated,
+        /// REP sockets recreated after a failed reply.
+        rep_recreated,
+    }
+}
+
+/// Most messages taken from one socket per wake-up, so no socket starves the others.
+const BATCH: usize = 64;
+
+/// Builds a [`Receiver`]: endpoints, options, context.
+#[derive(Default)]
+pub struct ReceiverBuilder {
+    ctx: Option<zmq::Context>,
+    rep: Vec<String>,
+    subs: Vec<(String, Option<Duration>)>,
+    options: SocketOptions,
+}
+
+impl ReceiverBuilder {
+    /// Uses `ctx` (needed for `inproc://` endpoints shared with other sockets); by default the
+    /// receiver makes its own context.
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.ctx = Some(ctx.clone());
+        self
+    }
+
+    /// Binds the REP socket to `endpoint` too (`tcp://127.0.0.1:*` picks a free port; read it
+    /// back with [`Receiver::rep_endpoints`]).
+    pub fn rep(mut self, endpoint: impl Into<String>) -> Self {
+        self.rep.push(endpoint.into());
+        self
+    }
+
+    /// Connects a SUB socket to a publisher at `endpoint`.
+    pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
+        self.subs.push((endpoint.into(), None));
+        self
+    }
+
+    /// Connects a SUB socket to `endpoint`, recreated whenever nothing (not even a heartbeat)
+    /// arrives on it for `silence`.
+    pub fn subscribe_with_silence_timeout(
+        mut self,
+        endpoint: impl Into<String>,
+        silence: Duration,
+    ) -> Self {
+        self.subs.push((endpoint.into(), Some(silence)));
+        self
+    }
+
+    /// Socket options for every socket (default: [`SocketOptions::default`]).
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Creates, binds and connects the sockets.
+    pub fn bind(self) -> Result<Receiver, TransportError> {
+        let ctx = self.ctx.unwrap_or_default();
+        let stop = StopListener::new(&ctx)?;
+        let rep = if self.rep.is_empty() {
+            None
+        } else {
+            Some(RepSide::bind(&ctx, &self.options, &self.rep)?)
+        };
+        let subs = self
+            .subs
+            .into_iter()
+            .map(|(endpoint, silence)| SubSide::connect(&ctx, &self.options, endpoint, silence))
+            .collect::<Result<_, _>>()?;
+        Ok(Receiver {
+            ctx,
+            options: self.options,
+            rep,
+            subs,
+            stop,
+            stats: Arc::default(),
+        })
+    }
+}
+
+/// A REP socket and SUB sockets, bound and connected, ready to [`run`](Receiver::run) or
+/// [`spawn`](Receiver::spawn).
+pub struct Receiver {
+    ctx: zmq::Context,
+    options: SocketOptions,
+    rep: Option<RepSide>,
+    subs: Vec<SubSide>,
+    stop: StopListener,
+    stats: Arc<ReceiverStats>,
+}
+
+impl Receiver {
+    /// Starts building a receiver.
+    pub fn builder() -> ReceiverBuilder {
+        ReceiverBuilder::default()
+    }
+
+    /// The REP socket's endpoints as bound, with wildcard ports resolved.
+    pub fn rep_endpoints(&self) -> &[String] {
+        self.rep.as_ref().map_or(&[], |rep| &rep.endpoints)
+    }
+
+    /// A handle that stops [`run`](Receiver::run) from another thread.
+    pub fn shutdown(&self) -> Shutdown {
+        self.stop.shutdown()
+    }
+
+    /// The receiver's live counters.
+    pub fn stats(&self) -> Arc<ReceiverStats> {
+        self.stats.clone()
+    }
+
+    /// Serves on the calling thread until [`Shutdown::request`].
+    pub fn run<H: Handler>(mut self, mut handler: H) -> Result<(), TransportError> {
+        let mut message = zmq::Message::new();
+        let mut reply = Vec::with_capacity(256);
+        loop {
+            let timeout = self.poll_timeout_ms();
+            self.poll(timeout)?;
+            if self.stop.stop_requested() {
+                return Ok(());
+            }
+            // A non-blocking receive on an idle socket is cheap, so every socket
+            // is simply tried: no bookkeeping of which one woke the poll.
+            self.serve_rep(&mut handler, &mut message, &mut reply)?;
+            for index in 0..self.subs.len() {
+                self.serve_sub(index, &mut handler, &mut message, &mut reply)?;
+            }
+            self.recreate_silent_subs()?;
+        }
+    }
+
+    /// Serves on a new thread; the returned handle stops and joins it.
+    pub fn spawn<H: Handler>(self, handler: H) -> std::io::Result<Running<ReceiverStats>> {
+        let shutdown = self.shutdown();
+        let stats = self.stats.clone();
+        Running::spawn("zmqrpc-receiver", shutdown, stats, move || {
+            self.run(handler)
+        })
+    }
+
+    /// Waits until a socket is readable, a stop is asked for, or `timeout_ms` passes.
+    fn poll(&self, timeout_ms: i64) -> Result<(), TransportError> {
+        let mut items = Vec::with_capacity(2 + self.subs.len());
+        items.push(self.stop.socket.as_poll_item(zmq::POLLIN));
+        if let Some(rep) = &self.rep {
+            items.push(rep.socket.as_poll_item(zmq::POLLIN));
+        }
+        for sub in &self.subs {
+            items.push(sub.socket.as_poll_item(zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, timeout_ms) {
+            Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+            Err(e) => Err(TransportError::new("poll", "", e)),
+        }
+    }
+
+    /// Milliseconds until the next SUB silence deadline, or -1 (forever).
+    fn poll_timeout_ms(&self) -> i64 {
+        let now = Instant::now();
+        self.subs
+            .iter()
+            .filter_map(|sub| sub.deadline())
+            .map(|deadline| {
+                let left = deadline.saturating_duration_since(now);
+                i64::try_from(left.as_millis()).unwrap_or(i64::MAX) + 1
+            })
+            .min()
+            .unwrap_or(-1)
+    }
+
+    fn serve_rep<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        message: &mut zmq::Message,
+        reply: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        for _ in 0..BATCH {
+            let Some(rep) = &self.rep else { return Ok(()) };
+            match rep.socket.recv(message, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(TransportError::new("recv", rep.name(), e)),
+            }
+            reply.clear();
+            if message.get_more() {
+                drain_parts(&rep.socket, message);
+                bump(&self.stats.rejected);
+                handler.reject(Rejection::Multipart, Origin::Rep, reply);
+            } else if frame::is_heartbeat(message) {
+                bump(&self.stats.heartbeats);
+                reply.extend_from_slice(&frame::HEARTBEAT);
+            } else {
+                bump(&self.stats.received);
+                handler.handle(message, Origin::Rep, reply);
+            }
+            match rep.socket.send(&reply[..], zmq::DONTWAIT) {
+                Ok(()) => bump(&self.stats.replied),
+                // The requester is gone or stuck: the reply cannot go anywhere, and the REP
+                // socket would wait for it forever. Start afresh.
+                Err(_) => {
+                    let endpoints = rep.endpoints.clone();
+                    self.rep = None;
+                    self.rep = Some(RepSide::rebind(&self.ctx, &self.options, &endpoints)?);
+                    bump(&self.stats.rep_recreated);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn serve_sub<H: Handler>(
+        &mut self,
+        index: usize,
+        handler: &mut H,
+        message: &mut zmq::Message,
+        reply: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let sub = &mut self.subs[index];
+        for _ in 0..BATCH {
+            match sub.socket.recv(message, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(TransportError::new("recv", &sub.endpoint, e)),
+            }
+            sub.last_heard = Instant::now();
+            reply.clear();
+            if message.get_more() {
+                drain_parts(&sub.socket, message);
+                bump(&self.stats.rejected);
+                handler.reject(Rejection::Multipart, Origin::Sub(index), reply);
+            } else if frame::is_heartbeat(message) {
+                bump(&self.stats.heartbeats);
+            } else {
+                bump(&self.stats.received);
+                handler.handle(message, Origin::Sub(index), reply);
+            }
+        }
+        Ok(())
+    }
+
+    fn recreate_silent_subs(&mut self) -> Result<(), TransportError> {
+        let now = Instant::now();
+        for sub in &mut self.subs {
+            if sub.deadline().is_some_and(|deadline| deadline <= now) {
+                let fresh =
+                    SubSide::connect(&self.ctx, &self.options, sub.endpoint.clone(), sub.silence)?;
+                *sub = fresh; // the old socket closes here
+                bump(&self.stats.sub_recreated);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Receives and discards the remaining parts of a multipart message.
+fn drain_parts(socket: &zmq::Socket, message: &mut zmq::Message) {
+    while message.get_more() {
+        if socket.recv(message, zmq::DONTWAIT).is_err() {
+            return;
+        }
+    }
+}
+
+struct RepSide {
+    socket: zmq::Socket,
+    endpoints: Vec<String>,
+}
+
+impl RepSide {
+    fn bind(
+        ctx: &zmq::Context,
+        options: &SocketOptions,
+        endpoints: &[String],
+    ) -> Result<RepSide, TransportError> {
+        let socket = options
+            .socket(ctx, zmq::REP)
+            .map_err(|e| TransportError::new("socket", "REP", e))?;
+        let mut bound = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            socket
+                .bind(endpoint)
+                .map_err(|e| TransportError::new("bind", endpoint, e))?;
+            bound.push(last_endpoint(&socket).unwrap_or_else(|| endpoint.clone()));
+        }
+        Ok(RepSide {
+            socket,
+            endpoints: bound,
+        })
+    }
+
+    /// Binds again to endpoints just released; the old listener may take a moment to close.
+    fn rebind(
+        ctx: &zmq::Context,
+        options: &SocketOptions,
+        endpoints: &[String],
+    ) -> Result<RepSide, TransportError> {
+        let mut attempt = 0;
+        loop {
+            match RepSide::bind(ctx, options, endpoints) {
+                Err(e) if e.source == zmq::Error::EADDRINUSE && attempt < 50 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.endpoints.first().map_or("REP", String::as_str)
+    }
+}
+
+/// The endpoint a socket last bound, with a wildcard port resolved.
+pub(crate) fn last_endpoint(socket: &zmq::Socket) -> Option<String> {
+    socket.get_last_endpoint().ok().and_then(Result::ok)
+}
+
+struct SubSide {
+    endpoint: String,
+    socket: zmq::Socket,
+    silence: Option<Duration>,
+    last_heard: Instant,
+}
+
+impl SubSide {
+    fn connect(
+        ctx: &zmq::Context,
+        options: &SocketOptions,
+        endpoint: String,
+        silence: Option<Duration>,
+    ) -> Result<SubSide, TransportError> {
+        let name = endpoint.as_str();
+        let err = |op| move |e| TransportError::new(op, name, e);
+        let socket = options.socket(ctx, zmq::SUB).map_err(err("socket"))?;
+        socket.set_subscribe(b"").map_err(err("subscribe"))?;
+        socket.connect(&endpoint).map_err(err("connect"))?;
+        Ok(SubSide {
+            endpoint,
+            socket,
+            silence,
+            last_heard: Instant::now(),
+        })
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.silence.map(|silence| self.last_heard + silence)
+    }
+}

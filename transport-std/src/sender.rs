@@ -1,0 +1,147 @@
+//! [`Sender`]: a [`Publisher`] and/or a [`Requester`], the sending half of the seed's
+//! `ZmqSender`, used alone with raw bytes or under [`RpcClient`](crate::RpcClient).
+
+use std::time::Duration;
+
+use crate::options::SocketOptions;
+use crate::publisher::{Publisher, MAX_PENDING};
+use crate::requester::{Reply, Requester};
+use crate::{RequestError, TransportError};
+
+/// Builds a [`Sender`].
+pub struct SenderBuilder {
+    ctx: Option<zmq::Context>,
+    publish: Vec<String>,
+    req: Vec<String>,
+    options: SocketOptions,
+    pending_limit: usize,
+}
+
+impl Default for SenderBuilder {
+    fn default() -> Self {
+        SenderBuilder {
+            ctx: None,
+            publish: Vec::new(),
+            req: Vec::new(),
+            options: SocketOptions::default(),
+            pending_limit: 1000,
+        }
+    }
+}
+
+impl SenderBuilder {
+    /// Uses `ctx` (needed for `inproc://`); by default the sender makes its own context.
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.ctx = Some(ctx.clone());
+        self
+    }
+
+    /// Binds the publisher to `endpoint` too (subscribers connect to it).
+    pub fn publish_on(mut self, endpoint: impl Into<String>) -> Self {
+        self.publish.push(endpoint.into());
+        self
+    }
+
+    /// Adds a REQ endpoint; calls go to the endpoints in turn.
+    pub fn req(mut self, endpoint: impl Into<String>) -> Self {
+        self.req.push(endpoint.into());
+        self
+    }
+
+    /// Socket options for every socket (default: [`SocketOptions::default`]).
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How many messages the publisher holds while no subscriber is attached (default 1000,
+    /// at most [`MAX_PENDING`]); beyond that the oldest are dropped and counted.
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.pending_limit = limit.min(MAX_PENDING);
+        self
+    }
+
+    /// Creates, binds and connects the sockets.
+    pub fn build(self) -> Result<Sender, TransportError> {
+        let ctx = self.ctx.unwrap_or_default();
+        let publisher = if self.publish.is_empty() {
+            None
+        } else {
+            Some(Publisher::bind(
+                &ctx,
+                &self.publish,
+                &self.options,
+                self.pending_limit,
+            )?)
+        };
+        let requester = if self.req.is_empty() {
+            None
+        } else {
+            Some(Requester::connect(&ctx, &self.req, &self.options)?)
+        };
+        Ok(Sender {
+            publisher,
+            requester,
+            options: self.options,
+        })
+    }
+}
+
+/// A PUB side and/or REQ endpoints.
+pub struct Sender {
+    publisher: Option<Publisher>,
+    requester: Option<Requester>,
+    options: SocketOptions,
+}
+
+impl Sender {
+    /// Starts building a sender.
+    pub fn builder() -> SenderBuilder {
+        SenderBuilder::default()
+    }
+
+    /// Publishes `message` (queued while no subscriber is attached).
+    ///
+    /// Fails with `ENOTSUP` when no PUB endpoint was configured.
+    pub fn publish(&mut self, message: &[u8]) -> Result<(), TransportError> {
+        self.publisher_or_err()?.publish(message)
+    }
+
+    /// Sends `message` to the next REQ endpoint and waits up to `timeout` for the reply.
+    pub fn request(
+        &mut self,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<Reply<'_>, RequestError> {
+        self.requester
+            .as_mut()
+            .ok_or(RequestError::NoEndpoint)?
+            .request(message, timeout)
+    }
+
+    /// Sends a heartbeat to subscribers, keeping their silence timeouts from firing.
+    pub fn heartbeat(&mut self) -> Result<(), TransportError> {
+        self.publisher_or_err()?.heartbeat()
+    }
+
+    /// The PUB side, if configured.
+    pub fn publisher(&mut self) -> Option<&mut Publisher> {
+        self.publisher.as_mut()
+    }
+
+    /// The REQ side, if configured.
+    pub fn requester(&mut self) -> Option<&mut Requester> {
+        self.requester.as_mut()
+    }
+
+    /// The options the sockets were made with.
+    pub fn options(&self) -> &SocketOptions {
+        &self.options
+    }
+
+    fn publisher_or_err(&mut self) -> Result<&mut Publisher, TransportError> {
+        self.publisher
+            .as_mut()
+            .ok_or_else(|| TransportError::new("publish", "", zmq::Error::ENOTSUP))
+    }
+}

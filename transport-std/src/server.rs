@@ -1,0 +1,416 @@
+//! [`RpcServer`]: services registered by command type, served over REP and/or SUB.
+//!
+//! The server is a [`Receiver`] whose handler decodes each frame, finds the service by the
+//! command's key and answers with the typed response or a [`RemoteError`]. A service that
+//! returns an error or panics produces a `ServiceFailed` answer and the server serves on; a
+//! frame that does not decode produces `BadFrame` (or `VersionMismatch`); an unknown key
+//! produces `UnknownCommand`. Messages from SUB sockets run the same services, and their
+//! answers are discarded (counted in [`ServerCounts`] when they fail).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zmqrpc_core::{Command, DecodeError, ErrorCode, Frame, Header, Key, Kind};
+
+use crate::options::SocketOptions;
+use crate::receiver::{Handler, Origin, Receiver, ReceiverBuilder, ReceiverStats, Rejection};
+use crate::shutdown::{Running, Shutdown};
+use crate::stats::{bump, counters};
+use crate::wire::{encode_error, encode_to_vec, max_frame};
+use crate::TransportError;
+
+/// A service failed; its message goes back to the caller in a `ServiceFailed` error.
+///
+/// Any `std::error::Error` converts into it, so `?` works inside a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    message: String,
+}
+
+impl ServiceError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> ServiceError {
+        ServiceError {
+            message: message.into(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl<E: std::error::Error> From<E> for ServiceError {
+    fn from(error: E) -> Self {
+        ServiceError::new(error.to_string())
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Answers one command type. Closures `FnMut(C) -> Result<C::Response, ServiceError>` are
+/// services.
+pub trait Service<C: Command>: Send + 'static {
+    /// Runs the command.
+    fn call(&mut self, command: C) -> Result<C::Response, ServiceError>;
+}
+
+impl<C, F> Service<C> for F
+where
+    C: Command,
+    F: FnMut(C) -> Result<C::Response, ServiceError> + Send + 'static,
+{
+    fn call(&mut self, command: C) -> Result<C::Response, ServiceError> {
+        self(command)
+    }
+}
+
+/// A service could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// A service for a command with this key is already registered: the same command twice,
+    /// or two names whose keys collide.
+    DuplicateKey {
+        /// The command being registered.
+        name: &'static str,
+        /// The command already registered with the same key.
+        existing: &'static str,
+        /// The key they share.
+        key: Key,
+    },
+}
+
+impl fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegisterError::DuplicateKey {
+                name,
+                existing,
+                key,
+            } if name == existing => {
+                write!(f, "command {name:?} (key {key}) is already registered")
+            }
+            RegisterError::DuplicateKey {
+                name,
+                existing,
+                key,
+            } => write!(f, "command {name:?} has the same key {key} as {existing:?}"),
+        }
+    }
+}
+
+impl std::error::Error for RegisterError {}
+
+counters! {
+    /// Live counters of an [`RpcServer`]'s dispatch.
+    DispatchStats;
+    /// A [`DispatchStats`] reading.
+    ServerCounts {
+        /// Calls whose service answered.
+        served,
+        /// Calls whose service returned an error or panicked.
+        failed,
+        /// Calls for a key no service is registered for.
+        unknown,
+        /// Messages that were not valid request frames.
+        bad_frames,
+    }
+}
+
+/// The counters of a running [`RpcServer`]: its sockets and its dispatch.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Socket-level counters.
+    pub receiver: Arc<ReceiverStats>,
+    /// Dispatch counters.
+    pub dispatch: Arc<DispatchStats>,
+}
+
+/// Builds an [`RpcServer`]: endpoints, options and services.
+pub struct ServerBuilder {
+    receiver: ReceiverBuilder,
+    options: SocketOptions,
+    services: HashMap<Key, Registered>,
+}
+
+/// Serves registered [`Service`]s; see the [module docs](self).
+pub struct RpcServer {
+    receiver: Receiver,
+    dispatcher: Dispatcher,
+}
+
+impl RpcServer {
+    /// Starts building a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            receiver: Receiver::builder(),
+            options: SocketOptions::default(),
+            services: HashMap::new(),
+        }
+    }
+
+    /// The REP endpoints as bound, wildcard ports resolved.
+    pub fn rep_endpoints(&self) -> &[String] {
+        self.receiver.rep_endpoints()
+    }
+
+    /// A handle that stops the server, for another thread or for a service (a "shutdown"
+    /// command exists only if you register one that calls it).
+    pub fn shutdown(&self) -> Shutdown {
+        self.receiver.shutdown()
+    }
+
+    /// The server's live counters.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            receiver: self.receiver.stats(),
+            dispatch: self.dispatcher.stats.clone(),
+        }
+    }
+
+    /// Serves on the calling thread until the [`shutdown`](RpcServer::shutdown) handle is used.
+    pub fn run(self) -> Result<(), TransportError> {
+        self.receiver.run(self.dispatcher)
+    }
+
+    /// Serves on a new thread; the handle stops it (also on drop) and joins it.
+    pub fn spawn(self) -> std::io::Result<Running<ServerStats>> {
+        let stats = Arc::new(self.stats());
+        let shutdown = self.shutdown();
+        Running::spawn("zmqrpc-server", shutdown, stats, move || self.run())
+    }
+}
+
+impl ServerBuilder {
+    /// Uses `ctx` (needed for `inproc://`); by default the server makes its own context.
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.receiver = self.receiver.context(ctx);
+        self
+    }
+
+    /// Binds the REP socket to `endpoint` too.
+    pub fn rep(mut self, endpoint: impl Into<String>) -> Self {
+        self.receiver = self.receiver.rep(endpoint);
+        self
+    }
+
+    /// Subscribes to a publisher at `endpoint` (commands sent with `notify`).
+    pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
+        self.receiver = self.receiver.subscribe(endpoint);
+        self
+    }
+
+    /// Subscribes to `endpoint`, recreating the SUB socket after `silence` without messages
+    /// or heartbeats.
+    pub fn subscribe_with_silence_timeout(
+        mut self,
+        endpoint: impl Into<String>,
+        silence: Duration,
+    ) -> Self {
+        self.receiver = self
+            .receiver
+            .subscribe_with_silence_timeout(endpoint, silence);
+        self
+    }
+
+    /// Socket options for every socket.
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.receiver = self.receiver.options(options.clone());
+        self.options = options;
+        self
+    }
+
+    /// Registers the service for command `C`. Fails if a command with the same key (the same
+    /// name, or a colliding one) is already registered.
+    pub fn register<C: Command + 'static, S: Service<C>>(
+        mut self,
+        service: S,
+    ) -> Result<Self, RegisterError> {
+        if let Some(existing) = self.services.get(&C::KEY) {
+            return Err(RegisterError::DuplicateKey {
+                name: C::NAME,
+                existing: existing.name,
+                key: C::KEY,
+            });
+        }
+        self.services.insert(
+            C::KEY,
+            Registered {
+                name: C::NAME,
+                service: Box::new(Typed {
+                    service,
+                    command: PhantomData,
+                }),
+            },
+        );
+        Ok(self)
+    }
+
+    /// Creates, binds and connects the sockets.
+    pub fn bind(self) -> Result<RpcServer, TransportError> {
+        let receiver = self.receiver.bind()?;
+        Ok(RpcServer {
+            receiver,
+            dispatcher: Dispatcher {
+                services: self.services,
+                stats: Arc::default(),
+                max_frame: max_frame(self.options.max_message_size),
+            },
+        })
+    }
+}
+
+struct Registered {
+    name: &'static str,
+    service: Box<dyn ErasedService>,
+}
+
+/// A service with its command type erased, so services of all types share one table.
+trait ErasedService: Send {
+    /// Runs the request in `frame`; writes the answer into `reply` when given.
+    fn call(&mut self, frame: &Frame<'_>, reply: Option<&mut Vec<u8>>, max_frame: usize)
+        -> Outcome;
+}
+
+enum Outcome {
+    Served,
+    Failed,
+    BadFrame,
+}
+
+struct Typed<C, S> {
+    service: S,
+    command: PhantomData<fn(C)>,
+}
+
+impl<C: Command, S: Service<C>> ErasedService for Typed<C, S> {
+    fn call(
+        &mut self,
+        frame: &Frame<'_>,
+        reply: Option<&mut Vec<u8>>,
+        max_frame: usize,
+    ) -> Outcome {
+        let header = frame.header;
+        let command: C = match frame.body() {
+            Ok(command) => command,
+            Err(e) => {
+                if let Some(reply) = reply {
+                    encode_error(
+                        &header,
+                        ErrorCode::BadFrame,
+                        &format!("{}: {e}", C::NAME),
+                        reply,
+                    );
+                }
+                return Outcome::BadFrame;
+            }
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| self.service.call(command)));
+        let response = match result {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                if let Some(reply) = reply {
+                    encode_error(&header, ErrorCode::ServiceFailed, e.message(), reply);
+                }
+                return Outcome::Failed;
+            }
+            Err(panic) => {
+                if let Some(reply) = reply {
+                    let message = format!("{} panicked: {}", C::NAME, panic_message(&*panic));
+                    encode_error(&header, ErrorCode::ServiceFailed, &message, reply);
+                }
+                return Outcome::Failed;
+            }
+        };
+        let Some(reply) = reply else {
+            return Outcome::Served;
+        };
+        match encode_to_vec(&header.reply(), &response, reply, max_frame) {
+            Ok(()) => Outcome::Served,
+            Err(e) => {
+                let message = format!("{}: cannot encode the response: {e}", C::NAME);
+                encode_error(&header, ErrorCode::ServiceFailed, &message, reply);
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// The receiver's handler: decode, look up, call, answer.
+struct Dispatcher {
+    services: HashMap<Key, Registered>,
+    stats: Arc<DispatchStats>,
+    max_frame: usize,
+}
+
+/// The header of an answer to a message that did not decode far enough to have one.
+const NO_REQUEST: Header = Header::request(0, Key(0));
+
+impl Handler for Dispatcher {
+    fn handle(&mut self, message: &[u8], origin: Origin, reply: &mut Vec<u8>) {
+        let reply = (origin == Origin::Rep).then_some(reply);
+        let frame = match Frame::decode(message) {
+            Ok(frame) if matches!(frame.header.kind, Kind::Request | Kind::Notify) => frame,
+            Ok(frame) => {
+                bump(&self.stats.bad_frames);
+                if let Some(reply) = reply {
+                    let message = format!("a {:?} frame is not a request", frame.header.kind);
+                    encode_error(&frame.header, ErrorCode::BadFrame, &message, reply);
+                }
+                return;
+            }
+            Err(e) => {
+                bump(&self.stats.bad_frames);
+                if let Some(reply) = reply {
+                    let code = match e {
+                        DecodeError::UnknownVersion(_) => ErrorCode::VersionMismatch,
+                        _ => ErrorCode::BadFrame,
+                    };
+                    encode_error(&NO_REQUEST, code, &e.to_string(), reply);
+                }
+                return;
+            }
+        };
+        let Some(entry) = self.services.get_mut(&frame.header.key) else {
+            bump(&self.stats.unknown);
+            if let Some(reply) = reply {
+                let message = format!("no service for key {}", frame.header.key);
+                encode_error(&frame.header, ErrorCode::UnknownCommand, &message, reply);
+            }
+            return;
+        };
+        match entry.service.call(&frame, reply, self.max_frame) {
+            Outcome::Served => bump(&self.stats.served),
+            Outcome::Failed => bump(&self.stats.failed),
+            Outcome::BadFrame => bump(&self.stats.bad_frames),
+        }
+    }
+
+    fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+        bump(&self.stats.bad_frames);
+        if origin == Origin::Rep {
+            let message = match reason {
+                Rejection::Multipart => "multipart message",
+            };
+            encode_error(&NO_REQUEST, ErrorCode::BadFrame, message, reply);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! One way to stop a running loop: a [`Shutdown`] to ask, a [`Running`] handle to wait.
+//!
+//! A loop polls its sockets together with a private inproc PAIR socket. [`Shutdown::request`]
+//! sets a flag and sends one byte on the other end, so the loop wakes at once, whatever it
+//! was waiting for, closes its sockets and returns. No loop ever waits on context
+//! termination (which never comes while sockets live).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::TransportError;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Asks a loop to stop. Cheap to clone; usable from any thread, including a service of the
+/// loop it stops.
+#[derive(Clone)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+struct ShutdownInner {
+    requested: AtomicBool,
+    waker: Mutex<zmq::Socket>,
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("requested", &self.is_requested())
+            .finish()
+    }
+}
+
+impl Shutdown {
+    /// Asks the loop to stop; returns at once. Asking twice is harmless.
+    pub fn request(&self) {
+        if !self.inner.requested.swap(true, Ordering::SeqCst) {
+            if let Ok(waker) = self.inner.waker.lock() {
+                // The flag is authoritative; the byte only wakes the poll. A full pipe means
+                // a wake-up is already pending.
+                let _ = waker.send(&b"!"[..], zmq::DONTWAIT);
+            }
+        }
+    }
+
+    /// Whether a stop has been asked for.
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.load(Ordering::SeqCst)
+    }
+}
+
+/// The loop's end of a [`Shutdown`]: a socket to include in its poll set.
+pub(crate) struct StopListener {
+    pub(crate) socket: zmq::Socket,
+    shutdown: Shutdown,
+}
+
+impl StopListener {
+    /// A connected listener and its [`Shutdown`], both in `ctx`.
+    pub(crate) fn new(ctx: &zmq::Context) -> Result<StopListener, TransportError> {
+        let endpoint = format!(
+            "inproc://zmqrpc-stop-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        let err = |op| move |e| TransportError::new(op, "stop signal", e);
+        let socket = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
+        socket.set_linger(0).map_err(err("set_linger"))?;
+        socket.bind(&endpoint).map_err(err("bind"))?;
+        let waker = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
+        waker.set_linger(0).map_err(err("set_linger"))?;
+        waker.connect(&endpoint).map_err(err("connect"))?;
+        let shutdown = Shutdown {
+            inner: Arc::new(ShutdownInner {
+                requested: AtomicBool::new(false),
+                waker: Mutex::new(waker),
+            }),
+        };
+        Ok(StopListener { socket, shutdown })
+    }
+
+    /// A handle that stops this listener's loop.
+    pub(crate) fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Whether a stop was asked for; drains pending wake-up bytes.
+    pub(crate) fn stop_requested(&self) -> bool {
+        while self.socket.recv_bytes(zmq::DONTWAIT).is_ok() {}
+        self.shutdown.is_requested()
+    }
+}
+
+/// A loop running on its own thread, with its statistics.
+///
+/// [`stop`](Running::stop) asks it to end; [`join`](Running::join) waits for it and returns
+/// how it ended. Dropping the handle does both.
+pub struct Running<S> {
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<Result<(), TransportError>>>,
+    stats: Arc<S>,
+}
+
+impl<S> Running<S> {
+    pub(crate) fn spawn(
+        name: &str,
+        shutdown: Shutdown,
+        stats: Arc<S>,
+        body: impl FnOnce() -> Result<(), TransportError> + Send + 'static,
+    ) -> std::io::Result<Running<S>> {
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(body)?;
+        Ok(Running {
+            shutdown,
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Asks the loop to stop; returns at once.
+    pub fn stop(&self) {
+        self.shutdown.request();
+    }
+
+    /// A handle that stops the loop, for another thread.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The loop's live statistics.
+    pub fn stats(&self) -> &S {
+        &self.stats
+    }
+
+    /// Whether the loop's thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops the loop and waits for its thread to end.
+    ///
+    /// Returns the loop's error if it ended on one; a panic in the loop is reported as a
+    /// [`TransportError`] with op `"loop panicked"`.
+    pub fn join(mut self) -> Result<(), TransportError> {
+        self.stop();
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Result<(), TransportError> {
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| {
+                Err(TransportError::new("loop panicked", "", zmq::Error::EFAULT))
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<S> Drop for Running<S> {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.wait();
+    }
+}
