@@ -1,0 +1,141 @@
+//! One-way notifications over PUB/SUB: delivery, queueing while nobody listens, liveness.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use zmqrpc::transport::{RpcClient, RpcServer};
+
+fn publisher(pending_limit: usize) -> (RpcClient, String) {
+    let mut client = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .pending_limit(pending_limit)
+        .connect()
+        .unwrap();
+    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    (client, endpoint)
+}
+
+#[test]
+fn notify_reaches_the_service() {
+    let (mut client, endpoint) = publisher(100);
+    let samples = Samples::default();
+    let running = RpcServer::builder()
+        .register(samples.service())
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    for seq in 0..10 {
+        client.notify(&Sample { seq, value: 1.5 }).unwrap();
+    }
+    assert!(client
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    assert_eq!(samples.wait_for(10, secs(5)), (0..10).collect::<Vec<_>>());
+    assert_eq!(running.stats().dispatch.snapshot().served, 10);
+}
+
+#[test]
+fn messages_sent_before_a_subscriber_are_delivered_in_order_and_overflow_is_counted() {
+    let (mut client, endpoint) = publisher(5);
+    for seq in 0..8 {
+        client.notify(&Sample { seq, value: 0.0 }).unwrap();
+    }
+    let stats = client.sender().publisher().unwrap().stats();
+    let counts = stats.snapshot();
+    assert_eq!((counts.queued, counts.dropped, counts.published), (5, 3, 0));
+
+    let samples = Samples::default();
+    let _running = RpcServer::builder()
+        .register(samples.service())
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let publisher = client.sender().publisher().unwrap();
+    assert!(publisher.wait_for_subscriber(secs(5)).unwrap());
+    // The five newest, in order; the three oldest were dropped and counted.
+    assert_eq!(samples.wait_for(5, secs(5)), [3, 4, 5, 6, 7]);
+    let counts = stats.snapshot();
+    assert_eq!((counts.queued, counts.dropped, counts.published), (0, 3, 5));
+    assert_eq!(counts.attached, 1);
+}
+
+#[test]
+fn a_silent_publisher_gets_its_sub_socket_recreated() {
+    let (_client, endpoint) = publisher(10);
+    let server = RpcServer::builder()
+        .subscribe_with_silence_timeout(&endpoint, Duration::from_millis(100) * slack())
+        .bind()
+        .unwrap();
+    let running = server.spawn().unwrap();
+    let receiver = running.stats().receiver.clone();
+    assert!(eventually(secs(5), || receiver.snapshot().sub_recreated >= 2));
+}
+
+#[test]
+fn heartbeats_keep_a_sub_socket_alive_and_never_reach_a_service() {
+    let (mut client, endpoint) = publisher(10);
+    let samples = Samples::default();
+    let silence = Duration::from_millis(300) * slack();
+    let running = RpcServer::builder()
+        .register(samples.service())
+        .unwrap()
+        .subscribe_with_silence_timeout(&endpoint, silence)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(client
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    let receiver = running.stats().receiver.clone();
+    // Heartbeats at a third of the silence timeout, for three timeouts.
+    for _ in 0..9 {
+        client.heartbeat().unwrap();
+        std::thread::sleep(silence / 3);
+    }
+    let counts = receiver.snapshot();
+    assert!(counts.heartbeats >= 5, "{counts:?}");
+    assert_eq!(counts.sub_recreated, 0, "{counts:?}");
+    assert_eq!(counts.received, 0, "a heartbeat is not a message");
+    assert!(samples.seqs().is_empty());
+    assert_eq!(running.stats().dispatch.snapshot().bad_frames, 0);
+}
+
+#[test]
+fn one_server_listens_on_rep_and_sub_at_once() {
+    let (mut publisher_client, pub_endpoint) = publisher(10);
+    let samples = Samples::default();
+    let server = standard_server()
+        .register(samples.service())
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .subscribe(&pub_endpoint)
+        .bind()
+        .unwrap();
+    let rep_endpoint = server.rep_endpoints()[0].clone();
+    let _running = server.spawn().unwrap();
+    publisher_client.notify(&Sample { seq: 1, value: 2.0 }).unwrap();
+    assert!(publisher_client
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    assert_eq!(client(&rep_endpoint).call(&Add(1, 2)).unwrap(), 3);
+    assert_eq!(samples.wait_for(1, secs(5)), [1]);
+}

@@ -1,0 +1,56 @@
+//! Threads the library starts are gone after stop + join. Alone in its test binary, so no
+//! other test's threads are counted.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use zmqrpc::transport::{Receiver, RpcClient};
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn servers_receivers_and_clients_leave_no_thread_behind() {
+    let before = threads();
+    for _ in 0..3 {
+        let (pub_endpoint, rep_endpoint);
+        let mut client;
+        {
+            client = RpcClient::builder()
+                .publish_on("tcp://127.0.0.1:*")
+                .connect()
+                .unwrap();
+            pub_endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+        }
+        let server = standard_server()
+            .rep("tcp://127.0.0.1:*")
+            .subscribe(&pub_endpoint)
+            .bind()
+            .unwrap();
+        rep_endpoint = server.rep_endpoints()[0].clone();
+        let running = server.spawn().unwrap();
+        let receiver = Receiver::builder()
+            .rep("tcp://127.0.0.1:*")
+            .bind()
+            .unwrap()
+            .spawn(|_: &[u8], _, reply: &mut Vec<u8>| reply.extend_from_slice(b"ok"))
+            .unwrap();
+        assert!(threads() > before);
+        let mut caller = common::client(&rep_endpoint);
+        assert_eq!(caller.call(&Add(1, 2)).unwrap(), 3);
+        client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();
+        running.join().unwrap();
+        receiver.join().unwrap();
+        drop((client, caller));
+    }
+    // libzmq's own I/O and reaper threads end when their context is terminated, which the
+    // last socket's drop does; give the reaper a moment.
+    assert!(
+        eventually(secs(2), || threads() == before),
+        "{} threads before, {} after",
+        before,
+        threads()
+    );
+}
