@@ -43,19 +43,30 @@ fn every_kind_of_bad_frame_gets_an_error_reply_and_the_server_serves_on() {
     let raw = raw_req(&ctx, &endpoint);
 
     assert_eq!(error_code_for(&raw, b""), ErrorCode::BadFrame);
-    assert_eq!(error_code_for(&raw, b"\x01garbage that is long enough"), ErrorCode::BadFrame);
+    assert_eq!(
+        error_code_for(&raw, b"\x01garbage that is long enough"),
+        ErrorCode::BadFrame
+    );
     let request = valid_request();
     for cut in [1, 5, 13, request.len() - 1] {
-        assert_eq!(error_code_for(&raw, &request[..cut]), ErrorCode::BadFrame, "cut {cut}");
+        assert_eq!(
+            error_code_for(&raw, &request[..cut]),
+            ErrorCode::BadFrame,
+            "cut {cut}"
+        );
     }
     let mut wrong_version = request.clone();
     wrong_version[0] = 9;
-    assert_eq!(error_code_for(&raw, &wrong_version), ErrorCode::VersionMismatch);
+    assert_eq!(
+        error_code_for(&raw, &wrong_version),
+        ErrorCode::VersionMismatch
+    );
     let mut wrong_kind = request.clone();
     wrong_kind[1] = 200;
     assert_eq!(error_code_for(&raw, &wrong_kind), ErrorCode::BadFrame);
     let mut buf = [0u8; 64];
-    let reply_frame = frame::encode(&Header::request(1, Add::KEY).reply(), &3i64, &mut buf).unwrap();
+    let reply_frame =
+        frame::encode(&Header::request(1, Add::KEY).reply(), &3i64, &mut buf).unwrap();
     assert_eq!(error_code_for(&raw, reply_frame), ErrorCode::BadFrame);
     let wrong_body = frame::encode(&Header::request(2, Add::KEY), "text", &mut buf).unwrap();
     assert_eq!(error_code_for(&raw, wrong_body), ErrorCode::BadFrame);
@@ -89,7 +100,11 @@ fn every_kind_of_bad_frame_gets_an_error_reply_and_the_server_serves_on() {
 
     let counts = running.stats().dispatch.snapshot();
     assert!(counts.bad_frames >= 11, "{counts:?}");
-    assert_eq!(running.stats().receiver.snapshot().rejected, 1, "the multipart message");
+    assert_eq!(
+        running.stats().receiver.snapshot().rejected,
+        1,
+        "the multipart message"
+    );
 }
 
 #[test]
@@ -125,11 +140,27 @@ fn an_oversize_message_is_refused_by_libzmq_and_the_server_serves_on() {
     let raw = raw_req(&ctx, &endpoint);
     raw.set_rcvtimeo(300).unwrap();
     let mut buf = vec![0u8; 8192];
-    let big = frame::encode(&Header::request(1, Echo::KEY), &Echo("x".repeat(4000)), &mut buf).unwrap();
+    let big = frame::encode(
+        &Header::request(1, Echo::KEY),
+        &Echo("x".repeat(4000)),
+        &mut buf,
+    )
+    .unwrap();
     raw.send(big, 0).unwrap();
-    assert_eq!(raw.recv_bytes(0), Err(zmq::Error::EAGAIN), "dropped, no reply");
-    assert_eq!(running.stats().receiver.snapshot().received, 0, "never reached a service");
-    assert_eq!(client(&endpoint).call(&Echo("small".into())).unwrap(), "small");
+    assert_eq!(
+        raw.recv_bytes(0),
+        Err(zmq::Error::EAGAIN),
+        "dropped, no reply"
+    );
+    assert_eq!(
+        running.stats().receiver.snapshot().received,
+        0,
+        "never reached a service"
+    );
+    assert_eq!(
+        client(&endpoint).call(&Echo("small".into())).unwrap(),
+        "small"
+    );
 }
 
 #[test]
@@ -145,12 +176,22 @@ fn a_reply_for_another_call_is_never_returned() {
         let request = rep.recv_bytes(0).unwrap();
         let header = Frame::decode(&request).unwrap().header;
         let mut buf = [0u8; 64];
-        let stray = Header { seq: 12345, ..header }.reply();
-        rep.send(frame::encode(&stray, &999i64, &mut buf).unwrap(), 0).unwrap();
+        let stray = Header {
+            seq: 12345,
+            ..header
+        }
+        .reply();
+        rep.send(frame::encode(&stray, &999i64, &mut buf).unwrap(), 0)
+            .unwrap();
         let request = rep.recv_bytes(0).unwrap();
         let header = Frame::decode(&request).unwrap().header;
-        let other_key = Header { key: Key::of("other"), ..header }.reply();
-        rep.send(frame::encode(&other_key, &999i64, &mut buf).unwrap(), 0).unwrap();
+        let other_key = Header {
+            key: Key::of("other"),
+            ..header
+        }
+        .reply();
+        rep.send(frame::encode(&other_key, &999i64, &mut buf).unwrap(), 0)
+            .unwrap();
     });
     let mut client = client(&endpoint);
     for _ in 0..2 {

@@ -129,7 +129,9 @@ fn one_server_listens_on_rep_and_sub_at_once() {
         .unwrap();
     let rep_endpoint = server.rep_endpoints()[0].clone();
     let _running = server.spawn().unwrap();
-    publisher_client.notify(&Sample { seq: 1, value: 2.0 }).unwrap();
+    publisher_client
+        .notify(&Sample { seq: 1, value: 2.0 })
+        .unwrap();
     assert!(publisher_client
         .sender()
         .publisher()
