@@ -31,3 +31,8 @@
 
 pub use zmqrpc_core::*;
 pub use zmqrpc_transport_std as transport;
+
+/// The README's Rust examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -141,3 +141,57 @@ fn one_server_listens_on_rep_and_sub_at_once() {
     assert_eq!(client(&rep_endpoint).call(&Add(1, 2)).unwrap(), 3);
     assert_eq!(samples.wait_for(1, secs(5)), [1]);
 }
+
+#[test]
+fn when_the_last_subscriber_leaves_messages_are_held_for_the_next() {
+    let (mut client, endpoint) = publisher(10);
+    let first = Samples::default();
+    let running = RpcServer::builder()
+        .register(first.service())
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(client
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();
+    assert_eq!(first.wait_for(1, secs(5)), [0]);
+    running.join().unwrap();
+
+    // The transport learns that the subscriber left (XPUB unsubscribe) ...
+    let publisher = client.sender().publisher().unwrap();
+    let stats = publisher.stats();
+    assert!(eventually(secs(5), || {
+        publisher.flush().unwrap();
+        !publisher.has_subscriber()
+    }));
+    assert_eq!(stats.snapshot().detached, 1);
+    // ... so what is sent meanwhile waits for the next subscriber instead of vanishing.
+    for seq in 1..4 {
+        client.notify(&Sample { seq, value: 0.0 }).unwrap();
+    }
+    assert_eq!(stats.snapshot().queued, 3);
+    let second = Samples::default();
+    let _running = RpcServer::builder()
+        .register(second.service())
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(client
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    assert_eq!(second.wait_for(3, secs(5)), [1, 2, 3]);
+    assert_eq!(stats.snapshot().dropped, 0);
+}
