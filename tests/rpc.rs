@@ -289,22 +289,28 @@ fn a_service_can_stop_its_own_server_only_if_registered_to() {
     );
     running.join().unwrap();
 
-    // A user who wants one registers it, with the handle of the loop it stops.
-    let stop: std::sync::Arc<std::sync::OnceLock<zmqrpc::transport::Shutdown>> = Default::default();
-    let handle = stop.clone();
-    let server = standard_server()
+    // A user who wants one registers it, with the handle of the server it stops.
+    let builder = standard_server().rep("tcp://127.0.0.1:*");
+    let stop = builder.shutdown();
+    let server = builder
         .register(move |Quit| {
-            handle.get().expect("set before serving").request();
+            stop.request();
             Ok::<_, ServiceError>(())
         })
         .unwrap()
-        .rep("tcp://127.0.0.1:*")
         .bind()
         .unwrap();
-    stop.set(server.shutdown()).unwrap();
     let endpoint = server.rep_endpoints()[0].clone();
     let running = server.spawn().unwrap();
     client(&endpoint).call(&Quit).unwrap();
     assert!(eventually(secs(2), || running.is_finished()));
     running.join().unwrap();
+}
+
+#[test]
+fn a_server_stopped_before_it_runs_returns_at_once() {
+    let builder = standard_server().rep("tcp://127.0.0.1:*");
+    builder.shutdown().request();
+    let server = builder.bind().unwrap();
+    server.run().unwrap();
 }

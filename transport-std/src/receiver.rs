@@ -82,15 +82,33 @@ counters! {
 const BATCH: usize = 64;
 
 /// Builds a [`Receiver`]: endpoints, options, context.
-#[derive(Default)]
 pub struct ReceiverBuilder {
     ctx: Option<zmq::Context>,
     rep: Vec<String>,
     subs: Vec<(String, Option<Duration>)>,
     options: SocketOptions,
+    shutdown: Shutdown,
+}
+
+impl Default for ReceiverBuilder {
+    fn default() -> Self {
+        ReceiverBuilder {
+            ctx: None,
+            rep: Vec::new(),
+            subs: Vec::new(),
+            options: SocketOptions::default(),
+            shutdown: Shutdown::new(),
+        }
+    }
 }
 
 impl ReceiverBuilder {
+    /// The handle that will stop the receiver, available before it exists (for a handler
+    /// or service that stops its own loop).
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// Uses `ctx` (needed for `inproc://` endpoints shared with other sockets); by default the
     /// receiver makes its own context.
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
@@ -131,7 +149,7 @@ impl ReceiverBuilder {
     /// Creates, binds and connects the sockets.
     pub fn bind(self) -> Result<Receiver, TransportError> {
         let ctx = self.ctx.unwrap_or_default();
-        let stop = StopListener::new(&ctx)?;
+        let stop = StopListener::new(&ctx, self.shutdown)?;
         let rep = if self.rep.is_empty() {
             None
         } else {
@@ -190,6 +208,9 @@ impl Receiver {
         let mut message = zmq::Message::new();
         let mut reply = Vec::with_capacity(256);
         loop {
+            if self.stop.stop_requested() {
+                return Ok(());
+            }
             let timeout = self.poll_timeout_ms();
             self.poll(timeout)?;
             if self.stop.stop_requested() {

@@ -192,6 +192,12 @@ impl RpcServer {
 }
 
 impl ServerBuilder {
+    /// The handle that will stop the server, available before it exists: register a
+    /// "shutdown" command with it if you want one (none exists otherwise).
+    pub fn shutdown(&self) -> Shutdown {
+        self.receiver.shutdown()
+    }
+
     /// Uses `ctx` (needed for `inproc://`); by default the server makes its own context.
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.receiver = self.receiver.context(ctx);

@@ -6,7 +6,7 @@
 //! termination (which never comes while sockets live).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::TransportError;
@@ -20,9 +20,11 @@ pub struct Shutdown {
     inner: Arc<ShutdownInner>,
 }
 
+#[derive(Default)]
 struct ShutdownInner {
     requested: AtomicBool,
-    waker: Mutex<zmq::Socket>,
+    /// Set once the loop's sockets exist; before that the flag alone suffices.
+    waker: OnceLock<Mutex<zmq::Socket>>,
 }
 
 impl std::fmt::Debug for Shutdown {
@@ -34,10 +36,17 @@ impl std::fmt::Debug for Shutdown {
 }
 
 impl Shutdown {
+    /// A handle not yet tied to a loop (a builder hands it out before the sockets exist).
+    pub(crate) fn new() -> Shutdown {
+        Shutdown {
+            inner: Arc::default(),
+        }
+    }
+
     /// Asks the loop to stop; returns at once. Asking twice is harmless.
     pub fn request(&self) {
         if !self.inner.requested.swap(true, Ordering::SeqCst) {
-            if let Ok(waker) = self.inner.waker.lock() {
+            if let Some(Ok(waker)) = self.inner.waker.get().map(Mutex::lock) {
                 // The flag is authoritative; the byte only wakes the poll. A full pipe means
                 // a wake-up is already pending.
                 let _ = waker.send(&b"!"[..], zmq::DONTWAIT);
@@ -58,8 +67,11 @@ pub(crate) struct StopListener {
 }
 
 impl StopListener {
-    /// A connected listener and its [`Shutdown`], both in `ctx`.
-    pub(crate) fn new(ctx: &zmq::Context) -> Result<StopListener, TransportError> {
+    /// A listener in `ctx` that `shutdown` wakes.
+    pub(crate) fn new(
+        ctx: &zmq::Context,
+        shutdown: Shutdown,
+    ) -> Result<StopListener, TransportError> {
         let endpoint = format!(
             "inproc://zmqrpc-stop-{}-{}",
             std::process::id(),
@@ -72,12 +84,14 @@ impl StopListener {
         let waker = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
         waker.set_linger(0).map_err(err("set_linger"))?;
         waker.connect(&endpoint).map_err(err("connect"))?;
-        let shutdown = Shutdown {
-            inner: Arc::new(ShutdownInner {
-                requested: AtomicBool::new(false),
-                waker: Mutex::new(waker),
-            }),
-        };
+        if shutdown.inner.waker.set(Mutex::new(waker)).is_err() {
+            // One handle, one loop: a second listener could never be woken.
+            return Err(TransportError::new(
+                "attach",
+                "stop signal",
+                zmq::Error::EINVAL,
+            ));
+        }
         Ok(StopListener { socket, shutdown })
     }
 

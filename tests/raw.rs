@@ -1,0 +1,66 @@
+//! Receiver and Sender alone, with raw byte messages (the seed's ZmqReceiver/ZmqSender).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::mpsc;
+
+use common::*;
+use zmqrpc::transport::{Origin, Receiver, RequestError, Sender};
+
+#[test]
+fn a_raw_receiver_answers_requests_and_hears_publications() {
+    let mut sender = Sender::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .build()
+        .unwrap();
+    let pub_endpoint = sender.publisher().unwrap().endpoints()[0].clone();
+
+    let (heard_tx, heard) = mpsc::channel();
+    let receiver = Receiver::builder()
+        .rep("tcp://127.0.0.1:*")
+        .subscribe(&pub_endpoint)
+        .bind()
+        .unwrap();
+    let rep_endpoint = receiver.rep_endpoints()[0].clone();
+    let running = receiver
+        .spawn(
+            move |message: &[u8], origin: Origin, reply: &mut Vec<u8>| match origin {
+                Origin::Rep => {
+                    reply.extend_from_slice(b"echo:");
+                    reply.extend_from_slice(message);
+                }
+                Origin::Sub(index) => heard_tx.send((index, message.to_vec())).unwrap(),
+            },
+        )
+        .unwrap();
+
+    let mut requester = Sender::builder().req(&rep_endpoint).build().unwrap();
+    let reply = requester.request(b"hello", secs(5)).unwrap();
+    assert_eq!(reply.bytes, b"echo:hello");
+    assert_eq!(reply.endpoint, rep_endpoint);
+
+    sender.publish(b"raw bytes, any format").unwrap();
+    assert!(sender
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    assert_eq!(
+        heard.recv_timeout(secs(5)).unwrap(),
+        (0, b"raw bytes, any format".to_vec())
+    );
+    let counts = running.stats().snapshot();
+    assert_eq!((counts.received, counts.replied), (2, 1));
+}
+
+#[test]
+fn a_sender_without_the_needed_side_says_so() {
+    let mut sender = Sender::builder().build().unwrap();
+    assert!(matches!(
+        sender.request(b"x", secs(1)),
+        Err(RequestError::NoEndpoint)
+    ));
+    let error = sender.publish(b"x").unwrap_err();
+    assert_eq!(error.source, zmq::Error::ENOTSUP);
+}
