@@ -18,6 +18,12 @@ fn publisher(pending_limit: usize) -> (RpcClient, String) {
     (client, endpoint)
 }
 
+/// Waits (bounded) until a subscriber is attached, and flushes what was held for it.
+fn attach(client: &mut RpcClient) {
+    let publisher = client.sender().publisher().unwrap();
+    assert!(publisher.wait_for_subscriber(secs(5)).unwrap());
+}
+
 #[test]
 fn notify_reaches_the_service() {
     let (mut client, endpoint) = publisher(100);
@@ -33,12 +39,7 @@ fn notify_reaches_the_service() {
     for seq in 0..10 {
         client.notify(&Sample { seq, value: 1.5 }).unwrap();
     }
-    assert!(client
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    attach(&mut client);
     assert_eq!(samples.wait_for(10, secs(5)), (0..10).collect::<Vec<_>>());
     assert_eq!(running.stats().dispatch.snapshot().served, 10);
 }
@@ -96,12 +97,7 @@ fn heartbeats_keep_a_sub_socket_alive_and_never_reach_a_service() {
         .unwrap()
         .spawn()
         .unwrap();
-    assert!(client
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    attach(&mut client);
     let receiver = running.stats().receiver.clone();
     // Heartbeats at a third of the silence timeout, for three timeouts.
     for _ in 0..9 {
@@ -132,12 +128,7 @@ fn one_server_listens_on_rep_and_sub_at_once() {
     publisher_client
         .notify(&Sample { seq: 1, value: 2.0 })
         .unwrap();
-    assert!(publisher_client
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    attach(&mut publisher_client);
     assert_eq!(client(&rep_endpoint).call(&Add(1, 2)).unwrap(), 3);
     assert_eq!(samples.wait_for(1, secs(5)), [1]);
 }
@@ -154,12 +145,7 @@ fn when_the_last_subscriber_leaves_messages_are_held_for_the_next() {
         .unwrap()
         .spawn()
         .unwrap();
-    assert!(client
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    attach(&mut client);
     client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();
     assert_eq!(first.wait_for(1, secs(5)), [0]);
     running.join().unwrap();
@@ -186,12 +172,7 @@ fn when_the_last_subscriber_leaves_messages_are_held_for_the_next() {
         .unwrap()
         .spawn()
         .unwrap();
-    assert!(client
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    attach(&mut client);
     assert_eq!(second.wait_for(3, secs(5)), [1, 2, 3]);
     assert_eq!(stats.snapshot().dropped, 0);
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::TransportError;
+
 /// Options applied to every socket a receiver, sender, server or client creates.
 ///
 /// The defaults suit a small device on a flaky link: bounded buffers, bounded message size,
@@ -70,6 +72,30 @@ impl SocketOptions {
         let socket = ctx.socket(kind)?;
         self.apply(&socket)?;
         Ok(socket)
+    }
+}
+
+impl SocketOptions {
+    /// A new socket of `kind` bound to every endpoint, and the endpoints as bound (wildcard
+    /// ports resolved).
+    pub(crate) fn bound_socket(
+        &self,
+        ctx: &zmq::Context,
+        kind: zmq::SocketType,
+        endpoints: &[String],
+    ) -> Result<(zmq::Socket, Vec<String>), TransportError> {
+        let socket = self
+            .socket(ctx, kind)
+            .map_err(|e| TransportError::new("socket", &format!("{kind:?}"), e))?;
+        let mut bound = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            socket
+                .bind(endpoint)
+                .map_err(|e| TransportError::new("bind", endpoint, e))?;
+            let resolved = socket.get_last_endpoint().ok().and_then(Result::ok);
+            bound.push(resolved.unwrap_or_else(|| endpoint.clone()));
+        }
+        Ok((socket, bound))
     }
 }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::options::{millis, SocketOptions};
-use crate::receiver::last_endpoint;
 use crate::stats::{bump, counters, set};
 use crate::TransportError;
 
@@ -61,16 +60,7 @@ impl Publisher {
         options: &SocketOptions,
         pending_limit: usize,
     ) -> Result<Publisher, TransportError> {
-        let socket = options
-            .socket(ctx, zmq::XPUB)
-            .map_err(|e| TransportError::new("socket", "XPUB", e))?;
-        let mut bound = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            socket
-                .bind(endpoint)
-                .map_err(|e| TransportError::new("bind", endpoint, e))?;
-            bound.push(last_endpoint(&socket).unwrap_or_else(|| endpoint.clone()));
-        }
+        let (socket, bound) = options.bound_socket(ctx, zmq::XPUB, endpoints)?;
         Ok(Publisher {
             socket,
             endpoints: bound,

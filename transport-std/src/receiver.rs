@@ -369,20 +369,8 @@ impl RepSide {
         options: &SocketOptions,
         endpoints: &[String],
     ) -> Result<RepSide, TransportError> {
-        let socket = options
-            .socket(ctx, zmq::REP)
-            .map_err(|e| TransportError::new("socket", "REP", e))?;
-        let mut bound = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            socket
-                .bind(endpoint)
-                .map_err(|e| TransportError::new("bind", endpoint, e))?;
-            bound.push(last_endpoint(&socket).unwrap_or_else(|| endpoint.clone()));
-        }
-        Ok(RepSide {
-            socket,
-            endpoints: bound,
-        })
+        let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, endpoints)?;
+        Ok(RepSide { socket, endpoints })
     }
 
     /// Binds again to endpoints just released; the old listener may take a moment to close.
@@ -406,11 +394,6 @@ impl RepSide {
     fn name(&self) -> &str {
         self.endpoints.first().map_or("REP", String::as_str)
     }
-}
-
-/// The endpoint a socket last bound, with a wildcard port resolved.
-pub(crate) fn last_endpoint(socket: &zmq::Socket) -> Option<String> {
-    socket.get_last_endpoint().ok().and_then(Result::ok)
 }
 
 struct SubSide {
