@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use zmqrpc::transport::{RpcClient, RpcServer, Service, ServiceError};
+use zmqrpc::transport::{Caller, RpcClient, RpcServer, Service, ServiceError};
 use zmqrpc::Command;
 
 /// The command: plain data both ends share; serde does the marshalling.
@@ -28,7 +28,7 @@ impl Command for SimpleCommand {
 struct SimpleService;
 
 impl Service<SimpleCommand> for SimpleService {
-    fn call(&mut self, command: SimpleCommand) -> Result<String, ServiceError> {
+    fn call(&mut self, command: SimpleCommand, _: &Caller) -> Result<String, ServiceError> {
         println!(
             "SimpleCommand executed with params {:?} and {:?}",
             command.param1, command.param2

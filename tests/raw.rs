@@ -6,7 +6,7 @@ mod common;
 use std::sync::mpsc;
 
 use common::*;
-use zmqrpc::transport::{Origin, Receiver, RequestError, Sender};
+use zmqrpc::transport::{Incoming, Origin, Receiver, RequestError, Sender};
 
 #[test]
 fn a_raw_receiver_answers_requests_and_hears_publications() {
@@ -25,12 +25,12 @@ fn a_raw_receiver_answers_requests_and_hears_publications() {
     let rep_endpoint = receiver.rep_endpoints()[0].clone();
     let running = receiver
         .spawn(
-            move |message: &[u8], origin: Origin, reply: &mut Vec<u8>| match origin {
+            move |message: Incoming, reply: &mut Vec<u8>| match message.origin {
                 Origin::Rep => {
                     reply.extend_from_slice(b"echo:");
-                    reply.extend_from_slice(message);
+                    reply.extend_from_slice(message.bytes);
                 }
-                Origin::Sub(index) => heard_tx.send((index, message.to_vec())).unwrap(),
+                Origin::Sub(index) => heard_tx.send((index, message.bytes.to_vec())).unwrap(),
             },
         )
         .unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use zmqrpc::transport::{Receiver, RpcClient};
+use zmqrpc::transport::{Incoming, Receiver, RpcClient, Sender, Users};
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
@@ -31,19 +31,29 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
             .unwrap();
         rep_endpoint = server.rep_endpoints()[0].clone();
         let running = server.spawn().unwrap();
+        // A protected receiver also runs a ZAP handler thread.
         let receiver = Receiver::builder()
+            .authenticate(Users::new().with("u", "p"))
             .rep("tcp://127.0.0.1:*")
             .bind()
-            .unwrap()
-            .spawn(|_: &[u8], _, reply: &mut Vec<u8>| reply.extend_from_slice(b"ok"))
+            .unwrap();
+        let receiver_endpoint = receiver.rep_endpoints()[0].clone();
+        let receiver = receiver
+            .spawn(|_: Incoming, reply: &mut Vec<u8>| reply.extend_from_slice(b"ok"))
             .unwrap();
         assert!(threads() > before);
         let mut caller = common::client(&rep_endpoint);
         assert_eq!(caller.call(&Add(1, 2)).unwrap(), 3);
+        let mut raw = Sender::builder()
+            .req(&receiver_endpoint)
+            .credentials(zmqrpc::transport::Credentials::new("u", "p"))
+            .build()
+            .unwrap();
+        assert_eq!(raw.request(b"hi", secs(5)).unwrap().bytes, b"ok");
         client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();
         running.join().unwrap();
         receiver.join().unwrap();
-        drop((client, caller));
+        drop((client, caller, raw));
     }
     // libzmq's own I/O and reaper threads end when their context is terminated, which the
     // last socket's drop does; give the reaper a moment.

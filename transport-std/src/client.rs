@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use zmqrpc_core::{Command, Frame, Header, Kind};
 
+use crate::auth::Credentials;
 use crate::options::SocketOptions;
 use crate::sender::{Sender, SenderBuilder};
 use crate::wire::{encode_to_vec, max_frame};
@@ -55,6 +56,12 @@ impl ClientBuilder {
     /// for idempotent commands.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// Presents `credentials` on every socket to servers that require them.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.sender = self.sender.credentials(credentials);
         self
     }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
 
+use crate::monitor::HandshakeFailure;
+
 /// A libzmq operation failed; says which operation on which endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportError {
@@ -54,6 +56,14 @@ pub enum RequestError {
         /// The timeout that passed.
         after: Duration,
     },
+    /// The endpoint's security handshake failed: wrong or missing credentials. The socket
+    /// was closed and will be recreated.
+    AuthFailed {
+        /// The endpoint that refused.
+        endpoint: String,
+        /// How the handshake failed.
+        reason: HandshakeFailure,
+    },
     /// The socket failed.
     Transport(TransportError),
 }
@@ -65,6 +75,7 @@ impl fmt::Display for RequestError {
             RequestError::Timeout { endpoint, after } => {
                 write!(f, "no reply from {endpoint} within {after:?}")
             }
+            RequestError::AuthFailed { endpoint, reason } => write!(f, "{endpoint}: {reason}"),
             RequestError::Transport(e) => e.fmt(f),
         }
     }
@@ -89,6 +100,14 @@ pub enum CallError {
         endpoint: String,
         /// The per-attempt timeout.
         after: Duration,
+    },
+    /// The server refused the client's credentials, or the two disagree on whether
+    /// credentials are needed. Reported as soon as the handshake fails, not at the timeout.
+    AuthFailed {
+        /// The endpoint that refused.
+        endpoint: String,
+        /// How the handshake failed.
+        reason: HandshakeFailure,
     },
     /// The server answered with an error: unknown command, bad frame, service failure, …
     Remote {
@@ -123,6 +142,9 @@ impl fmt::Display for CallError {
             CallError::Timeout { endpoint, after } => {
                 write!(f, "call to {endpoint} timed out after {after:?}")
             }
+            CallError::AuthFailed { endpoint, reason } => {
+                write!(f, "{endpoint} refused the client: {reason}")
+            }
             CallError::Remote { endpoint, error } => write!(f, "{endpoint} answered: {error}"),
             CallError::StrayReply { endpoint } => {
                 write!(f, "{endpoint} sent a reply to another call; it was dropped")
@@ -154,6 +176,9 @@ impl From<RequestError> for CallError {
         match e {
             RequestError::NoEndpoint => CallError::Closed,
             RequestError::Timeout { endpoint, after } => CallError::Timeout { endpoint, after },
+            RequestError::AuthFailed { endpoint, reason } => {
+                CallError::AuthFailed { endpoint, reason }
+            }
             RequestError::Transport(e) => CallError::Transport(e),
         }
     }

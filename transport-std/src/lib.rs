@@ -43,13 +43,16 @@
 //! - [`server`]: [`RpcServer`], [`Service`]: typed dispatch.
 //! - [`client`]: [`RpcClient`]: typed calls and notifications.
 //! - [`shutdown`]: [`Shutdown`] and [`Running`]: how every loop stops.
+//! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
 //! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod client;
 pub mod error;
+mod monitor;
 pub mod options;
 pub mod publisher;
 pub mod receiver;
@@ -60,18 +63,20 @@ pub mod shutdown;
 mod stats;
 mod wire;
 
+pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};
 pub use client::{ClientBuilder, RpcClient};
 pub use error::{CallError, RequestError, TransportError};
+pub use monitor::HandshakeFailure;
 pub use options::SocketOptions;
 pub use publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
 pub use receiver::{
-    Handler, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,
+    Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,
 };
 pub use requester::{Reply, Requester};
 pub use sender::{Sender, SenderBuilder};
 pub use server::{
-    DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts, ServerStats, Service,
-    ServiceError,
+    Caller, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts, ServerStats,
+    Service, ServiceError, WithCaller,
 };
 pub use shutdown::{Running, Shutdown};
 pub use zmq;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::auth::Role;
 use crate::TransportError;
 
 /// Options applied to every socket a receiver, sender, server or client creates.
@@ -63,14 +64,16 @@ impl SocketOptions {
         Ok(())
     }
 
-    /// A new socket of `kind` in `ctx` with these options applied.
+    /// A new socket of `kind` in `ctx` with these options and `role` applied.
     pub(crate) fn socket(
         &self,
         ctx: &zmq::Context,
         kind: zmq::SocketType,
+        role: Role<'_>,
     ) -> zmq::Result<zmq::Socket> {
         let socket = ctx.socket(kind)?;
         self.apply(&socket)?;
+        role.apply(&socket)?;
         Ok(socket)
     }
 }
@@ -82,10 +85,11 @@ impl SocketOptions {
         &self,
         ctx: &zmq::Context,
         kind: zmq::SocketType,
+        role: Role<'_>,
         endpoints: &[String],
     ) -> Result<(zmq::Socket, Vec<String>), TransportError> {
         let socket = self
-            .socket(ctx, kind)
+            .socket(ctx, kind, role)
             .map_err(|e| TransportError::new("socket", &format!("{kind:?}"), e))?;
         let mut bound = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {

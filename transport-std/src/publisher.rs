@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
 
+use crate::auth::{Credentials, Role};
+use crate::monitor::{Event, Monitor};
 use crate::options::{millis, SocketOptions};
 use crate::stats::{bump, counters, set};
 use crate::TransportError;
@@ -37,6 +39,9 @@ counters! {
         attached,
         /// Times the last subscriber left.
         detached,
+        /// Security handshakes a subscriber failed with this publisher: it refused our
+        /// credentials, or expected some and got none (or the reverse).
+        refused,
     }
 }
 
@@ -48,19 +53,24 @@ pub struct Publisher {
     /// Topics some subscriber holds (zmqrpc subscribers use only the empty topic).
     topics: Vec<Vec<u8>>,
     event: zmq::Message,
+    monitor: Monitor,
     stats: Arc<PublisherStats>,
 }
 
 impl Publisher {
     /// Binds an XPUB socket to every endpoint; holds up to `pending_limit` (at most
     /// [`MAX_PENDING`]) messages while no subscriber is attached, dropping the oldest first.
+    /// Presents `credentials` to subscribers that require them.
     pub fn bind(
         ctx: &zmq::Context,
         endpoints: &[String],
         options: &SocketOptions,
+        credentials: Option<&Credentials>,
         pending_limit: usize,
     ) -> Result<Publisher, TransportError> {
-        let (socket, bound) = options.bound_socket(ctx, zmq::XPUB, endpoints)?;
+        let role = Role::presenter(credentials);
+        let (socket, bound) = options.bound_socket(ctx, zmq::XPUB, role, endpoints)?;
+        let monitor = Monitor::attach(ctx, &socket)?;
         Ok(Publisher {
             socket,
             endpoints: bound,
@@ -70,6 +80,7 @@ impl Publisher {
             )),
             topics: Vec::new(),
             event: zmq::Message::new(),
+            monitor,
             stats: Arc::default(),
         })
     }
@@ -147,6 +158,11 @@ impl Publisher {
     }
 
     fn read_subscriptions(&mut self) -> Result<(), TransportError> {
+        while let Some(event) = self.monitor.next() {
+            if let Event::HandshakeFailed(_) = event {
+                bump(&self.stats.refused);
+            }
+        }
         loop {
             match self.socket.recv(&mut self.event, zmq::DONTWAIT) {
                 Ok(()) => {}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::frame;
 
+use crate::auth::{start_zap_handler, AuthStats, Role, Users};
 use crate::options::SocketOptions;
 use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::{bump, counters};
@@ -34,13 +35,24 @@ pub enum Rejection {
     Multipart,
 }
 
+/// A message as a [`Handler`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incoming<'a> {
+    /// The message's bytes.
+    pub bytes: &'a [u8],
+    /// The socket it came in on.
+    pub origin: Origin,
+    /// The user its sender authenticated as (ZMQ `User-Id`), on a protected receiver.
+    pub user_id: Option<&'a str>,
+}
+
 /// What a [`Receiver`] calls with each message.
 ///
-/// Closures `FnMut(&[u8], Origin, &mut Vec<u8>)` are handlers.
+/// Closures `FnMut(Incoming, &mut Vec<u8>)` are handlers.
 pub trait Handler: Send + 'static {
     /// Handles one message. For [`Origin::Rep`], whatever is in `reply` (empty on entry) is
     /// sent back as the answer.
-    fn handle(&mut self, message: &[u8], origin: Origin, reply: &mut Vec<u8>);
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>);
 
     /// Called instead of [`handle`](Handler::handle) for a message the receiver refused. For
     /// [`Origin::Rep`], `reply` is sent back (empty unless the handler fills it).
@@ -51,10 +63,10 @@ pub trait Handler: Send + 'static {
 
 impl<F> Handler for F
 where
-    F: FnMut(&[u8], Origin, &mut Vec<u8>) + Send + 'static,
+    F: FnMut(Incoming<'_>, &mut Vec<u8>) + Send + 'static,
 {
-    fn handle(&mut self, message: &[u8], origin: Origin, reply: &mut Vec<u8>) {
-        self(message, origin, reply)
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        self(message, reply)
     }
 }
 
@@ -88,6 +100,7 @@ pub struct ReceiverBuilder {
     subs: Vec<(String, Option<Duration>)>,
     options: SocketOptions,
     shutdown: Shutdown,
+    users: Option<Users>,
 }
 
 impl Default for ReceiverBuilder {
@@ -98,6 +111,7 @@ impl Default for ReceiverBuilder {
             subs: Vec::new(),
             options: SocketOptions::default(),
             shutdown: Shutdown::new(),
+            users: None,
         }
     }
 }
@@ -146,19 +160,35 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Protects every socket (REP and SUB) with username/password: only peers presenting
+    /// the credentials of one of `users` get through. A ZAP handler for them runs in the
+    /// receiver's context from [`bind`](ReceiverBuilder::bind) until the receiver ends.
+    pub fn authenticate(mut self, users: Users) -> Self {
+        self.users = Some(users);
+        self
+    }
+
     /// Creates, binds and connects the sockets.
     pub fn bind(self) -> Result<Receiver, TransportError> {
         let ctx = self.ctx.unwrap_or_default();
+        // The ZAP handler first: a PLAIN socket without one refuses everyone.
+        let auth = self
+            .users
+            .map(|users| start_zap_handler(&ctx, users))
+            .transpose()?;
+        let role = Role::verifier(auth.is_some());
         let stop = StopListener::new(&ctx, self.shutdown)?;
         let rep = if self.rep.is_empty() {
             None
         } else {
-            Some(RepSide::bind(&ctx, &self.options, &self.rep)?)
+            Some(RepSide::bind(&ctx, &self.options, role, &self.rep)?)
         };
         let subs = self
             .subs
             .into_iter()
-            .map(|(endpoint, silence)| SubSide::connect(&ctx, &self.options, endpoint, silence))
+            .map(|(endpoint, silence)| {
+                SubSide::connect(&ctx, &self.options, role, endpoint, silence)
+            })
             .collect::<Result<_, _>>()?;
         Ok(Receiver {
             ctx,
@@ -167,6 +197,8 @@ impl ReceiverBuilder {
             subs,
             stop,
             stats: Arc::default(),
+            user: String::new(),
+            auth,
         })
     }
 }
@@ -180,6 +212,11 @@ pub struct Receiver {
     subs: Vec<SubSide>,
     stop: StopListener,
     stats: Arc<ReceiverStats>,
+    /// The current message's `User-Id`, reused from message to message.
+    user: String,
+    /// The ZAP handler of a protected receiver; stopped and joined when the receiver drops,
+    /// after its sockets (fields drop in declaration order).
+    auth: Option<Running<AuthStats>>,
 }
 
 impl Receiver {
@@ -201,6 +238,15 @@ impl Receiver {
     /// The receiver's live counters.
     pub fn stats(&self) -> Arc<ReceiverStats> {
         self.stats.clone()
+    }
+
+    /// The ZAP handler's counters, on a protected receiver.
+    pub fn auth_stats(&self) -> Option<&AuthStats> {
+        self.auth.as_ref().map(Running::stats)
+    }
+
+    fn role(&self) -> Role<'static> {
+        Role::verifier(self.auth.is_some())
     }
 
     /// Serves on the calling thread until [`Shutdown::request`].
@@ -288,7 +334,8 @@ impl Receiver {
                 reply.extend_from_slice(&frame::HEARTBEAT);
             } else {
                 bump(&self.stats.received);
-                handler.handle(message, Origin::Rep, reply);
+                let user = self.auth.is_some().then_some(&mut self.user);
+                handler.handle(incoming(message, Origin::Rep, user), reply);
             }
             match rep.socket.send(&reply[..], zmq::DONTWAIT) {
                 Ok(()) => bump(&self.stats.replied),
@@ -296,8 +343,9 @@ impl Receiver {
                 // socket would wait for it forever. Start afresh.
                 Err(_) => {
                     let endpoints = rep.endpoints.clone();
+                    let role = self.role();
                     self.rep = None;
-                    self.rep = Some(RepSide::rebind(&self.ctx, &self.options, &endpoints)?);
+                    self.rep = Some(RepSide::rebind(&self.ctx, &self.options, role, &endpoints)?);
                     bump(&self.stats.rep_recreated);
                 }
             }
@@ -329,7 +377,8 @@ impl Receiver {
                 bump(&self.stats.heartbeats);
             } else {
                 bump(&self.stats.received);
-                handler.handle(message, Origin::Sub(index), reply);
+                let user = self.auth.is_some().then_some(&mut self.user);
+                handler.handle(incoming(message, Origin::Sub(index), user), reply);
             }
         }
         Ok(())
@@ -337,15 +386,36 @@ impl Receiver {
 
     fn recreate_silent_subs(&mut self) -> Result<(), TransportError> {
         let now = Instant::now();
+        let role = self.role();
         for sub in &mut self.subs {
             if sub.deadline().is_some_and(|deadline| deadline <= now) {
+                let endpoint = sub.endpoint.clone();
                 let fresh =
-                    SubSide::connect(&self.ctx, &self.options, sub.endpoint.clone(), sub.silence)?;
+                    SubSide::connect(&self.ctx, &self.options, role, endpoint, sub.silence)?;
                 *sub = fresh; // the old socket closes here
                 bump(&self.stats.sub_recreated);
             }
         }
         Ok(())
+    }
+}
+
+/// The handler's view of `message`. On a protected receiver the `User-Id` property (set by
+/// the ZAP handler) is copied into `user`, a buffer reused from message to message.
+fn incoming<'a>(
+    message: &'a mut zmq::Message,
+    origin: Origin,
+    user: Option<&'a mut String>,
+) -> Incoming<'a> {
+    let user_id = user.and_then(|user| {
+        user.clear();
+        user.push_str(message.gets("User-Id")?);
+        Some(&**user)
+    });
+    Incoming {
+        bytes: message,
+        origin,
+        user_id,
     }
 }
 
@@ -367,9 +437,10 @@ impl RepSide {
     fn bind(
         ctx: &zmq::Context,
         options: &SocketOptions,
+        role: Role<'_>,
         endpoints: &[String],
     ) -> Result<RepSide, TransportError> {
-        let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, endpoints)?;
+        let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, role, endpoints)?;
         Ok(RepSide { socket, endpoints })
     }
 
@@ -377,11 +448,12 @@ impl RepSide {
     fn rebind(
         ctx: &zmq::Context,
         options: &SocketOptions,
+        role: Role<'_>,
         endpoints: &[String],
     ) -> Result<RepSide, TransportError> {
         let mut attempt = 0;
         loop {
-            match RepSide::bind(ctx, options, endpoints) {
+            match RepSide::bind(ctx, options, role, endpoints) {
                 Err(e) if e.source == zmq::Error::EADDRINUSE && attempt < 50 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(20));
@@ -407,12 +479,13 @@ impl SubSide {
     fn connect(
         ctx: &zmq::Context,
         options: &SocketOptions,
+        role: Role<'_>,
         endpoint: String,
         silence: Option<Duration>,
     ) -> Result<SubSide, TransportError> {
         let name = endpoint.as_str();
         let err = |op| move |e| TransportError::new(op, name, e);
-        let socket = options.socket(ctx, zmq::SUB).map_err(err("socket"))?;
+        let socket = options.socket(ctx, zmq::SUB, role).map_err(err("socket"))?;
         socket.set_subscribe(b"").map_err(err("subscribe"))?;
         socket.connect(&endpoint).map_err(err("connect"))?;
         Ok(SubSide {

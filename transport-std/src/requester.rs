@@ -3,10 +3,13 @@
 //! Each endpoint has its own REQ socket, so a dead endpoint costs only the calls sent to it.
 //! A socket whose reply did not come in time is closed at once (linger 0: the unanswered
 //! request is discarded, never delivered late) and recreated before its next use — the
-//! ZeroMQ guide's "Lazy Pirate" pattern.
+//! ZeroMQ guide's "Lazy Pirate" pattern. Each socket is monitored, so a refused security
+//! handshake ends a call at once as [`RequestError::AuthFailed`] instead of at its timeout.
 
 use std::time::{Duration, Instant};
 
+use crate::auth::{Credentials, Role};
+use crate::monitor::{Event, HandshakeFailure, Monitor};
 use crate::options::{millis, SocketOptions};
 use crate::{RequestError, TransportError};
 
@@ -21,42 +24,66 @@ pub struct Reply<'a> {
     pub bytes: &'a [u8],
 }
 
-struct Endpoint {
-    address: String,
-    socket: Option<zmq::Socket>,
-}
-
 /// REQ sockets to a list of endpoints, used in turn.
 pub struct Requester {
     ctx: zmq::Context,
     options: SocketOptions,
+    credentials: Option<Credentials>,
     endpoints: Vec<Endpoint>,
     next: usize,
     reply: zmq::Message,
 }
 
+struct Endpoint {
+    address: String,
+    connection: Option<Connection>,
+}
+
+/// A connected REQ socket and what its monitor has said.
+struct Connection {
+    socket: zmq::Socket,
+    monitor: Monitor,
+    /// The last handshake failed this way (cleared by a later success).
+    refused: Option<HandshakeFailure>,
+    /// Handshakes in a row that the peer cut off without saying why.
+    cut_off: u32,
+}
+
+/// How one exchange ended, short of a reply.
+enum Failure {
+    Timeout,
+    Refused(HandshakeFailure),
+    Zmq(&'static str, zmq::Error),
+}
+
 impl Requester {
-    /// Connects a REQ socket to each endpoint.
+    /// Connects a REQ socket to each endpoint, presenting `credentials` if given.
     pub fn connect(
         ctx: &zmq::Context,
         endpoints: &[String],
         options: &SocketOptions,
+        credentials: Option<Credentials>,
     ) -> Result<Requester, TransportError> {
         let mut requester = Requester {
             ctx: ctx.clone(),
             options: options.clone(),
+            credentials,
             endpoints: endpoints
                 .iter()
                 .map(|address| Endpoint {
                     address: address.clone(),
-                    socket: None,
+                    connection: None,
                 })
                 .collect(),
             next: 0,
             reply: zmq::Message::new(),
         };
         for endpoint in &mut requester.endpoints {
-            endpoint.socket(&requester.ctx, &requester.options)?;
+            endpoint.connection(
+                &requester.ctx,
+                &requester.options,
+                requester.credentials.as_ref(),
+            )?;
         }
         Ok(requester)
     }
@@ -68,7 +95,8 @@ impl Requester {
 
     /// Sends `message` to the next endpoint and waits up to `timeout` for its reply.
     ///
-    /// On timeout that endpoint's socket is closed and recreated on its next turn.
+    /// On timeout or a refused handshake that endpoint's socket is closed and recreated on
+    /// its next turn.
     pub fn request(
         &mut self,
         message: &[u8],
@@ -80,110 +108,154 @@ impl Requester {
         let index = self.next;
         self.next = (index + 1) % self.endpoints.len();
         let deadline = Instant::now() + timeout;
-        let socket = self.endpoints[index]
-            .socket(&self.ctx, &self.options)
+        let connection = self.endpoints[index]
+            .connection(&self.ctx, &self.options, self.credentials.as_ref())
             .map_err(RequestError::Transport)?;
+        let outcome = connection.exchange(message, deadline, &mut self.reply);
 
-        let outcome = exchange(socket, message, deadline, &mut self.reply);
         let endpoint = &mut self.endpoints[index];
-        match outcome {
-            Ok(true) => Ok(Reply {
-                index,
-                endpoint: &endpoint.address,
-                bytes: &self.reply,
-            }),
-            Ok(false) => {
-                endpoint.socket = None;
-                Err(RequestError::Timeout {
-                    endpoint: endpoint.address.clone(),
-                    after: timeout,
+        let failure = match outcome {
+            Ok(()) => {
+                return Ok(Reply {
+                    index,
+                    endpoint: &endpoint.address,
+                    bytes: &self.reply,
                 })
             }
-            Err((op, e)) => {
-                endpoint.socket = None;
-                Err(RequestError::Transport(TransportError::new(
-                    op,
-                    &endpoint.address,
-                    e,
-                )))
-            }
-        }
+            Err(failure) => failure,
+        };
+        endpoint.connection = None;
+        let address = endpoint.address.clone();
+        Err(match failure {
+            Failure::Timeout => RequestError::Timeout {
+                endpoint: address,
+                after: timeout,
+            },
+            Failure::Refused(reason) => RequestError::AuthFailed {
+                endpoint: address,
+                reason,
+            },
+            Failure::Zmq(op, e) => RequestError::Transport(TransportError::new(op, &address, e)),
+        })
     }
 
     /// Closes endpoint `index`'s socket (it is recreated on its next turn): for a caller that
     /// received a reply it cannot trust.
     pub fn reset(&mut self, index: usize) {
         if let Some(endpoint) = self.endpoints.get_mut(index) {
-            endpoint.socket = None;
+            endpoint.connection = None;
         }
     }
 }
 
 impl Endpoint {
-    /// The endpoint's socket, created and connected if needed.
-    fn socket(
+    /// The endpoint's connection, created if needed.
+    fn connection(
         &mut self,
         ctx: &zmq::Context,
         options: &SocketOptions,
-    ) -> Result<&zmq::Socket, TransportError> {
-        let socket = match self.socket.take() {
-            Some(socket) => socket,
+        credentials: Option<&Credentials>,
+    ) -> Result<&mut Connection, TransportError> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
             None => {
                 let address = self.address.as_str();
                 let err = |op| move |e| TransportError::new(op, address, e);
-                let socket = options.socket(ctx, zmq::REQ).map_err(err("socket"))?;
+                let role = Role::presenter(credentials);
+                let socket = options.socket(ctx, zmq::REQ, role).map_err(err("socket"))?;
                 socket.set_linger(0).map_err(err("set_linger"))?;
+                let monitor = Monitor::attach(ctx, &socket)?;
                 socket.connect(address).map_err(err("connect"))?;
-                socket
+                Connection {
+                    socket,
+                    monitor,
+                    refused: None,
+                    cut_off: 0,
+                }
             }
         };
-        Ok(self.socket.insert(socket))
+        Ok(self.connection.insert(connection))
     }
 }
 
-/// One request and its reply before `deadline`. `Ok(false)`: timed out.
-fn exchange(
-    socket: &zmq::Socket,
-    message: &[u8],
-    deadline: Instant,
-    reply: &mut zmq::Message,
-) -> Result<bool, (&'static str, zmq::Error)> {
-    if !wait(socket, zmq::POLLOUT, deadline)? {
-        return Ok(false);
-    }
-    match socket.send(message, zmq::DONTWAIT) {
-        Ok(()) => {}
-        Err(zmq::Error::EAGAIN) => return Ok(false),
-        Err(e) => return Err(("send", e)),
-    }
-    if !wait(socket, zmq::POLLIN, deadline)? {
-        return Ok(false);
-    }
-    socket.recv(reply, zmq::DONTWAIT).map_err(|e| ("recv", e))?;
-    if reply.get_more() {
-        while reply.get_more() {
-            socket.recv(reply, zmq::DONTWAIT).map_err(|e| ("recv", e))?;
+impl Connection {
+    /// One request and its reply before `deadline`.
+    fn exchange(
+        &mut self,
+        message: &[u8],
+        deadline: Instant,
+        reply: &mut zmq::Message,
+    ) -> Result<(), Failure> {
+        self.read_monitor()?;
+        self.wait(zmq::POLLOUT, deadline)?;
+        match self.socket.send(message, zmq::DONTWAIT) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => return Err(Failure::Timeout),
+            Err(e) => return Err(Failure::Zmq("send", e)),
         }
-        return Err(("recv", zmq::Error::EPROTO));
+        self.wait(zmq::POLLIN, deadline)?;
+        self.socket
+            .recv(reply, zmq::DONTWAIT)
+            .map_err(|e| Failure::Zmq("recv", e))?;
+        if reply.get_more() {
+            while reply.get_more() {
+                self.socket
+                    .recv(reply, zmq::DONTWAIT)
+                    .map_err(|e| Failure::Zmq("recv", e))?;
+            }
+            return Err(Failure::Zmq("recv", zmq::Error::EPROTO));
+        }
+        Ok(())
     }
-    Ok(true)
-}
 
-/// Polls for `events` until `deadline`; whether they came.
-fn wait(
-    socket: &zmq::Socket,
-    events: zmq::PollEvents,
-    deadline: Instant,
-) -> Result<bool, (&'static str, zmq::Error)> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // Round up so a sub-millisecond remainder still waits instead of spinning.
-        let ms = i64::from(millis(left + Duration::from_nanos(999_999)));
-        match socket.poll(events, ms) {
-            Ok(n) if n > 0 => return Ok(true),
-            Ok(_) if Instant::now() >= deadline => return Ok(false),
-            Ok(_) | Err(zmq::Error::EINTR) => {}
-            Err(e) => return Err(("poll", e)),
+    /// Polls for `events` (and monitor news) until `deadline`.
+    fn wait(&mut self, events: zmq::PollEvents, deadline: Instant) -> Result<(), Failure> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Round up so a sub-millisecond remainder still waits instead of spinning.
+            let ms = i64::from(millis(left + Duration::from_nanos(999_999)));
+            let mut items = [
+                self.socket.as_poll_item(events),
+                self.monitor.socket().as_poll_item(zmq::POLLIN),
+            ];
+            match zmq::poll(&mut items, ms) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(Failure::Zmq("poll", e)),
+            }
+            let ready = items[0].get_revents().contains(events);
+            self.read_monitor()?;
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure::Timeout);
+            }
         }
+    }
+
+    /// Reads monitor events; fails if the latest handshake was refused.
+    ///
+    /// A server that requires credentials cuts off a client offering none, often before the
+    /// client learns why (a handshake failure "without detail"). One such cut-off can be a
+    /// server going down mid-handshake; two in a row, with no success between, are a refusal.
+    fn read_monitor(&mut self) -> Result<(), Failure> {
+        while let Some(event) = self.monitor.next() {
+            match event {
+                Event::HandshakeSucceeded => {
+                    self.refused = None;
+                    self.cut_off = 0;
+                }
+                Event::HandshakeFailed(HandshakeFailure::NoDetail) => {
+                    self.cut_off += 1;
+                    if self.cut_off >= 2 {
+                        self.refused = Some(HandshakeFailure::NoDetail);
+                    }
+                }
+                Event::HandshakeFailed(reason) => self.refused = Some(reason),
+                Event::Other => {}
+            }
+        }
+        self.refused
+            .map_or(Ok(()), |reason| Err(Failure::Refused(reason)))
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::auth::Credentials;
 use crate::options::SocketOptions;
 use crate::publisher::{Publisher, MAX_PENDING};
 use crate::requester::{Reply, Requester};
@@ -15,6 +16,7 @@ pub struct SenderBuilder {
     req: Vec<String>,
     options: SocketOptions,
     pending_limit: usize,
+    credentials: Option<Credentials>,
 }
 
 impl Default for SenderBuilder {
@@ -25,6 +27,7 @@ impl Default for SenderBuilder {
             req: Vec::new(),
             options: SocketOptions::default(),
             pending_limit: 1000,
+            credentials: None,
         }
     }
 }
@@ -61,6 +64,12 @@ impl SenderBuilder {
         self
     }
 
+    /// Presents `credentials` on every socket (REQ and PUB) to peers that require them.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
     /// Creates, binds and connects the sockets.
     pub fn build(self) -> Result<Sender, TransportError> {
         let ctx = self.ctx.unwrap_or_default();
@@ -71,13 +80,19 @@ impl SenderBuilder {
                 &ctx,
                 &self.publish,
                 &self.options,
+                self.credentials.as_ref(),
                 self.pending_limit,
             )?)
         };
         let requester = if self.req.is_empty() {
             None
         } else {
-            Some(Requester::connect(&ctx, &self.req, &self.options)?)
+            Some(Requester::connect(
+                &ctx,
+                &self.req,
+                &self.options,
+                self.credentials.clone(),
+            )?)
         };
         Ok(Sender {
             publisher,

@@ -17,8 +17,11 @@ use std::time::Duration;
 
 use zmqrpc_core::{Command, DecodeError, ErrorCode, Frame, Header, Key, Kind};
 
+use crate::auth::Users;
 use crate::options::SocketOptions;
-use crate::receiver::{Handler, Origin, Receiver, ReceiverBuilder, ReceiverStats, Rejection};
+use crate::receiver::{
+    Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverStats, Rejection,
+};
 use crate::shutdown::{Running, Shutdown};
 use crate::stats::{bump, counters};
 use crate::wire::{encode_error, encode_to_vec, max_frame};
@@ -58,11 +61,23 @@ impl fmt::Display for ServiceError {
     }
 }
 
-/// Answers one command type. Closures `FnMut(C) -> Result<C::Response, ServiceError>` are
-/// services.
+/// Who sent the command being served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller<'a> {
+    /// The socket the command came in on.
+    pub origin: Origin,
+    /// The user the sender authenticated as, on a server protected with
+    /// [`ServerBuilder::authenticate`].
+    pub user_id: Option<&'a str>,
+}
+
+/// Answers one command type.
+///
+/// Closures `FnMut(C) -> Result<C::Response, ServiceError>` are services; a closure that also
+/// wants to know its [`Caller`] goes in a [`WithCaller`].
 pub trait Service<C: Command>: Send + 'static {
-    /// Runs the command.
-    fn call(&mut self, command: C) -> Result<C::Response, ServiceError>;
+    /// Runs the command for `caller`.
+    fn call(&mut self, command: C, caller: &Caller<'_>) -> Result<C::Response, ServiceError>;
 }
 
 impl<C, F> Service<C> for F
@@ -70,8 +85,35 @@ where
     C: Command,
     F: FnMut(C) -> Result<C::Response, ServiceError> + Send + 'static,
 {
-    fn call(&mut self, command: C) -> Result<C::Response, ServiceError> {
+    fn call(&mut self, command: C, _caller: &Caller<'_>) -> Result<C::Response, ServiceError> {
         self(command)
+    }
+}
+
+/// A closure `FnMut(C, &Caller) -> Result<C::Response, ServiceError>` as a [`Service`]: for
+/// services that decide per user.
+///
+/// ```
+/// # use zmqrpc_transport_std::{Caller, RpcServer, ServiceError, WithCaller};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Reboot;
+/// # impl zmqrpc_core::Command for Reboot { const NAME: &'static str = "reboot"; type Response = (); }
+/// let builder = RpcServer::builder().register(WithCaller(|_: Reboot, caller: &Caller| {
+///     match caller.user_id {
+///         Some("ops") => Ok(()),
+///         _ => Err(ServiceError::new("only ops may reboot")),
+///     }
+/// }))?;
+/// # Ok::<(), zmqrpc_transport_std::RegisterError>(())
+/// ```
+pub struct WithCaller<F>(pub F);
+
+impl<C, F> Service<C> for WithCaller<F>
+where
+    C: Command,
+    F: FnMut(C, &Caller<'_>) -> Result<C::Response, ServiceError> + Send + 'static,
+{
+    fn call(&mut self, command: C, caller: &Caller<'_>) -> Result<C::Response, ServiceError> {
+        (self.0)(command, caller)
     }
 }
 
@@ -124,6 +166,8 @@ counters! {
         unknown,
         /// Messages that were not valid request frames.
         bad_frames,
+        /// Requests whose body was larger than the server's `max_body`.
+        too_large,
     }
 }
 
@@ -141,7 +185,11 @@ pub struct ServerBuilder {
     receiver: ReceiverBuilder,
     options: SocketOptions,
     services: HashMap<Key, Registered>,
+    max_body: usize,
 }
+
+/// The default largest request body a server decodes: 256 KiB.
+pub const DEFAULT_MAX_BODY: usize = 256 << 10;
 
 /// Serves registered [`Service`]s; see the [module docs](self).
 pub struct RpcServer {
@@ -156,6 +204,7 @@ impl RpcServer {
             receiver: Receiver::builder(),
             options: SocketOptions::default(),
             services: HashMap::new(),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 
@@ -236,6 +285,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Accepts only peers presenting credentials of one of `users`, on every socket.
+    pub fn authenticate(mut self, users: Users) -> Self {
+        self.receiver = self.receiver.authenticate(users);
+        self
+    }
+
+    /// The largest request body the server decodes (default [`DEFAULT_MAX_BODY`]); larger
+    /// requests get a `TooLarge` error and are counted. Messages larger than the socket
+    /// options' `max_message_size` never get this far: libzmq drops their connection.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
     /// Registers the service for command `C`. Fails if a command with the same key (the same
     /// name, or a colliding one) is already registered.
     pub fn register<C: Command + 'static, S: Service<C>>(
@@ -271,6 +334,7 @@ impl ServerBuilder {
                 services: self.services,
                 stats: Arc::default(),
                 max_frame: max_frame(self.options.max_message_size),
+                max_body: self.max_body,
             },
         })
     }
@@ -284,8 +348,13 @@ struct Registered {
 /// A service with its command type erased, so services of all types share one table.
 trait ErasedService: Send {
     /// Runs the request in `frame`; writes the answer into `reply` when given.
-    fn call(&mut self, frame: &Frame<'_>, reply: Option<&mut Vec<u8>>, max_frame: usize)
-        -> Outcome;
+    fn call(
+        &mut self,
+        frame: &Frame<'_>,
+        caller: &Caller<'_>,
+        reply: Option<&mut Vec<u8>>,
+        max_frame: usize,
+    ) -> Outcome;
 }
 
 enum Outcome {
@@ -303,6 +372,7 @@ impl<C: Command, S: Service<C>> ErasedService for Typed<C, S> {
     fn call(
         &mut self,
         frame: &Frame<'_>,
+        caller: &Caller<'_>,
         reply: Option<&mut Vec<u8>>,
         max_frame: usize,
     ) -> Outcome {
@@ -321,7 +391,7 @@ impl<C: Command, S: Service<C>> ErasedService for Typed<C, S> {
                 return Outcome::BadFrame;
             }
         };
-        let result = catch_unwind(AssertUnwindSafe(|| self.service.call(command)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.service.call(command, caller)));
         let response = match result {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
@@ -365,15 +435,16 @@ struct Dispatcher {
     services: HashMap<Key, Registered>,
     stats: Arc<DispatchStats>,
     max_frame: usize,
+    max_body: usize,
 }
 
 /// The header of an answer to a message that did not decode far enough to have one.
 const NO_REQUEST: Header = Header::request(0, Key(0));
 
 impl Handler for Dispatcher {
-    fn handle(&mut self, message: &[u8], origin: Origin, reply: &mut Vec<u8>) {
-        let reply = (origin == Origin::Rep).then_some(reply);
-        let frame = match Frame::decode(message) {
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        let reply = (message.origin == Origin::Rep).then_some(reply);
+        let frame = match Frame::decode(message.bytes) {
             Ok(frame) if matches!(frame.header.kind, Kind::Request | Kind::Notify) => frame,
             Ok(frame) => {
                 bump(&self.stats.bad_frames);
@@ -403,7 +474,23 @@ impl Handler for Dispatcher {
             }
             return;
         };
-        match entry.service.call(&frame, reply, self.max_frame) {
+        if frame.body.len() > self.max_body {
+            bump(&self.stats.too_large);
+            if let Some(reply) = reply {
+                let message = format!(
+                    "body of {} bytes exceeds the server's {}",
+                    frame.body.len(),
+                    self.max_body
+                );
+                encode_error(&frame.header, ErrorCode::TooLarge, &message, reply);
+            }
+            return;
+        }
+        let caller = Caller {
+            origin: message.origin,
+            user_id: message.user_id,
+        };
+        match entry.service.call(&frame, &caller, reply, self.max_frame) {
             Outcome::Served => bump(&self.stats.served),
             Outcome::Failed => bump(&self.stats.failed),
             Outcome::BadFrame => bump(&self.stats.bad_frames),

@@ -1,0 +1,278 @@
+//! Username/password on every link, and a protected server that bad input cannot hurt.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use zmqrpc::transport::{
+    CallError, Caller, Credentials, HandshakeFailure, RpcClient, RpcServer, ServerBuilder,
+    ServiceError, Users, WithCaller,
+};
+use zmqrpc::{frame, Command, ErrorCode, Frame, Header, Kind};
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WhoAmI;
+impl Command for WhoAmI {
+    const NAME: &'static str = "test.whoami";
+    type Response = Option<String>;
+}
+
+fn users() -> Users {
+    Users::new().with("sensor", "s3cret").with("ops", "hunter2")
+}
+
+fn protected_server() -> ServerBuilder {
+    standard_server()
+        .authenticate(users())
+        .register(WithCaller(|_: WhoAmI, caller: &Caller| {
+            Ok::<_, ServiceError>(caller.user_id.map(str::to_owned))
+        }))
+        .unwrap()
+}
+
+fn client_as(endpoint: &str, credentials: Option<Credentials>) -> RpcClient {
+    let mut builder = RpcClient::builder()
+        .req(endpoint)
+        .timeout(Duration::from_secs(10));
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
+    }
+    builder.connect().unwrap()
+}
+
+#[test]
+fn right_credentials_work_on_req_rep_and_the_service_sees_the_user() {
+    let server = protected_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    let mut sensor = client_as(&endpoint, Some(Credentials::new("sensor", "s3cret")));
+    assert_eq!(sensor.call(&Add(2, 3)).unwrap(), 5);
+    assert_eq!(sensor.call(&WhoAmI).unwrap().as_deref(), Some("sensor"));
+    let mut ops = client_as(&endpoint, Some(Credentials::new("ops", "hunter2")));
+    assert_eq!(ops.call(&WhoAmI).unwrap().as_deref(), Some("ops"));
+    running.join().unwrap();
+}
+
+#[test]
+fn wrong_or_missing_credentials_fail_fast_with_auth_failed() {
+    let server = protected_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _running = server.spawn().unwrap();
+    let cases = [
+        (
+            Some(Credentials::new("sensor", "wrong")),
+            HandshakeFailure::Refused,
+        ),
+        (
+            Some(Credentials::new("nobody", "s3cret")),
+            HandshakeFailure::Refused,
+        ),
+    ];
+    for (credentials, expected) in cases {
+        let mut client = client_as(&endpoint, credentials);
+        let started = Instant::now();
+        match client.call(&Add(1, 1)) {
+            Err(CallError::AuthFailed {
+                reason,
+                endpoint: e,
+            }) => {
+                assert_eq!(reason, expected);
+                assert_eq!(e, endpoint);
+            }
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1) * slack(),
+            "{took:?} with a 10 s timeout"
+        );
+        // And again: the recreated socket fails the same way, just as fast.
+        assert!(matches!(
+            client.call(&Add(1, 1)),
+            Err(CallError::AuthFailed { .. })
+        ));
+    }
+    // No credentials at all: the mechanisms disagree.
+    let mut anonymous = client_as(&endpoint, None);
+    let started = Instant::now();
+    match anonymous.call(&Add(1, 1)) {
+        Err(CallError::AuthFailed {
+            reason: HandshakeFailure::Protocol(_) | HandshakeFailure::NoDetail,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1) * slack());
+}
+
+#[test]
+fn right_credentials_work_on_pub_sub() {
+    let mut publisher = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .credentials(Credentials::new("sensor", "s3cret"))
+        .connect()
+        .unwrap();
+    let endpoint = publisher.sender().publisher().unwrap().endpoints()[0].clone();
+    let samples = Samples::default();
+    let _running = RpcServer::builder()
+        .authenticate(users())
+        .register(samples.service())
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    publisher.notify(&Sample { seq: 7, value: 1.0 }).unwrap();
+    assert!(publisher
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    assert_eq!(samples.wait_for(1, secs(5)), [7]);
+}
+
+#[test]
+fn an_unauthenticated_publisher_never_reaches_a_protected_service() {
+    for credentials in [None, Some(Credentials::new("sensor", "wrong"))] {
+        let mut builder = RpcClient::builder().publish_on("tcp://127.0.0.1:*");
+        if let Some(credentials) = credentials.clone() {
+            builder = builder.credentials(credentials);
+        }
+        let mut intruder = builder.connect().unwrap();
+        let endpoint = intruder.sender().publisher().unwrap().endpoints()[0].clone();
+        let stats = intruder.sender().publisher().unwrap().stats();
+        let samples = Samples::default();
+        let running = RpcServer::builder()
+            .authenticate(users())
+            .register(samples.service())
+            .unwrap()
+            .subscribe(&endpoint)
+            .bind()
+            .unwrap()
+            .spawn()
+            .unwrap();
+        // The publisher learns it was refused ...
+        assert!(
+            eventually(secs(5), || {
+                intruder.sender().publisher().unwrap().flush().unwrap();
+                stats.snapshot().refused > 0
+            }),
+            "{credentials:?}: {:?}",
+            stats.snapshot()
+        );
+        // ... never sees a subscriber, and nothing it sends is served.
+        for seq in 0..5 {
+            intruder.notify(&Sample { seq, value: 0.0 }).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!intruder.sender().publisher().unwrap().has_subscriber());
+        assert!(samples.seqs().is_empty());
+        assert_eq!(running.stats().receiver.snapshot().received, 0);
+    }
+}
+
+#[test]
+fn a_protected_server_survives_garbage_from_an_authenticated_peer() {
+    let server = protected_server()
+        .max_body(512)
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::REQ).unwrap();
+    raw.set_linger(0).unwrap();
+    raw.set_rcvtimeo(5_000 * slack() as i32).unwrap();
+    raw.set_sndtimeo(5_000 * slack() as i32).unwrap();
+    raw.set_plain_username(Some("ops")).unwrap();
+    raw.set_plain_password(Some("hunter2")).unwrap();
+    raw.connect(&endpoint).unwrap();
+
+    let mut buf = vec![0u8; 4096];
+    let valid = frame::encode(&Header::request(1, Add::KEY), &Add(2, 2), &mut buf)
+        .unwrap()
+        .to_vec();
+    let mut wrong_version = valid.clone();
+    wrong_version[0] = 7;
+    let oversize = frame::encode(
+        &Header::request(2, Echo::KEY),
+        &Echo("x".repeat(2000)),
+        &mut buf,
+    )
+    .unwrap()
+    .to_vec();
+    let mut stream: Vec<(Vec<u8>, ErrorCode)> = vec![
+        (b"\xde\xad\xbe\xef".to_vec(), ErrorCode::VersionMismatch),
+        (b"\x01\xad\xbe\xef".to_vec(), ErrorCode::BadFrame),
+        (valid[..9].to_vec(), ErrorCode::BadFrame),
+        (valid[..valid.len() - 1].to_vec(), ErrorCode::BadFrame),
+        (wrong_version, ErrorCode::VersionMismatch),
+        (oversize, ErrorCode::TooLarge),
+    ];
+    stream.extend((0..50u8).map(|i| {
+        (
+            vec![1, 0, i, i, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, i],
+            ErrorCode::UnknownCommand,
+        )
+    }));
+    for (message, expected) in &stream {
+        raw.send(&message[..], 0).unwrap();
+        let answer = raw.recv_bytes(0).unwrap();
+        let frame = Frame::decode(&answer).unwrap();
+        assert_eq!(frame.header.kind, Kind::Error);
+        assert_eq!(frame.remote_error().unwrap().code, *expected, "{message:?}");
+    }
+    raw.send(&valid[..], 0).unwrap();
+    let answer = raw.recv_bytes(0).unwrap();
+    assert_eq!(Frame::decode(&answer).unwrap().body::<i64>().unwrap(), 4);
+    let mut client = client_as(&endpoint, Some(Credentials::new("sensor", "s3cret")));
+    assert_eq!(client.call(&Add(20, 22)).unwrap(), 42);
+    let counts = running.stats().dispatch.snapshot();
+    assert_eq!(counts.too_large, 1);
+    assert_eq!(counts.unknown, 50);
+}
+
+#[test]
+fn users_load_from_a_file_and_bad_lines_are_named() {
+    let path = std::env::temp_dir().join(format!("zmqrpc-users-{}", std::process::id()));
+    std::fs::write(&path, "# site A\n\nsensor:s3cret\nops:pass:with:colons\r\n").unwrap();
+    let users = Users::from_file(&path).unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(users.verify("ops", "pass:with:colons"));
+    assert!(!users.verify("ops", "pass"));
+    std::fs::write(&path, "sensor:s3cret\nno-colon-here\n").unwrap();
+    let error = Users::from_file(&path).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "users file line 2 is not `user:password`"
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(Users::from_file("/nonexistent/zmqrpc-users").is_err());
+    assert!(!format!("{:?}", Credentials::new("a", "topsecret")).contains("topsecret"));
+}
+
+#[test]
+fn the_zap_handler_stops_with_its_server() {
+    let server = protected_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    let mut client = client_as(&endpoint, Some(Credentials::new("ops", "hunter2")));
+    assert_eq!(client.call(&Add(1, 1)).unwrap(), 2);
+    running.join().unwrap();
+    // Its thread is gone: a second protected server can take the same context's ZAP slot.
+    let ctx = zmq::Context::new();
+    for _ in 0..2 {
+        let server = protected_server()
+            .context(&ctx)
+            .rep("tcp://127.0.0.1:*")
+            .bind()
+            .unwrap();
+        let running = server.spawn().unwrap();
+        running.join().unwrap();
+    }
+}

@@ -1,0 +1,114 @@
+//! Socket monitors: what libzmq knows about a socket's connections, chiefly whether the
+//! security handshake with a peer failed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::TransportError;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Why a peer's security handshake failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandshakeFailure {
+    /// The server's ZAP handler refused the credentials (wrong user or password).
+    Refused,
+    /// The two ends disagree on the mechanism or protocol: typically one side requires
+    /// username/password and the other offers none. Carries libzmq's protocol error code.
+    Protocol(u32),
+    /// Failed before any detail was known (for example the connection dropped mid-way).
+    NoDetail,
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeFailure::Refused => f.write_str("credentials refused"),
+            HandshakeFailure::Protocol(code) => write!(
+                f,
+                "security handshake failed (protocol error {code:#x}: credentials missing or not expected?)"
+            ),
+            HandshakeFailure::NoDetail => f.write_str("security handshake failed"),
+        }
+    }
+}
+
+/// One monitor event, as far as zmqrpc cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    HandshakeSucceeded,
+    HandshakeFailed(HandshakeFailure),
+    Other,
+}
+
+/// The PAIR end of a libzmq socket monitor.
+pub(crate) struct Monitor {
+    socket: zmq::Socket,
+    part: zmq::Message,
+}
+
+impl Monitor {
+    /// Starts monitoring `socket`'s handshake events.
+    pub(crate) fn attach(
+        ctx: &zmq::Context,
+        socket: &zmq::Socket,
+    ) -> Result<Monitor, TransportError> {
+        let endpoint = format!(
+            "inproc://zmqrpc-monitor-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        let err = |op| move |e| TransportError::new(op, "socket monitor", e);
+        let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
+            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
+            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()
+            | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw();
+        socket
+            .monitor(&endpoint, i32::from(events))
+            .map_err(err("monitor"))?;
+        let pair = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
+        pair.set_linger(0).map_err(err("set_linger"))?;
+        pair.connect(&endpoint).map_err(err("connect"))?;
+        Ok(Monitor {
+            socket: pair,
+            part: zmq::Message::new(),
+        })
+    }
+
+    /// The monitor socket, to poll beside the monitored one.
+    pub(crate) fn socket(&self) -> &zmq::Socket {
+        &self.socket
+    }
+
+    /// The next pending event, without waiting.
+    pub(crate) fn next(&mut self) -> Option<Event> {
+        self.socket.recv(&mut self.part, zmq::DONTWAIT).ok()?;
+        // Part one: event id (u16) and value (u32), native byte order; part two: the address.
+        let event = match self.part.get(..6) {
+            Some(&[e0, e1, v0, v1, v2, v3]) => decode(
+                u16::from_ne_bytes([e0, e1]),
+                u32::from_ne_bytes([v0, v1, v2, v3]),
+            ),
+            _ => Event::Other,
+        };
+        while self.part.get_more() {
+            if self.socket.recv(&mut self.part, zmq::DONTWAIT).is_err() {
+                break;
+            }
+        }
+        Some(event)
+    }
+}
+
+fn decode(id: u16, value: u32) -> Event {
+    if id == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() {
+        Event::HandshakeSucceeded
+    } else if id == zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw() {
+        Event::HandshakeFailed(HandshakeFailure::Refused)
+    } else if id == zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw() {
+        Event::HandshakeFailed(HandshakeFailure::Protocol(value))
+    } else if id == zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw() {
+        Event::HandshakeFailed(HandshakeFailure::NoDetail)
+    } else {
+        Event::Other
+    }
+}
