@@ -1,0 +1,81 @@
+//! What each fuzz target checks, shared by the cargo-fuzz targets (nightly) and the corpus
+//! replay test in `core/tests/fuzz_corpus.rs` (stable, run by CI).
+
+use serde::{Deserialize, Serialize};
+use zmqrpc_core::stream::{self, Deframer, Feed};
+use zmqrpc_core::{frame, Frame, Header, HEADER_LEN};
+
+/// A body shape with the usual suspects: variable-length text and bytes, an enum, floats.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub enum Probe {
+    Sample {
+        sensor: heapless::String<32>,
+        celsius: f32,
+        tags: heapless::Vec<u8, 16>,
+    },
+    Ping(u64),
+    Nothing,
+}
+
+/// The frame decoder: any bytes decode to a frame or a typed error, never a panic; a frame
+/// that decodes re-encodes to the same header, and a body that decodes re-encodes exactly.
+pub fn frame_decode(data: &[u8]) {
+    let Ok(decoded) = Frame::decode(data) else {
+        return;
+    };
+    let mut header = [0u8; HEADER_LEN];
+    decoded
+        .header
+        .write(&mut header)
+        .expect("a header fits 14 bytes");
+    assert_eq!(&header[..], &data[..HEADER_LEN]);
+    assert_eq!(decoded.body, &data[HEADER_LEN..]);
+    let mut buf = [0u8; 512];
+    if let Ok(error) = decoded.remote_error() {
+        let again = frame::encode(&decoded.header, &error, &mut buf).expect("fits");
+        assert_eq!(
+            Frame::decode(again).and_then(|f| f.remote_error()),
+            Ok(error)
+        );
+    }
+    if let Ok(probe) = decoded.body::<Probe>() {
+        let again = frame::encode(&decoded.header, &probe, &mut buf).expect("fits");
+        // Floats may carry NaN payloads; compare the bytes, which postcard keeps as they were.
+        assert_eq!(&again[HEADER_LEN..], decoded.body);
+    }
+    let _ = decoded.body::<(u32, bool, Option<i16>)>();
+    let _ = Header::read(data);
+}
+
+/// The stream deframer: any byte stream, fed in any split, yields frames no larger than its
+/// buffer or typed errors, never a panic; every frame it yields survives a re-encode.
+pub fn stream_deframe(data: &[u8]) {
+    let Some((&split, data)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(split % 16) + 1;
+    let mut deframer: Deframer<64> = Deframer::new();
+    for piece in data.chunks(chunk) {
+        let mut rest = piece;
+        loop {
+            match deframer.feed(rest) {
+                Feed::NeedMore => break,
+                Feed::Frame { frame, rest: more } => {
+                    assert!(frame.len() <= 64);
+                    let mut encoded = [0u8; 80];
+                    let bytes = stream::encode(frame, &mut encoded).expect("a 64-byte frame fits");
+                    let mut check: Deframer<80> = Deframer::new();
+                    match check.feed(bytes) {
+                        Feed::Frame {
+                            frame: again,
+                            rest: [],
+                        } => assert_eq!(again, frame),
+                        other => panic!("re-encoded frame did not decode: {other:?}"),
+                    }
+                    rest = more;
+                }
+                Feed::Error { rest: more, .. } => rest = more,
+            }
+        }
+    }
+}
