@@ -160,10 +160,12 @@ impl<const N: usize> Deframer<N> {
                 if core::mem::take(&mut self.discarding) || len == 0 {
                     continue;
                 }
-                return match cobs::decode_in_place(&mut self.buf[..len]) {
-                    Ok(decoded) => (i + 1, Step::Frame(decoded)),
-                    Err(_) => (i + 1, Step::Error(StreamError::Corrupt)),
-                };
+                match cobs::decode_in_place(&mut self.buf[..len]) {
+                    // `[0x01]` is the COBS encoding of nothing: an empty frame, skipped.
+                    Ok(0) => continue,
+                    Ok(decoded) => return (i + 1, Step::Frame(decoded)),
+                    Err(_) => return (i + 1, Step::Error(StreamError::Corrupt)),
+                }
             }
             if self.discarding {
                 continue;

@@ -141,3 +141,11 @@ fn encode_matches_the_writer_and_counts_overhead() {
         Err(StreamError::Oversize)
     );
 }
+
+#[test]
+fn the_cobs_encoding_of_nothing_is_skipped_like_an_empty_frame() {
+    // Found by fuzzing: `[0x01, 0x00]` decodes to zero bytes; the deframer must not yield it.
+    let mut data = vec![0x01, 0x00, 0x00];
+    data.extend(encoded(&[b"real"]));
+    assert_eq!(read_all::<16>(&data, &[1]), vec![Ok(b"real".to_vec())]);
+}
