@@ -43,6 +43,7 @@
 //! - [`server`]: [`RpcServer`], [`Service`]: typed dispatch.
 //! - [`client`]: [`RpcClient`]: typed calls and notifications.
 //! - [`shutdown`]: [`Shutdown`] and [`Running`]: how every loop stops.
+//! - [`proxy`]: [`Proxy`]: the standard proxies (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req).
 //! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
 //! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`].
 
@@ -54,6 +55,7 @@ pub mod client;
 pub mod error;
 mod monitor;
 pub mod options;
+pub mod proxy;
 pub mod publisher;
 pub mod receiver;
 pub mod requester;
@@ -68,6 +70,7 @@ pub use client::{ClientBuilder, RpcClient};
 pub use error::{CallError, RequestError, TransportError};
 pub use monitor::HandshakeFailure;
 pub use options::SocketOptions;
+pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
 pub use publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
 pub use receiver::{
     Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,

@@ -152,6 +152,11 @@ impl Publisher {
         !self.topics.is_empty()
     }
 
+    /// The XPUB socket, readable when subscriptions change (for a loop to poll).
+    pub(crate) fn socket(&self) -> &zmq::Socket {
+        &self.socket
+    }
+
     /// The live counters.
     pub fn stats(&self) -> Arc<PublisherStats> {
         self.stats.clone()

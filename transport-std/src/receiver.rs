@@ -59,6 +59,22 @@ pub trait Handler: Send + 'static {
     fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         let _ = (reason, origin, reply);
     }
+
+    /// A socket of the handler's own for the receiver to poll with its own (for example a
+    /// publisher's XPUB, which learns of subscribers, or a REQ awaiting a reply).
+    fn watch(&self) -> Option<&zmq::Socket> {
+        None
+    }
+
+    /// When the handler next wants [`on_wake`](Handler::on_wake) called even if nothing
+    /// arrives.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called every time the receiver wakes: a message arrived, the watched socket is
+    /// readable, or the deadline passed.
+    fn on_wake(&mut self) {}
 }
 
 impl<F> Handler for F
@@ -257,11 +273,12 @@ impl Receiver {
             if self.stop.stop_requested() {
                 return Ok(());
             }
-            let timeout = self.poll_timeout_ms();
-            self.poll(timeout)?;
+            let timeout = self.poll_timeout_ms(handler.deadline());
+            self.poll(timeout, handler.watch())?;
             if self.stop.stop_requested() {
                 return Ok(());
             }
+            handler.on_wake();
             // A non-blocking receive on an idle socket is cheap, so every socket
             // is simply tried: no bookkeeping of which one woke the poll.
             self.serve_rep(&mut handler, &mut message, &mut reply)?;
@@ -282,9 +299,12 @@ impl Receiver {
     }
 
     /// Waits until a socket is readable, a stop is asked for, or `timeout_ms` passes.
-    fn poll(&self, timeout_ms: i64) -> Result<(), TransportError> {
-        let mut items = Vec::with_capacity(2 + self.subs.len());
+    fn poll(&self, timeout_ms: i64, watch: Option<&zmq::Socket>) -> Result<(), TransportError> {
+        let mut items = Vec::with_capacity(3 + self.subs.len());
         items.push(self.stop.socket.as_poll_item(zmq::POLLIN));
+        if let Some(socket) = watch {
+            items.push(socket.as_poll_item(zmq::POLLIN));
+        }
         if let Some(rep) = &self.rep {
             items.push(rep.socket.as_poll_item(zmq::POLLIN));
         }
@@ -297,12 +317,13 @@ impl Receiver {
         }
     }
 
-    /// Milliseconds until the next SUB silence deadline, or -1 (forever).
-    fn poll_timeout_ms(&self) -> i64 {
+    /// Milliseconds until the next SUB silence deadline or the handler's, or -1 (forever).
+    fn poll_timeout_ms(&self, handler: Option<Instant>) -> i64 {
         let now = Instant::now();
         self.subs
             .iter()
             .filter_map(|sub| sub.deadline())
+            .chain(handler)
             .map(|deadline| {
                 let left = deadline.saturating_duration_since(now);
                 i64::try_from(left.as_millis()).unwrap_or(i64::MAX) + 1

@@ -1,0 +1,225 @@
+//! The standard proxies forward frames as bytes, answer for a failed downstream, and stay
+//! ready for the next request.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use zmqrpc::transport::{
+    CallError, Credentials, Proxy, ProxyKind, RpcClient, RpcServer, Running, ServerStats, Users,
+};
+use zmqrpc::ErrorCode;
+
+/// A standard server on a free port; its endpoint and handle.
+fn server() -> (String, Running<ServerStats>) {
+    let server = standard_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    (endpoint, server.spawn().unwrap())
+}
+
+fn rep2req(
+    downstream: &str,
+    timeout: Duration,
+) -> (String, Running<zmqrpc::transport::ProxyStats>) {
+    let proxy = Proxy::builder(ProxyKind::Rep2Req)
+        .input("tcp://127.0.0.1:*")
+        .output(downstream)
+        .timeout(timeout)
+        .bind()
+        .unwrap();
+    let endpoint = proxy.input_endpoints()[0].clone();
+    (endpoint, proxy.spawn().unwrap())
+}
+
+#[test]
+fn rep2req_returns_the_servers_typed_reply_and_its_errors() {
+    let (server_endpoint, _server) = server();
+    let (proxy_endpoint, proxy) = rep2req(&server_endpoint, secs(5));
+    let mut client = client(&proxy_endpoint);
+    assert_eq!(client.call(&Add(40, 2)).unwrap(), 42);
+    assert_eq!(client.call(&Echo("via proxy".into())).unwrap(), "via proxy");
+    match client.call(&Unregistered) {
+        Err(CallError::Remote { error, .. }) => assert_eq!(error.code, ErrorCode::UnknownCommand),
+        other => panic!("{other:?}"),
+    }
+    let counts = proxy.stats().snapshot();
+    assert_eq!(
+        (counts.received, counts.forwarded, counts.failed),
+        (3, 3, 0)
+    );
+}
+
+#[test]
+fn rep2req_answers_a_dead_downstream_with_an_error_and_recovers_at_once() {
+    let downstream = ipc_endpoint("rep2req-down");
+    let timeout = Duration::from_millis(200) * slack();
+    let (proxy_endpoint, proxy) = rep2req(&downstream, timeout);
+    let mut client = client(&proxy_endpoint);
+    for _ in 0..2 {
+        let started = Instant::now();
+        match client.call(&Add(1, 1)) {
+            Err(CallError::Remote { error, .. }) => assert_eq!(error.code, ErrorCode::Timeout),
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= timeout && took < timeout + Duration::from_millis(300) * slack(),
+            "{took:?}"
+        );
+    }
+    // The server comes up on the downstream endpoint: the very next request goes through.
+    let server = standard_server().rep(&downstream).bind().unwrap();
+    let _server = server.spawn().unwrap();
+    assert_eq!(client.call(&Add(1, 1)).unwrap(), 2);
+    let counts = proxy.stats().snapshot();
+    assert_eq!((counts.failed, counts.forwarded), (2, 1));
+}
+
+#[test]
+fn rep2req_refuses_what_is_not_a_frame() {
+    let (server_endpoint, server) = server();
+    let (proxy_endpoint, _proxy) = rep2req(&server_endpoint, secs(5));
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::REQ).unwrap();
+    raw.set_linger(0).unwrap();
+    raw.set_rcvtimeo(5_000 * slack() as i32).unwrap();
+    raw.connect(&proxy_endpoint).unwrap();
+    raw.send(&b"\x01\x00garbage"[..], 0).unwrap();
+    let answer = raw.recv_bytes(0).unwrap();
+    let frame = zmqrpc::Frame::decode(&answer).unwrap();
+    assert_eq!(frame.remote_error().unwrap().code, ErrorCode::BadFrame);
+    assert_eq!(
+        server.stats().receiver.snapshot().received,
+        0,
+        "never forwarded"
+    );
+}
+
+#[test]
+fn sub2req_and_sub2pub_forward_notifications() {
+    // sensor --PUB--> [sub2pub] --PUB--> [sub2req] --REQ--> server
+    let mut sensor = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let samples = Samples::default();
+    let server = RpcServer::builder()
+        .register(samples.service())
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+
+    let relay = Proxy::builder(ProxyKind::Sub2Pub)
+        .input(&sensor_endpoint)
+        .output("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let relay_endpoint = relay.output_endpoints()[0].clone();
+    let relay = relay.spawn().unwrap();
+    let hop = Proxy::builder(ProxyKind::Sub2Req)
+        .input(&relay_endpoint)
+        .output(&server_endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+
+    for seq in 0..5 {
+        sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
+    }
+    assert!(sensor
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    // The relay's own publisher holds what arrives before the second hop subscribes.
+    assert_eq!(samples.wait_for(5, secs(10)), [0, 1, 2, 3, 4]);
+    assert_eq!(relay.stats().snapshot().forwarded, 5);
+    assert_eq!(hop.stats().snapshot().forwarded, 5);
+}
+
+#[test]
+fn rep2pub_acknowledges_calls_and_publishes_them() {
+    let proxy = Proxy::builder(ProxyKind::Rep2Pub)
+        .input("tcp://127.0.0.1:*")
+        .output("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let (input, output) = (
+        proxy.input_endpoints()[0].clone(),
+        proxy.output_endpoints()[0].clone(),
+    );
+    let _proxy = proxy.spawn().unwrap();
+    let samples = Samples::default();
+    let _server = RpcServer::builder()
+        .register(samples.service())
+        .unwrap()
+        .subscribe(&output)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut client = client(&input);
+    for seq in 0..3 {
+        client.call(&Sample { seq, value: 1.0 }).unwrap(); // Response = (): the ack decodes
+    }
+    assert_eq!(samples.wait_for(3, secs(5)), [0, 1, 2]);
+}
+
+#[test]
+fn a_two_hop_chain_with_different_credentials_per_hop_works() {
+    // client --(alice)--> [proxy A] --(bob)--> [proxy B] --(carol)--> server
+    let server = standard_server()
+        .authenticate(Users::new().with("carol", "c-pass"))
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let hop_b = Proxy::builder(ProxyKind::Rep2Req)
+        .input("tcp://127.0.0.1:*")
+        .input_users(Users::new().with("bob", "b-pass"))
+        .output(&server_endpoint)
+        .output_credentials(Credentials::new("carol", "c-pass"))
+        .timeout(secs(5))
+        .bind()
+        .unwrap();
+    let hop_b_endpoint = hop_b.input_endpoints()[0].clone();
+    let _hop_b = hop_b.spawn().unwrap();
+    let hop_a = Proxy::builder(ProxyKind::Rep2Req)
+        .input("tcp://127.0.0.1:*")
+        .input_users(Users::new().with("alice", "a-pass"))
+        .output(&hop_b_endpoint)
+        .output_credentials(Credentials::new("bob", "b-pass"))
+        .timeout(secs(5))
+        .bind()
+        .unwrap();
+    let hop_a_endpoint = hop_a.input_endpoints()[0].clone();
+    let _hop_a = hop_a.spawn().unwrap();
+
+    let mut alice = RpcClient::builder()
+        .req(&hop_a_endpoint)
+        .credentials(Credentials::new("alice", "a-pass"))
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    assert_eq!(alice.call(&Add(20, 22)).unwrap(), 42);
+    // Bob's credentials are for the second hop only.
+    let mut bob = RpcClient::builder()
+        .req(&hop_a_endpoint)
+        .credentials(Credentials::new("bob", "b-pass"))
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    assert!(matches!(
+        bob.call(&Add(1, 1)),
+        Err(CallError::AuthFailed { .. })
+    ));
+}

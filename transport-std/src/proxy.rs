@@ -1,0 +1,383 @@
+//! The standard proxies: [`Proxy`] forwards frames from a REP or SUB input to a REQ or PUB
+//! output, as bytes.
+//!
+//! | kind | input | output | the caller gets |
+//! |---|---|---|---|
+//! | [`ProxyKind::Sub2Req`] | SUB (connects) | REQ (connects) | — |
+//! | [`ProxyKind::Sub2Pub`] | SUB (connects) | PUB (binds) | — |
+//! | [`ProxyKind::Rep2Pub`] | REP (binds) | PUB (binds) | an empty reply once published |
+//! | [`ProxyKind::Rep2Req`] | REP (binds) | REQ (connects) | the downstream reply, or an error |
+//!
+//! A proxy reads a frame's header (to answer with the right sequence number and key, and to
+//! refuse what is not a frame) but never its body. A REQ output waits for each answer at most
+//! the proxy's timeout, then answers the caller with a `Timeout` or `Unavailable` error and
+//! is ready for the next request at once. Each side has its own endpoints, options and
+//! credentials.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::{ErrorCode, Header};
+
+use crate::auth::{Credentials, Users};
+use crate::options::SocketOptions;
+use crate::publisher::Publisher;
+use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Rejection};
+use crate::requester::Requester;
+use crate::shutdown::{Running, Shutdown};
+use crate::stats::{bump, counters, set};
+use crate::wire::{encode_error, encode_to_vec};
+use crate::{RequestError, TransportError};
+
+/// Which sockets a [`Proxy`] joins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProxyKind {
+    /// SUB in, REQ out: one-way messages made reliable hops (answers are discarded).
+    Sub2Req,
+    /// SUB in, PUB out: a fan-out relay.
+    Sub2Pub,
+    /// REP in, PUB out: calls turned into one-way publications, acknowledged at once.
+    Rep2Pub,
+    /// REP in, REQ out: calls forwarded, answers returned.
+    Rep2Req,
+}
+
+impl ProxyKind {
+    /// Whether the input is a REP socket (otherwise SUB).
+    pub fn rep_input(self) -> bool {
+        matches!(self, ProxyKind::Rep2Pub | ProxyKind::Rep2Req)
+    }
+
+    /// Whether the output is a REQ socket (otherwise PUB).
+    pub fn req_output(self) -> bool {
+        matches!(self, ProxyKind::Sub2Req | ProxyKind::Rep2Req)
+    }
+
+    /// All kinds, for help texts.
+    pub const ALL: [ProxyKind; 4] = [
+        ProxyKind::Sub2Req,
+        ProxyKind::Sub2Pub,
+        ProxyKind::Rep2Pub,
+        ProxyKind::Rep2Req,
+    ];
+}
+
+impl fmt::Display for ProxyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyKind::Sub2Req => "sub2req",
+            ProxyKind::Sub2Pub => "sub2pub",
+            ProxyKind::Rep2Pub => "rep2pub",
+            ProxyKind::Rep2Req => "rep2req",
+        })
+    }
+}
+
+impl FromStr for ProxyKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProxyKind::ALL
+            .into_iter()
+            .find(|kind| kind.to_string().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown proxy kind {s:?} (sub2req, sub2pub, rep2pub, rep2req)"))
+    }
+}
+
+counters! {
+    /// Live counters of a proxy (buffered or not).
+    ProxyStats;
+    /// A [`ProxyStats`] reading.
+    ProxyCounts {
+        /// Messages taken from the input.
+        received,
+        /// Messages handed to the output (published, or answered downstream).
+        forwarded,
+        /// Messages the output could not take (timeout, unreachable, refused) or that were
+        /// not frames.
+        failed,
+        /// Delivery attempts repeated after a failure (buffered proxy).
+        retried,
+        /// Messages waiting in the proxy now.
+        queued,
+        /// Messages the proxy gave up on (a full PUB queue drops the oldest; a full buffered
+        /// proxy refuses new requests instead, counted here too).
+        dropped,
+    }
+}
+
+impl ProxyStats {
+    /// Logs the counters at info level, at most once per `every`.
+    pub(crate) fn log_every(&self, name: &str, every: Duration, last: &mut Instant) {
+        if last.elapsed() >= every {
+            *last = Instant::now();
+            log::info!("{name}: {:?}", self.snapshot());
+        }
+    }
+}
+
+/// How often a busy proxy logs its counters.
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Builds a [`Proxy`].
+pub struct ProxyBuilder {
+    kind: ProxyKind,
+    ctx: Option<zmq::Context>,
+    input: ReceiverBuilder,
+    outputs: Vec<String>,
+    output_options: SocketOptions,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    pending_limit: usize,
+}
+
+impl ProxyBuilder {
+    /// Uses `ctx` for both sides (needed for `inproc://`).
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.input = self.input.context(ctx);
+        self.ctx = Some(ctx.clone());
+        self
+    }
+
+    /// An input endpoint: bound (REP) or connected to (SUB), as the kind says.
+    pub fn input(mut self, endpoint: impl Into<String>) -> Self {
+        self.input = if self.kind.rep_input() {
+            self.input.rep(endpoint)
+        } else {
+            self.input.subscribe(endpoint)
+        };
+        self
+    }
+
+    /// An output endpoint: connected to (REQ, used in turn) or bound (PUB), as the kind says.
+    pub fn output(mut self, endpoint: impl Into<String>) -> Self {
+        self.outputs.push(endpoint.into());
+        self
+    }
+
+    /// Accepts on the input only peers presenting credentials of one of `users`.
+    pub fn input_users(mut self, users: Users) -> Self {
+        self.input = self.input.authenticate(users);
+        self
+    }
+
+    /// Presents `credentials` on the output.
+    pub fn output_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Socket options of the input side.
+    pub fn input_options(mut self, options: SocketOptions) -> Self {
+        self.input = self.input.options(options);
+        self
+    }
+
+    /// Socket options of the output side.
+    pub fn output_options(mut self, options: SocketOptions) -> Self {
+        self.output_options = options;
+        self
+    }
+
+    /// How long a REQ output waits for each answer (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Messages a PUB output holds while no subscriber is attached (default 1000).
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.pending_limit = limit;
+        self
+    }
+
+    /// The handle that will stop the proxy.
+    pub fn shutdown(&self) -> Shutdown {
+        self.input.shutdown()
+    }
+
+    /// Creates, binds and connects both sides.
+    pub fn bind(self) -> Result<Proxy, TransportError> {
+        let ctx = self.ctx.unwrap_or_default();
+        let input = self.input.context(&ctx).bind()?;
+        let output = if self.kind.req_output() {
+            Output::Req(Requester::connect(
+                &ctx,
+                &self.outputs,
+                &self.output_options,
+                self.credentials,
+            )?)
+        } else {
+            Output::Pub(Publisher::bind(
+                &ctx,
+                &self.outputs,
+                &self.output_options,
+                self.credentials.as_ref(),
+                self.pending_limit,
+            )?)
+        };
+        Ok(Proxy {
+            input,
+            forwarder: Forwarder {
+                kind: self.kind,
+                output,
+                timeout: self.timeout,
+                stats: Arc::default(),
+                last_log: Instant::now(),
+            },
+        })
+    }
+}
+
+/// A running or ready-to-run proxy; see the [module docs](self).
+pub struct Proxy {
+    input: Receiver,
+    forwarder: Forwarder,
+}
+
+impl Proxy {
+    /// Starts building a proxy of `kind`.
+    pub fn builder(kind: ProxyKind) -> ProxyBuilder {
+        ProxyBuilder {
+            kind,
+            ctx: None,
+            input: Receiver::builder(),
+            outputs: Vec::new(),
+            output_options: SocketOptions::default(),
+            credentials: None,
+            timeout: Duration::from_secs(5),
+            pending_limit: 1000,
+        }
+    }
+
+    /// The REP input's endpoints as bound (empty for a SUB input).
+    pub fn input_endpoints(&self) -> &[String] {
+        self.input.rep_endpoints()
+    }
+
+    /// The PUB output's endpoints as bound (empty for a REQ output).
+    pub fn output_endpoints(&self) -> &[String] {
+        match &self.forwarder.output {
+            Output::Pub(publisher) => publisher.endpoints(),
+            Output::Req(_) => &[],
+        }
+    }
+
+    /// A handle that stops the proxy.
+    pub fn shutdown(&self) -> Shutdown {
+        self.input.shutdown()
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.forwarder.stats.clone()
+    }
+
+    /// Forwards on the calling thread until stopped.
+    pub fn run(self) -> Result<(), TransportError> {
+        self.input.run(self.forwarder)
+    }
+
+    /// Forwards on a new thread; the handle stops (also on drop) and joins it.
+    pub fn spawn(self) -> std::io::Result<Running<ProxyStats>> {
+        let shutdown = self.shutdown();
+        let stats = self.stats();
+        Running::spawn("zmqrpc-proxy", shutdown, stats, move || self.run())
+    }
+}
+
+enum Output {
+    Req(Requester),
+    Pub(Publisher),
+}
+
+struct Forwarder {
+    kind: ProxyKind,
+    output: Output,
+    timeout: Duration,
+    stats: Arc<ProxyStats>,
+    last_log: Instant,
+}
+
+/// The header of an answer to a message too broken to have one.
+const NO_REQUEST: Header = Header::request(0, zmqrpc_core::Key(0));
+
+impl Handler for Forwarder {
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        bump(&self.stats.received);
+        let answer = message.origin == Origin::Rep;
+        // The header only: to answer correctly and to refuse what is not a frame.
+        let header = match Header::read(message.bytes) {
+            Ok(header) => header,
+            Err(e) => {
+                bump(&self.stats.failed);
+                if answer {
+                    encode_error(&NO_REQUEST, ErrorCode::BadFrame, &e.to_string(), reply);
+                }
+                return;
+            }
+        };
+        match &mut self.output {
+            Output::Pub(publisher) => {
+                match publisher.publish(message.bytes) {
+                    Ok(()) => bump(&self.stats.forwarded),
+                    Err(_) => bump(&self.stats.failed),
+                }
+                let counts = publisher.stats().snapshot();
+                set(&self.stats.queued, counts.queued);
+                set(&self.stats.dropped, counts.dropped);
+                if answer {
+                    // Published (or held for a subscriber): acknowledge with an empty reply.
+                    let _ = encode_to_vec(&header.reply(), &(), reply, 64);
+                }
+            }
+            Output::Req(requester) => match requester.request(message.bytes, self.timeout) {
+                Ok(downstream) => {
+                    bump(&self.stats.forwarded);
+                    if answer {
+                        reply.extend_from_slice(downstream.bytes);
+                    }
+                }
+                Err(e) => {
+                    bump(&self.stats.failed);
+                    log::debug!("{}: {e}", self.kind);
+                    if answer {
+                        let code = match e {
+                            RequestError::Timeout { .. } => ErrorCode::Timeout,
+                            _ => ErrorCode::Unavailable,
+                        };
+                        encode_error(&header, code, &e.to_string(), reply);
+                    }
+                }
+            },
+        }
+        self.stats
+            .log_every(&self.kind.to_string(), LOG_EVERY, &mut self.last_log);
+    }
+
+    fn watch(&self) -> Option<&zmq::Socket> {
+        match &self.output {
+            Output::Pub(publisher) => Some(publisher.socket()),
+            Output::Req(_) => None,
+        }
+    }
+
+    fn on_wake(&mut self) {
+        // A subscriber may have attached: send what was held for it.
+        if let Output::Pub(publisher) = &mut self.output {
+            if let Ok(left) = publisher.flush() {
+                set(&self.stats.queued, left as u64);
+            }
+        }
+    }
+
+    fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+        bump(&self.stats.received);
+        bump(&self.stats.failed);
+        if origin == Origin::Rep {
+            encode_error(&NO_REQUEST, ErrorCode::BadFrame, "multipart message", reply);
+        }
+    }
+}
