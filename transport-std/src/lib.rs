@@ -44,6 +44,7 @@
 //! - [`client`]: [`RpcClient`]: typed calls and notifications.
 //! - [`shutdown`]: [`Shutdown`] and [`Running`]: how every loop stops.
 //! - [`proxy`]: [`Proxy`]: the standard proxies (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req).
+//! - [`buffered`]: [`BufferedProxy`]: store-and-forward REP→REQ, with an optional [`spool`].
 //! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
 //! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`].
 
@@ -51,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod buffered;
 pub mod client;
 pub mod error;
 mod monitor;
@@ -62,10 +64,12 @@ pub mod requester;
 pub mod sender;
 pub mod server;
 pub mod shutdown;
+pub mod spool;
 mod stats;
 mod wire;
 
 pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};
+pub use buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use client::{ClientBuilder, RpcClient};
 pub use error::{CallError, RequestError, TransportError};
 pub use monitor::HandshakeFailure;
@@ -82,5 +86,6 @@ pub use server::{
     Service, ServiceError, WithCaller,
 };
 pub use shutdown::{Running, Shutdown};
+pub use spool::{Spool, SpoolError};
 pub use zmq;
 pub use zmqrpc_core::Command;

@@ -113,20 +113,70 @@ impl Requester {
             .map_err(RequestError::Transport)?;
         let outcome = connection.exchange(message, deadline, &mut self.reply);
 
-        let endpoint = &mut self.endpoints[index];
-        let failure = match outcome {
-            Ok(()) => {
-                return Ok(Reply {
-                    index,
-                    endpoint: &endpoint.address,
-                    bytes: &self.reply,
-                })
-            }
-            Err(failure) => failure,
+        match outcome {
+            Ok(()) => Ok(Reply {
+                index,
+                endpoint: &self.endpoints[index].address,
+                bytes: &self.reply,
+            }),
+            Err(failure) => Err(self.fail(index, failure, timeout)),
+        }
+    }
+
+    /// Sends `message` to the next endpoint without waiting for the reply; returns the
+    /// endpoint's index for [`try_reply`](Requester::try_reply). For event loops that poll
+    /// [`socket`](Requester::socket) themselves.
+    pub(crate) fn send(&mut self, message: &[u8]) -> Result<usize, RequestError> {
+        if self.endpoints.is_empty() {
+            return Err(RequestError::NoEndpoint);
+        }
+        let index = self.next;
+        self.next = (index + 1) % self.endpoints.len();
+        let connection = self.endpoints[index]
+            .connection(&self.ctx, &self.options, self.credentials.as_ref())
+            .map_err(RequestError::Transport)?;
+        match connection.send_now(message) {
+            Ok(()) => Ok(index),
+            Err(failure) => Err(self.fail(index, failure, Duration::ZERO)),
+        }
+    }
+
+    /// The socket of endpoint `index`, if it has one.
+    pub(crate) fn socket(&self, index: usize) -> Option<&zmq::Socket> {
+        let connection = self.endpoints.get(index)?.connection.as_ref()?;
+        Some(&connection.socket)
+    }
+
+    /// The reply from endpoint `index` if it has arrived, without waiting.
+    pub(crate) fn try_reply(&mut self, index: usize) -> Result<Option<Reply<'_>>, RequestError> {
+        let Some(connection) = self
+            .endpoints
+            .get_mut(index)
+            .and_then(|e| e.connection.as_mut())
+        else {
+            return Err(RequestError::Transport(TransportError::new(
+                "recv",
+                "no request in flight",
+                zmq::Error::EFSM,
+            )));
         };
+        match connection.try_recv(&mut self.reply) {
+            Ok(false) => Ok(None),
+            Ok(true) => Ok(Some(Reply {
+                index,
+                endpoint: &self.endpoints[index].address,
+                bytes: &self.reply,
+            })),
+            Err(failure) => Err(self.fail(index, failure, Duration::ZERO)),
+        }
+    }
+
+    /// Closes endpoint `index`'s socket after `failure` and says what went wrong.
+    fn fail(&mut self, index: usize, failure: Failure, timeout: Duration) -> RequestError {
+        let endpoint = &mut self.endpoints[index];
         endpoint.connection = None;
         let address = endpoint.address.clone();
-        Err(match failure {
+        match failure {
             Failure::Timeout => RequestError::Timeout {
                 endpoint: address,
                 after: timeout,
@@ -136,7 +186,7 @@ impl Requester {
                 reason,
             },
             Failure::Zmq(op, e) => RequestError::Transport(TransportError::new(op, &address, e)),
-        })
+        }
     }
 
     /// Closes endpoint `index`'s socket (it is recreated on its next turn): for a caller that
@@ -188,15 +238,33 @@ impl Connection {
     ) -> Result<(), Failure> {
         self.read_monitor()?;
         self.wait(zmq::POLLOUT, deadline)?;
-        match self.socket.send(message, zmq::DONTWAIT) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => return Err(Failure::Timeout),
-            Err(e) => return Err(Failure::Zmq("send", e)),
-        }
+        self.send_now(message)?;
         self.wait(zmq::POLLIN, deadline)?;
-        self.socket
-            .recv(reply, zmq::DONTWAIT)
-            .map_err(|e| Failure::Zmq("recv", e))?;
+        if self.try_recv(reply)? {
+            Ok(())
+        } else {
+            Err(Failure::Timeout)
+        }
+    }
+
+    /// Sends without waiting; a full pipe counts as a timeout.
+    fn send_now(&mut self, message: &[u8]) -> Result<(), Failure> {
+        self.read_monitor()?;
+        match self.socket.send(message, zmq::DONTWAIT) {
+            Ok(()) => Ok(()),
+            Err(zmq::Error::EAGAIN) => Err(Failure::Timeout),
+            Err(e) => Err(Failure::Zmq("send", e)),
+        }
+    }
+
+    /// Receives a single-part reply if one is there; `Ok(false)` if not yet.
+    fn try_recv(&mut self, reply: &mut zmq::Message) -> Result<bool, Failure> {
+        self.read_monitor()?;
+        match self.socket.recv(reply, zmq::DONTWAIT) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => return Ok(false),
+            Err(e) => return Err(Failure::Zmq("recv", e)),
+        }
         if reply.get_more() {
             while reply.get_more() {
                 self.socket
@@ -205,7 +273,7 @@ impl Connection {
             }
             return Err(Failure::Zmq("recv", zmq::Error::EPROTO));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Polls for `events` (and monitor news) until `deadline`.

@@ -1,0 +1,464 @@
+//! [`BufferedProxy`]: a REP→REQ proxy that acknowledges a request once it is safely queued,
+//! then delivers it downstream, in order, retrying until the downstream answers.
+//!
+//! The seed's favourite model: a site collects samples and forwards them reliably over a link
+//! that comes and goes. Requests wait in a bounded in-memory queue and, with a [`Spool`], in
+//! an append-only file that is `fsync`ed before the acknowledgement, so a restart or power cut
+//! loses nothing acknowledged. A full proxy refuses new requests with a `Busy` error: the
+//! caller knows, nothing is dropped silently.
+//!
+//! Delivery is **at-least-once**: a message whose answer was lost (or whose delivery record
+//! did not reach the disk before a crash) is delivered again. The proxy forwards frames
+//! unchanged, so the command's key and the caller's sequence number travel with it and a
+//! server can recognise a duplicate.
+//!
+//! The acknowledgement is an empty reply: use the buffered proxy for commands whose response
+//! is `()` (the downstream's actual answers are counted, not returned). One request is in
+//! flight at a time, which is what keeps the order; the loop never blocks on the downstream,
+//! so acknowledging new requests goes on while a delivery waits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::{BoundedQueue, ErrorCode, Frame, Header, Kind, OverflowPolicy};
+
+use crate::auth::{Credentials, Users};
+use crate::options::SocketOptions;
+use crate::proxy::{ProxyStats, LOG_EVERY};
+use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Rejection};
+use crate::requester::Requester;
+use crate::shutdown::{Running, Shutdown};
+use crate::spool::{Spool, SpoolError};
+use crate::stats::{bump, set};
+use crate::wire::{encode_error, encode_to_vec};
+use crate::TransportError;
+
+/// The most requests a buffered proxy can hold.
+pub const MAX_BUFFERED: usize = 16_384;
+
+/// Builds a [`BufferedProxy`].
+pub struct BufferedProxyBuilder {
+    ctx: Option<zmq::Context>,
+    input: ReceiverBuilder,
+    outputs: Vec<String>,
+    output_options: SocketOptions,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    retry: (Duration, Duration),
+    capacity: usize,
+    spool: Option<(PathBuf, u64)>,
+}
+
+impl BufferedProxyBuilder {
+    /// Uses `ctx` for both sides (needed for `inproc://`).
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.input = self.input.context(ctx);
+        self.ctx = Some(ctx.clone());
+        self
+    }
+
+    /// Binds the REP input to `endpoint` too.
+    pub fn input(mut self, endpoint: impl Into<String>) -> Self {
+        self.input = self.input.rep(endpoint);
+        self
+    }
+
+    /// Adds a downstream REQ endpoint (several are used in turn, one delivery at a time).
+    pub fn output(mut self, endpoint: impl Into<String>) -> Self {
+        self.outputs.push(endpoint.into());
+        self
+    }
+
+    /// Accepts on the input only peers presenting credentials of one of `users`.
+    pub fn input_users(mut self, users: Users) -> Self {
+        self.input = self.input.authenticate(users);
+        self
+    }
+
+    /// Presents `credentials` downstream.
+    pub fn output_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Socket options of the input side.
+    pub fn input_options(mut self, options: SocketOptions) -> Self {
+        self.input = self.input.options(options);
+        self
+    }
+
+    /// Socket options of the output side.
+    pub fn output_options(mut self, options: SocketOptions) -> Self {
+        self.output_options = options;
+        self
+    }
+
+    /// How long one delivery attempt waits for the downstream's answer (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The pause after a failed attempt, doubling up to `max` (default 100 ms to 5 s).
+    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.retry = (first, max.max(first));
+        self
+    }
+
+    /// How many requests the proxy holds (default 1000, at most [`MAX_BUFFERED`]).
+    pub fn capacity(mut self, requests: usize) -> Self {
+        self.capacity = requests.min(MAX_BUFFERED);
+        self
+    }
+
+    /// Keeps requests in a spool file at `path` as well, at most `max_bytes` large, so they
+    /// survive a restart. Requests found in it at start are delivered first.
+    pub fn spool(mut self, path: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        self.spool = Some((path.into(), max_bytes));
+        self
+    }
+
+    /// The handle that will stop the proxy.
+    pub fn shutdown(&self) -> Shutdown {
+        self.input.shutdown()
+    }
+
+    /// Opens the spool (recovering what it holds), binds and connects both sides.
+    pub fn bind(self) -> Result<BufferedProxy, BufferedProxyError> {
+        let mut queue = Box::new(BoundedQueue::with_limit(
+            OverflowPolicy::RejectNew,
+            self.capacity,
+        ));
+        let spool = match &self.spool {
+            Some((path, max_bytes)) => {
+                let (spool, recovered) = Spool::open(path, *max_bytes)?;
+                if recovered.len() > MAX_BUFFERED {
+                    return Err(BufferedProxyError::TooManyRecovered(recovered.len()));
+                }
+                // What was acknowledged before a restart is kept even beyond the capacity.
+                queue = Box::new(BoundedQueue::with_limit(
+                    OverflowPolicy::RejectNew,
+                    self.capacity.max(recovered.len()),
+                ));
+                if !recovered.is_empty() {
+                    log::info!("spool: {} requests to deliver from before", recovered.len());
+                }
+                for message in recovered {
+                    let _ = queue.push(message);
+                }
+                Some(spool)
+            }
+            None => None,
+        };
+        let ctx = self.ctx.unwrap_or_default();
+        let input = self.input.context(&ctx).bind()?;
+        let requester =
+            Requester::connect(&ctx, &self.outputs, &self.output_options, self.credentials)?;
+        let stats = Arc::new(ProxyStats::default());
+        set(&stats.queued, queue.len() as u64);
+        Ok(BufferedProxy {
+            input,
+            buffer: Buffer {
+                queue,
+                spool,
+                requester,
+                timeout: self.timeout,
+                retry: self.retry,
+                backoff: self.retry.0,
+                in_flight: None,
+                retry_at: None,
+                stats,
+                last_log: Instant::now(),
+            },
+        })
+    }
+}
+
+/// A [`BufferedProxy`] could not start.
+#[derive(Debug)]
+pub enum BufferedProxyError {
+    /// A socket failed.
+    Transport(TransportError),
+    /// The spool could not be opened or read.
+    Spool(SpoolError),
+    /// The spool holds more requests than [`MAX_BUFFERED`].
+    TooManyRecovered(usize),
+}
+
+impl std::fmt::Display for BufferedProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BufferedProxyError::Transport(e) => e.fmt(f),
+            BufferedProxyError::Spool(e) => e.fmt(f),
+            BufferedProxyError::TooManyRecovered(n) => {
+                write!(f, "the spool holds {n} requests, more than {MAX_BUFFERED}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BufferedProxyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BufferedProxyError::Transport(e) => Some(e),
+            BufferedProxyError::Spool(e) => Some(e),
+            BufferedProxyError::TooManyRecovered(_) => None,
+        }
+    }
+}
+
+impl From<TransportError> for BufferedProxyError {
+    fn from(e: TransportError) -> Self {
+        BufferedProxyError::Transport(e)
+    }
+}
+
+impl From<SpoolError> for BufferedProxyError {
+    fn from(e: SpoolError) -> Self {
+        BufferedProxyError::Spool(e)
+    }
+}
+
+/// A store-and-forward REP→REQ proxy; see the [module docs](self).
+pub struct BufferedProxy {
+    input: Receiver,
+    buffer: Buffer,
+}
+
+impl BufferedProxy {
+    /// Starts building a buffered proxy.
+    pub fn builder() -> BufferedProxyBuilder {
+        BufferedProxyBuilder {
+            ctx: None,
+            input: Receiver::builder(),
+            outputs: Vec::new(),
+            output_options: SocketOptions::default(),
+            credentials: None,
+            timeout: Duration::from_secs(5),
+            retry: (Duration::from_millis(100), Duration::from_secs(5)),
+            capacity: 1000,
+            spool: None,
+        }
+    }
+
+    /// The REP input's endpoints as bound.
+    pub fn input_endpoints(&self) -> &[String] {
+        self.input.rep_endpoints()
+    }
+
+    /// A handle that stops the proxy.
+    pub fn shutdown(&self) -> Shutdown {
+        self.input.shutdown()
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.buffer.stats.clone()
+    }
+
+    /// Serves on the calling thread until stopped; the spool is synced on the way out.
+    pub fn run(self) -> Result<(), TransportError> {
+        self.input.run(self.buffer)
+    }
+
+    /// Serves on a new thread; the handle stops (also on drop) and joins it.
+    pub fn spawn(self) -> std::io::Result<Running<ProxyStats>> {
+        let shutdown = self.shutdown();
+        let stats = self.stats();
+        Running::spawn("zmqrpc-buffered", shutdown, stats, move || self.run())
+    }
+}
+
+/// The delivery in progress: which endpoint, until when.
+struct InFlight {
+    endpoint: usize,
+    deadline: Instant,
+}
+
+struct Buffer {
+    queue: Box<BoundedQueue<Vec<u8>, MAX_BUFFERED>>,
+    spool: Option<Spool>,
+    requester: Requester,
+    timeout: Duration,
+    retry: (Duration, Duration),
+    backoff: Duration,
+    in_flight: Option<InFlight>,
+    retry_at: Option<Instant>,
+    stats: Arc<ProxyStats>,
+    last_log: Instant,
+}
+
+/// The header of an answer to a message too broken to have one.
+const NO_REQUEST: Header = Header::request(0, zmqrpc_core::Key(0));
+
+impl Buffer {
+    /// Queues and (with a spool) persists `message`; the error reply says why not.
+    fn accept(&mut self, message: &[u8]) -> Result<(), (ErrorCode, String)> {
+        if self.queue.is_full() {
+            return Err((
+                ErrorCode::Busy,
+                format!("buffer full ({} requests)", self.queue.capacity()),
+            ));
+        }
+        if let Some(spool) = &mut self.spool {
+            spool
+                .append(message, self.queue.iter().map(Vec::as_slice))
+                .map_err(|e| (ErrorCode::Busy, e.to_string()))?;
+        }
+        // Cannot overflow: checked above, and this loop is the only producer.
+        let _ = self.queue.push(message.to_vec());
+        Ok(())
+    }
+
+    /// Starts delivering the oldest request if nothing is in flight and no pause is on.
+    fn pump(&mut self) {
+        if self.in_flight.is_some() || self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        self.retry_at = None;
+        let Some(message) = self.queue.front() else {
+            return;
+        };
+        match self.requester.send(message) {
+            Ok(endpoint) => {
+                self.in_flight = Some(InFlight {
+                    endpoint,
+                    deadline: Instant::now() + self.timeout,
+                });
+            }
+            Err(e) => self.failed(&e.to_string()),
+        }
+    }
+
+    /// Checks the delivery in flight: answered, failed, or still waiting.
+    fn check_in_flight(&mut self) {
+        let Some(InFlight { endpoint, deadline }) = self.in_flight else {
+            return;
+        };
+        match self.requester.try_reply(endpoint) {
+            Ok(Some(reply)) => {
+                let refused = Frame::decode(reply.bytes)
+                    .map(|f| f.header.kind == Kind::Error)
+                    .unwrap_or(true);
+                self.in_flight = None;
+                self.delivered(refused);
+            }
+            Ok(None) if Instant::now() < deadline => {}
+            Ok(None) => {
+                self.requester.reset(endpoint);
+                self.in_flight = None;
+                self.failed("no answer in time");
+            }
+            Err(e) => {
+                self.in_flight = None;
+                self.failed(&e.to_string());
+            }
+        }
+    }
+
+    fn delivered(&mut self, refused: bool) {
+        self.queue.pop();
+        bump(&self.stats.forwarded);
+        if refused {
+            // The downstream answered with an error: delivered, but worth counting.
+            bump(&self.stats.failed);
+        }
+        self.backoff = self.retry.0;
+        if let Some(spool) = &mut self.spool {
+            if let Err(e) = spool.delivered(self.queue.iter().map(Vec::as_slice)) {
+                log::error!("{e}");
+            }
+        }
+        set(&self.stats.queued, self.queue.len() as u64);
+    }
+
+    fn failed(&mut self, why: &str) {
+        bump(&self.stats.retried);
+        log::debug!(
+            "buffered proxy: delivery failed ({why}); retrying in {:?}",
+            self.backoff
+        );
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(self.retry.1);
+    }
+}
+
+impl Handler for Buffer {
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        bump(&self.stats.received);
+        if message.origin != Origin::Rep {
+            return;
+        }
+        let header = match Header::read(message.bytes) {
+            Ok(header) if matches!(header.kind, Kind::Request | Kind::Notify) => header,
+            Ok(header) => {
+                encode_error(&header, ErrorCode::BadFrame, "not a request", reply);
+                return;
+            }
+            Err(e) => {
+                encode_error(&NO_REQUEST, ErrorCode::BadFrame, &e.to_string(), reply);
+                return;
+            }
+        };
+        match self.accept(message.bytes) {
+            Ok(()) => {
+                set(&self.stats.queued, self.queue.len() as u64);
+                let _ = encode_to_vec(&header.reply(), &(), reply, 64);
+                self.pump();
+            }
+            Err((code, why)) => {
+                bump(&self.stats.dropped);
+                encode_error(&header, code, &why, reply);
+            }
+        }
+        self.stats
+            .log_every("buffered proxy", LOG_EVERY, &mut self.last_log);
+    }
+
+    fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+        bump(&self.stats.received);
+        if origin == Origin::Rep {
+            encode_error(&NO_REQUEST, ErrorCode::BadFrame, "multipart message", reply);
+        }
+    }
+
+    fn watch(&self) -> Option<&zmq::Socket> {
+        self.in_flight
+            .as_ref()
+            .and_then(|f| self.requester.socket(f.endpoint))
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.in_flight {
+            Some(in_flight) => Some(in_flight.deadline),
+            // Work waiting (recovered from the spool, or paused after a failure): wake for it.
+            None if !self.queue.is_empty() => Some(self.retry_at.unwrap_or_else(Instant::now)),
+            None => None,
+        }
+    }
+
+    fn on_wake(&mut self) {
+        self.check_in_flight();
+        self.pump();
+        // A fast downstream may already have answered: keep going while it does.
+        while self.in_flight.is_some() {
+            let before = self.queue.len();
+            self.check_in_flight();
+            if self.queue.len() == before {
+                break;
+            }
+            self.pump();
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if let Some(spool) = &mut self.spool {
+            if let Err(e) = spool.sync() {
+                log::error!("{e}");
+            }
+        }
+    }
+}

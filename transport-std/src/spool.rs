@@ -1,0 +1,312 @@
+//! [`Spool`]: the buffered proxy's on-disk queue, so a restart or power cut loses nothing
+//! that was acknowledged.
+//!
+//! One append-only file of records:
+//!
+//! | size | field |
+//! |---|---|
+//! | 1 | tag: `M` a message, `D` "the oldest message was delivered" |
+//! | 4 | (`M` only) payload length, little-endian |
+//! | 8 | (`M` only) FNV-1a 64 of the payload, little-endian |
+//! | n | (`M` only) the payload: the frame as received |
+//!
+//! A message record is `fsync`ed before the proxy acknowledges it. Delivery records are not
+//! synced (losing one only means a message is delivered again: delivery is at-least-once).
+//! On open, records are replayed to rebuild the pending messages in order; a torn record at
+//! the end (a crash mid-append, never acknowledged) is cut off. When nothing is pending the
+//! file is truncated; when delivered records take more than half the file it is rewritten
+//! with the pending messages only (written aside, synced, renamed over).
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use zmqrpc_core::key::fnv1a64;
+
+const MESSAGE: u8 = b'M';
+const DELIVERED: u8 = b'D';
+const MESSAGE_HEADER: u64 = 1 + 4 + 8;
+
+/// Why the spool failed.
+#[derive(Debug)]
+pub enum SpoolError {
+    /// Appending would make the file larger than its bound.
+    Full {
+        /// The bound in bytes.
+        max_bytes: u64,
+    },
+    /// The file system failed.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The spool file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolError::Full { max_bytes } => write!(f, "spool full ({max_bytes} bytes)"),
+            SpoolError::Io { op, path, source } => {
+                write!(f, "spool {}: {op} failed: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source),
+            SpoolError::Full { .. } => None,
+        }
+    }
+}
+
+/// An append-only, crash-safe message file.
+#[derive(Debug)]
+pub struct Spool {
+    file: File,
+    path: PathBuf,
+    max_bytes: u64,
+    /// Bytes in the file.
+    len: u64,
+    /// Bytes of message records already delivered (reclaimable by compaction).
+    dead: u64,
+    /// Pending message records, oldest first: their sizes on disk.
+    pending: std::collections::VecDeque<u64>,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool at `path`, at most `max_bytes` large; returns it with the
+    /// messages still to deliver, oldest first.
+    pub fn open(
+        path: impl AsRef<Path>,
+        max_bytes: u64,
+    ) -> Result<(Spool, Vec<Vec<u8>>), SpoolError> {
+        let path = path.as_ref().to_path_buf();
+        let named = path.clone();
+        let io = |op| {
+            let path = named.clone();
+            move |source| SpoolError::Io { op, path, source }
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io("open"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io("read"))?;
+
+        let (messages, good) = replay(&bytes);
+        if good < bytes.len() {
+            log::warn!(
+                "spool {}: cut {} bytes of a torn record at the end",
+                path.display(),
+                bytes.len() - good
+            );
+            file.set_len(good as u64).map_err(io("truncate"))?;
+            file.sync_all().map_err(io("fsync"))?;
+        }
+        let mut spool = Spool {
+            file,
+            path,
+            max_bytes,
+            len: good as u64,
+            dead: 0,
+            pending: messages
+                .iter()
+                .map(|m| MESSAGE_HEADER + m.len() as u64)
+                .collect(),
+        };
+        spool.dead = spool.len - spool.pending.iter().sum::<u64>();
+        spool.file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+        let payloads = messages.into_iter().map(<[u8]>::to_vec).collect();
+        Ok((spool, payloads))
+    }
+
+    /// Appends `message` and syncs it to disk; once this returns, the message survives a
+    /// crash. `pending` must be the messages already pending, oldest first, for compaction.
+    pub fn append<'a>(
+        &mut self,
+        message: &[u8],
+        pending: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), SpoolError> {
+        let size = MESSAGE_HEADER + message.len() as u64;
+        if self.len + size > self.max_bytes && self.dead > 0 {
+            self.compact(pending)?;
+        }
+        if self.len + size > self.max_bytes {
+            return Err(SpoolError::Full {
+                max_bytes: self.max_bytes,
+            });
+        }
+        let len = u32::try_from(message.len()).map_err(|_| SpoolError::Full {
+            max_bytes: self.max_bytes,
+        })?;
+        self.write(&[&record_header(len, message), message])?;
+        self.file.sync_data().map_err(|e| self.io("fsync", e))?;
+        self.pending.push_back(size);
+        Ok(())
+    }
+
+    /// Records that the oldest pending message was delivered.
+    pub fn delivered<'a>(
+        &mut self,
+        pending: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), SpoolError> {
+        let Some(size) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        self.dead += size;
+        if self.pending.is_empty() {
+            // Nothing left to keep: start the file afresh.
+            self.file.set_len(0).map_err(|e| self.io("truncate", e))?;
+            self.file
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| self.io("seek", e))?;
+            self.file.sync_data().map_err(|e| self.io("fsync", e))?;
+            self.len = 0;
+            self.dead = 0;
+            return Ok(());
+        }
+        self.write(&[&[DELIVERED]])?;
+        self.dead += 1;
+        if self.dead > self.len / 2 {
+            self.compact(pending)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes in the file now.
+    pub fn len_bytes(&self) -> u64 {
+        self.len
+    }
+
+    /// Messages pending in the file.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Flushes everything to disk (delivery records included).
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.file.sync_all().map_err(|e| self.io("fsync", e))
+    }
+
+    /// Rewrites the file with the pending messages only.
+    fn compact<'a>(&mut self, pending: impl Iterator<Item = &'a [u8]>) -> Result<(), SpoolError> {
+        let aside = self.path.with_extension("compacting");
+        let io = |op| {
+            let path = aside.clone();
+            move |source| SpoolError::Io { op, path, source }
+        };
+        let mut out = File::create(&aside).map_err(io("create"))?;
+        let mut len = 0;
+        let mut sizes = std::collections::VecDeque::with_capacity(self.pending.len());
+        for message in pending {
+            // Pending messages were appended before, so their length fits a u32.
+            let header = record_header(message.len() as u32, message);
+            out.write_all(&header).map_err(io("write"))?;
+            out.write_all(message).map_err(io("write"))?;
+            let size = MESSAGE_HEADER + message.len() as u64;
+            len += size;
+            sizes.push_back(size);
+        }
+        out.sync_all().map_err(io("fsync"))?;
+        std::fs::rename(&aside, &self.path).map_err(io("rename"))?;
+        if let Some(dir) = self.path.parent() {
+            // Make the rename itself durable.
+            if let Ok(dir) = File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            }) {
+                let _ = dir.sync_all();
+            }
+        }
+        out.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+        self.file = out;
+        self.len = len;
+        self.dead = 0;
+        self.pending = sizes;
+        Ok(())
+    }
+
+    fn write(&mut self, parts: &[&[u8]]) -> Result<(), SpoolError> {
+        for part in parts {
+            if let Err(e) = self.file.write_all(part) {
+                // Do not leave half a record behind a later good one.
+                let _ = self.file.set_len(self.len);
+                let _ = self.file.seek(SeekFrom::Start(self.len));
+                return Err(self.io("write", e));
+            }
+            self.len += part.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn io(&self, op: &'static str, source: io::Error) -> SpoolError {
+        SpoolError::Io {
+            op,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = self.file.sync_all();
+    }
+}
+
+/// The header of a message record.
+fn record_header(len: u32, message: &[u8]) -> [u8; MESSAGE_HEADER as usize] {
+    let mut header = [0u8; MESSAGE_HEADER as usize];
+    header[0] = MESSAGE;
+    header[1..5].copy_from_slice(&len.to_le_bytes());
+    header[5..13].copy_from_slice(&fnv1a64(message).to_le_bytes());
+    header
+}
+
+/// Replays records: the pending messages, and how many bytes were whole, valid records.
+fn replay(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut pending = std::collections::VecDeque::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            DELIVERED => {
+                pending.pop_front();
+                at += 1;
+            }
+            MESSAGE => {
+                let Some(header) = bytes.get(at..at + MESSAGE_HEADER as usize) else {
+                    break;
+                };
+                let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+                let sum = u64::from_le_bytes([
+                    header[5], header[6], header[7], header[8], header[9], header[10], header[11],
+                    header[12],
+                ]);
+                let start = at + MESSAGE_HEADER as usize;
+                let Some(payload) = start.checked_add(len).and_then(|end| bytes.get(start..end))
+                else {
+                    break;
+                };
+                if fnv1a64(payload) != sum {
+                    break;
+                }
+                pending.push_back(payload);
+                at = start + len;
+            }
+            _ => break,
+        }
+    }
+    (pending.into(), at)
+}
