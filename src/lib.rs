@@ -25,9 +25,19 @@
 //! # Layout
 //! - everything of [`zmqrpc_core`] at the top level (`zmqrpc::Command`, `zmqrpc::frame`, …);
 //! - [`transport`]: the libzmq transport.
+//! - [`agent`]: the node agent's commands (`zmqrpc-server`).
+//! - `cli` (feature `cli`, on by default): what the binaries share.
+//!
+//! # Binaries
+//! - `zmqrpc-proxy`: any proxy kind, from flags or a TOML file.
+//! - `zmqrpc-server`: the node agent, and `zmqrpc-server call …` to query one.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod agent;
+#[cfg(feature = "cli")]
+pub mod cli;
 
 pub use zmqrpc_core::*;
 pub use zmqrpc_transport_std as transport;

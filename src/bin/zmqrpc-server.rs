@@ -1,0 +1,211 @@
+//! `zmqrpc-server`: the node agent, and a client to query one; see `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use zmqrpc::agent::{self, Echo, GetNodeInfo, Ping};
+use zmqrpc::cli::{self, CliError};
+use zmqrpc::transport::{RpcClient, RpcServer};
+
+const HELP: &str = "\
+zmqrpc-server: a node agent answering ping, info and echo over zmqrpc.
+
+USAGE:
+    zmqrpc-server [--bind ENDPOINT]... [OPTIONS]          serve
+    zmqrpc-server call ping|info|echo TEXT --connect ENDPOINT [OPTIONS]
+
+SERVE OPTIONS:
+    --bind ENDPOINT        serve calls on this REP endpoint (repeatable) [tcp://*:30000]
+    --subscribe ENDPOINT   also take one-way commands from this publisher (repeatable)
+    --users FILE           accept only these users (`user:password` lines)
+    --config FILE          read these settings from a TOML file (flags win), e.g.
+                               bind = [\"tcp://*:30000\"]
+                               users = \"/etc/zmqrpc/users\"
+
+CALL OPTIONS:
+    --connect ENDPOINT     the agent to ask, e.g. tcp://10.0.0.7:30000
+    --timeout MS           give up after this long [3000]
+    --credentials FILE     present these (`user:password`); without it,
+                           $ZMQRPC_USER and $ZMQRPC_PASSWORD if set
+
+COMMON OPTIONS:
+    -v, --verbose          log more (RUST_LOG overrides)
+    -q, --quiet            log less
+    -h, --help             print this help
+    -V, --version          print the version
+
+Serving stops cleanly on SIGINT or SIGTERM; it prints one line `ready bind=...`
+to stdout once its sockets are bound. `call` exits 0 on an answer, 1 otherwise.
+";
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default)]
+    bind: Vec<String>,
+    #[serde(default)]
+    subscribe: Vec<String>,
+    users: Option<PathBuf>,
+}
+
+enum Mode {
+    Serve(Settings),
+    Call {
+        command: Vec<String>,
+        connect: String,
+        timeout: Duration,
+        credentials: Option<PathBuf>,
+    },
+}
+
+fn parse() -> Result<(Mode, i8), CliError> {
+    use lexopt::prelude::*;
+    let mut flags = Settings::default();
+    let (mut config, mut connect, mut credentials) = (None, None, None);
+    let mut timeout = Duration::from_secs(3);
+    let mut words = Vec::new();
+    let mut verbosity = 0;
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        if cli::common_flag(&arg, &mut verbosity, HELP) {
+            continue;
+        }
+        match arg {
+            Long("bind") => flags.bind.push(cli::string(&mut parser)?),
+            Long("subscribe") => flags.subscribe.push(cli::string(&mut parser)?),
+            Long("users") => flags.users = Some(cli::path(&mut parser)?),
+            Long("config") => config = Some(cli::path(&mut parser)?),
+            Long("connect") => connect = Some(cli::string(&mut parser)?),
+            Long("timeout") => timeout = Duration::from_millis(parser.value()?.parse()?),
+            Long("credentials") => credentials = Some(cli::path(&mut parser)?),
+            Value(word) => words.push(word.string()?),
+            _ => return Err(format!("{}; try --help", arg.unexpected()).into()),
+        }
+    }
+    if words.first().map(String::as_str) == Some("call") {
+        let connect = connect.ok_or("call needs --connect ENDPOINT")?;
+        return Ok((
+            Mode::Call {
+                command: words.split_off(1),
+                connect,
+                timeout,
+                credentials,
+            },
+            verbosity,
+        ));
+    }
+    if let Some(word) = words.first().filter(|w| *w != "serve") {
+        return Err(format!("unknown command {word:?}; try --help").into());
+    }
+    let mut settings: Settings = match config {
+        Some(path) => cli::load_config(&path)?,
+        None => Settings::default(),
+    };
+    if !flags.bind.is_empty() {
+        settings.bind = flags.bind;
+    }
+    if !flags.subscribe.is_empty() {
+        settings.subscribe = flags.subscribe;
+    }
+    settings.users = flags.users.or(settings.users);
+    if settings.bind.is_empty() && settings.subscribe.is_empty() {
+        settings.bind.push("tcp://*:30000".into());
+    }
+    Ok((Mode::Serve(settings), verbosity))
+}
+
+fn serve(settings: Settings) -> Result<(), CliError> {
+    let mut builder = agent::register(RpcServer::builder())?;
+    for endpoint in settings.bind {
+        builder = builder.rep(endpoint);
+    }
+    for endpoint in settings.subscribe {
+        builder = builder.subscribe(endpoint);
+    }
+    if let Some(users) = cli::users(settings.users.as_deref())? {
+        builder = builder.authenticate(users);
+    }
+    let server = builder.bind()?;
+    cli::stop_on_signals(server.shutdown())?;
+    let stats = server.stats();
+    println!("ready bind={}", server.rep_endpoints().join(","));
+    server.run()?;
+    log::info!(
+        "stopped: {:?} {:?}",
+        stats.receiver.snapshot(),
+        stats.dispatch.snapshot()
+    );
+    Ok(())
+}
+
+fn call(
+    command: &[String],
+    connect: String,
+    timeout: Duration,
+    credentials: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let mut builder = RpcClient::builder().req(connect).timeout(timeout);
+    if let Some(credentials) = cli::credentials(credentials.as_deref())? {
+        builder = builder.credentials(credentials);
+    }
+    let mut client = builder.connect()?;
+    match command {
+        [c] if c == "ping" => {
+            let pong = client.call(&Ping)?;
+            println!(
+                "pong: version {}, serving for {} s",
+                pong.version, pong.serving_secs
+            );
+        }
+        [c] if c == "info" => {
+            let info = client.call(&GetNodeInfo)?;
+            let or = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            println!("hostname     {}", or(info.hostname));
+            println!(
+                "uptime       {}",
+                or(info.uptime_secs.map(|s| format!("{s} s")))
+            );
+            println!(
+                "load         {}",
+                or(info.load.map(|l| format!("{} {} {}", l[0], l[1], l[2])))
+            );
+            println!(
+                "memory       {}",
+                or(info.mem_total_kib.map(|t| format!("{t} KiB total")))
+            );
+            println!(
+                "available    {}",
+                or(info.mem_available_kib.map(|a| format!("{a} KiB")))
+            );
+            println!(
+                "cpu temp     {}",
+                or(info.cpu_temp_c.map(|c| format!("{c:.1} °C")))
+            );
+        }
+        [c, text @ ..] if c == "echo" && !text.is_empty() => {
+            println!("{}", client.call(&Echo(text.join(" ")))?);
+        }
+        _ => return Err("call what? ping, info or echo TEXT; try --help".into()),
+    }
+    Ok(())
+}
+
+fn main() {
+    let result = parse().and_then(|(mode, verbosity)| {
+        cli::init_logging(verbosity);
+        match mode {
+            Mode::Serve(settings) => serve(settings),
+            Mode::Call {
+                command,
+                connect,
+                timeout,
+                credentials,
+            } => call(&command, connect, timeout, credentials),
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("zmqrpc-server: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,111 @@
+//! What the binaries share: logging, signals, credentials and config files.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::transport::{Credentials, Shutdown, Users};
+
+/// A failure the binaries report and exit on.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Logs to stderr at `info` (`-v`: debug, `-q`: warn); `RUST_LOG` overrides.
+pub fn init_logging(verbosity: i8) {
+    let default = match verbosity {
+        i8::MIN..=-1 => "warn",
+        0 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp(None)
+        .init();
+}
+
+/// Asks `shutdown` to stop on the first SIGINT or SIGTERM; exits at once on the second.
+pub fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    log::warn!("signal {signal} again: exiting now");
+                    std::process::exit(1);
+                }
+                log::info!("signal {signal}: stopping");
+                shutdown.request();
+            }
+        })?;
+    Ok(())
+}
+
+/// Credentials from `file` (its first line, `user:password`), or else from the environment
+/// variables `ZMQRPC_USER` and `ZMQRPC_PASSWORD`; none if neither is there. Never from the
+/// command line, where other users of the machine could read them.
+pub fn credentials(file: Option<&Path>) -> Result<Option<Credentials>, CliError> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read credentials {}: {e}", file.display()))?;
+        let line = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('\r');
+        let (user, password) = line
+            .split_once(':')
+            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+            .ok_or_else(|| format!("{}: first line is not `user:password`", file.display()))?;
+        return Ok(Some(Credentials::new(user, password)));
+    }
+    match (
+        std::env::var("ZMQRPC_USER"),
+        std::env::var("ZMQRPC_PASSWORD"),
+    ) {
+        (Ok(user), Ok(password)) => Ok(Some(Credentials::new(user, password))),
+        _ => Ok(None),
+    }
+}
+
+/// The users file at `path`, if given.
+pub fn users(path: Option<&Path>) -> Result<Option<Users>, CliError> {
+    Ok(path.map(Users::from_file).transpose()?)
+}
+
+/// A TOML config file.
+pub fn load_config<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    basic_toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()).into())
+}
+
+/// The value of a flag as a path.
+pub fn path(parser: &mut lexopt::Parser) -> Result<PathBuf, lexopt::Error> {
+    Ok(PathBuf::from(parser.value()?))
+}
+
+/// The value of a flag as a string.
+pub fn string(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    lexopt::ValueExt::string(parser.value()?)
+}
+
+/// Whether a flag is one every binary understands; handles `-h`/`-V` by printing and exiting.
+pub fn common_flag(arg: &lexopt::Arg<'_>, verbosity: &mut i8, help: &str) -> bool {
+    use lexopt::Arg::{Long, Short};
+    match arg {
+        Short('h') | Long("help") => {
+            print!("{help}");
+            std::process::exit(0);
+        }
+        Short('V') | Long("version") => {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0);
+        }
+        Short('v') | Long("verbose") => *verbosity += 1,
+        Short('q') | Long("quiet") => *verbosity -= 1,
+        _ => return false,
+    }
+    true
+}
