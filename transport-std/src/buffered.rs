@@ -64,6 +64,13 @@ impl BufferedProxyBuilder {
         self
     }
 
+    /// Subscribes to a publisher at `endpoint` too: its messages are queued like requests
+    /// (with no one to acknowledge; when the buffer is full they are counted as dropped).
+    pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
+        self.input = self.input.subscribe(endpoint);
+        self
+    }
+
     /// Adds a downstream REQ endpoint (several are used in turn, one delivery at a time).
     pub fn output(mut self, endpoint: impl Into<String>) -> Self {
         self.outputs.push(endpoint.into());
@@ -242,7 +249,7 @@ impl BufferedProxy {
         }
     }
 
-    /// The REP input's endpoints as bound.
+    /// The REP input's endpoints as bound (empty with only SUB inputs).
     pub fn input_endpoints(&self) -> &[String] {
         self.input.rep_endpoints()
     }
@@ -387,16 +394,16 @@ impl Buffer {
 impl Handler for Buffer {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
-        if message.origin != Origin::Rep {
-            return;
-        }
+        // On SUB the reply is discarded: what would be an error reply is only counted.
         let header = match Header::read(message.bytes) {
             Ok(header) if matches!(header.kind, Kind::Request | Kind::Notify) => header,
             Ok(header) => {
+                bump(&self.stats.failed);
                 encode_error(&header, ErrorCode::BadFrame, "not a request", reply);
                 return;
             }
             Err(e) => {
+                bump(&self.stats.failed);
                 encode_error(&NO_REQUEST, ErrorCode::BadFrame, &e.to_string(), reply);
                 return;
             }
@@ -409,6 +416,9 @@ impl Handler for Buffer {
             }
             Err((code, why)) => {
                 bump(&self.stats.dropped);
+                if message.origin != Origin::Rep {
+                    log::warn!("buffered proxy: dropped a published message: {why}");
+                }
                 encode_error(&header, code, &why, reply);
             }
         }
