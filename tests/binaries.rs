@@ -16,13 +16,38 @@ use zmqrpc::transport::RpcServer;
 const PROXY: &str = env!("CARGO_BIN_EXE_zmqrpc-proxy");
 const SERVER: &str = env!("CARGO_BIN_EXE_zmqrpc-server");
 
+/// A command for one of the crate's binaries. Under qemu-user (the cross-built test suite;
+/// binfmt is not available), the binary cannot be executed directly: run it through qemu.
+fn command(program: &str) -> Command {
+    static EMULATED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let emulated = *EMULATED.get_or_init(|| {
+        // The exec fails with ENOEXEC, reported either as a spawn error or (when the guest
+        // libc spawns through fork + exec) as the child's exit code 127.
+        match Command::new(program).arg("--version").output() {
+            Err(e) => e.raw_os_error() == Some(8),
+            Ok(out) => out.status.code() == Some(127) && out.stdout.is_empty(),
+        }
+    });
+    if !emulated {
+        return Command::new(program);
+    }
+    let (qemu, sysroot) = if cfg!(target_arch = "aarch64") {
+        ("qemu-aarch64", "/usr/aarch64-linux-gnu")
+    } else {
+        ("qemu-arm", "/usr/arm-linux-gnueabihf")
+    };
+    let mut command = Command::new(qemu);
+    command.args(["-L", sysroot, program]);
+    command
+}
+
 /// A running binary; killed if the test fails before it stops.
 struct Process(Child);
 
 impl Process {
     /// Starts `program` and waits (bounded) for its `ready …` line.
     fn start(program: &str, args: &[&str]) -> (Process, String) {
-        let mut child = Command::new(program)
+        let mut child = command(program)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -72,19 +97,20 @@ impl Drop for Process {
 #[test]
 fn both_binaries_explain_themselves() {
     for program in [PROXY, SERVER] {
-        let out = Command::new(program).arg("--help").output().unwrap();
+        let out = command(program).arg("--help").output().unwrap();
         assert!(out.status.success());
         let help = String::from_utf8(out.stdout).unwrap();
         assert!(
             help.contains("USAGE:") && help.contains("SIGTERM"),
             "{help}"
         );
-        let bad = Command::new(program)
-            .arg("--no-such-flag")
-            .output()
-            .unwrap();
+        let bad = command(program).arg("--no-such-flag").output().unwrap();
         assert!(!bad.status.success());
-        assert!(String::from_utf8_lossy(&bad.stderr).contains("--help"));
+        let complaint = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            complaint.contains("--help"),
+            "{program}: {complaint:?} {bad:?}"
+        );
     }
 }
 
@@ -113,7 +139,7 @@ fn the_agent_serves_through_a_proxy_and_both_stop_on_sigterm_within_a_second() {
     );
     assert_eq!(client.call(&Echo("through".into())).unwrap(), "through");
     // The client subcommand, the way an operator would use it.
-    let out = Command::new(SERVER)
+    let out = command(SERVER)
         .args(["call", "echo", "hi", "there", "--connect", &proxy_endpoint])
         .output()
         .unwrap();
