@@ -423,7 +423,7 @@ impl Handler for Buffer {
             }
         }
         self.stats
-            .log_every("buffered proxy", LOG_EVERY, &mut self.last_log);
+            .log_every(&"buffered proxy", LOG_EVERY, &mut self.last_log);
     }
 
     fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {

@@ -110,7 +110,7 @@ counters! {
 
 impl ProxyStats {
     /// Logs the counters at info level, at most once per `every`.
-    pub(crate) fn log_every(&self, name: &str, every: Duration, last: &mut Instant) {
+    pub(crate) fn log_every(&self, name: &dyn fmt::Display, every: Duration, last: &mut Instant) {
         if last.elapsed() >= every {
             *last = Instant::now();
             log::info!("{name}: {:?}", self.snapshot());
@@ -354,7 +354,7 @@ impl Handler for Forwarder {
             },
         }
         self.stats
-            .log_every(&self.kind.to_string(), LOG_EVERY, &mut self.last_log);
+            .log_every(&self.kind, LOG_EVERY, &mut self.last_log);
     }
 
     fn watch(&self) -> Option<&zmq::Socket> {

@@ -106,6 +106,9 @@ counters! {
     }
 }
 
+/// Sockets polled from a stack array; more (many SUB endpoints) use a `Vec`.
+const INLINE_POLL: usize = 8;
+
 /// Most messages taken from one socket per wake-up, so no socket starves the others.
 const BATCH: usize = 64;
 
@@ -300,18 +303,27 @@ impl Receiver {
 
     /// Waits until a socket is readable, a stop is asked for, or `timeout_ms` passes.
     fn poll(&self, timeout_ms: i64, watch: Option<&zmq::Socket>) -> Result<(), TransportError> {
-        let mut items = Vec::with_capacity(3 + self.subs.len());
-        items.push(self.stop.socket.as_poll_item(zmq::POLLIN));
-        if let Some(socket) = watch {
-            items.push(socket.as_poll_item(zmq::POLLIN));
-        }
-        if let Some(rep) = &self.rep {
-            items.push(rep.socket.as_poll_item(zmq::POLLIN));
-        }
-        for sub in &self.subs {
-            items.push(sub.socket.as_poll_item(zmq::POLLIN));
-        }
-        match zmq::poll(&mut items, timeout_ms) {
+        let count =
+            1 + usize::from(watch.is_some()) + usize::from(self.rep.is_some()) + self.subs.len();
+        let mut sockets = std::iter::once(&self.stop.socket)
+            .chain(watch)
+            .chain(self.rep.iter().map(|rep| &rep.socket))
+            .chain(self.subs.iter().map(|sub| &sub.socket));
+        let result = if count <= INLINE_POLL {
+            // On the stack: the per-message path allocates nothing. Unused slots repeat the
+            // stop socket and are not passed to poll.
+            let mut items: [zmq::PollItem<'_>; INLINE_POLL] = std::array::from_fn(|_| {
+                sockets
+                    .next()
+                    .unwrap_or(&self.stop.socket)
+                    .as_poll_item(zmq::POLLIN)
+            });
+            zmq::poll(&mut items[..count], timeout_ms)
+        } else {
+            let mut items: Vec<_> = sockets.map(|s| s.as_poll_item(zmq::POLLIN)).collect();
+            zmq::poll(&mut items, timeout_ms)
+        };
+        match result {
             Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
             Err(e) => Err(TransportError::new("poll", "", e)),
         }

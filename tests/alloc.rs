@@ -1,0 +1,83 @@
+//! The per-message path allocates nothing on the Rust heap in steady state: client call,
+//! server dispatch and proxy forward. A counting global allocator sees every Rust allocation
+//! of every thread in this test binary (libzmq's own C allocations are not on the Rust heap).
+//! Alone in its binary so no other test's allocations are counted.
+#![allow(clippy::unwrap_used)]
+// A global allocator needs `unsafe impl GlobalAlloc`; it only counts and delegates to System.
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::*;
+use zmqrpc::transport::{Proxy, ProxyKind, RpcClient};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `calls` calls of `Add`, after `warm_up` calls.
+fn allocations_per_run(client: &mut RpcClient, warm_up: i64, calls: i64) -> u64 {
+    for i in 0..warm_up {
+        assert_eq!(client.call(&Add(i, 1)).unwrap(), i + 1);
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for i in 0..calls {
+        // Inline comparison only: a failing assert would allocate its message.
+        if client.call(&Add(i, 1)).ok() != Some(i + 1) {
+            panic!("call {i} failed");
+        }
+    }
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn calls_dispatch_and_forwarding_allocate_nothing_in_steady_state() {
+    let server = standard_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let proxy = Proxy::builder(ProxyKind::Rep2Req)
+        .input("tcp://127.0.0.1:*")
+        .output(&server_endpoint)
+        .bind()
+        .unwrap();
+    let proxy_endpoint = proxy.input_endpoints()[0].clone();
+    let _proxy = proxy.spawn().unwrap();
+
+    // Client call + server dispatch.
+    let mut direct = client(&server_endpoint);
+    let allocations = allocations_per_run(&mut direct, 1_000, 10_000);
+    assert_eq!(
+        allocations, 0,
+        "direct: {allocations} allocations in 10,000 calls"
+    );
+
+    // Client call + proxy forward + server dispatch.
+    let mut forwarded = client(&proxy_endpoint);
+    let allocations = allocations_per_run(&mut forwarded, 1_000, 10_000);
+    assert_eq!(
+        allocations, 0,
+        "via Rep2Req: {allocations} allocations in 10,000 calls"
+    );
+}
