@@ -134,6 +134,11 @@ pub enum CallError {
     Transport(TransportError),
     /// The client has no socket for this (no REQ endpoint for a call, no PUB for a notify).
     Closed,
+    /// A [`Pipeline`](crate::Pipeline) already has its window full of calls in flight.
+    WindowFull {
+        /// Calls in flight.
+        in_flight: usize,
+    },
 }
 
 impl fmt::Display for CallError {
@@ -155,6 +160,9 @@ impl fmt::Display for CallError {
             }
             CallError::Transport(e) => e.fmt(f),
             CallError::Closed => f.write_str("the client has no socket for this"),
+            CallError::WindowFull { in_flight } => {
+                write!(f, "{in_flight} calls in flight fill the pipeline's window")
+            }
         }
     }
 }

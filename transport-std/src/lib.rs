@@ -42,6 +42,7 @@
 //! - [`sender`]: [`Sender`]: a publisher and/or a requester.
 //! - [`server`]: [`RpcServer`], [`Service`]: typed dispatch.
 //! - [`client`]: [`RpcClient`]: typed calls and notifications.
+//! - [`pipeline`]: [`Pipeline`]: many calls in flight over one DEALER socket.
 //! - [`shutdown`]: [`Shutdown`] and [`Running`]: how every loop stops.
 //! - [`proxy`]: [`Proxy`]: the standard proxies (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req).
 //! - [`buffered`]: [`BufferedProxy`]: store-and-forward REP→REQ, with an optional [`spool`].
@@ -57,6 +58,7 @@ pub mod client;
 pub mod error;
 mod monitor;
 pub mod options;
+pub mod pipeline;
 pub mod proxy;
 pub mod publisher;
 pub mod receiver;
@@ -74,6 +76,7 @@ pub use client::{ClientBuilder, RpcClient};
 pub use error::{CallError, RequestError, TransportError};
 pub use monitor::HandshakeFailure;
 pub use options::SocketOptions;
+pub use pipeline::{Pipeline, PipelineBuilder};
 pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
 pub use publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
 pub use receiver::{

@@ -1,0 +1,327 @@
+//! [`Pipeline`]: many calls of one command in flight over one connection.
+//!
+//! A REQ socket allows one call at a time, so a sequential client waits a full round trip
+//! (two thread wake-ups on each side) per call. A pipeline uses a DEALER socket instead: it
+//! sends calls as fast as the caller submits them and matches the answers by the frame's
+//! sequence number, in whatever order they come back. Servers need no change: a DEALER that
+//! prefixes each frame with an empty delimiter speaks to a REP socket like a REQ does.
+//!
+//! Why a window API rather than a thread-safe client: sockets must stay on one thread, and
+//! a shared client would need a lock or a channel per call (an allocation and two wake-ups
+//! each, the very costs pipelining removes). A pipeline is cheap (one socket): give each
+//! thread its own. The caller keeps as many calls in flight as it likes — `send` until the
+//! window is full, then `recv` one answer and `send` again — and every call keeps its own
+//! deadline: an answer that does not come in time is reported as a [`CallError::Timeout`] for
+//! its sequence number, and a late answer is dropped.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::{Command, Frame, Header, Kind};
+
+use crate::auth::{Credentials, Role};
+use crate::options::{millis, SocketOptions};
+use crate::wire::{encode_to_vec, max_frame};
+use crate::{CallError, TransportError};
+
+/// Builds a [`Pipeline`].
+pub struct PipelineBuilder {
+    ctx: Option<zmq::Context>,
+    endpoint: Option<String>,
+    options: SocketOptions,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    window: usize,
+}
+
+impl PipelineBuilder {
+    /// Uses `ctx` (needed for `inproc://`); by default the pipeline makes its own context.
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.ctx = Some(ctx.clone());
+        self
+    }
+
+    /// The server's REP (or ROUTER) endpoint.
+    pub fn connect_to(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Socket options.
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Presents `credentials` to a server that requires them.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Each call's timeout, from its `send` (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The most calls in flight (default 256); beyond it [`Pipeline::send`] refuses with
+    /// [`CallError::WindowFull`].
+    pub fn window(mut self, calls: usize) -> Self {
+        self.window = calls.max(1);
+        self
+    }
+
+    /// Creates and connects the DEALER socket, for calls of command `C`.
+    pub fn connect<C: Command>(self) -> Result<Pipeline<C>, TransportError> {
+        let endpoint = self
+            .endpoint
+            .ok_or_else(|| TransportError::new("connect", "", zmq::Error::EINVAL))?;
+        let ctx = self.ctx.unwrap_or_default();
+        let role = Role::presenter(self.credentials.as_ref());
+        let name = endpoint.as_str();
+        let err = |op| move |e| TransportError::new(op, name, e);
+        let socket = self
+            .options
+            .socket(&ctx, zmq::DEALER, role)
+            .map_err(err("socket"))?;
+        // Calls not yet sent when the pipeline closes are abandoned, like a timed-out REQ's.
+        socket.set_linger(0).map_err(err("set_linger"))?;
+        // The window bounds what we queue; let libzmq queue that much too.
+        let hwm = i32::try_from(self.window)
+            .unwrap_or(i32::MAX)
+            .max(self.options.send_hwm);
+        socket.set_sndhwm(hwm).map_err(err("set_sndhwm"))?;
+        socket.set_rcvhwm(hwm).map_err(err("set_rcvhwm"))?;
+        socket.connect(&endpoint).map_err(err("connect"))?;
+        Ok(Pipeline {
+            socket,
+            endpoint,
+            max_frame: max_frame(self.options.max_message_size),
+            timeout: self.timeout,
+            window: self.window,
+            seq: 0,
+            in_flight: HashMap::with_capacity(self.window),
+            buf: Vec::with_capacity(256),
+            part: zmq::Message::new(),
+            stray: 0,
+            command: PhantomData,
+        })
+    }
+}
+
+/// Calls of command `C` in flight over one DEALER socket; see the [module docs](self).
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # use std::time::Duration;
+/// # use zmqrpc_transport_std::Pipeline;
+/// # #[derive(Serialize, Deserialize)] struct Add(i32, i32);
+/// # impl zmqrpc_core::Command for Add { const NAME: &'static str = "add"; type Response = i32; }
+/// let mut pipeline = Pipeline::builder().connect_to("tcp://127.0.0.1:30000").connect::<Add>()?;
+/// for i in 0..100 {
+///     pipeline.send(&Add(i, i))?;
+/// }
+/// while pipeline.in_flight() > 0 {
+///     if let Some((seq, answer)) = pipeline.recv(Duration::from_secs(1))? {
+///         println!("call {seq}: {:?}", answer);
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Pipeline<C> {
+    socket: zmq::Socket,
+    endpoint: String,
+    max_frame: usize,
+    timeout: Duration,
+    window: usize,
+    seq: u32,
+    in_flight: HashMap<u32, Instant>,
+    buf: Vec<u8>,
+    part: zmq::Message,
+    stray: u64,
+    command: PhantomData<fn(C)>,
+}
+
+impl Pipeline<()> {
+    /// Starts building a pipeline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder {
+            ctx: None,
+            endpoint: None,
+            options: SocketOptions::default(),
+            credentials: None,
+            timeout: Duration::from_secs(5),
+            window: 256,
+        }
+    }
+}
+
+impl<C: Command> Pipeline<C> {
+    /// Sends `command` without waiting; returns its sequence number, which
+    /// [`recv`](Pipeline::recv) reports with its answer.
+    ///
+    /// Fails with [`CallError::WindowFull`] while the window is full: `recv` first.
+    pub fn send(&mut self, command: &C) -> Result<u32, CallError> {
+        if self.in_flight.len() >= self.window {
+            return Err(CallError::WindowFull {
+                in_flight: self.in_flight.len(),
+            });
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        encode_to_vec(
+            &Header::request(seq, C::KEY),
+            command,
+            &mut self.buf,
+            self.max_frame,
+        )
+        .map_err(CallError::Encode)?;
+        self.socket
+            .send(&b""[..], zmq::SNDMORE | zmq::DONTWAIT)
+            .and_then(|()| self.socket.send(&self.buf[..], zmq::DONTWAIT))
+            .map_err(|e| CallError::Transport(TransportError::new("send", &self.endpoint, e)))?;
+        self.in_flight.insert(seq, Instant::now() + self.timeout);
+        Ok(seq)
+    }
+
+    /// Waits up to `wait` for the next answer (or the next call to time out).
+    ///
+    /// `Ok(None)`: nothing within `wait`. `Ok(Some((seq, result)))`: call `seq` ended, with
+    /// its response or its error (remote error, timeout, bad reply).
+    pub fn recv(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<(u32, Result<C::Response, CallError>)>, CallError> {
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(answer) = self.try_recv()? {
+                return Ok(Some(answer));
+            }
+            let now = Instant::now();
+            if let Some(seq) = self.expired(now) {
+                self.in_flight.remove(&seq);
+                return Ok(Some((
+                    seq,
+                    Err(CallError::Timeout {
+                        endpoint: self.endpoint.clone(),
+                        after: self.timeout,
+                    }),
+                )));
+            }
+            if now >= until {
+                return Ok(None);
+            }
+            let next = self
+                .in_flight
+                .values()
+                .copied()
+                .min()
+                .map_or(until, |deadline| deadline.min(until));
+            let ms = i64::from(millis(
+                next.saturating_duration_since(now) + Duration::from_nanos(999_999),
+            ));
+            match self.socket.poll(zmq::POLLIN, ms) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => {
+                    return Err(CallError::Transport(TransportError::new(
+                        "poll",
+                        &self.endpoint,
+                        e,
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Answers dropped because they matched no call in flight (late, or not ours).
+    pub fn stray_answers(&self) -> u64 {
+        self.stray
+    }
+
+    /// An answer already received, if any.
+    fn try_recv(&mut self) -> Result<Option<(u32, Result<C::Response, CallError>)>, CallError> {
+        loop {
+            // [empty delimiter][frame], as a REP socket sends it.
+            match self.socket.recv(&mut self.part, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => return Ok(None),
+                Err(e) => {
+                    return Err(CallError::Transport(TransportError::new(
+                        "recv",
+                        &self.endpoint,
+                        e,
+                    )))
+                }
+            }
+            if !self.part.is_empty() || !self.part.get_more() {
+                self.drain();
+                self.stray += 1;
+                continue;
+            }
+            if self.socket.recv(&mut self.part, zmq::DONTWAIT).is_err() || self.part.get_more() {
+                self.drain();
+                self.stray += 1;
+                continue;
+            }
+            let Some((seq, result)) = self.answer() else {
+                self.stray += 1;
+                continue;
+            };
+            return Ok(Some((seq, result)));
+        }
+    }
+
+    /// Decodes the frame in `part`, if it answers a call in flight.
+    fn answer(&mut self) -> Option<(u32, Result<C::Response, CallError>)> {
+        let frame = Frame::decode(&self.part).ok()?;
+        let header = frame.header;
+        if header.key != C::KEY || !matches!(header.kind, Kind::Reply | Kind::Error) {
+            return None;
+        }
+        self.in_flight.remove(&header.seq)?;
+        let endpoint = || self.endpoint.clone();
+        let result = match header.kind {
+            Kind::Reply => frame
+                .body::<C::Response>()
+                .map_err(|error| CallError::Decode {
+                    endpoint: endpoint(),
+                    error,
+                }),
+            _ => match frame.remote_error() {
+                Ok(error) => Err(CallError::Remote {
+                    endpoint: endpoint(),
+                    error: Box::new(error),
+                }),
+                Err(error) => Err(CallError::Decode {
+                    endpoint: endpoint(),
+                    error,
+                }),
+            },
+        };
+        Some((header.seq, result))
+    }
+
+    /// The call whose deadline passed first, if any.
+    fn expired(&self, now: Instant) -> Option<u32> {
+        self.in_flight
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .min_by_key(|(_, deadline)| **deadline)
+            .map(|(seq, _)| *seq)
+    }
+
+    fn drain(&mut self) {
+        while self.part.get_more() {
+            if self.socket.recv(&mut self.part, zmq::DONTWAIT).is_err() {
+                return;
+            }
+        }
+    }
+}
