@@ -76,7 +76,7 @@ pub use client::{ClientBuilder, RpcClient};
 pub use error::{CallError, RequestError, TransportError};
 pub use monitor::HandshakeFailure;
 pub use options::SocketOptions;
-pub use pipeline::{Pipeline, PipelineBuilder};
+pub use pipeline::{Answer, Pipeline, PipelineBuilder};
 pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
 pub use publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
 pub use receiver::{

@@ -25,6 +25,9 @@ use crate::options::{millis, SocketOptions};
 use crate::wire::{encode_to_vec, max_frame};
 use crate::{CallError, TransportError};
 
+/// One call's end: its sequence number and its response or error.
+pub type Answer<C> = (u32, Result<<C as Command>::Response, CallError>);
+
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder {
     ctx: Option<zmq::Context>,
@@ -190,10 +193,7 @@ impl<C: Command> Pipeline<C> {
     ///
     /// `Ok(None)`: nothing within `wait`. `Ok(Some((seq, result)))`: call `seq` ended, with
     /// its response or its error (remote error, timeout, bad reply).
-    pub fn recv(
-        &mut self,
-        wait: Duration,
-    ) -> Result<Option<(u32, Result<C::Response, CallError>)>, CallError> {
+    pub fn recv(&mut self, wait: Duration) -> Result<Option<Answer<C>>, CallError> {
         let until = Instant::now() + wait;
         loop {
             if let Some(answer) = self.try_recv()? {
@@ -246,7 +246,7 @@ impl<C: Command> Pipeline<C> {
     }
 
     /// An answer already received, if any.
-    fn try_recv(&mut self) -> Result<Option<(u32, Result<C::Response, CallError>)>, CallError> {
+    fn try_recv(&mut self) -> Result<Option<Answer<C>>, CallError> {
         loop {
             // [empty delimiter][frame], as a REP socket sends it.
             match self.socket.recv(&mut self.part, zmq::DONTWAIT) {
@@ -279,7 +279,7 @@ impl<C: Command> Pipeline<C> {
     }
 
     /// Decodes the frame in `part`, if it answers a call in flight.
-    fn answer(&mut self) -> Option<(u32, Result<C::Response, CallError>)> {
+    fn answer(&mut self) -> Option<Answer<C>> {
         let frame = Frame::decode(&self.part).ok()?;
         let header = frame.header;
         if header.key != C::KEY || !matches!(header.kind, Kind::Reply | Kind::Error) {
