@@ -143,3 +143,69 @@ fn a_spooled_proxy_restarted_delivers_what_it_acknowledged() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_busy_downstream_is_retried_and_nothing_is_dropped() {
+    // client -> [A] -> [B, holds 2] -> server (absent at first)
+    let server_endpoint = ipc_endpoint("busy-server");
+    let b = fast_retry(BufferedProxy::builder())
+        .input(ipc_endpoint("busy-b"))
+        .output(&server_endpoint)
+        .capacity(2)
+        .bind()
+        .unwrap();
+    let b_endpoint = b.input_endpoints()[0].clone();
+    let b = b.spawn().unwrap();
+    let a = fast_retry(BufferedProxy::builder())
+        .input("tcp://127.0.0.1:*")
+        .output(&b_endpoint)
+        .bind()
+        .unwrap();
+    let a_endpoint = a.input_endpoints()[0].clone();
+    let a = a.spawn().unwrap();
+    let mut client = client(&a_endpoint);
+    for seq in 0..6 {
+        client.call(&Sample { seq, value: 0.0 }).unwrap();
+    }
+    // B fills up and answers Busy; A keeps the rest and retries.
+    assert!(eventually(secs(5), || b.stats().snapshot().dropped >= 1));
+    assert!(a.stats().snapshot().retried >= 1);
+
+    let samples = Samples::default();
+    let _server = RpcServer::builder()
+        .register(samples.service())
+        .unwrap()
+        .rep(&server_endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut got = samples.wait_for(6, secs(15));
+    got.dedup();
+    assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(a.stats().snapshot().dropped, 0);
+}
+
+#[test]
+fn the_memory_budget_in_bytes_refuses_with_busy() {
+    let proxy = fast_retry(BufferedProxy::builder())
+        .input("tcp://127.0.0.1:*")
+        .output(ipc_endpoint("bytes-nobody"))
+        .max_bytes(300)
+        .bind()
+        .unwrap();
+    let input = proxy.input_endpoints()[0].clone();
+    let _proxy = proxy.spawn().unwrap();
+    let mut client = client(&input);
+    let big = "x".repeat(200);
+    // The acknowledgement is an empty reply, which an Echo client cannot decode as a String:
+    // what matters is that the first is accepted and the second refused.
+    assert!(!matches!(
+        client.call(&Echo(big.clone())),
+        Err(CallError::Remote { .. })
+    ));
+    match client.call(&Echo(big)) {
+        Err(CallError::Remote { error, .. }) => assert_eq!(error.code, ErrorCode::Busy),
+        other => panic!("{other:?}"),
+    }
+}

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{BoundedQueue, ErrorCode, Frame, Header, Kind, OverflowPolicy};
 
 use crate::auth::{Credentials, Users};
-use crate::options::SocketOptions;
+use crate::options::{later, SocketOptions};
 use crate::proxy::{ProxyStats, LOG_EVERY};
 use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Rejection};
 use crate::requester::Requester;
@@ -47,6 +47,7 @@ pub struct BufferedProxyBuilder {
     timeout: Duration,
     retry: (Duration, Duration),
     capacity: usize,
+    max_bytes: usize,
     spool: Option<(PathBuf, u64)>,
 }
 
@@ -119,6 +120,13 @@ impl BufferedProxyBuilder {
         self
     }
 
+    /// How many bytes of requests the proxy holds in memory (default 16 MiB); beyond it new
+    /// requests are refused with `Busy` like when [`capacity`](Self::capacity) is reached.
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
     /// Keeps requests in a spool file at `path` as well, at most `max_bytes` large, so they
     /// survive a restart. Requests found in it at start are delivered first.
     pub fn spool(mut self, path: impl Into<PathBuf>, max_bytes: u64) -> Self {
@@ -164,6 +172,7 @@ impl BufferedProxyBuilder {
             Requester::connect(&ctx, &self.outputs, &self.output_options, self.credentials)?;
         let stats = Arc::new(ProxyStats::default());
         set(&stats.queued, queue.len() as u64);
+        let queued_bytes = queue.iter().map(Vec::len).sum();
         Ok(BufferedProxy {
             input,
             buffer: Buffer {
@@ -175,6 +184,8 @@ impl BufferedProxyBuilder {
                 backoff: self.retry.0,
                 in_flight: None,
                 retry_at: None,
+                queued_bytes,
+                max_bytes: self.max_bytes,
                 stats,
                 last_log: Instant::now(),
             },
@@ -245,6 +256,7 @@ impl BufferedProxy {
             timeout: Duration::from_secs(5),
             retry: (Duration::from_millis(100), Duration::from_secs(5)),
             capacity: 1000,
+            max_bytes: 16 << 20,
             spool: None,
         }
     }
@@ -292,6 +304,9 @@ struct Buffer {
     backoff: Duration,
     in_flight: Option<InFlight>,
     retry_at: Option<Instant>,
+    /// Bytes of the requests in `queue`, bounded by `max_bytes`.
+    queued_bytes: usize,
+    max_bytes: usize,
     stats: Arc<ProxyStats>,
     last_log: Instant,
 }
@@ -308,6 +323,12 @@ impl Buffer {
                 format!("buffer full ({} requests)", self.queue.capacity()),
             ));
         }
+        if self.queued_bytes + message.len() > self.max_bytes {
+            return Err((
+                ErrorCode::Busy,
+                format!("buffer full ({} bytes)", self.max_bytes),
+            ));
+        }
         if let Some(spool) = &mut self.spool {
             spool
                 .append(message, self.queue.iter().map(Vec::as_slice))
@@ -315,6 +336,7 @@ impl Buffer {
         }
         // Cannot overflow: checked above, and this loop is the only producer.
         let _ = self.queue.push(message.to_vec());
+        self.queued_bytes += message.len();
         Ok(())
     }
 
@@ -331,7 +353,7 @@ impl Buffer {
             Ok(endpoint) => {
                 self.in_flight = Some(InFlight {
                     endpoint,
-                    deadline: Instant::now() + self.timeout,
+                    deadline: later(Instant::now(), self.timeout),
                 });
             }
             Err(e) => self.failed(&e.to_string()),
@@ -345,11 +367,13 @@ impl Buffer {
         };
         match self.requester.try_reply(endpoint) {
             Ok(Some(reply)) => {
-                let refused = Frame::decode(reply.bytes)
-                    .map(|f| f.header.kind == Kind::Error)
-                    .unwrap_or(true);
+                let verdict = judge(reply.bytes);
                 self.in_flight = None;
-                self.delivered(refused);
+                match verdict {
+                    Verdict::Done => self.delivered(false),
+                    Verdict::Refused => self.delivered(true),
+                    Verdict::TryAgain(why) => self.failed(&why),
+                }
             }
             Ok(None) if Instant::now() < deadline => {}
             Ok(None) => {
@@ -365,7 +389,9 @@ impl Buffer {
     }
 
     fn delivered(&mut self, refused: bool) {
-        self.queue.pop();
+        if let Some(message) = self.queue.pop() {
+            self.queued_bytes -= message.len();
+        }
         bump(&self.stats.forwarded);
         if refused {
             // The downstream answered with an error: delivered, but worth counting.
@@ -386,8 +412,41 @@ impl Buffer {
             "buffered proxy: delivery failed ({why}); retrying in {:?}",
             self.backoff
         );
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(self.retry.1);
+        self.retry_at = Some(later(Instant::now(), self.backoff));
+        self.backoff = self.backoff.saturating_mul(2).min(self.retry.1);
+    }
+}
+
+/// What a downstream answer means for the request it answers.
+enum Verdict {
+    /// Served.
+    Done,
+    /// Answered with a permanent error (unknown command, bad frame, service failure): it was
+    /// delivered, and sending it again would fail again.
+    Refused,
+    /// Not delivered: the downstream is busy or could not reach its own downstream (a full
+    /// buffered proxy, a Rep2Req proxy whose server is away), or the answer is unreadable.
+    TryAgain(String),
+}
+
+fn judge(answer: &[u8]) -> Verdict {
+    let Ok(frame) = Frame::decode(answer) else {
+        return Verdict::TryAgain("unreadable answer".into());
+    };
+    if frame.header.kind != Kind::Error {
+        return Verdict::Done;
+    }
+    match frame.remote_error() {
+        Ok(e)
+            if matches!(
+                e.code,
+                ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Unavailable
+            ) =>
+        {
+            Verdict::TryAgain(e.to_string())
+        }
+        Ok(_) => Verdict::Refused,
+        Err(_) => Verdict::TryAgain("unreadable error answer".into()),
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use zmqrpc_core::{Command, Frame, Header, Kind};
 
 use crate::auth::Credentials;
+use crate::monitor::HandshakeFailure;
 use crate::options::SocketOptions;
 use crate::sender::{Sender, SenderBuilder};
 use crate::wire::{encode_to_vec, max_frame};
@@ -51,8 +52,8 @@ impl ClientBuilder {
         self
     }
 
-    /// How many times a call that timed out or failed in transport is sent again, each time
-    /// to the next endpoint (default 0). A retried call may run twice on the servers: use it
+    /// How many times a call that timed out, failed in transport, or whose connection was cut
+    /// off during the handshake is sent again, each time to the next endpoint (default 0). A retried call may run twice on the servers: use it
     /// for idempotent commands.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
@@ -139,9 +140,14 @@ impl RpcClient {
                     reply.index,
                     answer::<C>(&request, reply.endpoint, reply.bytes),
                 ),
-                Err(RequestError::Timeout { .. } | RequestError::Transport(_))
-                    if attempts_left > 0 =>
-                {
+                Err(
+                    RequestError::Timeout { .. }
+                    | RequestError::Transport(_)
+                    | RequestError::AuthFailed {
+                        reason: HandshakeFailure::NoDetail,
+                        ..
+                    },
+                ) if attempts_left > 0 => {
                     attempts_left -= 1;
                     continue;
                 }

@@ -58,6 +58,7 @@ impl Monitor {
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
         let err = |op| move |e| TransportError::new(op, "socket monitor", e);
+        // Handshake events only: they come once per connection attempt, not per message.
         let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
             | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
             | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()
@@ -67,6 +68,11 @@ impl Monitor {
             .map_err(err("monitor"))?;
         let pair = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
         pair.set_linger(0).map_err(err("set_linger"))?;
+        // libzmq's I/O thread sends events without DONTWAIT: a full monitor pipe would stall
+        // it (and every socket of the context). Events are read whenever the socket is used;
+        // in between they must be able to pile up, so the pipe has no limit.
+        pair.set_rcvhwm(0).map_err(err("set_rcvhwm"))?;
+        pair.set_sndhwm(0).map_err(err("set_sndhwm"))?;
         pair.connect(&endpoint).map_err(err("connect"))?;
         Ok(Monitor {
             socket: pair,

@@ -1,6 +1,6 @@
 //! [`SocketOptions`]: the libzmq options every zmqrpc socket sets explicitly.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::Role;
 use crate::TransportError;
@@ -13,8 +13,8 @@ use crate::TransportError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketOptions {
     /// How long a closing socket keeps trying to deliver queued messages (`ZMQ_LINGER`).
-    /// Default 200 ms. REQ sockets always use 0: a timed-out request must not be delivered
-    /// later.
+    /// Default 200 ms. REQ sockets always use 0: a timed-out request still queued in libzmq is
+    /// discarded with its socket.
     pub linger: Duration,
     /// Outgoing messages queued per peer before libzmq blocks or drops (`ZMQ_SNDHWM`).
     /// Default 1000.
@@ -101,6 +101,14 @@ impl SocketOptions {
         }
         Ok((socket, bound))
     }
+}
+
+/// `from + after`, or a moment decades away when `after` is too large to add (so
+/// `Duration::MAX` means "no deadline" instead of a panic).
+pub(crate) fn later(from: Instant, after: Duration) -> Instant {
+    from.checked_add(after)
+        .or_else(|| from.checked_add(Duration::from_secs(60 * 60 * 24 * 365 * 30)))
+        .unwrap_or(from)
 }
 
 /// A duration as libzmq's `int` milliseconds, saturating.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{Command, Frame, Header, Kind};
 
 use crate::auth::{Credentials, Role};
-use crate::options::{millis, SocketOptions};
+use crate::options::{later, millis, SocketOptions};
 use crate::wire::{encode_to_vec, max_frame};
 use crate::{CallError, TransportError};
 
@@ -185,7 +185,8 @@ impl<C: Command> Pipeline<C> {
             .send(&b""[..], zmq::SNDMORE | zmq::DONTWAIT)
             .and_then(|()| self.socket.send(&self.buf[..], zmq::DONTWAIT))
             .map_err(|e| CallError::Transport(TransportError::new("send", &self.endpoint, e)))?;
-        self.in_flight.insert(seq, Instant::now() + self.timeout);
+        self.in_flight
+            .insert(seq, later(Instant::now(), self.timeout));
         Ok(seq)
     }
 
@@ -194,7 +195,7 @@ impl<C: Command> Pipeline<C> {
     /// `Ok(None)`: nothing within `wait`. `Ok(Some((seq, result)))`: call `seq` ended, with
     /// its response or its error (remote error, timeout, bad reply).
     pub fn recv(&mut self, wait: Duration) -> Result<Option<Answer<C>>, CallError> {
-        let until = Instant::now() + wait;
+        let until = later(Instant::now(), wait);
         loop {
             if let Some(answer) = self.try_recv()? {
                 return Ok(Some(answer));

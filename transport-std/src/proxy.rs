@@ -34,7 +34,11 @@ use crate::{RequestError, TransportError};
 /// Which sockets a [`Proxy`] joins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProxyKind {
-    /// SUB in, REQ out: one-way messages made reliable hops (answers are discarded).
+    /// SUB in, REQ out: one-way messages forwarded as calls, one attempt each (answers are
+    /// discarded; a failed attempt is counted, not retried: use a [`BufferedProxy`] with a SUB
+    /// input for that).
+    ///
+    /// [`BufferedProxy`]: crate::BufferedProxy
     Sub2Req,
     /// SUB in, PUB out: a fan-out relay.
     Sub2Pub,
@@ -321,16 +325,24 @@ impl Handler for Forwarder {
         };
         match &mut self.output {
             Output::Pub(publisher) => {
-                match publisher.publish(message.bytes) {
-                    Ok(()) => bump(&self.stats.forwarded),
-                    Err(_) => bump(&self.stats.failed),
-                }
+                let published = publisher.publish(message.bytes);
                 let counts = publisher.stats().snapshot();
                 set(&self.stats.queued, counts.queued);
                 set(&self.stats.dropped, counts.dropped);
-                if answer {
-                    // Published (or held for a subscriber): acknowledge with an empty reply.
-                    let _ = encode_to_vec(&header.reply(), &(), reply, 64);
+                match published {
+                    Ok(()) => {
+                        bump(&self.stats.forwarded);
+                        if answer {
+                            // Published (or held for a subscriber): an empty reply.
+                            let _ = encode_to_vec(&header.reply(), &(), reply, 64);
+                        }
+                    }
+                    Err(e) => {
+                        bump(&self.stats.failed);
+                        if answer {
+                            encode_error(&header, ErrorCode::Unavailable, &e.to_string(), reply);
+                        }
+                    }
                 }
             }
             Output::Req(requester) => match requester.request(message.bytes, self.timeout) {

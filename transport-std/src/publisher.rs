@@ -3,7 +3,10 @@
 //! The socket is an XPUB, so it learns when the first subscriber arrives and when the last
 //! one leaves. While none is attached, messages wait in a bounded core queue; when one
 //! attaches they go out in order, before anything newer. What the queue cannot hold is
-//! counted in [`PublisherCounts::dropped`], never lost silently. Subscription changes are
+//! counted in [`PublisherCounts::dropped`]. Once a subscriber is attached, PUB/SUB is what
+//! libzmq makes it: a subscriber that falls more than the high-water mark behind loses
+//! messages libzmq does not report (the pipe is sized so that the held burst fits). Use
+//! REQ/REP or a buffered proxy where every message must arrive. Subscription changes are
 //! read whenever the publisher is used ([`publish`](Publisher::publish),
 //! [`heartbeat`](Publisher::heartbeat), [`flush`](Publisher::flush)) or waited for with
 //! [`wait_for_subscriber`](Publisher::wait_for_subscriber).
@@ -15,7 +18,7 @@ use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::auth::{Credentials, Role};
 use crate::monitor::{Event, Monitor};
-use crate::options::{millis, SocketOptions};
+use crate::options::{later, millis, SocketOptions};
 use crate::stats::{bump, counters, set};
 use crate::TransportError;
 
@@ -69,6 +72,14 @@ impl Publisher {
         pending_limit: usize,
     ) -> Result<Publisher, TransportError> {
         let role = Role::presenter(credentials);
+        // What is held for a subscriber goes out in one burst when it attaches: each
+        // subscriber's pipe must take that burst on top of its usual high-water mark, or
+        // libzmq's PUB would drop the excess without a word.
+        let burst = i32::try_from(pending_limit).unwrap_or(i32::MAX);
+        let options = SocketOptions {
+            send_hwm: options.send_hwm.saturating_add(burst),
+            ..options.clone()
+        };
         let (socket, bound) = options.bound_socket(ctx, zmq::XPUB, role, endpoints)?;
         let monitor = Monitor::attach(ctx, &socket)?;
         Ok(Publisher {
@@ -134,7 +145,7 @@ impl Publisher {
 
     /// Waits up to `timeout` for a subscriber, then flushes; returns whether one is attached.
     pub fn wait_for_subscriber(&mut self, timeout: Duration) -> Result<bool, TransportError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         loop {
             self.flush()?;
             let left = deadline.saturating_duration_since(Instant::now());

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::frame;
 
 use crate::auth::{start_zap_handler, AuthStats, Role, Users};
-use crate::options::SocketOptions;
+use crate::options::{later, SocketOptions};
 use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::{bump, counters};
 use crate::TransportError;
@@ -217,6 +217,7 @@ impl ReceiverBuilder {
             stop,
             stats: Arc::default(),
             user: String::new(),
+            lost_rep: None,
             auth,
         })
     }
@@ -233,6 +234,8 @@ pub struct Receiver {
     stats: Arc<ReceiverStats>,
     /// The current message's `User-Id`, reused from message to message.
     user: String,
+    /// The endpoints of a REP socket that could not be rebound yet (retried on every wake).
+    lost_rep: Option<Vec<String>>,
     /// The ZAP handler of a protected receiver; stopped and joined when the receiver drops,
     /// after its sockets (fields drop in declaration order).
     auth: Option<Running<AuthStats>>,
@@ -276,6 +279,7 @@ impl Receiver {
             if self.stop.stop_requested() {
                 return Ok(());
             }
+            self.restore_rep();
             let timeout = self.poll_timeout_ms(handler.deadline());
             self.poll(timeout, handler.watch())?;
             if self.stop.stop_requested() {
@@ -329,16 +333,37 @@ impl Receiver {
         }
     }
 
-    /// Milliseconds until the next SUB silence deadline or the handler's, or -1 (forever).
+    /// Binds a lost REP socket again, if there is one and its endpoints are free.
+    fn restore_rep(&mut self) {
+        let Some(endpoints) = &self.lost_rep else {
+            return;
+        };
+        if let Ok(rep) = RepSide::bind(&self.ctx, &self.options, self.role(), endpoints) {
+            log::info!("REP socket bound again");
+            self.rep = Some(rep);
+            self.lost_rep = None;
+            bump(&self.stats.rep_recreated);
+        }
+    }
+
+    /// Milliseconds until the next SUB silence deadline or the handler's (or the next try
+    /// to bind a lost REP socket), or -1 (forever).
     fn poll_timeout_ms(&self, handler: Option<Instant>) -> i64 {
         let now = Instant::now();
+        let retry = self
+            .lost_rep
+            .as_ref()
+            .map(|_| now + Duration::from_millis(500));
         self.subs
             .iter()
             .filter_map(|sub| sub.deadline())
             .chain(handler)
+            .chain(retry)
             .map(|deadline| {
                 let left = deadline.saturating_duration_since(now);
-                i64::try_from(left.as_millis()).unwrap_or(i64::MAX) + 1
+                i64::try_from(left.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(1)
             })
             .min()
             .unwrap_or(-1)
@@ -351,6 +376,10 @@ impl Receiver {
         reply: &mut Vec<u8>,
     ) -> Result<(), TransportError> {
         for _ in 0..BATCH {
+            // A handler may block (a proxy waits for its downstream): stop between messages.
+            if self.stop.requested() {
+                return Ok(());
+            }
             let Some(rep) = &self.rep else { return Ok(()) };
             match rep.socket.recv(message, zmq::DONTWAIT) {
                 Ok(()) => {}
@@ -378,8 +407,17 @@ impl Receiver {
                     let endpoints = rep.endpoints.clone();
                     let role = self.role();
                     self.rep = None;
-                    self.rep = Some(RepSide::rebind(&self.ctx, &self.options, role, &endpoints)?);
-                    bump(&self.stats.rep_recreated);
+                    match RepSide::rebind(&self.ctx, &self.options, role, &endpoints) {
+                        Ok(rep) => {
+                            self.rep = Some(rep);
+                            bump(&self.stats.rep_recreated);
+                        }
+                        Err(e) => {
+                            log::error!("REP socket lost ({e}); retrying every 500 ms");
+                            self.lost_rep = Some(endpoints);
+                            return Ok(());
+                        }
+                    }
                 }
             }
         }
@@ -395,6 +433,9 @@ impl Receiver {
     ) -> Result<(), TransportError> {
         let sub = &mut self.subs[index];
         for _ in 0..BATCH {
+            if self.stop.requested() {
+                return Ok(());
+            }
             match sub.socket.recv(message, zmq::DONTWAIT) {
                 Ok(()) => {}
                 Err(zmq::Error::EAGAIN) => return Ok(()),
@@ -487,7 +528,7 @@ impl RepSide {
         let mut attempt = 0;
         loop {
             match RepSide::bind(ctx, options, role, endpoints) {
-                Err(e) if e.source == zmq::Error::EADDRINUSE && attempt < 50 => {
+                Err(e) if e.source == zmq::Error::EADDRINUSE && attempt < 5 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -530,6 +571,6 @@ impl SubSide {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.silence.map(|silence| self.last_heard + silence)
+        self.silence.map(|silence| later(self.last_heard, silence))
     }
 }

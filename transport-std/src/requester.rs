@@ -1,16 +1,17 @@
 //! [`Requester`]: REQ sockets to several endpoints, one call to one endpoint, round-robin.
 //!
 //! Each endpoint has its own REQ socket, so a dead endpoint costs only the calls sent to it.
-//! A socket whose reply did not come in time is closed at once (linger 0: the unanswered
-//! request is discarded, never delivered late) and recreated before its next use — the
-//! ZeroMQ guide's "Lazy Pirate" pattern. Each socket is monitored, so a refused security
+//! A socket whose reply did not come in time is closed at once and recreated before its next
+//! use — the ZeroMQ guide's "Lazy Pirate" pattern. Linger 0 discards a request still queued
+//! in libzmq (the usual case when the server is unreachable); one already handed to the
+//! network may still reach the server and run there, so a call that timed out may have run. Each socket is monitored, so a refused security
 //! handshake ends a call at once as [`RequestError::AuthFailed`] instead of at its timeout.
 
 use std::time::{Duration, Instant};
 
 use crate::auth::{Credentials, Role};
 use crate::monitor::{Event, HandshakeFailure, Monitor};
-use crate::options::{millis, SocketOptions};
+use crate::options::{later, millis, SocketOptions};
 use crate::{RequestError, TransportError};
 
 /// An answer from one endpoint, borrowed until the next request.
@@ -107,7 +108,7 @@ impl Requester {
         }
         let index = self.next;
         self.next = (index + 1) % self.endpoints.len();
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let connection = self.endpoints[index]
             .connection(&self.ctx, &self.options, self.credentials.as_ref())
             .map_err(RequestError::Transport)?;
@@ -305,7 +306,8 @@ impl Connection {
     ///
     /// A server that requires credentials cuts off a client offering none, often before the
     /// client learns why (a handshake failure "without detail"). One such cut-off can be a
-    /// server going down mid-handshake; two in a row, with no success between, are a refusal.
+    /// server going down mid-handshake; two in a row, with no success between, are taken as a
+    /// refusal ([`HandshakeFailure::NoDetail`]; a client with retries tries again).
     fn read_monitor(&mut self) -> Result<(), Failure> {
         while let Some(event) = self.monitor.next() {
             match event {

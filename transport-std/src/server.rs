@@ -2,7 +2,9 @@
 //!
 //! The server is a [`Receiver`] whose handler decodes each frame, finds the service by the
 //! command's key and answers with the typed response or a [`RemoteError`]. A service that
-//! returns an error or panics produces a `ServiceFailed` answer and the server serves on; a
+//! returns an error or panics produces a `ServiceFailed` answer and the server serves on
+//! (a panic is caught only where panics unwind: under `panic = "abort"`, as in the `device`
+//! profile, it ends the process, for a supervisor to restart); a
 //! frame that does not decode produces `BadFrame` (or `VersionMismatch`); an unknown key
 //! produces `UnknownCommand`. Messages from SUB sockets run the same services, and their
 //! answers are discarded (counted in [`ServerCounts`] when they fail).

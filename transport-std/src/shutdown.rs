@@ -100,6 +100,12 @@ impl StopListener {
         self.shutdown.clone()
     }
 
+    /// Whether a stop was asked for, without touching the socket (for checks between
+    /// messages).
+    pub(crate) fn requested(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
     /// Whether a stop was asked for; drains pending wake-up bytes.
     pub(crate) fn stop_requested(&self) -> bool {
         while self.socket.recv_bytes(zmq::DONTWAIT).is_ok() {}

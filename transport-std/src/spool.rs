@@ -13,9 +13,16 @@
 //! A message record is `fsync`ed before the proxy acknowledges it. Delivery records are not
 //! synced (losing one only means a message is delivered again: delivery is at-least-once).
 //! On open, records are replayed to rebuild the pending messages in order; a torn record at
-//! the end (a crash mid-append, never acknowledged) is cut off. When nothing is pending the
-//! file is truncated; when delivered records take more than half the file it is rewritten
-//! with the pending messages only (written aside, synced, renamed over).
+//! the end (a crash mid-append, never acknowledged) is cut off, and the file as found is kept
+//! beside it (`.damaged`) in case the damage was elsewhere. A failed write or sync takes the
+//! record back out before the error is reported. When nothing is pending the file is
+//! truncated; when delivered records take more than half the file it is rewritten with the
+//! pending messages only (written aside, synced, renamed over, directory synced).
+//!
+//! The spool does not keep payloads in memory: [`Spool::append`] and [`Spool::delivered`]
+//! take the pending messages (oldest first, the ones the spool holds, without the new one)
+//! for compaction. Passing anything else loses data; [`BufferedProxy`](crate::BufferedProxy)
+//! passes its queue.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -94,6 +101,7 @@ impl Spool {
             let path = named.clone();
             move |source| SpoolError::Io { op, path, source }
         };
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -101,15 +109,24 @@ impl Spool {
             .truncate(false)
             .open(&path)
             .map_err(io("open"))?;
+        if !existed {
+            // A new file's name must survive a power cut as well as its contents.
+            sync_parent(&path).map_err(io("fsync directory"))?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
 
         let (messages, good) = replay(&bytes);
         if good < bytes.len() {
+            // Normally a record torn by a crash mid-append (never acknowledged). Damage
+            // elsewhere would cut acknowledged records too, so keep the bytes aside.
+            let aside = path.with_extension("damaged");
+            std::fs::write(&aside, &bytes).map_err(io("save damaged copy"))?;
             log::warn!(
-                "spool {}: cut {} bytes of a torn record at the end",
+                "spool {}: cut {} bytes after the last whole record (copy kept in {})",
                 path.display(),
-                bytes.len() - good
+                bytes.len() - good,
+                aside.display()
             );
             file.set_len(good as u64).map_err(io("truncate"))?;
             file.sync_all().map_err(io("fsync"))?;
@@ -150,8 +167,13 @@ impl Spool {
         let len = u32::try_from(message.len()).map_err(|_| SpoolError::Full {
             max_bytes: self.max_bytes,
         })?;
+        let start = self.len;
         self.write(&[&record_header(len, message), message])?;
-        self.file.sync_data().map_err(|e| self.io("fsync", e))?;
+        if let Err(e) = self.file.sync_data() {
+            // Not durable, so not acknowledged: take the record back out.
+            self.rewind(start);
+            return Err(self.io("fsync", e));
+        }
         self.pending.push_back(size);
         Ok(())
     }
@@ -238,17 +260,34 @@ impl Spool {
         Ok(())
     }
 
+    /// Appends one record made of `parts`; on failure the file is cut back to where the
+    /// record began, so no half record can hide the ones appended after it.
     fn write(&mut self, parts: &[&[u8]]) -> Result<(), SpoolError> {
+        let start = self.len;
+        let mut result = Ok(());
         for part in parts {
-            if let Err(e) = self.file.write_all(part) {
-                // Do not leave half a record behind a later good one.
-                let _ = self.file.set_len(self.len);
-                let _ = self.file.seek(SeekFrom::Start(self.len));
-                return Err(self.io("write", e));
+            result = self.file.write_all(part);
+            if result.is_err() {
+                break;
             }
-            self.len += part.len() as u64;
         }
-        Ok(())
+        match result {
+            Ok(()) => {
+                self.len = start + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                Ok(())
+            }
+            Err(e) => {
+                self.rewind(start);
+                Err(self.io("write", e))
+            }
+        }
+    }
+
+    /// Cuts the file back to `len` bytes (after a failed write or sync).
+    fn rewind(&mut self, len: u64) {
+        let _ = self.file.set_len(len);
+        let _ = self.file.seek(SeekFrom::Start(len));
+        self.len = len;
     }
 
     fn io(&self, op: &'static str, source: io::Error) -> SpoolError {
@@ -264,6 +303,15 @@ impl Drop for Spool {
     fn drop(&mut self) {
         let _ = self.file.sync_all();
     }
+}
+
+/// Syncs the directory holding `path`, so a new or renamed entry in it is durable.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 /// The header of a message record.

@@ -68,7 +68,14 @@ fn a_torn_record_at_the_end_is_cut_off() {
     std::fs::write(&path, &bytes).unwrap();
     let (_, recovered) = Spool::open(&path, 1 << 20).unwrap();
     assert!(recovered.is_empty());
+    let damaged = path.with_extension("damaged");
+    assert_eq!(
+        std::fs::read(&damaged).unwrap(),
+        bytes,
+        "the damaged file is kept aside"
+    );
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(damaged);
 }
 
 #[test]
