@@ -57,8 +57,13 @@ pub struct Publisher {
     topics: Vec<Vec<u8>>,
     event: zmq::Message,
     monitor: Monitor,
+    /// When subscriptions were last read.
+    last_read: Instant,
     stats: Arc<PublisherStats>,
 }
+
+/// How often a busy publisher reads subscription changes.
+const READ_EVERY: Duration = Duration::from_millis(1);
 
 impl Publisher {
     /// Binds an XPUB socket to every endpoint; holds up to `pending_limit` (at most
@@ -77,7 +82,11 @@ impl Publisher {
         // libzmq's PUB would drop the excess without a word.
         let burst = i32::try_from(pending_limit).unwrap_or(i32::MAX);
         let options = SocketOptions {
-            send_hwm: options.send_hwm.saturating_add(burst),
+            // 0 is "no limit" to libzmq: keep it.
+            send_hwm: match options.send_hwm {
+                0 => 0,
+                hwm => hwm.saturating_add(burst),
+            },
             ..options.clone()
         };
         let (socket, bound) = options.bound_socket(ctx, zmq::XPUB, role, endpoints)?;
@@ -92,6 +101,7 @@ impl Publisher {
             topics: Vec::new(),
             event: zmq::Message::new(),
             monitor,
+            last_read: Instant::now(),
             stats: Arc::default(),
         })
     }
@@ -102,8 +112,14 @@ impl Publisher {
     }
 
     /// Publishes `message`, or queues it while no subscriber is attached.
+    ///
+    /// While a subscriber is attached, subscription changes are read at most once a
+    /// millisecond: an empty read costs libzmq a system call, which would dominate the cost
+    /// of a message.
     pub fn publish(&mut self, message: &[u8]) -> Result<(), TransportError> {
-        self.read_subscriptions()?;
+        if !self.has_subscriber() || self.last_read.elapsed() >= READ_EVERY {
+            self.read_subscriptions()?;
+        }
         if self.has_subscriber() && self.pending.is_empty() {
             match self.socket.send(message, zmq::DONTWAIT) {
                 Ok(()) => {
@@ -174,6 +190,7 @@ impl Publisher {
     }
 
     fn read_subscriptions(&mut self) -> Result<(), TransportError> {
+        self.last_read = Instant::now();
         while let Some(event) = self.monitor.next() {
             if let Event::HandshakeFailed(_) = event {
                 bump(&self.stats.refused);

@@ -276,21 +276,27 @@ impl Receiver {
         let mut message = zmq::Message::new();
         let mut reply = Vec::with_capacity(256);
         loop {
-            if self.stop.stop_requested() {
+            // The flag, not the socket: a stop sends one wake-up byte and the loop ends, so
+            // the byte never needs reading (and an empty read would cost a system call).
+            if self.stop.requested() {
                 return Ok(());
             }
             self.restore_rep();
             let timeout = self.poll_timeout_ms(handler.deadline());
-            self.poll(timeout, handler.watch())?;
-            if self.stop.stop_requested() {
+            let ready = self.poll(timeout, handler.watch())?;
+            if self.stop.requested() {
                 return Ok(());
             }
             handler.on_wake();
-            // A non-blocking receive on an idle socket is cheap, so every socket
-            // is simply tried: no bookkeeping of which one woke the poll.
-            self.serve_rep(&mut handler, &mut message, &mut reply)?;
+            // Only sockets the poll found readable: an empty non-blocking read still costs
+            // libzmq a system call.
+            if ready.rep {
+                self.serve_rep(&mut handler, &mut message, &mut reply)?;
+            }
             for index in 0..self.subs.len() {
-                self.serve_sub(index, &mut handler, &mut message, &mut reply)?;
+                if ready.sub(index) {
+                    self.serve_sub(index, &mut handler, &mut message, &mut reply)?;
+                }
             }
             self.recreate_silent_subs()?;
         }
@@ -306,9 +312,10 @@ impl Receiver {
     }
 
     /// Waits until a socket is readable, a stop is asked for, or `timeout_ms` passes.
-    fn poll(&self, timeout_ms: i64, watch: Option<&zmq::Socket>) -> Result<(), TransportError> {
-        let count =
-            1 + usize::from(watch.is_some()) + usize::from(self.rep.is_some()) + self.subs.len();
+    fn poll(&self, timeout_ms: i64, watch: Option<&zmq::Socket>) -> Result<Ready, TransportError> {
+        let first_own = 1 + usize::from(watch.is_some());
+        let first_sub = first_own + usize::from(self.rep.is_some());
+        let count = first_sub + self.subs.len();
         let mut sockets = std::iter::once(&self.stop.socket)
             .chain(watch)
             .chain(self.rep.iter().map(|rep| &rep.socket))
@@ -323,12 +330,15 @@ impl Receiver {
                     .as_poll_item(zmq::POLLIN)
             });
             zmq::poll(&mut items[..count], timeout_ms)
+                .map(|_| Ready::of(&items[..count], first_own, first_sub, self.rep.is_some()))
         } else {
             let mut items: Vec<_> = sockets.map(|s| s.as_poll_item(zmq::POLLIN)).collect();
             zmq::poll(&mut items, timeout_ms)
+                .map(|_| Ready::of(&items, first_own, first_sub, self.rep.is_some()))
         };
         match result {
-            Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+            Ok(ready) => Ok(ready),
+            Err(zmq::Error::EINTR) => Ok(Ready::default()),
             Err(e) => Err(TransportError::new("poll", "", e)),
         }
     }
@@ -471,6 +481,32 @@ impl Receiver {
             }
         }
         Ok(())
+    }
+}
+
+/// Which of the receiver's sockets a poll found readable.
+#[derive(Default)]
+struct Ready {
+    rep: bool,
+    /// Bit `i`: SUB `i` is readable. SUBs from the 64th on share bit 63.
+    subs: u64,
+}
+
+impl Ready {
+    fn of(items: &[zmq::PollItem<'_>], first_own: usize, first_sub: usize, has_rep: bool) -> Ready {
+        let subs = items[first_sub..]
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item.is_readable())
+            .fold(0u64, |bits, (i, _)| bits | 1 << i.min(63));
+        Ready {
+            rep: has_rep && items[first_own].is_readable(),
+            subs,
+        }
+    }
+
+    fn sub(&self, index: usize) -> bool {
+        self.subs & (1 << index.min(63)) != 0
     }
 }
 

@@ -136,7 +136,7 @@ impl Requester {
         let connection = self.endpoints[index]
             .connection(&self.ctx, &self.options, self.credentials.as_ref())
             .map_err(RequestError::Transport)?;
-        match connection.send_now(message) {
+        match connection.read_monitor().and_then(|()| connection.send_now(message)) {
             Ok(()) => Ok(index),
             Err(failure) => Err(self.fail(index, failure, Duration::ZERO)),
         }
@@ -161,7 +161,10 @@ impl Requester {
                 zmq::Error::EFSM,
             )));
         };
-        match connection.try_recv(&mut self.reply) {
+        match connection
+            .read_monitor()
+            .and_then(|()| connection.try_recv(&mut self.reply))
+        {
             Ok(false) => Ok(None),
             Ok(true) => Ok(Some(Reply {
                 index,
@@ -237,9 +240,16 @@ impl Connection {
         deadline: Instant,
         reply: &mut zmq::Message,
     ) -> Result<(), Failure> {
-        self.read_monitor()?;
-        self.wait(zmq::POLLOUT, deadline)?;
-        self.send_now(message)?;
+        // Send at once; only a full pipe makes us wait for room. The monitor is polled with
+        // the reply, so a refused handshake ends the wait as soon as libzmq reports it.
+        match self.socket.send(message, zmq::DONTWAIT) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => {
+                self.wait(zmq::POLLOUT, deadline)?;
+                self.send_now(message)?;
+            }
+            Err(e) => return Err(Failure::Zmq("send", e)),
+        }
         self.wait(zmq::POLLIN, deadline)?;
         if self.try_recv(reply)? {
             Ok(())
@@ -250,7 +260,6 @@ impl Connection {
 
     /// Sends without waiting; a full pipe counts as a timeout.
     fn send_now(&mut self, message: &[u8]) -> Result<(), Failure> {
-        self.read_monitor()?;
         match self.socket.send(message, zmq::DONTWAIT) {
             Ok(()) => Ok(()),
             Err(zmq::Error::EAGAIN) => Err(Failure::Timeout),
@@ -260,7 +269,6 @@ impl Connection {
 
     /// Receives a single-part reply if one is there; `Ok(false)` if not yet.
     fn try_recv(&mut self, reply: &mut zmq::Message) -> Result<bool, Failure> {
-        self.read_monitor()?;
         match self.socket.recv(reply, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => return Ok(false),
@@ -292,7 +300,10 @@ impl Connection {
                 Err(e) => return Err(Failure::Zmq("poll", e)),
             }
             let ready = items[0].get_revents().contains(events);
-            self.read_monitor()?;
+            // Only when it has news: an empty read still costs libzmq a system call.
+            if items[1].is_readable() {
+                self.read_monitor()?;
+            }
             if ready {
                 return Ok(());
             }

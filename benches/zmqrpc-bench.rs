@@ -1,0 +1,485 @@
+//! zmqrpc against raw libzmq, on this machine, in one run: `cargo bench --bench zmqrpc-bench`.
+//!
+//! Every case runs for a fixed time and prints calls (or messages) per second for raw libzmq
+//! and for zmqrpc, and their ratio; the last section reads the peak RSS of the real
+//! `zmqrpc-server` and `zmqrpc-proxy` processes. `BENCH_SECONDS` sets the time per case
+//! (default 2); the whole run takes well under a minute.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use zmqrpc::agent::Echo;
+use zmqrpc::transport::{
+    BufferedProxy, Pipeline, Proxy, ProxyKind, Requester, RpcClient, RpcServer, ServiceError,
+    SocketOptions,
+};
+use zmqrpc::{frame, Command as _, Header};
+
+#[derive(Serialize, Deserialize)]
+struct Blob(Vec<u8>);
+
+impl zmqrpc::Command for Blob {
+    const NAME: &'static str = "bench.blob";
+    type Response = Vec<u8>;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Tick(u64);
+
+impl zmqrpc::Command for Tick {
+    const NAME: &'static str = "bench.tick";
+    type Response = ();
+}
+
+fn seconds() -> Duration {
+    let secs = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// Calls per second and latency percentiles of a sequential loop.
+struct Sequential {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn sequential(mut call: impl FnMut()) -> Sequential {
+    for _ in 0..200 {
+        call();
+    }
+    let mut latencies = Vec::with_capacity(1 << 20);
+    let started = Instant::now();
+    while started.elapsed() < seconds() {
+        let t = Instant::now();
+        call();
+        latencies.push(t.elapsed());
+    }
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Sequential {
+        rate,
+        p50: latencies[latencies.len() / 2],
+        p99: latencies[latencies.len() * 99 / 100],
+    }
+}
+
+/// A raw libzmq REP echo server on `endpoint`; stops when `stop` is set.
+fn raw_echo(ctx: &zmq::Context, endpoint: &str, stop: Arc<AtomicBool>) -> String {
+    let rep = ctx.socket(zmq::REP).unwrap();
+    rep.set_linger(0).unwrap();
+    rep.set_rcvtimeo(100).unwrap();
+    rep.bind(endpoint).unwrap();
+    let bound = rep.get_last_endpoint().unwrap().unwrap();
+    std::thread::spawn(move || {
+        let mut msg = zmq::Message::new();
+        while !stop.load(Ordering::Relaxed) {
+            if rep.recv(&mut msg, 0).is_ok() {
+                rep.send(&msg[..], 0).unwrap();
+            }
+        }
+    });
+    bound
+}
+
+fn blob_server(
+    endpoint: &str,
+) -> (
+    String,
+    zmqrpc::transport::Running<zmqrpc::transport::ServerStats>,
+) {
+    let server = RpcServer::builder()
+        .rep(endpoint)
+        .register(|Blob(bytes): Blob| Ok::<_, ServiceError>(bytes))
+        .unwrap()
+        .bind()
+        .unwrap();
+    let bound = server.rep_endpoints()[0].clone();
+    (bound, server.spawn().unwrap())
+}
+
+fn row(case: &str, raw: f64, ours: f64, unit: &str) {
+    println!(
+        "{case:<46} {raw:>12.0} {ours:>12.0} {unit:<8} {:>6.2}x",
+        ours / raw
+    );
+}
+
+fn case_sequential(transport: &str, size: usize) -> f64 {
+    let payload = vec![7u8; size];
+    let endpoint = |name: &str| match transport {
+        "tcp" => "tcp://127.0.0.1:*".to_owned(),
+        _ => format!(
+            "ipc://{}",
+            std::env::temp_dir()
+                .join(format!("zmqrpc-bench-{name}-{}", std::process::id()))
+                .display()
+        ),
+    };
+    let ctx = zmq::Context::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let raw_endpoint = raw_echo(&ctx, &endpoint("raw"), stop.clone());
+    let req = ctx.socket(zmq::REQ).unwrap();
+    req.connect(&raw_endpoint).unwrap();
+    let mut msg = zmq::Message::new();
+    let raw = sequential(|| {
+        req.send(&payload[..], 0).unwrap();
+        req.recv(&mut msg, 0).unwrap();
+    });
+    stop.store(true, Ordering::Relaxed);
+
+    let (ours_endpoint, _server) = blob_server(&endpoint("ours"));
+    let mut client = RpcClient::builder().req(ours_endpoint).connect().unwrap();
+    let blob = Blob(payload.clone());
+    let ours = sequential(|| {
+        client.call(&blob).unwrap();
+    });
+    row(
+        &format!("1. sequential call, {transport}, {size} B (calls/s)"),
+        raw.rate,
+        ours.rate,
+        "calls/s",
+    );
+    println!(
+        "{:<46} {:>12} {:>12}",
+        "   p50 / p99 (µs)",
+        format!(
+            "{:.0} / {:.0}",
+            raw.p50.as_secs_f64() * 1e6,
+            raw.p99.as_secs_f64() * 1e6
+        ),
+        format!(
+            "{:.0} / {:.0}",
+            ours.p50.as_secs_f64() * 1e6,
+            ours.p99.as_secs_f64() * 1e6
+        )
+    );
+    ours.rate
+}
+
+fn case_pipelined(window: usize) {
+    let payload = vec![7u8; 32];
+    let ctx = zmq::Context::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let raw_endpoint = raw_echo(&ctx, "tcp://127.0.0.1:*", stop.clone());
+    let dealer = ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_sndhwm(0).unwrap();
+    dealer.set_rcvhwm(0).unwrap();
+    dealer.connect(&raw_endpoint).unwrap();
+    let mut msg = zmq::Message::new();
+    let mut in_flight = 0;
+    let mut done = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < seconds() {
+        while in_flight < window {
+            dealer.send(&b""[..], zmq::SNDMORE).unwrap();
+            dealer.send(&payload[..], 0).unwrap();
+            in_flight += 1;
+        }
+        dealer.recv(&mut msg, 0).unwrap();
+        dealer.recv(&mut msg, 0).unwrap();
+        in_flight -= 1;
+        done += 1;
+    }
+    let raw = done as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+
+    let (endpoint, _server) = blob_server("tcp://127.0.0.1:*");
+    let mut pipeline = Pipeline::builder()
+        .connect_to(endpoint)
+        .window(window)
+        .connect::<Blob>()
+        .unwrap();
+    let blob = Blob(payload);
+    let mut done = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < seconds() {
+        while pipeline.in_flight() < window {
+            pipeline.send(&blob).unwrap();
+        }
+        let (_, answer) = pipeline.recv(Duration::from_secs(5)).unwrap().unwrap();
+        answer.unwrap();
+        done += 1;
+    }
+    let ours = done as f64 / started.elapsed().as_secs_f64();
+    row(
+        &format!("2. pipelined, {window} in flight, tcp, 32 B"),
+        raw,
+        ours,
+        "calls/s",
+    );
+}
+
+fn case_notify() {
+    let unlimited = SocketOptions {
+        send_hwm: 0,
+        recv_hwm: 0,
+        ..SocketOptions::default()
+    };
+    // Raw: PUB -> SUB, counting every message.
+    let ctx = zmq::Context::new();
+    let publisher = ctx.socket(zmq::PUB).unwrap();
+    publisher.set_sndhwm(0).unwrap();
+    publisher.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = publisher.get_last_endpoint().unwrap().unwrap();
+    let subscriber = ctx.socket(zmq::SUB).unwrap();
+    subscriber.set_rcvhwm(0).unwrap();
+    subscriber.set_subscribe(b"").unwrap();
+    subscriber.connect(&endpoint).unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // slow joiner
+    let received = Arc::new(AtomicU64::new(0));
+    let count = received.clone();
+    let reader = std::thread::spawn(move || {
+        subscriber.set_rcvtimeo(1000).unwrap();
+        let mut msg = zmq::Message::new();
+        while subscriber.recv(&mut msg, 0).is_ok() {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let mut buf = [0u8; 64];
+    let tick = frame::encode(&Header::notify(Tick::KEY), &Tick(1), &mut buf)
+        .unwrap()
+        .to_vec();
+    let (raw, raw_loss) = blast(seconds(), &received, |_| {
+        publisher.send(&tick[..], 0).unwrap()
+    });
+    drop(reader);
+
+    // Ours: RpcClient::notify -> RpcServer over SUB, dispatched to a counting service.
+    let mut client = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .options(unlimited.clone())
+        .connect()
+        .unwrap();
+    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    let received = Arc::new(AtomicU64::new(0));
+    let count = received.clone();
+    let _server = RpcServer::builder()
+        .options(unlimited)
+        .subscribe(endpoint)
+        .register(move |_: Tick| {
+            count.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(client
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(Duration::from_secs(5))
+        .unwrap());
+    let (ours, ours_loss) = blast(seconds(), &received, |i| client.notify(&Tick(i)).unwrap());
+    row("3. one-way notify, tcp, delivered", raw, ours, "msgs/s");
+    println!("{:<46} {:>12} {:>12}", "   lost", raw_loss, ours_loss);
+}
+
+/// Sends for `time`, then waits for the receiver to catch up; delivered per second and loss.
+fn blast(time: Duration, received: &AtomicU64, mut send: impl FnMut(u64)) -> (f64, u64) {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < time && sent < 4_000_000 {
+        for _ in 0..1000 {
+            send(sent);
+            sent += 1;
+        }
+    }
+    // Delivered once the count stops moving (bounded).
+    let mut last = received.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    while received.load(Ordering::Relaxed) < sent && last_change.elapsed() < Duration::from_secs(1)
+    {
+        std::thread::sleep(Duration::from_millis(1));
+        let now = received.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    let got = received.load(Ordering::Relaxed);
+    (
+        got as f64 / started.elapsed().as_secs_f64(),
+        sent - got.min(sent),
+    )
+}
+
+fn case_proxies(direct: f64) {
+    let (server_endpoint, _server) = blob_server("tcp://127.0.0.1:*");
+    let proxy = Proxy::builder(ProxyKind::Rep2Req)
+        .input("tcp://127.0.0.1:*")
+        .output(&server_endpoint)
+        .bind()
+        .unwrap();
+    let proxy_endpoint = proxy.input_endpoints()[0].clone();
+    let _proxy = proxy.spawn().unwrap();
+    let mut client = RpcClient::builder().req(proxy_endpoint).connect().unwrap();
+    let blob = Blob(vec![7u8; 32]);
+    let via = sequential(|| {
+        client.call(&blob).unwrap();
+    });
+    row(
+        "4. sequential call via Rep2Req vs direct, 32 B",
+        direct,
+        via.rate,
+        "calls/s",
+    );
+
+    let buffered = BufferedProxy::builder()
+        .input("tcp://127.0.0.1:*")
+        .output(&server_endpoint)
+        .bind()
+        .unwrap();
+    let buffered_endpoint = buffered.input_endpoints()[0].clone();
+    let _buffered = buffered.spawn().unwrap();
+    let ctx = zmq::Context::new();
+    let mut requester =
+        Requester::connect(&ctx, &[buffered_endpoint], &SocketOptions::default(), None).unwrap();
+    let mut buf = vec![0u8; 128];
+    let request = frame::encode(&Header::request(1, Blob::KEY), &blob, &mut buf)
+        .unwrap()
+        .to_vec();
+    let acked = sequential(|| {
+        requester.request(&request, Duration::from_secs(5)).unwrap();
+    });
+    row(
+        "4. acknowledged by the buffered proxy vs direct",
+        direct,
+        acked.rate,
+        "calls/s",
+    );
+}
+
+/// Peak and current RSS of a process, KiB.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+struct Child_(Child);
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[&str]) -> Child_ {
+    let mut child = Command::new(program)
+        .args(args)
+        .arg("-q")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for its `ready` line.
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Child_(child)
+}
+
+fn case_rss() {
+    let dir = std::env::temp_dir();
+    let server_endpoint = format!(
+        "ipc://{}",
+        dir.join(format!("zmqrpc-bench-srv-{}", std::process::id()))
+            .display()
+    );
+    let proxy_endpoint = format!(
+        "ipc://{}",
+        dir.join(format!("zmqrpc-bench-prx-{}", std::process::id()))
+            .display()
+    );
+    let server = spawn(
+        env!("CARGO_BIN_EXE_zmqrpc-server"),
+        &["--bind", &server_endpoint],
+    );
+    let proxy = spawn(
+        env!("CARGO_BIN_EXE_zmqrpc-proxy"),
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &proxy_endpoint,
+            "--out",
+            &server_endpoint,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, server_idle) = rss(server.0.id());
+    let (_, proxy_idle) = rss(proxy.0.id());
+    // Load: pipelined calls straight to the server, sequential ones through the proxy.
+    let mut pipeline = Pipeline::builder()
+        .connect_to(&server_endpoint)
+        .window(256)
+        .connect::<Echo>()
+        .unwrap();
+    let text = Echo("x".repeat(32));
+    let started = Instant::now();
+    while started.elapsed() < seconds() {
+        while pipeline.in_flight() < 256 {
+            pipeline.send(&text).unwrap();
+        }
+        pipeline
+            .recv(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .1
+            .unwrap();
+    }
+    let mut client = RpcClient::builder().req(&proxy_endpoint).connect().unwrap();
+    let until = Instant::now() + seconds() / 2;
+    while Instant::now() < until {
+        client.call(&text).unwrap();
+    }
+    let (server_peak, _) = rss(server.0.id());
+    let (proxy_peak, _) = rss(proxy.0.id());
+    println!("5. RSS of the real processes (KiB)           idle        peak under load");
+    println!("   zmqrpc-server (pipelined load)      {server_idle:>12} {server_peak:>12}");
+    println!("   zmqrpc-proxy rep2req                {proxy_idle:>12} {proxy_peak:>12}");
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is expected.
+    println!(
+        "zmqrpc-bench: {} s per case, {} CPUs, libzmq {:?}",
+        seconds().as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        zmq::version()
+    );
+    println!(
+        "{:<46} {:>12} {:>12} {:<8} {:>7}",
+        "case", "raw libzmq", "zmqrpc", "unit", "ratio"
+    );
+    let direct = case_sequential("tcp", 32);
+    case_sequential("tcp", 1024);
+    case_sequential("ipc", 32);
+    case_sequential("ipc", 1024);
+    case_pipelined(64);
+    case_pipelined(256);
+    case_notify();
+    case_proxies(direct);
+    case_rss();
+}
