@@ -5,6 +5,8 @@
 //! `zmqrpc-server` and `zmqrpc-proxy` processes. `BENCH_SECONDS` sets the time per case
 //! (default 2); the whole run takes well under a minute.
 
+#![allow(clippy::unwrap_used)] // a benchmark: a panic is its failure report
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -376,15 +378,15 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-struct Child_(Child);
-impl Drop for Child_ {
+struct Spawned(Child);
+impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn spawn(program: &str, args: &[&str]) -> Child_ {
+fn spawn(program: &str, args: &[&str]) -> Spawned {
     let mut child = Command::new(program)
         .args(args)
         .arg("-q")
@@ -397,7 +399,7 @@ fn spawn(program: &str, args: &[&str]) -> Child_ {
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    Child_(child)
+    Spawned(child)
 }
 
 fn case_rss() {

@@ -136,7 +136,10 @@ impl Requester {
         let connection = self.endpoints[index]
             .connection(&self.ctx, &self.options, self.credentials.as_ref())
             .map_err(RequestError::Transport)?;
-        match connection.read_monitor().and_then(|()| connection.send_now(message)) {
+        match connection
+            .read_monitor()
+            .and_then(|()| connection.send_now(message))
+        {
             Ok(()) => Ok(index),
             Err(failure) => Err(self.fail(index, failure, Duration::ZERO)),
         }
