@@ -53,6 +53,18 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
         client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();
         running.join().unwrap();
         receiver.join().unwrap();
+        // A pool: a proxy thread and its workers.
+        let pool = zmqrpc::transport::RpcServer::builder()
+            .workers(3)
+            .register_clone(|Add(a, b): Add| Ok::<_, zmqrpc::transport::ServiceError>(a + b))
+            .unwrap()
+            .rep("tcp://127.0.0.1:*")
+            .bind()
+            .unwrap();
+        let pool_endpoint = pool.rep_endpoints()[0].clone();
+        let pool = pool.spawn().unwrap();
+        assert_eq!(common::client(&pool_endpoint).call(&Add(2, 2)).unwrap(), 4);
+        pool.join().unwrap();
         drop((client, caller, raw));
     }
     // libzmq's own I/O and reaper threads end when their context is terminated, which the

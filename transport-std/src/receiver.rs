@@ -114,12 +114,13 @@ const BATCH: usize = 64;
 
 /// Builds a [`Receiver`]: endpoints, options, context.
 pub struct ReceiverBuilder {
-    ctx: Option<zmq::Context>,
-    rep: Vec<String>,
+    pub(crate) ctx: Option<zmq::Context>,
+    pub(crate) rep: Vec<String>,
     subs: Vec<(String, Option<Duration>)>,
-    options: SocketOptions,
-    shutdown: Shutdown,
-    users: Option<Users>,
+    pub(crate) options: SocketOptions,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) users: Option<Users>,
+    stats: Arc<ReceiverStats>,
 }
 
 impl Default for ReceiverBuilder {
@@ -131,6 +132,7 @@ impl Default for ReceiverBuilder {
             options: SocketOptions::default(),
             shutdown: Shutdown::new(),
             users: None,
+            stats: Arc::default(),
         }
     }
 }
@@ -179,6 +181,18 @@ impl ReceiverBuilder {
         self
     }
 
+    /// A REP socket that connects to `endpoint` (a worker of a server's pool).
+    pub(crate) fn rep_connect(mut self, endpoint: &str) -> Self {
+        self.rep = vec![format!("{CONNECT}{endpoint}")];
+        self
+    }
+
+    /// Counts into `stats` (shared by a server's workers).
+    pub(crate) fn stats(mut self, stats: Arc<ReceiverStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// Protects every socket (REP and SUB) with username/password: only peers presenting
     /// the credentials of one of `users` get through. A ZAP handler for them runs in the
     /// receiver's context from [`bind`](ReceiverBuilder::bind) until the receiver ends.
@@ -215,7 +229,7 @@ impl ReceiverBuilder {
             rep,
             subs,
             stop,
-            stats: Arc::default(),
+            stats: self.stats,
             user: String::new(),
             lost_rep: None,
             auth,
@@ -543,6 +557,9 @@ struct RepSide {
     endpoints: Vec<String>,
 }
 
+/// Marks the one REP endpoint of a worker that connects rather than binds.
+const CONNECT: &str = "connect:";
+
 impl RepSide {
     fn bind(
         ctx: &zmq::Context,
@@ -550,6 +567,19 @@ impl RepSide {
         role: Role<'_>,
         endpoints: &[String],
     ) -> Result<RepSide, TransportError> {
+        if let Some(inner) = endpoints.first().and_then(|e| e.strip_prefix(CONNECT)) {
+            // A worker's REP connects to its server's backend instead.
+            let socket = options
+                .socket(ctx, zmq::REP, role)
+                .map_err(|e| TransportError::new("socket", "REP", e))?;
+            socket
+                .connect(inner)
+                .map_err(|e| TransportError::new("connect", inner, e))?;
+            return Ok(RepSide {
+                socket,
+                endpoints: endpoints.to_vec(),
+            });
+        }
         let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, role, endpoints)?;
         Ok(RepSide { socket, endpoints })
     }

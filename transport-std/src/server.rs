@@ -14,17 +14,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use zmqrpc_core::{Command, DecodeError, ErrorCode, Frame, Header, Key, Kind};
 
-use crate::auth::Users;
+use crate::auth::{start_zap_handler, AuthStats, Role, Users};
 use crate::options::SocketOptions;
 use crate::receiver::{
     Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverStats, Rejection,
 };
-use crate::shutdown::{Running, Shutdown};
+use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::{bump, counters};
 use crate::wire::{encode_error, encode_to_vec, max_frame};
 use crate::TransportError;
@@ -188,6 +189,7 @@ pub struct ServerBuilder {
     options: SocketOptions,
     services: HashMap<Key, Registered>,
     max_body: usize,
+    workers: usize,
 }
 
 /// The default largest request body a server decodes: 256 KiB.
@@ -195,9 +197,34 @@ pub const DEFAULT_MAX_BODY: usize = 256 << 10;
 
 /// Serves registered [`Service`]s; see the [module docs](self).
 pub struct RpcServer {
-    receiver: Receiver,
-    dispatcher: Dispatcher,
+    inner: Inner,
 }
+
+enum Inner {
+    /// One thread receives and serves.
+    Single {
+        receiver: Receiver,
+        dispatcher: Dispatcher,
+    },
+    /// A ROUTER front, workers behind it.
+    Pool(Pool),
+}
+
+/// The sockets and workers of a server with [`ServerBuilder::workers`] above one.
+struct Pool {
+    frontend: zmq::Socket,
+    backend: zmq::Socket,
+    /// The proxy's control socket, and our end of it.
+    control: (zmq::Socket, zmq::Socket),
+    workers: Vec<(Receiver, Dispatcher)>,
+    stop: StopListener,
+    endpoints: Vec<String>,
+    stats: (Arc<ReceiverStats>, Arc<DispatchStats>),
+    /// The ZAP handler of a protected pool; dropped (stopped) last.
+    zap: Option<Running<AuthStats>>,
+}
+
+static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
 
 impl RpcServer {
     /// Starts building a server.
@@ -207,31 +234,53 @@ impl RpcServer {
             options: SocketOptions::default(),
             services: HashMap::new(),
             max_body: DEFAULT_MAX_BODY,
+            workers: 1,
         }
     }
 
-    /// The REP endpoints as bound, wildcard ports resolved.
+    /// The REP (or, with workers, ROUTER) endpoints as bound, wildcard ports resolved.
     pub fn rep_endpoints(&self) -> &[String] {
-        self.receiver.rep_endpoints()
+        match &self.inner {
+            Inner::Single { receiver, .. } => receiver.rep_endpoints(),
+            Inner::Pool(pool) => &pool.endpoints,
+        }
     }
 
     /// A handle that stops the server, for another thread or for a service (a "shutdown"
     /// command exists only if you register one that calls it).
     pub fn shutdown(&self) -> Shutdown {
-        self.receiver.shutdown()
+        match &self.inner {
+            Inner::Single { receiver, .. } => receiver.shutdown(),
+            Inner::Pool(pool) => pool.stop.shutdown(),
+        }
     }
 
-    /// The server's live counters.
+    /// The server's live counters (all workers together).
     pub fn stats(&self) -> ServerStats {
-        ServerStats {
-            receiver: self.receiver.stats(),
-            dispatch: self.dispatcher.stats.clone(),
+        match &self.inner {
+            Inner::Single {
+                receiver,
+                dispatcher,
+            } => ServerStats {
+                receiver: receiver.stats(),
+                dispatch: dispatcher.stats.clone(),
+            },
+            Inner::Pool(pool) => ServerStats {
+                receiver: pool.stats.0.clone(),
+                dispatch: pool.stats.1.clone(),
+            },
         }
     }
 
     /// Serves on the calling thread until the [`shutdown`](RpcServer::shutdown) handle is used.
     pub fn run(self) -> Result<(), TransportError> {
-        self.receiver.run(self.dispatcher)
+        match self.inner {
+            Inner::Single {
+                receiver,
+                dispatcher,
+            } => receiver.run(dispatcher),
+            Inner::Pool(pool) => pool.run(),
+        }
     }
 
     /// Serves on a new thread; the handle stops it (also on drop) and joins it.
@@ -304,8 +353,38 @@ impl ServerBuilder {
     /// Registers the service for command `C`. Fails if a command with the same key (the same
     /// name, or a colliding one) is already registered.
     pub fn register<C: Command + 'static, S: Service<C>>(
+        self,
+        service: S,
+    ) -> Result<Self, RegisterError> {
+        self.insert::<C, S>(service, None)
+    }
+
+    /// Registers a service for command `C` that can be copied to every worker of a pool
+    /// (see [`workers`](ServerBuilder::workers)). Copies share only what the service shares
+    /// itself (an `Arc`, say).
+    pub fn register_clone<C: Command + 'static, S: Service<C> + Clone>(
+        self,
+        service: S,
+    ) -> Result<Self, RegisterError> {
+        self.insert::<C, S>(service, Some(S::clone))
+    }
+
+    /// Serves with `n` worker threads behind the bound endpoints (default 1). With one,
+    /// requests are served in order on the receiving thread; with more, a ROUTER socket
+    /// takes them in and hands each to the next free worker, so a multi-core device uses its
+    /// cores, and answers to one client may come back out of order (use a
+    /// [`Pipeline`](crate::Pipeline) or one call at a time). Every service must then be
+    /// registered with [`register_clone`](ServerBuilder::register_clone); SUB endpoints are
+    /// served by the first worker.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    fn insert<C: Command + 'static, S: Service<C>>(
         mut self,
         service: S,
+        clone: Option<fn(&S) -> S>,
     ) -> Result<Self, RegisterError> {
         if let Some(existing) = self.services.get(&C::KEY) {
             return Err(RegisterError::DuplicateKey {
@@ -320,6 +399,7 @@ impl ServerBuilder {
                 name: C::NAME,
                 service: Box::new(Typed {
                     service,
+                    clone,
                     command: PhantomData,
                 }),
             },
@@ -329,16 +409,161 @@ impl ServerBuilder {
 
     /// Creates, binds and connects the sockets.
     pub fn bind(self) -> Result<RpcServer, TransportError> {
+        if self.workers > 1 {
+            return Ok(RpcServer {
+                inner: Inner::Pool(self.bind_pool()?),
+            });
+        }
         let receiver = self.receiver.bind()?;
         Ok(RpcServer {
-            receiver,
-            dispatcher: Dispatcher {
-                services: self.services,
-                stats: Arc::default(),
-                max_frame: max_frame(self.options.max_message_size),
-                max_body: self.max_body,
+            inner: Inner::Single {
+                receiver,
+                dispatcher: Dispatcher {
+                    services: self.services,
+                    stats: Arc::default(),
+                    max_frame: max_frame(self.options.max_message_size),
+                    max_body: self.max_body,
+                },
             },
         })
+    }
+
+    fn bind_pool(self) -> Result<Pool, TransportError> {
+        let mut input = self.receiver;
+        let ctx = input.ctx.clone().unwrap_or_default();
+        let zap = input
+            .users
+            .take()
+            .map(|users| start_zap_handler(&ctx, users))
+            .transpose()?;
+        let role = Role::verifier(zap.is_some());
+        let (frontend, endpoints) =
+            self.options
+                .bound_socket(&ctx, zmq::ROUTER, role, &std::mem::take(&mut input.rep))?;
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT_POOL.fetch_add(1, Ordering::Relaxed)
+        );
+        let backend_endpoint = format!("inproc://zmqrpc-pool-{id}");
+        let control_endpoint = format!("inproc://zmqrpc-pool-control-{id}");
+        let err = |op, at: &str| {
+            let at = at.to_owned();
+            move |e| TransportError::new(op, &at, e)
+        };
+        let backend = ctx
+            .socket(zmq::DEALER)
+            .map_err(err("socket", &backend_endpoint))?;
+        backend
+            .set_linger(0)
+            .map_err(err("set_linger", &backend_endpoint))?;
+        backend
+            .bind(&backend_endpoint)
+            .map_err(err("bind", &backend_endpoint))?;
+        let control_in = ctx
+            .socket(zmq::PAIR)
+            .map_err(err("socket", &control_endpoint))?;
+        control_in
+            .bind(&control_endpoint)
+            .map_err(err("bind", &control_endpoint))?;
+        let control_out = ctx
+            .socket(zmq::PAIR)
+            .map_err(err("socket", &control_endpoint))?;
+        control_out
+            .set_sndtimeo(1000)
+            .map_err(err("set_sndtimeo", &control_endpoint))?;
+        control_out
+            .connect(&control_endpoint)
+            .map_err(err("connect", &control_endpoint))?;
+        // The builder's shutdown stops the pool; each worker gets its own.
+        let stop = StopListener::new(
+            &ctx,
+            std::mem::replace(&mut input.shutdown, Shutdown::new()),
+        )?;
+
+        let receiver_stats = Arc::new(ReceiverStats::default());
+        let dispatch_stats = Arc::new(DispatchStats::default());
+        let mut workers = Vec::with_capacity(self.workers);
+        let mut first = Some(input); // keeps the SUB endpoints
+        for _ in 0..self.workers {
+            let mut services = HashMap::with_capacity(self.services.len());
+            for (key, registered) in &self.services {
+                let service = registered.service.clone_box().ok_or_else(|| {
+                    TransportError::new(
+                        "workers: register it with register_clone",
+                        registered.name,
+                        zmq::Error::EINVAL,
+                    )
+                })?;
+                services.insert(
+                    *key,
+                    Registered {
+                        name: registered.name,
+                        service,
+                    },
+                );
+            }
+            let receiver = first
+                .take()
+                .unwrap_or_else(|| Receiver::builder().options(self.options.clone()))
+                .context(&ctx)
+                .rep_connect(&backend_endpoint)
+                .stats(receiver_stats.clone())
+                .bind()?;
+            let dispatcher = Dispatcher {
+                services,
+                stats: dispatch_stats.clone(),
+                max_frame: max_frame(self.options.max_message_size),
+                max_body: self.max_body,
+            };
+            workers.push((receiver, dispatcher));
+        }
+        Ok(Pool {
+            frontend,
+            backend,
+            control: (control_in, control_out),
+            workers,
+            stop,
+            endpoints,
+            stats: (receiver_stats, dispatch_stats),
+            zap,
+        })
+    }
+}
+
+impl Pool {
+    /// Starts the workers and the ROUTER–DEALER proxy, waits for the stop, then stops the
+    /// proxy (through its control socket) and the workers, and joins them all.
+    fn run(self) -> Result<(), TransportError> {
+        let Pool {
+            mut frontend,
+            mut backend,
+            control: (mut control_in, control_out),
+            workers,
+            stop,
+            zap,
+            ..
+        } = self;
+        let spawn_error = |_| TransportError::new("spawn", "worker", zmq::Error::ENOMEM);
+        let mut running = Vec::with_capacity(workers.len());
+        for (receiver, dispatcher) in workers {
+            running.push(receiver.spawn(dispatcher).map_err(spawn_error)?);
+        }
+        let device = std::thread::Builder::new()
+            .name("zmqrpc-pool".into())
+            .spawn(move || zmq::proxy_steerable(&mut frontend, &mut backend, &mut control_in))
+            .map_err(spawn_error)?;
+        while !stop.requested() {
+            match stop.socket.poll(zmq::POLLIN, -1) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(TransportError::new("poll", "stop signal", e)),
+            }
+        }
+        let _ = control_out.send(&b"TERMINATE"[..], 0);
+        let _ = device.join();
+        drop(running); // each stops and joins its worker
+        drop(zap);
+        Ok(())
     }
 }
 
@@ -349,6 +574,9 @@ struct Registered {
 
 /// A service with its command type erased, so services of all types share one table.
 trait ErasedService: Send {
+    /// A copy for another worker, if the service was registered as cloneable.
+    fn clone_box(&self) -> Option<Box<dyn ErasedService>>;
+
     /// Runs the request in `frame`; writes the answer into `reply` when given.
     fn call(
         &mut self,
@@ -367,10 +595,21 @@ enum Outcome {
 
 struct Typed<C, S> {
     service: S,
+    /// How to copy the service for another worker, if it can be.
+    clone: Option<fn(&S) -> S>,
     command: PhantomData<fn(C)>,
 }
 
-impl<C: Command, S: Service<C>> ErasedService for Typed<C, S> {
+impl<C: Command + 'static, S: Service<C>> ErasedService for Typed<C, S> {
+    fn clone_box(&self) -> Option<Box<dyn ErasedService>> {
+        let clone = self.clone?;
+        Some(Box::new(Typed {
+            service: clone(&self.service),
+            clone: self.clone,
+            command: PhantomData::<fn(C)>,
+        }))
+    }
+
     fn call(
         &mut self,
         frame: &Frame<'_>,
