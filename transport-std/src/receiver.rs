@@ -297,7 +297,22 @@ impl Receiver {
             }
             self.restore_rep();
             let timeout = self.poll_timeout_ms(handler.deadline());
-            let ready = self.poll(timeout, handler.watch())?;
+            let watch = handler.watch();
+            // A receiver with only a REP socket (the usual server) blocks in the socket
+            // itself: one system call, where polling it with the stop socket costs several.
+            let (ready, received) = if self.subs.is_empty() && watch.is_none() && self.rep.is_some()
+            {
+                let received = self.wait_rep(timeout, &mut message)?;
+                (
+                    Ready {
+                        rep: received,
+                        subs: 0,
+                    },
+                    received,
+                )
+            } else {
+                (self.poll(timeout, watch)?, false)
+            };
             if self.stop.requested() {
                 return Ok(());
             }
@@ -305,7 +320,7 @@ impl Receiver {
             // Only sockets the poll found readable: an empty non-blocking read still costs
             // libzmq a system call.
             if ready.rep {
-                self.serve_rep(&mut handler, &mut message, &mut reply)?;
+                self.serve_rep(&mut handler, &mut message, &mut reply, received)?;
             }
             for index in 0..self.subs.len() {
                 if ready.sub(index) {
@@ -393,11 +408,39 @@ impl Receiver {
             .unwrap_or(-1)
     }
 
+    /// Blocks in the REP socket for a request, at most `timeout_ms` (-1: no limit) and at
+    /// most [`STOP_SLICE`], so a stop is noticed in time; whether one arrived in `message`.
+    fn wait_rep(
+        &mut self,
+        timeout_ms: i64,
+        message: &mut zmq::Message,
+    ) -> Result<bool, TransportError> {
+        let Some(rep) = &mut self.rep else {
+            return Ok(false);
+        };
+        let slice = match timeout_ms {
+            ms if ms < 0 => STOP_SLICE,
+            ms => i32::try_from(ms).unwrap_or(i32::MAX).min(STOP_SLICE),
+        };
+        if rep.rcvtimeo != slice {
+            rep.socket
+                .set_rcvtimeo(slice)
+                .map_err(|e| TransportError::new("set_rcvtimeo", "REP", e))?;
+            rep.rcvtimeo = slice;
+        }
+        match rep.socket.recv(message, 0) {
+            Ok(()) => Ok(true),
+            Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => Ok(false),
+            Err(e) => Err(TransportError::new("recv", rep.name(), e)),
+        }
+    }
+
     fn serve_rep<H: Handler>(
         &mut self,
         handler: &mut H,
         message: &mut zmq::Message,
         reply: &mut Vec<u8>,
+        mut received: bool,
     ) -> Result<(), TransportError> {
         for _ in 0..BATCH {
             // A handler may block (a proxy waits for its downstream): stop between messages.
@@ -405,10 +448,12 @@ impl Receiver {
                 return Ok(());
             }
             let Some(rep) = &self.rep else { return Ok(()) };
-            match rep.socket.recv(message, zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(TransportError::new("recv", rep.name(), e)),
+            if !std::mem::take(&mut received) {
+                match rep.socket.recv(message, zmq::DONTWAIT) {
+                    Ok(()) => {}
+                    Err(zmq::Error::EAGAIN) => return Ok(()),
+                    Err(e) => return Err(TransportError::new("recv", rep.name(), e)),
+                }
             }
             reply.clear();
             if message.get_more() {
@@ -555,7 +600,12 @@ fn drain_parts(socket: &zmq::Socket, message: &mut zmq::Message) {
 struct RepSide {
     socket: zmq::Socket,
     endpoints: Vec<String>,
+    /// The socket's receive timeout now, ms (-1: none set).
+    rcvtimeo: i32,
 }
+
+/// The longest a REP-only receiver blocks before it looks at the stop flag, ms.
+const STOP_SLICE: i32 = 50;
 
 /// Marks the one REP endpoint of a worker that connects rather than binds.
 const CONNECT: &str = "connect:";
@@ -578,10 +628,15 @@ impl RepSide {
             return Ok(RepSide {
                 socket,
                 endpoints: endpoints.to_vec(),
+                rcvtimeo: -1,
             });
         }
         let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, role, endpoints)?;
-        Ok(RepSide { socket, endpoints })
+        Ok(RepSide {
+            socket,
+            endpoints,
+            rcvtimeo: -1,
+        })
     }
 
     /// Binds again to endpoints just released; the old listener may take a moment to close.

@@ -48,7 +48,13 @@ struct Connection {
     refused: Option<HandshakeFailure>,
     /// Handshakes in a row that the peer cut off without saying why.
     cut_off: u32,
+    /// The socket's receive timeout now, ms (-1: none yet).
+    rcvtimeo: i32,
 }
+
+/// How often a waiting call reads its socket's monitor (so a refused handshake ends it
+/// within this long).
+const MONITOR_EVERY: Duration = Duration::from_millis(50);
 
 /// How one exchange ended, short of a reply.
 enum Failure {
@@ -228,6 +234,7 @@ impl Endpoint {
                     monitor,
                     refused: None,
                     cut_off: 0,
+                    rcvtimeo: -1,
                 }
             }
         };
@@ -253,11 +260,31 @@ impl Connection {
             }
             Err(e) => return Err(Failure::Zmq("send", e)),
         }
-        self.wait(zmq::POLLIN, deadline)?;
-        if self.try_recv(reply)? {
-            Ok(())
-        } else {
-            Err(Failure::Timeout)
+        self.receive(reply, deadline)
+    }
+
+    /// Waits for the reply with blocking receives of at most [`MONITOR_EVERY`] each, reading
+    /// the monitor between them. A blocking receive costs libzmq one system call where
+    /// polling the socket and its monitor costs several.
+    fn receive(&mut self, reply: &mut zmq::Message, deadline: Instant) -> Result<(), Failure> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Failure::Timeout);
+            }
+            // Round up so a sub-millisecond remainder still waits instead of spinning.
+            let slice = millis(left.min(MONITOR_EVERY) + Duration::from_nanos(999_999));
+            if self.rcvtimeo != slice {
+                self.socket
+                    .set_rcvtimeo(slice)
+                    .map_err(|e| Failure::Zmq("set_rcvtimeo", e))?;
+                self.rcvtimeo = slice;
+            }
+            match self.socket.recv(reply, 0) {
+                Ok(()) => return self.finish_reply(reply),
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => self.read_monitor()?,
+                Err(e) => return Err(Failure::Zmq("recv", e)),
+            }
         }
     }
 
@@ -273,10 +300,14 @@ impl Connection {
     /// Receives a single-part reply if one is there; `Ok(false)` if not yet.
     fn try_recv(&mut self, reply: &mut zmq::Message) -> Result<bool, Failure> {
         match self.socket.recv(reply, zmq::DONTWAIT) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => return Ok(false),
-            Err(e) => return Err(Failure::Zmq("recv", e)),
+            Ok(()) => self.finish_reply(reply).map(|()| true),
+            Err(zmq::Error::EAGAIN) => Ok(false),
+            Err(e) => Err(Failure::Zmq("recv", e)),
         }
+    }
+
+    /// Refuses a reply of more than one part (draining the rest).
+    fn finish_reply(&mut self, reply: &mut zmq::Message) -> Result<(), Failure> {
         if reply.get_more() {
             while reply.get_more() {
                 self.socket
@@ -285,7 +316,7 @@ impl Connection {
             }
             return Err(Failure::Zmq("recv", zmq::Error::EPROTO));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Polls for `events` (and monitor news) until `deadline`.
