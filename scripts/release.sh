@@ -12,6 +12,7 @@
 # | armv7-glibc   | armv7-unknown-linux-gnueabihf.2.28 | Pi 2/3/4/Zero 2, 32-bit OS, Buster+  |
 # | aarch64-glibc | aarch64-unknown-linux-gnu.2.28     | Pi 3/4/5, 64-bit OS, Buster+         |
 # | armv6-glibc   | arm-unknown-linux-gnueabihf.2.28   | Pi Zero/Zero W/1 (ARMv6), Buster+    |
+# | armv6-musl    | arm-unknown-linux-musleabihf       | Pi Zero/1 on any Linux (static)      |
 # | armv7-musl    | armv7-unknown-linux-musleabihf     | any 32-bit ARMv7 Linux (static)      |
 # | aarch64-musl  | aarch64-unknown-linux-musl         | any 64-bit ARM Linux (static)        |
 #
@@ -22,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-all=(armv7-glibc aarch64-glibc armv6-glibc armv7-musl aarch64-musl)
+all=(armv7-glibc aarch64-glibc armv6-glibc armv6-musl armv7-musl aarch64-musl)
 if [ $# -gt 0 ]; then wanted=("$@"); else wanted=("${all[@]}"); fi
 
 rust_target() {
@@ -30,6 +31,7 @@ rust_target() {
         armv7-glibc) echo armv7-unknown-linux-gnueabihf.2.28 ;;
         aarch64-glibc) echo aarch64-unknown-linux-gnu.2.28 ;;
         armv6-glibc) echo arm-unknown-linux-gnueabihf.2.28 ;;
+        armv6-musl) echo arm-unknown-linux-musleabihf ;;
         armv7-musl) echo armv7-unknown-linux-musleabihf ;;
         aarch64-musl) echo aarch64-unknown-linux-musl ;;
         *) echo "unknown target $1 (one of: ${all[*]})" >&2; return 1 ;;

@@ -9,7 +9,7 @@
 #                 Pi Zero/1 core, which rejects ARMv7 code) when the sysroot's libc is ARMv6
 #                 code (Raspberry Pi OS's is; set ARMV6_SYSROOT to one); Debian's armhf libc
 #                 is ARMv7 code, so by default the ARMv6 build runs on a Cortex-A7 instead;
-#   musl builds:  static, no sysroot.
+#   musl builds:  static, no sysroot; the ARMv6 one under qemu-arm -cpu arm1176.
 # Prints, per artifact: result, binary sizes, the highest GLIBC symbol version each needs.
 #   bash scripts/verify-release.sh [target/dist/zmqrpc-*.tar.gz ...]
 set -euo pipefail
@@ -66,6 +66,7 @@ for tarball in "${artifacts[@]}"; do
             fi ;;
         *-armv7-glibc) qemu=(qemu-arm -cpu cortex-a7 -L "$PWD/$sysroots/armhf") ;;
         *-aarch64-glibc) qemu=(qemu-aarch64 -cpu cortex-a53 -L "$PWD/$sysroots/arm64") ;;
+        *-armv6-musl) qemu=(qemu-arm -cpu arm1176) ;;
         *-armv7-musl) qemu=(qemu-arm -cpu cortex-a7) ;;
         *-aarch64-musl) qemu=(qemu-aarch64 -cpu cortex-a53) ;;
         *) echo "unknown artifact $name" >&2; failed=1; continue ;;
