@@ -239,10 +239,25 @@ pub(crate) fn start_zap_handler(
     socket
         .set_linger(0)
         .map_err(|e| TransportError::new("set_linger", ZAP_ENDPOINT, e))?;
-    // EADDRINUSE here means another ZAP handler already serves this context.
-    socket.bind(ZAP_ENDPOINT).map_err(|e| {
-        TransportError::new("bind (one protected receiver per context)", ZAP_ENDPOINT, e)
-    })?;
+    // EADDRINUSE means another ZAP handler serves this context — or a stopped one whose
+    // socket libzmq's reaper has not closed yet: wait a moment for that.
+    let mut attempts = 0;
+    loop {
+        match socket.bind(ZAP_ENDPOINT) {
+            Ok(()) => break,
+            Err(zmq::Error::EADDRINUSE) if attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(TransportError::new(
+                    "bind (one protected receiver per context)",
+                    ZAP_ENDPOINT,
+                    e,
+                ))
+            }
+        }
+    }
     let shutdown = Shutdown::new();
     let stop = StopListener::new(ctx, shutdown.clone())?;
     let stats = Arc::new(AuthStats::default());
