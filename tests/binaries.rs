@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use zmqrpc::agent::{Echo, Ping};
-use zmqrpc::transport::RpcServer;
 
 const PROXY: &str = env!("CARGO_BIN_EXE_zmqrpc-proxy");
 const SERVER: &str = env!("CARGO_BIN_EXE_zmqrpc-server");
@@ -181,9 +180,8 @@ fn a_buffered_proxy_killed_after_acknowledging_delivers_everything_when_restarte
     } // (drop reaps it)
 
     let samples = Samples::default();
-    let _server = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let _server = samples
+        .server()
         .rep(&downstream)
         .bind()
         .unwrap()

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use zmqrpc::transport::{BufferedProxy, CallError, RpcServer, Spool};
+use zmqrpc::transport::{BufferedProxy, CallError, Spool};
 use zmqrpc::ErrorCode;
 
 fn fast_retry(
@@ -36,9 +36,8 @@ fn everything_acknowledged_during_an_outage_is_delivered_in_order() {
     assert!(eventually(secs(2), || proxy.stats().snapshot().retried >= 2));
 
     let samples = Samples::default();
-    let server = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let server = samples
+        .server()
         .rep(&downstream)
         .bind()
         .unwrap()
@@ -51,9 +50,8 @@ fn everything_acknowledged_during_an_outage_is_delivered_in_order() {
     for seq in 20..30 {
         client.call(&Sample { seq, value: 0.0 }).unwrap();
     }
-    let _server = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let _server = samples
+        .server()
         .rep(&downstream)
         .bind()
         .unwrap()
@@ -129,9 +127,8 @@ fn a_spooled_proxy_restarted_delivers_what_it_acknowledged() {
     assert_eq!(pending.len(), 10);
 
     let samples = Samples::default();
-    let _server = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let _server = samples
+        .server()
         .rep(&downstream)
         .bind()
         .unwrap()
@@ -185,9 +182,8 @@ fn a_busy_downstream_is_retried_and_nothing_is_dropped() {
     }));
 
     let samples = Samples::default();
-    let _server = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let _server = samples
+        .server()
         .rep(&server_endpoint)
         .bind()
         .unwrap()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use zmqrpc::transport::{
-    CallError, Credentials, Proxy, ProxyKind, RpcClient, RpcServer, Running, ServerStats, Users,
+    CallError, Credentials, Proxy, ProxyKind, RpcClient, Running, ServerStats, Users,
 };
 use zmqrpc::ErrorCode;
 
@@ -106,12 +106,7 @@ fn sub2req_and_sub2pub_forward_notifications() {
         .unwrap();
     let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
     let samples = Samples::default();
-    let server = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
-        .rep("tcp://127.0.0.1:*")
-        .bind()
-        .unwrap();
+    let server = samples.server().rep("tcp://127.0.0.1:*").bind().unwrap();
     let server_endpoint = server.rep_endpoints()[0].clone();
     let _server = server.spawn().unwrap();
 
@@ -160,9 +155,8 @@ fn rep2pub_acknowledges_calls_and_publishes_them() {
     );
     let _proxy = proxy.spawn().unwrap();
     let samples = Samples::default();
-    let _server = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let _server = samples
+        .server()
         .subscribe(&output)
         .bind()
         .unwrap()

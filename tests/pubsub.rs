@@ -28,9 +28,8 @@ fn attach(client: &mut RpcClient) {
 fn notify_reaches_the_service() {
     let (mut client, endpoint) = publisher(100);
     let samples = Samples::default();
-    let running = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let running = samples
+        .server()
         .subscribe(&endpoint)
         .bind()
         .unwrap()
@@ -61,9 +60,8 @@ fn messages_sent_before_a_subscriber_are_delivered_in_order_and_overflow_is_coun
     assert_eq!((counts.queued, counts.dropped, counts.published), (5, 3, 0));
 
     let samples = Samples::default();
-    let _running = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let _running = samples
+        .server()
         .subscribe(&endpoint)
         .bind()
         .unwrap()
@@ -95,9 +93,8 @@ fn heartbeats_keep_a_sub_socket_alive_and_never_reach_a_service() {
     let (mut client, endpoint) = publisher(10);
     let samples = Samples::default();
     let silence = Duration::from_millis(300) * slack();
-    let running = RpcServer::builder()
-        .register(samples.service())
-        .unwrap()
+    let running = samples
+        .server()
         .subscribe_with_silence_timeout(&endpoint, silence)
         .bind()
         .unwrap()
@@ -143,9 +140,8 @@ fn one_server_listens_on_rep_and_sub_at_once() {
 fn when_the_last_subscriber_leaves_messages_are_held_for_the_next() {
     let (mut client, endpoint) = publisher(10);
     let first = Samples::default();
-    let running = RpcServer::builder()
-        .register(first.service())
-        .unwrap()
+    let running = first
+        .server()
         .subscribe(&endpoint)
         .bind()
         .unwrap()
@@ -170,9 +166,8 @@ fn when_the_last_subscriber_leaves_messages_are_held_for_the_next() {
     }
     assert_eq!(stats.snapshot().queued, 3);
     let second = Samples::default();
-    let _running = RpcServer::builder()
-        .register(second.service())
-        .unwrap()
+    let _running = second
+        .server()
         .subscribe(&endpoint)
         .bind()
         .unwrap()

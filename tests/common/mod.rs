@@ -96,6 +96,11 @@ impl Samples {
         }
     }
 
+    /// A server builder with this collector registered for `Sample`.
+    pub fn server(&self) -> ServerBuilder {
+        RpcServer::builder().register(self.service()).unwrap()
+    }
+
     pub fn seqs(&self) -> Vec<u32> {
         self.0.lock().unwrap().iter().map(|s| s.seq).collect()
     }
