@@ -3,10 +3,13 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use zmqrpc::transport::{Pipeline, RpcServer, ServiceError};
+use zmqrpc::transport::{
+    Caller, Credentials, Pipeline, RpcClient, RpcServer, Service, ServiceError, Users, WithCaller,
+};
 use zmqrpc::Command;
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -80,4 +83,204 @@ fn a_pool_serves_ordinary_clients_and_refuses_services_it_cannot_copy() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sleep(u64);
+impl Command for Sleep {
+    const NAME: &'static str = "test.sleep";
+    type Response = ();
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WhoAmI;
+impl Command for WhoAmI {
+    const NAME: &'static str = "test.whoami";
+    type Response = Option<String>;
+}
+
+fn pool_users() -> Users {
+    Users::new().with("ops", "hunter2").with("sensor", "s3cret")
+}
+
+/// Regression: the users were taken for the ROUTER before the first worker's SUB sockets
+/// were made, so a pool's SUB side accepted any publisher.
+#[test]
+fn a_pool_refuses_publishers_without_the_right_credentials() {
+    for credentials in [None, Some(Credentials::new("sensor", "wrong"))] {
+        let mut builder = RpcClient::builder().publish_on("tcp://127.0.0.1:*");
+        if let Some(credentials) = credentials.clone() {
+            builder = builder.credentials(credentials);
+        }
+        let mut intruder = builder.connect().unwrap();
+        let endpoint = intruder.sender().publisher().unwrap().endpoints()[0].clone();
+        let samples = Samples::default();
+        let service = samples.service();
+        let running = RpcServer::builder()
+            .authenticate(pool_users())
+            .workers(2)
+            .register_clone(Shared::new(service))
+            .unwrap()
+            .rep("tcp://127.0.0.1:*")
+            .subscribe(&endpoint)
+            .bind()
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let stats = intruder.sender().publisher().unwrap().stats();
+        assert!(
+            eventually(secs(5), || {
+                intruder.sender().publisher().unwrap().flush().unwrap();
+                stats.snapshot().refused > 0
+            }),
+            "{credentials:?}: {:?}",
+            stats.snapshot()
+        );
+        for seq in 0..5 {
+            intruder.notify(&Sample { seq, value: 0.0 }).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!intruder.sender().publisher().unwrap().has_subscriber());
+        assert!(samples.seqs().is_empty(), "{credentials:?}");
+        assert_eq!(running.stats().receiver.snapshot().received, 0);
+    }
+    // The right credentials get through the same pool.
+    let mut sensor = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .credentials(Credentials::new("sensor", "s3cret"))
+        .connect()
+        .unwrap();
+    let endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let samples = Samples::default();
+    let _running = RpcServer::builder()
+        .authenticate(pool_users())
+        .workers(2)
+        .register_clone(Shared::new(samples.service()))
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(sensor
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    sensor.notify(&Sample { seq: 9, value: 1.0 }).unwrap();
+    assert_eq!(samples.wait_for(1, secs(5)), [9]);
+}
+
+/// A service that is not `Clone` itself, shared by the workers of a pool.
+struct Shared<F>(Arc<Mutex<F>>);
+
+impl<F> Clone for Shared<F> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<F> Shared<F> {
+    fn new(f: F) -> Self {
+        Shared(Arc::new(Mutex::new(f)))
+    }
+}
+
+impl<F: FnMut(Sample) -> Result<(), ServiceError> + Send + 'static> Service<Sample> for Shared<F> {
+    fn call(&mut self, sample: Sample, _: &Caller<'_>) -> Result<(), ServiceError> {
+        (self.0.lock().unwrap())(sample)
+    }
+}
+
+/// Regression: a pool's workers sat behind libzmq's proxy, which does not carry the
+/// `User-Id` property, and `WithCaller` could not be registered for a pool.
+#[test]
+fn a_pool_tells_services_who_called_like_a_single_thread_server() {
+    for workers in [1, 3] {
+        let server = RpcServer::builder()
+            .authenticate(pool_users())
+            .workers(workers)
+            .register_clone(WithCaller(|_: WhoAmI, caller: &Caller<'_>| {
+                Ok::<_, ServiceError>(caller.user_id.map(str::to_owned))
+            }))
+            .unwrap()
+            .rep("tcp://127.0.0.1:*")
+            .bind()
+            .unwrap();
+        let endpoint = server.rep_endpoints()[0].clone();
+        let _running = server.spawn().unwrap();
+        let mut client = RpcClient::builder()
+            .req(&endpoint)
+            .credentials(Credentials::new("ops", "hunter2"))
+            .timeout(secs(5))
+            .connect()
+            .unwrap();
+        for _ in 0..6 {
+            assert_eq!(
+                client.call(&WhoAmI).unwrap().as_deref(),
+                Some("ops"),
+                "{workers} workers"
+            );
+        }
+    }
+}
+
+/// Regression: the pool dealt calls round-robin, so every fourth call of a client waited
+/// behind a busy worker while three were idle.
+#[test]
+fn a_busy_worker_delays_no_call_while_another_is_free() {
+    let server = RpcServer::builder()
+        .workers(4)
+        .register_clone(|Sleep(ms): Sleep| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _running = server.spawn().unwrap();
+    let slow_endpoint = endpoint.clone();
+    let slow = std::thread::spawn(move || {
+        let mut client = client(&slow_endpoint);
+        client.call(&Sleep(1500)).unwrap();
+    });
+    let mut quick = client(&endpoint);
+    quick.call(&Sleep(0)).unwrap(); // connected
+    std::thread::sleep(Duration::from_millis(100)); // the slow call is being served
+    let mut took = Vec::new();
+    for _ in 0..8 {
+        let started = Instant::now();
+        quick.call(&Sleep(0)).unwrap();
+        took.push(started.elapsed().as_millis());
+    }
+    assert!(
+        took.iter().all(|&ms| ms < 400 * u128::from(slack())),
+        "{took:?} ms"
+    );
+    slow.join().unwrap();
+}
+
+/// Regression: a pool's workers were stopped one after another, 30-50 ms each.
+#[test]
+fn a_pool_of_eight_stops_and_joins_within_100_ms() {
+    let server = RpcServer::builder()
+        .workers(8)
+        .register_clone(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    let mut client = client(&endpoint);
+    for i in 0..16 {
+        assert_eq!(client.call(&Add(i, 1)).unwrap(), i + 1);
+    }
+    let asked = Instant::now();
+    running.join().unwrap();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_millis(100) * slack(), "{took:?}");
 }

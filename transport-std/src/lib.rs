@@ -59,6 +59,7 @@ pub mod error;
 mod monitor;
 pub mod options;
 pub mod pipeline;
+mod pool;
 pub mod proxy;
 pub mod publisher;
 pub mod receiver;
@@ -68,6 +69,7 @@ pub mod server;
 pub mod shutdown;
 pub mod spool;
 mod stats;
+mod subscriber;
 mod wire;
 
 pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};

@@ -1,5 +1,5 @@
-//! Socket monitors: what libzmq knows about a socket's connections, chiefly whether the
-//! security handshake with a peer failed.
+//! Socket monitors: what libzmq knows about a socket's connections: whether the security
+//! handshake with a peer failed, and whether a connection was dropped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,7 +37,66 @@ impl std::fmt::Display for HandshakeFailure {
 pub(crate) enum Event {
     HandshakeSucceeded,
     HandshakeFailed(HandshakeFailure),
+    /// A connection was dropped: the peer went away, or libzmq cut it (a message over
+    /// `max_message_size`, a missed ZMTP heartbeat).
+    Disconnected,
     Other,
+}
+
+/// Which events a monitor reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// Handshake outcomes: once per connection attempt, never per message.
+    Handshakes,
+    /// Handshake outcomes and dropped connections.
+    HandshakesAndDisconnects,
+}
+
+impl Watch {
+    fn events(self) -> u16 {
+        let handshakes = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
+            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
+            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()
+            | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw();
+        match self {
+            Watch::Handshakes => handshakes,
+            Watch::HandshakesAndDisconnects => handshakes | zmq::SocketEvent::DISCONNECTED.to_raw(),
+        }
+    }
+}
+
+/// What the handshakes of one connecting socket have said: whether the peer refuses it.
+///
+/// A server that requires credentials cuts off a client offering none, often before the
+/// client learns why (a handshake failure "without detail"). One such cut-off can be a
+/// server going down mid-handshake; two in a row, with no success between, are taken as a
+/// refusal ([`HandshakeFailure::NoDetail`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Handshakes {
+    refused: Option<HandshakeFailure>,
+    cut_off: u32,
+}
+
+impl Handshakes {
+    /// Takes one monitor event into account.
+    pub(crate) fn observe(&mut self, event: Event) {
+        match event {
+            Event::HandshakeSucceeded => *self = Handshakes::default(),
+            Event::HandshakeFailed(HandshakeFailure::NoDetail) => {
+                self.cut_off += 1;
+                if self.cut_off >= 2 {
+                    self.refused = Some(HandshakeFailure::NoDetail);
+                }
+            }
+            Event::HandshakeFailed(reason) => self.refused = Some(reason),
+            Event::Disconnected | Event::Other => {}
+        }
+    }
+
+    /// How the peer refused the latest handshake, if it did.
+    pub(crate) fn refused(&self) -> Option<HandshakeFailure> {
+        self.refused
+    }
 }
 
 /// The PAIR end of a libzmq socket monitor.
@@ -47,10 +106,11 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    /// Starts monitoring `socket`'s handshake events.
+    /// Starts monitoring `socket` for the events `watch` names.
     pub(crate) fn attach(
         ctx: &zmq::Context,
         socket: &zmq::Socket,
+        watch: Watch,
     ) -> Result<Monitor, TransportError> {
         let endpoint = format!(
             "inproc://zmqrpc-monitor-{}-{}",
@@ -58,13 +118,9 @@ impl Monitor {
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
         let err = |op| move |e| TransportError::new(op, "socket monitor", e);
-        // Handshake events only: they come once per connection attempt, not per message.
-        let events = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
-            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
-            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()
-            | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw();
+        // Connection events only: they come once per connection, never per message.
         socket
-            .monitor(&endpoint, i32::from(events))
+            .monitor(&endpoint, i32::from(watch.events()))
             .map_err(err("monitor"))?;
         let pair = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
         pair.set_linger(0).map_err(err("set_linger"))?;
@@ -114,6 +170,8 @@ fn decode(id: u16, value: u32) -> Event {
         Event::HandshakeFailed(HandshakeFailure::Protocol(value))
     } else if id == zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw() {
         Event::HandshakeFailed(HandshakeFailure::NoDetail)
+    } else if id == zmq::SocketEvent::DISCONNECTED.to_raw() {
+        Event::Disconnected
     } else {
         Event::Other
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::auth::{Credentials, Role};
-use crate::monitor::{Event, Monitor};
+use crate::monitor::{Event, Monitor, Watch};
 use crate::options::{later, millis, SocketOptions};
 use crate::stats::{bump, counters, set};
 use crate::TransportError;
@@ -90,7 +90,7 @@ impl Publisher {
             ..options.clone()
         };
         let (socket, bound) = options.bound_socket(ctx, zmq::XPUB, role, endpoints)?;
-        let monitor = Monitor::attach(ctx, &socket)?;
+        let monitor = Monitor::attach(ctx, &socket, Watch::Handshakes)?;
         Ok(Publisher {
             socket,
             endpoints: bound,

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::frame;
 
 use crate::auth::{start_zap_handler, AuthStats, Role, Users};
-use crate::options::{later, SocketOptions};
+use crate::options::SocketOptions;
 use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::{bump, counters};
+use crate::subscriber::{drain_parts, Received, SubSide};
 use crate::TransportError;
 
 /// Where a message came from.
@@ -99,7 +100,7 @@ counters! {
         heartbeats,
         /// Messages refused before the handler (multipart).
         rejected,
-        /// SUB sockets recreated after their silence timeout.
+        /// SUB sockets made anew after their connection dropped or their silence timeout.
         sub_recreated,
         /// REP sockets recreated after a failed reply.
         rep_recreated,
@@ -107,20 +108,20 @@ counters! {
 }
 
 /// Sockets polled from a stack array; more (many SUB endpoints) use a `Vec`.
-const INLINE_POLL: usize = 8;
+const INLINE_POLL: usize = 12;
 
 /// Most messages taken from one socket per wake-up, so no socket starves the others.
-const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 
 /// Builds a [`Receiver`]: endpoints, options, context.
 pub struct ReceiverBuilder {
     pub(crate) ctx: Option<zmq::Context>,
     pub(crate) rep: Vec<String>,
-    subs: Vec<(String, Option<Duration>)>,
+    pub(crate) subs: Vec<(String, Option<Duration>)>,
     pub(crate) options: SocketOptions,
     pub(crate) shutdown: Shutdown,
     pub(crate) users: Option<Users>,
-    stats: Arc<ReceiverStats>,
+    pub(crate) stats: Arc<ReceiverStats>,
 }
 
 impl Default for ReceiverBuilder {
@@ -178,18 +179,6 @@ impl ReceiverBuilder {
     /// Socket options for every socket (default: [`SocketOptions::default`]).
     pub fn options(mut self, options: SocketOptions) -> Self {
         self.options = options;
-        self
-    }
-
-    /// A REP socket that connects to `endpoint` (a worker of a server's pool).
-    pub(crate) fn rep_connect(mut self, endpoint: &str) -> Self {
-        self.rep = vec![format!("{CONNECT}{endpoint}")];
-        self
-    }
-
-    /// Counts into `stats` (shared by a server's workers).
-    pub(crate) fn stats(mut self, stats: Arc<ReceiverStats>) -> Self {
-        self.stats = stats;
         self
     }
 
@@ -327,7 +316,7 @@ impl Receiver {
                     self.serve_sub(index, &mut handler, &mut message, &mut reply)?;
                 }
             }
-            self.recreate_silent_subs()?;
+            self.revive_subs()?;
         }
     }
 
@@ -344,11 +333,15 @@ impl Receiver {
     fn poll(&self, timeout_ms: i64, watch: Option<&zmq::Socket>) -> Result<Ready, TransportError> {
         let first_own = 1 + usize::from(watch.is_some());
         let first_sub = first_own + usize::from(self.rep.is_some());
-        let count = first_sub + self.subs.len();
+        let count = first_sub + 2 * self.subs.len();
         let mut sockets = std::iter::once(&self.stop.socket)
             .chain(watch)
             .chain(self.rep.iter().map(|rep| &rep.socket))
-            .chain(self.subs.iter().map(|sub| &sub.socket));
+            .chain(
+                self.subs
+                    .iter()
+                    .flat_map(|sub| [&sub.socket, sub.monitor_socket()]),
+            );
         let result = if count <= INLINE_POLL {
             // On the stack: the per-message path allocates nothing. Unused slots repeat the
             // stop socket and are not passed to poll.
@@ -500,42 +493,35 @@ impl Receiver {
         message: &mut zmq::Message,
         reply: &mut Vec<u8>,
     ) -> Result<(), TransportError> {
-        let sub = &mut self.subs[index];
         for _ in 0..BATCH {
             if self.stop.requested() {
                 return Ok(());
             }
-            match sub.socket.recv(message, zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(TransportError::new("recv", &sub.endpoint, e)),
-            }
-            sub.last_heard = Instant::now();
+            let origin = Origin::Sub(index);
             reply.clear();
-            if message.get_more() {
-                drain_parts(&sub.socket, message);
-                bump(&self.stats.rejected);
-                handler.reject(Rejection::Multipart, Origin::Sub(index), reply);
-            } else if frame::is_heartbeat(message) {
-                bump(&self.stats.heartbeats);
-            } else {
-                bump(&self.stats.received);
-                let user = self.auth.is_some().then_some(&mut self.user);
-                handler.handle(incoming(message, Origin::Sub(index), user), reply);
+            match self.subs[index].recv(message)? {
+                Received::Nothing => return Ok(()),
+                Received::Heartbeat => bump(&self.stats.heartbeats),
+                Received::Multipart => {
+                    bump(&self.stats.rejected);
+                    handler.reject(Rejection::Multipart, origin, reply);
+                }
+                Received::Message => {
+                    bump(&self.stats.received);
+                    let user = self.auth.is_some().then_some(&mut self.user);
+                    handler.handle(incoming(message, origin, user), reply);
+                }
             }
         }
         Ok(())
     }
 
-    fn recreate_silent_subs(&mut self) -> Result<(), TransportError> {
+    /// Makes anew the SUB sockets that lost their connection or stayed silent too long.
+    fn revive_subs(&mut self) -> Result<(), TransportError> {
         let now = Instant::now();
         let role = self.role();
         for sub in &mut self.subs {
-            if sub.deadline().is_some_and(|deadline| deadline <= now) {
-                let endpoint = sub.endpoint.clone();
-                let fresh =
-                    SubSide::connect(&self.ctx, &self.options, role, endpoint, sub.silence)?;
-                *sub = fresh; // the old socket closes here
+            if sub.revive(&self.ctx, &self.options, role, now)? {
                 bump(&self.stats.sub_recreated);
             }
         }
@@ -552,11 +538,13 @@ struct Ready {
 }
 
 impl Ready {
+    /// Reads a poll's results: `items` holds the stop socket, the handler's, the REP socket
+    /// (from `first_own`), then each SUB socket followed by its monitor (from `first_sub`).
     fn of(items: &[zmq::PollItem<'_>], first_own: usize, first_sub: usize, has_rep: bool) -> Ready {
         let subs = items[first_sub..]
-            .iter()
+            .chunks(2)
             .enumerate()
-            .filter(|(_, item)| item.is_readable())
+            .filter(|(_, pair)| pair.iter().any(zmq::PollItem::is_readable))
             .fold(0u64, |bits, (i, _)| bits | 1 << i.min(63));
         Ready {
             rep: has_rep && items[first_own].is_readable(),
@@ -588,15 +576,6 @@ fn incoming<'a>(
     }
 }
 
-/// Receives and discards the remaining parts of a multipart message.
-fn drain_parts(socket: &zmq::Socket, message: &mut zmq::Message) {
-    while message.get_more() {
-        if socket.recv(message, zmq::DONTWAIT).is_err() {
-            return;
-        }
-    }
-}
-
 struct RepSide {
     socket: zmq::Socket,
     endpoints: Vec<String>,
@@ -607,9 +586,6 @@ struct RepSide {
 /// The longest a REP-only receiver blocks before it looks at the stop flag, ms.
 const STOP_SLICE: i32 = 50;
 
-/// Marks the one REP endpoint of a worker that connects rather than binds.
-const CONNECT: &str = "connect:";
-
 impl RepSide {
     fn bind(
         ctx: &zmq::Context,
@@ -617,20 +593,6 @@ impl RepSide {
         role: Role<'_>,
         endpoints: &[String],
     ) -> Result<RepSide, TransportError> {
-        if let Some(inner) = endpoints.first().and_then(|e| e.strip_prefix(CONNECT)) {
-            // A worker's REP connects to its server's backend instead.
-            let socket = options
-                .socket(ctx, zmq::REP, role)
-                .map_err(|e| TransportError::new("socket", "REP", e))?;
-            socket
-                .connect(inner)
-                .map_err(|e| TransportError::new("connect", inner, e))?;
-            return Ok(RepSide {
-                socket,
-                endpoints: endpoints.to_vec(),
-                rcvtimeo: -1,
-            });
-        }
         let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, role, endpoints)?;
         Ok(RepSide {
             socket,
@@ -660,38 +622,5 @@ impl RepSide {
 
     fn name(&self) -> &str {
         self.endpoints.first().map_or("REP", String::as_str)
-    }
-}
-
-struct SubSide {
-    endpoint: String,
-    socket: zmq::Socket,
-    silence: Option<Duration>,
-    last_heard: Instant,
-}
-
-impl SubSide {
-    fn connect(
-        ctx: &zmq::Context,
-        options: &SocketOptions,
-        role: Role<'_>,
-        endpoint: String,
-        silence: Option<Duration>,
-    ) -> Result<SubSide, TransportError> {
-        let name = endpoint.as_str();
-        let err = |op| move |e| TransportError::new(op, name, e);
-        let socket = options.socket(ctx, zmq::SUB, role).map_err(err("socket"))?;
-        socket.set_subscribe(b"").map_err(err("subscribe"))?;
-        socket.connect(&endpoint).map_err(err("connect"))?;
-        Ok(SubSide {
-            endpoint,
-            socket,
-            silence,
-            last_heard: Instant::now(),
-        })
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.silence.map(|silence| later(self.last_heard, silence))
     }
 }

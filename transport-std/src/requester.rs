@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::auth::{Credentials, Role};
-use crate::monitor::{Event, HandshakeFailure, Monitor};
+use crate::monitor::{HandshakeFailure, Handshakes, Monitor, Watch};
 use crate::options::{later, millis, SocketOptions};
 use crate::{RequestError, TransportError};
 
@@ -44,10 +44,7 @@ struct Endpoint {
 struct Connection {
     socket: zmq::Socket,
     monitor: Monitor,
-    /// The last handshake failed this way (cleared by a later success).
-    refused: Option<HandshakeFailure>,
-    /// Handshakes in a row that the peer cut off without saying why.
-    cut_off: u32,
+    handshakes: Handshakes,
     /// The socket's receive timeout now, ms (-1: none yet).
     rcvtimeo: i32,
 }
@@ -227,13 +224,12 @@ impl Endpoint {
                 let role = Role::presenter(credentials);
                 let socket = options.socket(ctx, zmq::REQ, role).map_err(err("socket"))?;
                 socket.set_linger(0).map_err(err("set_linger"))?;
-                let monitor = Monitor::attach(ctx, &socket)?;
+                let monitor = Monitor::attach(ctx, &socket, Watch::Handshakes)?;
                 socket.connect(address).map_err(err("connect"))?;
                 Connection {
                     socket,
                     monitor,
-                    refused: None,
-                    cut_off: 0,
+                    handshakes: Handshakes::default(),
                     rcvtimeo: -1,
                 }
             }
@@ -347,30 +343,14 @@ impl Connection {
         }
     }
 
-    /// Reads monitor events; fails if the latest handshake was refused.
-    ///
-    /// A server that requires credentials cuts off a client offering none, often before the
-    /// client learns why (a handshake failure "without detail"). One such cut-off can be a
-    /// server going down mid-handshake; two in a row, with no success between, are taken as a
-    /// refusal ([`HandshakeFailure::NoDetail`]; a client with retries tries again).
+    /// Reads monitor events; fails if the latest handshake was refused (see [`Handshakes`];
+    /// a client with retries tries again after a [`HandshakeFailure::NoDetail`]).
     fn read_monitor(&mut self) -> Result<(), Failure> {
         while let Some(event) = self.monitor.next() {
-            match event {
-                Event::HandshakeSucceeded => {
-                    self.refused = None;
-                    self.cut_off = 0;
-                }
-                Event::HandshakeFailed(HandshakeFailure::NoDetail) => {
-                    self.cut_off += 1;
-                    if self.cut_off >= 2 {
-                        self.refused = Some(HandshakeFailure::NoDetail);
-                    }
-                }
-                Event::HandshakeFailed(reason) => self.refused = Some(reason),
-                Event::Other => {}
-            }
+            self.handshakes.observe(event);
         }
-        self.refused
+        self.handshakes
+            .refused()
             .map_or(Ok(()), |reason| Err(Failure::Refused(reason)))
     }
 }

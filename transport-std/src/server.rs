@@ -14,18 +14,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use zmqrpc_core::{Command, DecodeError, ErrorCode, Frame, Header, Key, Kind};
 
-use crate::auth::{start_zap_handler, AuthStats, Role, Users};
+use crate::auth::Users;
 use crate::options::SocketOptions;
+use crate::pool::Pool;
 use crate::receiver::{
     Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverStats, Rejection,
 };
-use crate::shutdown::{Running, Shutdown, StopListener};
+use crate::shutdown::{Running, Shutdown};
 use crate::stats::{bump, counters};
 use crate::wire::{encode_error, encode_to_vec, max_frame};
 use crate::TransportError;
@@ -72,6 +72,11 @@ pub struct Caller<'a> {
     /// The user the sender authenticated as, on a server protected with
     /// [`ServerBuilder::authenticate`].
     pub user_id: Option<&'a str>,
+    /// The caller's sequence number for this call (0 for a notification). Each client
+    /// numbers its calls in turn from a random start, and a retried or re-delivered call
+    /// (a client's `retries`, a buffered proxy's at-least-once delivery) keeps its number:
+    /// with the user and the command, it recognises a repeat.
+    pub seq: u32,
 }
 
 /// Answers one command type.
@@ -108,6 +113,7 @@ where
 /// }))?;
 /// # Ok::<(), zmqrpc_transport_std::RegisterError>(())
 /// ```
+#[derive(Clone, Copy, Debug)]
 pub struct WithCaller<F>(pub F);
 
 impl<C, F> Service<C> for WithCaller<F>
@@ -206,25 +212,12 @@ enum Inner {
         receiver: Receiver,
         dispatcher: Dispatcher,
     },
-    /// A ROUTER front, workers behind it.
-    Pool(Pool),
+    /// A receiving thread hands each message to a free worker.
+    Pool {
+        pool: Pool<Dispatcher>,
+        dispatch: Arc<DispatchStats>,
+    },
 }
-
-/// The sockets and workers of a server with [`ServerBuilder::workers`] above one.
-struct Pool {
-    frontend: zmq::Socket,
-    backend: zmq::Socket,
-    /// The proxy's control socket, and our end of it.
-    control: (zmq::Socket, zmq::Socket),
-    workers: Vec<(Receiver, Dispatcher)>,
-    stop: StopListener,
-    endpoints: Vec<String>,
-    stats: (Arc<ReceiverStats>, Arc<DispatchStats>),
-    /// The ZAP handler of a protected pool; dropped (stopped) last.
-    zap: Option<Running<AuthStats>>,
-}
-
-static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
 
 impl RpcServer {
     /// Starts building a server.
@@ -242,7 +235,7 @@ impl RpcServer {
     pub fn rep_endpoints(&self) -> &[String] {
         match &self.inner {
             Inner::Single { receiver, .. } => receiver.rep_endpoints(),
-            Inner::Pool(pool) => &pool.endpoints,
+            Inner::Pool { pool, .. } => pool.endpoints(),
         }
     }
 
@@ -251,7 +244,7 @@ impl RpcServer {
     pub fn shutdown(&self) -> Shutdown {
         match &self.inner {
             Inner::Single { receiver, .. } => receiver.shutdown(),
-            Inner::Pool(pool) => pool.stop.shutdown(),
+            Inner::Pool { pool, .. } => pool.shutdown(),
         }
     }
 
@@ -265,9 +258,9 @@ impl RpcServer {
                 receiver: receiver.stats(),
                 dispatch: dispatcher.stats.clone(),
             },
-            Inner::Pool(pool) => ServerStats {
-                receiver: pool.stats.0.clone(),
-                dispatch: pool.stats.1.clone(),
+            Inner::Pool { pool, dispatch } => ServerStats {
+                receiver: pool.stats(),
+                dispatch: dispatch.clone(),
             },
         }
     }
@@ -279,7 +272,7 @@ impl RpcServer {
                 receiver,
                 dispatcher,
             } => receiver.run(dispatcher),
-            Inner::Pool(pool) => pool.run(),
+            Inner::Pool { pool, .. } => pool.run(),
         }
     }
 
@@ -370,12 +363,13 @@ impl ServerBuilder {
     }
 
     /// Serves with `n` worker threads behind the bound endpoints (default 1). With one,
-    /// requests are served in order on the receiving thread; with more, a ROUTER socket
-    /// takes them in and hands each to the next free worker, so a multi-core device uses its
-    /// cores, and answers to one client may come back out of order (use a
-    /// [`Pipeline`](crate::Pipeline) or one call at a time). Every service must then be
-    /// registered with [`register_clone`](ServerBuilder::register_clone); SUB endpoints are
-    /// served by the first worker.
+    /// requests are served in order on the receiving thread; with more, the receiving thread
+    /// (a ROUTER socket and the SUB sockets) hands each message to the worker that has been
+    /// free longest, so a call waits only while every worker is busy and a multi-core device
+    /// uses its cores. Answers to one client may then come back out of order (use a
+    /// [`Pipeline`](crate::Pipeline) or one call at a time), and notifications may be served
+    /// out of order. Authentication and [`Caller`] are the same as with one thread. Every
+    /// service must be registered with [`register_clone`](ServerBuilder::register_clone).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
@@ -409,82 +403,23 @@ impl ServerBuilder {
 
     /// Creates, binds and connects the sockets.
     pub fn bind(self) -> Result<RpcServer, TransportError> {
-        if self.workers > 1 {
+        let max_frame = max_frame(self.options.max_message_size);
+        if self.workers == 1 {
             return Ok(RpcServer {
-                inner: Inner::Pool(self.bind_pool()?),
+                inner: Inner::Single {
+                    receiver: self.receiver.bind()?,
+                    dispatcher: Dispatcher {
+                        services: self.services,
+                        stats: Arc::default(),
+                        max_frame,
+                        max_body: self.max_body,
+                    },
+                },
             });
         }
-        let receiver = self.receiver.bind()?;
-        Ok(RpcServer {
-            inner: Inner::Single {
-                receiver,
-                dispatcher: Dispatcher {
-                    services: self.services,
-                    stats: Arc::default(),
-                    max_frame: max_frame(self.options.max_message_size),
-                    max_body: self.max_body,
-                },
-            },
-        })
-    }
-
-    fn bind_pool(self) -> Result<Pool, TransportError> {
-        let mut input = self.receiver;
-        let ctx = input.ctx.clone().unwrap_or_default();
-        let zap = input
-            .users
-            .take()
-            .map(|users| start_zap_handler(&ctx, users))
-            .transpose()?;
-        let role = Role::verifier(zap.is_some());
-        let (frontend, endpoints) =
-            self.options
-                .bound_socket(&ctx, zmq::ROUTER, role, &std::mem::take(&mut input.rep))?;
-        let id = format!(
-            "{}-{}",
-            std::process::id(),
-            NEXT_POOL.fetch_add(1, Ordering::Relaxed)
-        );
-        let backend_endpoint = format!("inproc://zmqrpc-pool-{id}");
-        let control_endpoint = format!("inproc://zmqrpc-pool-control-{id}");
-        let err = |op, at: &str| {
-            let at = at.to_owned();
-            move |e| TransportError::new(op, &at, e)
-        };
-        let backend = ctx
-            .socket(zmq::DEALER)
-            .map_err(err("socket", &backend_endpoint))?;
-        backend
-            .set_linger(0)
-            .map_err(err("set_linger", &backend_endpoint))?;
-        backend
-            .bind(&backend_endpoint)
-            .map_err(err("bind", &backend_endpoint))?;
-        let control_in = ctx
-            .socket(zmq::PAIR)
-            .map_err(err("socket", &control_endpoint))?;
-        control_in
-            .bind(&control_endpoint)
-            .map_err(err("bind", &control_endpoint))?;
-        let control_out = ctx
-            .socket(zmq::PAIR)
-            .map_err(err("socket", &control_endpoint))?;
-        control_out
-            .set_sndtimeo(1000)
-            .map_err(err("set_sndtimeo", &control_endpoint))?;
-        control_out
-            .connect(&control_endpoint)
-            .map_err(err("connect", &control_endpoint))?;
-        // The builder's shutdown stops the pool; each worker gets its own.
-        let stop = StopListener::new(
-            &ctx,
-            std::mem::replace(&mut input.shutdown, Shutdown::new()),
-        )?;
-
-        let receiver_stats = Arc::new(ReceiverStats::default());
-        let dispatch_stats = Arc::new(DispatchStats::default());
-        let mut workers = Vec::with_capacity(self.workers);
-        let mut first = Some(input); // keeps the SUB endpoints
+        // Every worker gets its own copy of every service.
+        let dispatch = Arc::new(DispatchStats::default());
+        let mut dispatchers = Vec::with_capacity(self.workers);
         for _ in 0..self.workers {
             let mut services = HashMap::with_capacity(self.services.len());
             for (key, registered) in &self.services {
@@ -495,75 +430,22 @@ impl ServerBuilder {
                         zmq::Error::EINVAL,
                     )
                 })?;
-                services.insert(
-                    *key,
-                    Registered {
-                        name: registered.name,
-                        service,
-                    },
-                );
+                let name = registered.name;
+                services.insert(*key, Registered { name, service });
             }
-            let receiver = first
-                .take()
-                .unwrap_or_else(|| Receiver::builder().options(self.options.clone()))
-                .context(&ctx)
-                .rep_connect(&backend_endpoint)
-                .stats(receiver_stats.clone())
-                .bind()?;
-            let dispatcher = Dispatcher {
+            dispatchers.push(Dispatcher {
                 services,
-                stats: dispatch_stats.clone(),
-                max_frame: max_frame(self.options.max_message_size),
+                stats: dispatch.clone(),
+                max_frame,
                 max_body: self.max_body,
-            };
-            workers.push((receiver, dispatcher));
+            });
         }
-        Ok(Pool {
-            frontend,
-            backend,
-            control: (control_in, control_out),
-            workers,
-            stop,
-            endpoints,
-            stats: (receiver_stats, dispatch_stats),
-            zap,
+        Ok(RpcServer {
+            inner: Inner::Pool {
+                pool: Pool::bind(self.receiver, dispatchers)?,
+                dispatch,
+            },
         })
-    }
-}
-
-impl Pool {
-    /// Starts the workers and the ROUTER–DEALER proxy, waits for the stop, then stops the
-    /// proxy (through its control socket) and the workers, and joins them all.
-    fn run(self) -> Result<(), TransportError> {
-        let Pool {
-            mut frontend,
-            mut backend,
-            control: (mut control_in, control_out),
-            workers,
-            stop,
-            zap,
-            ..
-        } = self;
-        let spawn_error = |_| TransportError::new("spawn", "worker", zmq::Error::ENOMEM);
-        let mut running = Vec::with_capacity(workers.len());
-        for (receiver, dispatcher) in workers {
-            running.push(receiver.spawn(dispatcher).map_err(spawn_error)?);
-        }
-        let device = std::thread::Builder::new()
-            .name("zmqrpc-pool".into())
-            .spawn(move || zmq::proxy_steerable(&mut frontend, &mut backend, &mut control_in))
-            .map_err(spawn_error)?;
-        while !stop.requested() {
-            match stop.socket.poll(zmq::POLLIN, -1) {
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(TransportError::new("poll", "stop signal", e)),
-            }
-        }
-        let _ = control_out.send(&b"TERMINATE"[..], 0);
-        let _ = device.join();
-        drop(running); // each stops and joins its worker
-        drop(zap);
-        Ok(())
     }
 }
 
@@ -730,6 +612,7 @@ impl Handler for Dispatcher {
         let caller = Caller {
             origin: message.origin,
             user_id: message.user_id,
+            seq: frame.header.seq,
         };
         match entry.service.call(&frame, &caller, reply, self.max_frame) {
             Outcome::Served => bump(&self.stats.served),

@@ -1,0 +1,635 @@
+//! A server's worker pool: one receiving thread hands each message to a free worker.
+//!
+//! The receiving thread (the broker) owns what faces the network: a ROUTER socket bound to
+//! the server's endpoints, the SUB sockets, and the ZAP handler of a protected server, so
+//! every socket a peer reaches is verified the same way as a single-thread server's. Behind
+//! it, each worker thread holds a REQ socket on a private inproc ROUTER and asks for work by
+//! answering its last task (the ZeroMQ guide's load-balancing broker): the broker keeps the
+//! free workers in a queue, least recently used first, and reads the network only while one
+//! is free, so a call waits only when every worker is busy. A task carries what the worker
+//! cannot learn from its own socket: where the message came from and the `User-Id` its
+//! sender authenticated as. The broker answers heartbeats itself and keeps each caller's
+//! envelope until its worker answers.
+//!
+//! A stop wakes the broker at once; it tells every free worker to end, lets busy ones finish
+//! the call in hand (and delivers their answers), and joins them all together.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::frame;
+
+use crate::auth::{start_zap_handler, AuthStats, Role};
+use crate::options::SocketOptions;
+use crate::receiver::{
+    Handler, Incoming, Origin, ReceiverBuilder, ReceiverStats, Rejection, BATCH,
+};
+use crate::shutdown::{Running, Shutdown, StopListener};
+use crate::stats::bump;
+use crate::subscriber::{Received, SubSide};
+use crate::TransportError;
+
+static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
+
+/// A task's first part: what to do, where the message came from.
+///
+/// | byte | meaning |
+/// |---|---|
+/// | 0 | `H` handle the message, `J` reject it as multipart, `X` end the worker |
+/// | 1 | origin: 0 the ROUTER (answer expected), 1 a SUB socket |
+/// | 2..6 | the SUB socket's index, little-endian |
+type TaskHeader = [u8; 6];
+
+const HANDLE: u8 = b'H';
+const REJECT: u8 = b'J';
+const END: u8 = b'X';
+
+fn task_header(what: u8, origin: Origin) -> TaskHeader {
+    let (from, index) = match origin {
+        Origin::Rep => (0, 0u32),
+        Origin::Sub(index) => (1, u32::try_from(index).unwrap_or(u32::MAX)),
+    };
+    let i = index.to_le_bytes();
+    [what, from, i[0], i[1], i[2], i[3]]
+}
+
+fn read_task_header(bytes: &[u8]) -> Option<(u8, Origin)> {
+    match *bytes {
+        [what, 0, ..] => Some((what, Origin::Rep)),
+        [what, 1, i0, i1, i2, i3] => Some((
+            what,
+            Origin::Sub(u32::from_le_bytes([i0, i1, i2, i3]) as usize),
+        )),
+        _ => None,
+    }
+}
+
+/// A worker's routing id on the backend: `w` and its index.
+fn worker_id(index: usize) -> [u8; 3] {
+    let i = u16::try_from(index).unwrap_or(u16::MAX).to_be_bytes();
+    [b'w', i[0], i[1]]
+}
+
+fn worker_index(id: &[u8]) -> Option<usize> {
+    match *id {
+        [b'w', hi, lo] => Some(usize::from(u16::from_be_bytes([hi, lo]))),
+        _ => None,
+    }
+}
+
+/// What a worker is doing, as the broker sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Busy {
+    /// Not started, or free.
+    No,
+    /// Serving a call whose caller waits for the answer.
+    Call,
+    /// Serving a notification (its answer is the worker asking for more).
+    Notification,
+}
+
+/// The broker's record of one worker.
+struct Slot {
+    busy: Busy,
+    /// The caller's routing envelope (up to the empty delimiter), for the answer.
+    envelope: Vec<zmq::Message>,
+    thread: Option<JoinHandle<Result<(), TransportError>>>,
+}
+
+/// A bound pool, ready to [`run`](Pool::run).
+pub(crate) struct Pool<H: Handler> {
+    ctx: zmq::Context,
+    options: SocketOptions,
+    role: Role<'static>,
+    frontend: Option<zmq::Socket>,
+    endpoints: Vec<String>,
+    subs: Vec<SubSide>,
+    backend: zmq::Socket,
+    /// Each worker's REQ socket (connected to the backend) and handler.
+    workers: Vec<(zmq::Socket, H)>,
+    stop: StopListener,
+    stats: Arc<ReceiverStats>,
+    /// The ZAP handler of a protected pool; dropped (stopped) after the sockets.
+    zap: Option<Running<AuthStats>>,
+}
+
+impl<H: Handler> Pool<H> {
+    /// Binds the ROUTER front to the builder's REP endpoints, connects its SUB sockets and
+    /// one REQ socket per handler to the private backend.
+    pub(crate) fn bind(
+        builder: ReceiverBuilder,
+        handlers: Vec<H>,
+    ) -> Result<Pool<H>, TransportError> {
+        let ctx = builder.ctx.unwrap_or_default();
+        // The ZAP handler first: a PLAIN socket without one refuses everyone.
+        let zap = builder
+            .users
+            .map(|users| start_zap_handler(&ctx, users))
+            .transpose()?;
+        let role = Role::verifier(zap.is_some());
+        let options = builder.options;
+        let stop = StopListener::new(&ctx, builder.shutdown)?;
+        let (frontend, endpoints) = if builder.rep.is_empty() {
+            (None, Vec::new())
+        } else {
+            let (socket, endpoints) =
+                options.bound_socket(&ctx, zmq::ROUTER, role, &builder.rep)?;
+            (Some(socket), endpoints)
+        };
+        let subs = builder
+            .subs
+            .into_iter()
+            .map(|(endpoint, silence)| SubSide::connect(&ctx, &options, role, endpoint, silence))
+            .collect::<Result<_, _>>()?;
+
+        let backend_endpoint = format!(
+            "inproc://zmqrpc-pool-{}-{}",
+            std::process::id(),
+            NEXT_POOL.fetch_add(1, Ordering::Relaxed)
+        );
+        let name = backend_endpoint.as_str();
+        let err = |op| move |e| TransportError::new(op, name, e);
+        let backend = ctx.socket(zmq::ROUTER).map_err(err("socket"))?;
+        backend.set_linger(0).map_err(err("set_linger"))?;
+        backend.bind(&backend_endpoint).map_err(err("bind"))?;
+        let workers = handlers
+            .into_iter()
+            .enumerate()
+            .map(|(index, handler)| {
+                let socket = ctx.socket(zmq::REQ).map_err(err("socket"))?;
+                socket.set_linger(0).map_err(err("set_linger"))?;
+                socket
+                    .set_identity(&worker_id(index))
+                    .map_err(err("set_identity"))?;
+                socket.connect(&backend_endpoint).map_err(err("connect"))?;
+                Ok((socket, handler))
+            })
+            .collect::<Result<_, TransportError>>()?;
+        Ok(Pool {
+            ctx,
+            options,
+            role,
+            frontend,
+            endpoints,
+            subs,
+            backend,
+            workers,
+            stop,
+            stats: builder.stats,
+            zap,
+        })
+    }
+
+    /// The ROUTER's endpoints as bound, wildcard ports resolved.
+    pub(crate) fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// A handle that stops the pool.
+    pub(crate) fn shutdown(&self) -> Shutdown {
+        self.stop.shutdown()
+    }
+
+    /// The pool's socket counters (all workers together).
+    pub(crate) fn stats(&self) -> Arc<ReceiverStats> {
+        self.stats.clone()
+    }
+
+    /// Starts the workers and brokers until stopped; then ends the workers and joins them.
+    /// Returns the first error of the broker or of a worker.
+    pub(crate) fn run(self) -> Result<(), TransportError> {
+        let Pool {
+            ctx,
+            options,
+            role,
+            frontend,
+            subs,
+            backend,
+            workers,
+            stop,
+            stats,
+            zap,
+            ..
+        } = self;
+        let mut broker = Broker {
+            ctx,
+            options,
+            role,
+            frontend,
+            subs,
+            backend,
+            slots: Vec::with_capacity(workers.len()),
+            free: VecDeque::with_capacity(workers.len()),
+            stats,
+            part: zmq::Message::new(),
+            user: String::new(),
+        };
+        let mut served = Ok(());
+        for (index, (socket, handler)) in workers.into_iter().enumerate() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("zmqrpc-worker-{index}"))
+                .spawn(move || work(&socket, handler));
+            match spawned {
+                Ok(thread) => broker.slots.push(Slot {
+                    busy: Busy::No,
+                    envelope: Vec::with_capacity(4),
+                    thread: Some(thread),
+                }),
+                Err(e) => {
+                    // Those already started wait for tasks: `finish` ends them.
+                    log::error!("worker pool: cannot start worker {index}: {e}");
+                    served = Err(TransportError::new(
+                        "spawn worker thread",
+                        "worker pool",
+                        zmq::Error::ENOMEM,
+                    ));
+                    break;
+                }
+            }
+        }
+        if served.is_ok() {
+            served = broker.serve(&stop);
+        }
+        let finished = broker.finish();
+        drop(broker);
+        drop(zap);
+        served.and(finished)
+    }
+}
+
+/// The receiving thread's state.
+struct Broker {
+    ctx: zmq::Context,
+    options: SocketOptions,
+    role: Role<'static>,
+    frontend: Option<zmq::Socket>,
+    subs: Vec<SubSide>,
+    backend: zmq::Socket,
+    slots: Vec<Slot>,
+    /// Free workers, least recently used first.
+    free: VecDeque<usize>,
+    stats: Arc<ReceiverStats>,
+    part: zmq::Message,
+    /// The current message's `User-Id`, reused from message to message.
+    user: String,
+}
+
+impl Broker {
+    /// Brokers until a stop is asked for.
+    fn serve(&mut self, stop: &StopListener) -> Result<(), TransportError> {
+        loop {
+            if stop.requested() {
+                return Ok(());
+            }
+            let ready = self.poll(stop)?;
+            if stop.requested() {
+                return Ok(());
+            }
+            if ready.backend {
+                self.take_answers()?;
+            }
+            if ready.frontend {
+                self.take_calls()?;
+            }
+            for index in 0..self.subs.len() {
+                if ready.subs & (1 << index.min(63)) != 0 {
+                    self.take_notifications(index)?;
+                }
+            }
+            let now = Instant::now();
+            for sub in &mut self.subs {
+                if sub.revive(&self.ctx, &self.options, self.role, now)? {
+                    bump(&self.stats.sub_recreated);
+                }
+            }
+        }
+    }
+
+    /// Waits for the backend, and for the network while a worker is free.
+    fn poll(&self, stop: &StopListener) -> Result<Ready, TransportError> {
+        let open = !self.free.is_empty();
+        let mut items = Vec::with_capacity(3 + 2 * self.subs.len());
+        items.push(stop.socket.as_poll_item(zmq::POLLIN));
+        items.push(self.backend.as_poll_item(zmq::POLLIN));
+        let front = match (&self.frontend, open) {
+            (Some(frontend), true) => {
+                items.push(frontend.as_poll_item(zmq::POLLIN));
+                true
+            }
+            _ => false,
+        };
+        let first_sub = items.len();
+        for sub in &self.subs {
+            // A SUB's monitor always; its messages only while a worker can take them.
+            let events = if open {
+                zmq::POLLIN
+            } else {
+                zmq::PollEvents::empty()
+            };
+            items.push(sub.socket.as_poll_item(events));
+            items.push(sub.monitor_socket().as_poll_item(zmq::POLLIN));
+        }
+        let now = Instant::now();
+        let timeout = self
+            .subs
+            .iter()
+            .filter_map(SubSide::deadline)
+            .map(|deadline| {
+                let left = deadline.saturating_duration_since(now) + Duration::from_millis(1);
+                i64::try_from(left.as_millis()).unwrap_or(i64::MAX)
+            })
+            .min()
+            .unwrap_or(-1);
+        match zmq::poll(&mut items, timeout) {
+            Ok(_) => {}
+            Err(zmq::Error::EINTR) => return Ok(Ready::default()),
+            Err(e) => return Err(TransportError::new("poll", "worker pool", e)),
+        }
+        let subs = items[first_sub..]
+            .chunks(2)
+            .enumerate()
+            .filter(|(_, pair)| pair[0].is_readable())
+            .fold(0u64, |bits, (i, _)| bits | 1 << i.min(63));
+        Ok(Ready {
+            backend: items[1].is_readable(),
+            frontend: front && items[2].is_readable(),
+            subs,
+        })
+    }
+
+    /// Reads workers' messages: an answer to pass on, and in any case "I am free".
+    fn take_answers(&mut self) -> Result<(), TransportError> {
+        let err = |e| TransportError::new("recv", "worker pool backend", e);
+        loop {
+            // [worker id][empty][answer]
+            match self.backend.recv(&mut self.part, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(err(e)),
+            }
+            let worker = worker_index(&self.part);
+            for _ in 0..2 {
+                if self.part.get_more() {
+                    self.backend
+                        .recv(&mut self.part, zmq::DONTWAIT)
+                        .map_err(err)?;
+                }
+            }
+            let answer = &self.part;
+            let Some(slot) = worker.and_then(|w| self.slots.get_mut(w)) else {
+                continue;
+            };
+            if slot.busy == Busy::Call {
+                if let Some(frontend) = &self.frontend {
+                    match send_enveloped(frontend, &mut slot.envelope, answer) {
+                        Ok(()) => bump(&self.stats.replied),
+                        // The caller is gone or not reading: nowhere to put the answer.
+                        Err(e) => log::debug!("worker pool: answer dropped: {e}"),
+                    }
+                }
+            }
+            slot.busy = Busy::No;
+            slot.envelope.clear();
+            if let Some(w) = worker {
+                self.free.push_back(w);
+            }
+        }
+    }
+
+    /// Reads calls from the ROUTER while a worker is free; hands each to the least recently
+    /// used one.
+    fn take_calls(&mut self) -> Result<(), TransportError> {
+        let Some(frontend) = &self.frontend else {
+            return Ok(());
+        };
+        for _ in 0..BATCH {
+            let Some(&worker) = self.free.front() else {
+                return Ok(());
+            };
+            let slot = &mut self.slots[worker];
+            // [routing id…][empty][request], the envelope kept for the answer.
+            slot.envelope.clear();
+            let mut body = zmq::Message::new();
+            match frontend.recv(&mut body, zmq::DONTWAIT) {
+                Ok(()) => {}
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(TransportError::new("recv", "ROUTER", e)),
+            }
+            let mut delimited = false;
+            let mut parts_after = 0;
+            while body.get_more() {
+                let mut next = zmq::Message::new();
+                frontend
+                    .recv(&mut next, zmq::DONTWAIT)
+                    .map_err(|e| TransportError::new("recv", "ROUTER", e))?;
+                let part = std::mem::replace(&mut body, next);
+                if delimited {
+                    parts_after += 1; // a multipart request: only its last part is kept
+                } else {
+                    delimited = part.is_empty();
+                    slot.envelope.push(part);
+                }
+            }
+            if !delimited {
+                // Not from a REQ or a delimiting DEALER: there is no one to answer.
+                bump(&self.stats.rejected);
+                slot.envelope.clear();
+                continue;
+            }
+            let what = if parts_after > 0 {
+                bump(&self.stats.rejected);
+                REJECT
+            } else if frame::is_heartbeat(&body) {
+                bump(&self.stats.heartbeats);
+                let sent = send_enveloped(frontend, &mut slot.envelope, &frame::HEARTBEAT);
+                if sent.is_ok() {
+                    bump(&self.stats.replied);
+                }
+                slot.envelope.clear();
+                continue;
+            } else {
+                bump(&self.stats.received);
+                HANDLE
+            };
+            copy_user(&mut body, &mut self.user);
+            let header = task_header(what, Origin::Rep);
+            send_task(&self.backend, worker, header, &self.user, &body)?;
+            self.slots[worker].busy = Busy::Call;
+            self.free.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Reads notifications from SUB `index` while a worker is free.
+    fn take_notifications(&mut self, index: usize) -> Result<(), TransportError> {
+        for _ in 0..BATCH {
+            let Some(&worker) = self.free.front() else {
+                return Ok(());
+            };
+            let what = match self.subs[index].recv(&mut self.part)? {
+                Received::Nothing => return Ok(()),
+                Received::Heartbeat => {
+                    bump(&self.stats.heartbeats);
+                    continue;
+                }
+                Received::Multipart => {
+                    bump(&self.stats.rejected);
+                    REJECT
+                }
+                Received::Message => {
+                    bump(&self.stats.received);
+                    HANDLE
+                }
+            };
+            copy_user(&mut self.part, &mut self.user);
+            let header = task_header(what, Origin::Sub(index));
+            send_task(&self.backend, worker, header, &self.user, &self.part)?;
+            self.slots[worker].busy = Busy::Notification;
+            self.free.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Ends every worker: free ones at once, busy ones once their task is done (their
+    /// answers still go out). Joins them all; the first worker error, if any.
+    fn finish(&mut self) -> Result<(), TransportError> {
+        let end = task_header(END, Origin::Rep);
+        let mut ended = vec![false; self.slots.len()];
+        loop {
+            while let Some(worker) = self.free.pop_front() {
+                // A worker that cannot be told has ended on an error of its own.
+                let _ = send_task(&self.backend, worker, end, "", b"");
+                ended[worker] = true;
+            }
+            let running = self
+                .slots
+                .iter()
+                .any(|slot| slot.thread.as_ref().is_some_and(|t| !t.is_finished()));
+            if !running {
+                break;
+            }
+            // Busy workers (and any not yet started) answer, and are then told to end.
+            match self.backend.poll(zmq::POLLIN, 10) {
+                Ok(n) if n > 0 => self.take_answers()?,
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(TransportError::new("poll", "worker pool backend", e)),
+            }
+        }
+        let mut first_error = Ok(());
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(thread) = slot.thread.take() else {
+                continue;
+            };
+            let outcome = thread.join().unwrap_or_else(|_| {
+                Err(TransportError::new(
+                    "worker panicked",
+                    "worker pool",
+                    zmq::Error::EFAULT,
+                ))
+            });
+            if let Err(e) = outcome {
+                log::error!("worker {index}: {e}");
+                if first_error.is_ok() {
+                    first_error = Err(e);
+                }
+            }
+        }
+        first_error
+    }
+}
+
+/// Which of the broker's sockets a poll found readable.
+#[derive(Default)]
+struct Ready {
+    backend: bool,
+    frontend: bool,
+    /// Bit `i`: SUB `i` has messages. SUBs from the 64th on share bit 63.
+    subs: u64,
+}
+
+/// Copies `message`'s `User-Id` (set by the ZAP handler; none on an open socket) into `user`.
+fn copy_user(message: &mut zmq::Message, user: &mut String) {
+    user.clear();
+    user.push_str(message.gets("User-Id").unwrap_or(""));
+}
+
+/// Sends `body` to a caller through `frontend` behind its `envelope` (consumed).
+fn send_enveloped(
+    frontend: &zmq::Socket,
+    envelope: &mut Vec<zmq::Message>,
+    body: &[u8],
+) -> Result<(), TransportError> {
+    let err = |e| TransportError::new("send", "ROUTER", e);
+    for part in envelope.drain(..) {
+        frontend
+            .send(part, zmq::SNDMORE | zmq::DONTWAIT)
+            .map_err(err)?;
+    }
+    frontend.send(body, zmq::DONTWAIT).map_err(err)
+}
+
+/// Sends a task to `worker`: [id][empty][header][user][message].
+fn send_task(
+    backend: &zmq::Socket,
+    worker: usize,
+    header: TaskHeader,
+    user: &str,
+    message: &[u8],
+) -> Result<(), TransportError> {
+    let err = |e| TransportError::new("send", "worker pool backend", e);
+    let more = zmq::SNDMORE | zmq::DONTWAIT;
+    backend.send(&worker_id(worker)[..], more).map_err(err)?;
+    backend.send(&b""[..], more).map_err(err)?;
+    backend.send(&header[..], more).map_err(err)?;
+    backend.send(user.as_bytes(), more).map_err(err)?;
+    backend.send(message, zmq::DONTWAIT).map_err(err)
+}
+
+/// A worker: asks for a task, runs it through `handler`, answers (which asks for the next).
+fn work<H: Handler>(socket: &zmq::Socket, mut handler: H) -> Result<(), TransportError> {
+    let err = |op| move |e| TransportError::new(op, "worker pool backend", e);
+    let mut header = zmq::Message::new();
+    let mut user = zmq::Message::new();
+    let mut message = zmq::Message::new();
+    let mut reply = Vec::with_capacity(256);
+    socket.send(&b""[..], 0).map_err(err("send"))?; // free
+    loop {
+        // [header][user][message], as `send_task` sends it.
+        for part in [&mut header, &mut user, &mut message] {
+            socket.recv(part, 0).map_err(err("recv"))?;
+            if !part.get_more() {
+                break;
+            }
+        }
+        let Some((what, origin)) = read_task_header(&header) else {
+            return Err(TransportError::new(
+                "read task",
+                "worker pool backend",
+                zmq::Error::EPROTO,
+            ));
+        };
+        reply.clear();
+        match what {
+            END => return Ok(()),
+            REJECT => handler.reject(Rejection::Multipart, origin, &mut reply),
+            _ => {
+                let user_id = std::str::from_utf8(&user).ok().filter(|u| !u.is_empty());
+                handler.handle(
+                    Incoming {
+                        bytes: &message,
+                        origin,
+                        user_id,
+                    },
+                    &mut reply,
+                );
+            }
+        }
+        if origin != Origin::Rep {
+            reply.clear();
+        }
+        socket.send(&reply[..], 0).map_err(err("send"))?;
+    }
+}

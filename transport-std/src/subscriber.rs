@@ -1,0 +1,144 @@
+//! One SUB socket that stays alive: the input side a [`Receiver`](crate::Receiver) and a
+//! server's worker pool share.
+//!
+//! libzmq reconnects a SUB socket whose publisher went away, but not one whose connection it
+//! cut itself for a protocol error (a message over `max_message_size`, in libzmq 4.3.4 and
+//! 4.3.5): that socket would stay deaf for good. So every SUB socket is monitored, and one
+//! that loses its connection, or that hears nothing for its optional silence timeout, is
+//! closed and made anew. Messages are read without waiting, heartbeats absorbed here, and
+//! multipart messages (never zmqrpc's) drained and reported as such.
+
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::frame;
+
+use crate::auth::Role;
+use crate::monitor::{Event, Monitor, Watch};
+use crate::options::{later, SocketOptions};
+use crate::TransportError;
+
+/// What one read from a SUB socket found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// Nothing waiting.
+    Nothing,
+    /// A single-part message, in the caller's buffer.
+    Message,
+    /// A heartbeat, absorbed.
+    Heartbeat,
+    /// A message of several parts; the parts were read and discarded.
+    Multipart,
+}
+
+/// A connected SUB socket, its monitor and its silence deadline.
+pub(crate) struct SubSide {
+    pub(crate) endpoint: String,
+    pub(crate) socket: zmq::Socket,
+    monitor: Monitor,
+    silence: Option<Duration>,
+    last_heard: Instant,
+    /// A handshake succeeded on the current connection.
+    connected: bool,
+    /// An established connection was dropped; the socket is made anew at the next check.
+    /// (A refused handshake is not counted: libzmq retries that itself, with backoff.)
+    lost: bool,
+}
+
+impl SubSide {
+    /// A SUB socket subscribed to everything at `endpoint`.
+    pub(crate) fn connect(
+        ctx: &zmq::Context,
+        options: &SocketOptions,
+        role: Role<'_>,
+        endpoint: String,
+        silence: Option<Duration>,
+    ) -> Result<SubSide, TransportError> {
+        let name = endpoint.as_str();
+        let err = |op| move |e| TransportError::new(op, name, e);
+        let socket = options.socket(ctx, zmq::SUB, role).map_err(err("socket"))?;
+        socket.set_subscribe(b"").map_err(err("subscribe"))?;
+        let monitor = Monitor::attach(ctx, &socket, Watch::HandshakesAndDisconnects)?;
+        socket.connect(&endpoint).map_err(err("connect"))?;
+        Ok(SubSide {
+            endpoint,
+            socket,
+            monitor,
+            silence,
+            last_heard: Instant::now(),
+            connected: false,
+            lost: false,
+        })
+    }
+
+    /// The monitor's socket, readable when a connection event waits (poll it with the SUB).
+    pub(crate) fn monitor_socket(&self) -> &zmq::Socket {
+        self.monitor.socket()
+    }
+
+    /// When the silence timeout fires, if there is one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.silence.map(|silence| later(self.last_heard, silence))
+    }
+
+    /// Reads one message into `message`, without waiting.
+    pub(crate) fn recv(&mut self, message: &mut zmq::Message) -> Result<Received, TransportError> {
+        match self.socket.recv(message, zmq::DONTWAIT) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => return Ok(Received::Nothing),
+            Err(e) => return Err(TransportError::new("recv", &self.endpoint, e)),
+        }
+        self.last_heard = Instant::now();
+        Ok(if message.get_more() {
+            drain_parts(&self.socket, message);
+            Received::Multipart
+        } else if frame::is_heartbeat(message) {
+            Received::Heartbeat
+        } else {
+            Received::Message
+        })
+    }
+
+    /// Makes the socket anew if its connection was dropped or its silence timeout passed;
+    /// whether it did.
+    pub(crate) fn revive(
+        &mut self,
+        ctx: &zmq::Context,
+        options: &SocketOptions,
+        role: Role<'_>,
+        now: Instant,
+    ) -> Result<bool, TransportError> {
+        while let Some(event) = self.monitor.next() {
+            match event {
+                Event::HandshakeSucceeded => self.connected = true,
+                Event::Disconnected if self.connected => {
+                    self.connected = false;
+                    self.lost = true;
+                }
+                _ => {}
+            }
+        }
+        let silent = self.deadline().is_some_and(|deadline| deadline <= now);
+        if !self.lost && !silent {
+            return Ok(false);
+        }
+        if self.lost {
+            log::info!(
+                "SUB {}: connection dropped; subscribing anew",
+                self.endpoint
+            );
+        }
+        let endpoint = self.endpoint.clone();
+        // The old socket (and its monitor) close here.
+        *self = SubSide::connect(ctx, options, role, endpoint, self.silence)?;
+        Ok(true)
+    }
+}
+
+/// Receives and discards the remaining parts of a multipart message.
+pub(crate) fn drain_parts(socket: &zmq::Socket, message: &mut zmq::Message) {
+    while message.get_more() {
+        if socket.recv(message, zmq::DONTWAIT).is_err() {
+            return;
+        }
+    }
+}
