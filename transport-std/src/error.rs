@@ -64,6 +64,12 @@ pub enum RequestError {
         /// How the handshake failed.
         reason: HandshakeFailure,
     },
+    /// The wait for the reply was given up because the loop making the request was asked
+    /// to stop (a proxy shutting down). The socket was closed and will be recreated.
+    Stopped {
+        /// The endpoint that was being waited for.
+        endpoint: String,
+    },
     /// The socket failed.
     Transport(TransportError),
 }
@@ -76,6 +82,9 @@ impl fmt::Display for RequestError {
                 write!(f, "no reply from {endpoint} within {after:?}")
             }
             RequestError::AuthFailed { endpoint, reason } => write!(f, "{endpoint}: {reason}"),
+            RequestError::Stopped { endpoint } => {
+                write!(f, "stopped while waiting for {endpoint}")
+            }
             RequestError::Transport(e) => e.fmt(f),
         }
     }
@@ -116,6 +125,13 @@ pub enum CallError {
         /// What it said (boxed: it is large and the error path is rare).
         error: Box<RemoteError>,
     },
+    /// The connection carrying the call was dropped before its answer came (the server went
+    /// away, or libzmq cut the connection, for example for a reply over the socket
+    /// options' `max_message_size`); the answer can no longer arrive. The call may have run.
+    Disconnected {
+        /// The endpoint whose connection dropped.
+        endpoint: String,
+    },
     /// The reply did not belong to this call (another sequence number or key); it was dropped.
     StrayReply {
         /// The endpoint that sent it.
@@ -134,6 +150,11 @@ pub enum CallError {
     Transport(TransportError),
     /// The client has no socket for this (no REQ endpoint for a call, no PUB for a notify).
     Closed,
+    /// The wait for the answer was given up because the client's loop was asked to stop.
+    Stopped {
+        /// The endpoint that was being waited for.
+        endpoint: String,
+    },
     /// A [`Pipeline`](crate::Pipeline) already has its window full of calls in flight.
     WindowFull {
         /// Calls in flight.
@@ -151,6 +172,12 @@ impl fmt::Display for CallError {
                 write!(f, "{endpoint} refused the client: {reason}")
             }
             CallError::Remote { endpoint, error } => write!(f, "{endpoint} answered: {error}"),
+            CallError::Disconnected { endpoint } => {
+                write!(
+                    f,
+                    "the connection to {endpoint} dropped before the answer came"
+                )
+            }
             CallError::StrayReply { endpoint } => {
                 write!(f, "{endpoint} sent a reply to another call; it was dropped")
             }
@@ -160,6 +187,7 @@ impl fmt::Display for CallError {
             }
             CallError::Transport(e) => e.fmt(f),
             CallError::Closed => f.write_str("the client has no socket for this"),
+            CallError::Stopped { endpoint } => write!(f, "stopped while waiting for {endpoint}"),
             CallError::WindowFull { in_flight } => {
                 write!(f, "{in_flight} calls in flight fill the pipeline's window")
             }
@@ -187,6 +215,7 @@ impl From<RequestError> for CallError {
             RequestError::AuthFailed { endpoint, reason } => {
                 CallError::AuthFailed { endpoint, reason }
             }
+            RequestError::Stopped { endpoint } => CallError::Stopped { endpoint },
             RequestError::Transport(e) => CallError::Transport(e),
         }
     }

@@ -50,13 +50,15 @@
 //! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`].
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod buffered;
 pub mod client;
 pub mod error;
 mod monitor;
+#[allow(unsafe_code)]
+mod nodrop;
 pub mod options;
 pub mod pipeline;
 mod pool;

@@ -93,6 +93,7 @@ impl SocketOptions {
             .map_err(|e| TransportError::new("socket", &format!("{kind:?}"), e))?;
         let mut bound = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
+            refuse_live_ipc_path(endpoint)?;
             socket
                 .bind(endpoint)
                 .map_err(|e| TransportError::new("bind", endpoint, e))?;
@@ -100,6 +101,27 @@ impl SocketOptions {
             bound.push(resolved.unwrap_or_else(|| endpoint.clone()));
         }
         Ok((socket, bound))
+    }
+}
+
+/// libzmq binds an `ipc://` path by removing whatever socket file is there, so a second
+/// process bound to the path of a live one would silently take it over and orphan the
+/// first. Refuse that (EADDRINUSE, as TCP would); a stale file nobody listens on is fine.
+fn refuse_live_ipc_path(endpoint: &str) -> Result<(), TransportError> {
+    let Some(path) = endpoint.strip_prefix("ipc://") else {
+        return Ok(());
+    };
+    // `@name` is Linux's abstract namespace, which the kernel itself refuses twice.
+    if path.starts_with('@') || path == "*" {
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(TransportError::new(
+            "bind (another socket listens there)",
+            endpoint,
+            zmq::Error::EADDRINUSE,
+        )),
+        Err(_) => Ok(()),
     }
 }
 

@@ -13,14 +13,22 @@
 //! window is full, then `recv` one answer and `send` again — and every call keeps its own
 //! deadline: an answer that does not come in time is reported as a [`CallError::Timeout`] for
 //! its sequence number, and a late answer is dropped.
+//!
+//! The socket is monitored. A server that refuses the pipeline's credentials ends every call
+//! in flight with [`CallError::AuthFailed`] as soon as libzmq reports it, and `send` refuses
+//! with the same error until a handshake succeeds. A dropped connection (the server went
+//! away, or libzmq cut it for a message over `max_message_size`, after which libzmq 4.3
+//! would never reconnect) ends every call in flight with [`CallError::Disconnected`] — their
+//! answers can no longer come — and the socket is made anew for the next call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use zmqrpc_core::{Command, Frame, Header, Kind};
 
 use crate::auth::{Credentials, Role};
+use crate::monitor::{Event, Handshakes, Monitor, Watch};
 use crate::options::{later, millis, SocketOptions};
 use crate::wire::{encode_to_vec, max_frame};
 use crate::{CallError, TransportError};
@@ -82,35 +90,88 @@ impl PipelineBuilder {
             .endpoint
             .ok_or_else(|| TransportError::new("connect", "", zmq::Error::EINVAL))?;
         let ctx = self.ctx.unwrap_or_default();
-        let role = Role::presenter(self.credentials.as_ref());
-        let name = endpoint.as_str();
-        let err = |op| move |e| TransportError::new(op, name, e);
-        let socket = self
-            .options
-            .socket(&ctx, zmq::DEALER, role)
-            .map_err(err("socket"))?;
-        // Calls not yet sent when the pipeline closes are abandoned, like a timed-out REQ's.
-        socket.set_linger(0).map_err(err("set_linger"))?;
-        // The window bounds what we queue; let libzmq queue that much too.
-        let hwm = i32::try_from(self.window)
-            .unwrap_or(i32::MAX)
-            .max(self.options.send_hwm);
-        socket.set_sndhwm(hwm).map_err(err("set_sndhwm"))?;
-        socket.set_rcvhwm(hwm).map_err(err("set_rcvhwm"))?;
-        socket.connect(&endpoint).map_err(err("connect"))?;
+        let link = Link::connect(
+            &ctx,
+            &endpoint,
+            &self.options,
+            self.credentials.as_ref(),
+            self.window,
+        )?;
         Ok(Pipeline {
-            socket,
+            link,
+            ctx,
+            options: self.options.clone(),
+            credentials: self.credentials,
             endpoint,
             max_frame: max_frame(self.options.max_message_size),
             timeout: self.timeout,
             window: self.window,
             seq: 0,
             in_flight: HashMap::with_capacity(self.window),
+            ended: VecDeque::new(),
             buf: Vec::with_capacity(256),
             part: zmq::Message::new(),
             stray: 0,
             command: PhantomData,
         })
+    }
+}
+
+/// The DEALER socket and what its monitor has said.
+struct Link {
+    socket: zmq::Socket,
+    monitor: Monitor,
+    handshakes: Handshakes,
+    /// A handshake succeeded on the current connection.
+    connected: bool,
+}
+
+impl Link {
+    fn connect(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        options: &SocketOptions,
+        credentials: Option<&Credentials>,
+        window: usize,
+    ) -> Result<Link, TransportError> {
+        let err = |op| move |e| TransportError::new(op, endpoint, e);
+        let role = Role::presenter(credentials);
+        let socket = options
+            .socket(ctx, zmq::DEALER, role)
+            .map_err(err("socket"))?;
+        // Calls not yet sent when the pipeline closes are abandoned, like a timed-out REQ's.
+        socket.set_linger(0).map_err(err("set_linger"))?;
+        // The window bounds what we queue; let libzmq queue that much too.
+        let hwm = i32::try_from(window)
+            .unwrap_or(i32::MAX)
+            .max(options.send_hwm);
+        socket.set_sndhwm(hwm).map_err(err("set_sndhwm"))?;
+        socket.set_rcvhwm(hwm).map_err(err("set_rcvhwm"))?;
+        let monitor = Monitor::attach(ctx, &socket, Watch::HandshakesAndDisconnects)?;
+        socket.connect(endpoint).map_err(err("connect"))?;
+        Ok(Link {
+            socket,
+            monitor,
+            handshakes: Handshakes::default(),
+            connected: false,
+        })
+    }
+
+    /// Reads monitor events: whether an established connection was dropped.
+    fn read_monitor(&mut self) -> bool {
+        let mut dropped = false;
+        while let Some(event) = self.monitor.next() {
+            self.handshakes.observe(event);
+            match event {
+                Event::HandshakeSucceeded => self.connected = true,
+                Event::Disconnected if self.connected => {
+                    self.connected = false;
+                    dropped = true;
+                }
+                _ => {}
+            }
+        }
+        dropped
     }
 }
 
@@ -134,13 +195,18 @@ impl PipelineBuilder {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Pipeline<C> {
-    socket: zmq::Socket,
+    link: Link,
+    ctx: zmq::Context,
+    options: SocketOptions,
+    credentials: Option<Credentials>,
     endpoint: String,
     max_frame: usize,
     timeout: Duration,
     window: usize,
     seq: u32,
     in_flight: HashMap<u32, Instant>,
+    /// Calls that ended without an answer (refused, disconnected), to report in turn.
+    ended: VecDeque<(u32, CallError)>,
     buf: Vec<u8>,
     part: zmq::Message,
     stray: u64,
@@ -172,6 +238,13 @@ impl<C: Command> Pipeline<C> {
                 in_flight: self.in_flight.len(),
             });
         }
+        self.check_link()?;
+        if let Some(reason) = self.link.handshakes.refused() {
+            return Err(CallError::AuthFailed {
+                endpoint: self.endpoint.clone(),
+                reason,
+            });
+        }
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         encode_to_vec(
@@ -181,9 +254,10 @@ impl<C: Command> Pipeline<C> {
             self.max_frame,
         )
         .map_err(CallError::Encode)?;
-        self.socket
+        let socket = &self.link.socket;
+        socket
             .send(&b""[..], zmq::SNDMORE | zmq::DONTWAIT)
-            .and_then(|()| self.socket.send(&self.buf[..], zmq::DONTWAIT))
+            .and_then(|()| socket.send(&self.buf[..], zmq::DONTWAIT))
             .map_err(|e| CallError::Transport(TransportError::new("send", &self.endpoint, e)))?;
         self.in_flight
             .insert(seq, later(Instant::now(), self.timeout));
@@ -197,6 +271,10 @@ impl<C: Command> Pipeline<C> {
     pub fn recv(&mut self, wait: Duration) -> Result<Option<Answer<C>>, CallError> {
         let until = later(Instant::now(), wait);
         loop {
+            self.check_link()?;
+            if let Some(ended) = self.ended.pop_front() {
+                return Ok(Some((ended.0, Err(ended.1))));
+            }
             if let Some(answer) = self.try_recv()? {
                 return Ok(Some(answer));
             }
@@ -223,7 +301,11 @@ impl<C: Command> Pipeline<C> {
             let ms = i64::from(millis(
                 next.saturating_duration_since(now) + Duration::from_nanos(999_999),
             ));
-            match self.socket.poll(zmq::POLLIN, ms) {
+            let mut items = [
+                self.link.socket.as_poll_item(zmq::POLLIN),
+                self.link.monitor.socket().as_poll_item(zmq::POLLIN),
+            ];
+            match zmq::poll(&mut items, ms) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => {
                     return Err(CallError::Transport(TransportError::new(
@@ -236,9 +318,44 @@ impl<C: Command> Pipeline<C> {
         }
     }
 
-    /// Calls in flight.
+    /// Calls in flight (sent, not yet reported by [`recv`](Pipeline::recv)).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + self.ended.len()
+    }
+
+    /// Reads the monitor. A refused handshake ends the calls in flight with
+    /// [`CallError::AuthFailed`]; a dropped connection ends them with
+    /// [`CallError::Disconnected`] and makes the socket anew.
+    fn check_link(&mut self) -> Result<(), CallError> {
+        let dropped = self.link.read_monitor();
+        let ended = if let Some(reason) = self.link.handshakes.refused() {
+            CallError::AuthFailed {
+                endpoint: self.endpoint.clone(),
+                reason,
+            }
+        } else if dropped {
+            log::info!(
+                "pipeline to {}: connection dropped; connecting anew",
+                self.endpoint
+            );
+            self.link = Link::connect(
+                &self.ctx,
+                &self.endpoint,
+                &self.options,
+                self.credentials.as_ref(),
+                self.window,
+            )?;
+            CallError::Disconnected {
+                endpoint: self.endpoint.clone(),
+            }
+        } else {
+            return Ok(());
+        };
+        let mut seqs: Vec<_> = self.in_flight.drain().map(|(seq, _)| seq).collect();
+        seqs.sort_unstable_by_key(|&seq| seq.wrapping_sub(self.seq));
+        self.ended
+            .extend(seqs.into_iter().map(|seq| (seq, ended.clone())));
+        Ok(())
     }
 
     /// Answers dropped because they matched no call in flight (late, or not ours).
@@ -250,7 +367,7 @@ impl<C: Command> Pipeline<C> {
     fn try_recv(&mut self) -> Result<Option<Answer<C>>, CallError> {
         loop {
             // [empty delimiter][frame], as a REP socket sends it.
-            match self.socket.recv(&mut self.part, zmq::DONTWAIT) {
+            match self.link.socket.recv(&mut self.part, zmq::DONTWAIT) {
                 Ok(()) => {}
                 Err(zmq::Error::EAGAIN) => return Ok(None),
                 Err(e) => {
@@ -266,7 +383,13 @@ impl<C: Command> Pipeline<C> {
                 self.stray += 1;
                 continue;
             }
-            if self.socket.recv(&mut self.part, zmq::DONTWAIT).is_err() || self.part.get_more() {
+            if self
+                .link
+                .socket
+                .recv(&mut self.part, zmq::DONTWAIT)
+                .is_err()
+                || self.part.get_more()
+            {
                 self.drain();
                 self.stray += 1;
                 continue;
@@ -320,7 +443,12 @@ impl<C: Command> Pipeline<C> {
 
     fn drain(&mut self) {
         while self.part.get_more() {
-            if self.socket.recv(&mut self.part, zmq::DONTWAIT).is_err() {
+            if self
+                .link
+                .socket
+                .recv(&mut self.part, zmq::DONTWAIT)
+                .is_err()
+            {
                 return;
             }
         }

@@ -223,14 +223,15 @@ impl ProxyBuilder {
             )?)
         };
         Ok(Proxy {
-            input,
             forwarder: Forwarder {
+                stop: input.shutdown(),
                 kind: self.kind,
                 output,
                 timeout: self.timeout,
                 stats: Arc::default(),
                 last_log: Instant::now(),
             },
+            input,
         })
     }
 }
@@ -298,6 +299,8 @@ enum Output {
 }
 
 struct Forwarder {
+    /// The proxy's own stop: a wait for the downstream gives up when it is asked.
+    stop: Shutdown,
     kind: ProxyKind,
     output: Output,
     timeout: Duration,
@@ -345,25 +348,27 @@ impl Handler for Forwarder {
                     }
                 }
             }
-            Output::Req(requester) => match requester.request(message.bytes, self.timeout) {
-                Ok(downstream) => {
-                    bump(&self.stats.forwarded);
-                    if answer {
-                        reply.extend_from_slice(downstream.bytes);
+            Output::Req(requester) => {
+                match requester.request_unless(message.bytes, self.timeout, Some(&self.stop)) {
+                    Ok(downstream) => {
+                        bump(&self.stats.forwarded);
+                        if answer {
+                            reply.extend_from_slice(downstream.bytes);
+                        }
+                    }
+                    Err(e) => {
+                        bump(&self.stats.failed);
+                        log::debug!("{}: {e}", self.kind);
+                        if answer {
+                            let code = match e {
+                                RequestError::Timeout { .. } => ErrorCode::Timeout,
+                                _ => ErrorCode::Unavailable,
+                            };
+                            encode_error(&header, code, &e.to_string(), reply);
+                        }
                     }
                 }
-                Err(e) => {
-                    bump(&self.stats.failed);
-                    log::debug!("{}: {e}", self.kind);
-                    if answer {
-                        let code = match e {
-                            RequestError::Timeout { .. } => ErrorCode::Timeout,
-                            _ => ErrorCode::Unavailable,
-                        };
-                        encode_error(&header, code, &e.to_string(), reply);
-                    }
-                }
-            },
+            }
         }
         self.stats
             .log_every(&self.kind, LOG_EVERY, &mut self.last_log);

@@ -3,11 +3,14 @@
 //! The socket is an XPUB, so it learns when the first subscriber arrives and when the last
 //! one leaves. While none is attached, messages wait in a bounded core queue; when one
 //! attaches they go out in order, before anything newer. What the queue cannot hold is
-//! counted in [`PublisherCounts::dropped`]. Once a subscriber is attached, PUB/SUB is what
-//! libzmq makes it: a subscriber that falls more than the high-water mark behind loses
-//! messages libzmq does not report (the pipe is sized so that the held burst fits). Use
-//! REQ/REP or a buffered proxy where every message must arrive. Subscription changes are
-//! read whenever the publisher is used ([`publish`](Publisher::publish),
+//! counted in [`PublisherCounts::dropped`]. The socket never drops a message itself
+//! (`ZMQ_XPUB_NODROP`): when a subscriber falls a high-water mark behind, messages wait in
+//! the same queue until it catches up (each `publish` or [`flush`](Publisher::flush) sends
+//! what it can), so every message is either handed to libzmq (`published`), waiting
+//! (`queued`) or counted as `dropped`. A slow subscriber holds back the others: the queue
+//! serves them all, in order. A message already handed to libzmq can still be lost with
+//! its connection (the subscriber goes away); use REQ/REP or a buffered proxy where every
+//! message must arrive. Subscription changes are read whenever the publisher is used ([`publish`](Publisher::publish),
 //! [`heartbeat`](Publisher::heartbeat), [`flush`](Publisher::flush)) or waited for with
 //! [`wait_for_subscriber`](Publisher::wait_for_subscriber).
 
@@ -18,6 +21,7 @@ use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::auth::{Credentials, Role};
 use crate::monitor::{Event, Monitor, Watch};
+use crate::nodrop::set_xpub_nodrop;
 use crate::options::{later, millis, SocketOptions};
 use crate::stats::{bump, counters, set};
 use crate::TransportError;
@@ -89,7 +93,12 @@ impl Publisher {
             },
             ..options.clone()
         };
-        let (socket, bound) = options.bound_socket(ctx, zmq::XPUB, role, endpoints)?;
+        let (mut socket, bound) = options.bound_socket(ctx, zmq::XPUB, role, endpoints)?;
+        // A full subscriber pipe refuses the send instead of dropping the message: it stays
+        // in the pending queue, where overflow is counted.
+        set_xpub_nodrop(&mut socket).map_err(|e| {
+            TransportError::new("set ZMQ_XPUB_NODROP", bound.first().map_or("", |s| s), e)
+        })?;
         let monitor = Monitor::attach(ctx, &socket, Watch::Handshakes)?;
         Ok(Publisher {
             socket,

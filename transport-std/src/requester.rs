@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::auth::{Credentials, Role};
 use crate::monitor::{HandshakeFailure, Handshakes, Monitor, Watch};
 use crate::options::{later, millis, SocketOptions};
+use crate::shutdown::Shutdown;
 use crate::{RequestError, TransportError};
 
 /// An answer from one endpoint, borrowed until the next request.
@@ -56,6 +57,7 @@ const MONITOR_EVERY: Duration = Duration::from_millis(50);
 /// How one exchange ended, short of a reply.
 enum Failure {
     Timeout,
+    Stopped,
     Refused(HandshakeFailure),
     Zmq(&'static str, zmq::Error),
 }
@@ -106,6 +108,18 @@ impl Requester {
         message: &[u8],
         timeout: Duration,
     ) -> Result<Reply<'_>, RequestError> {
+        self.request_unless(message, timeout, None)
+    }
+
+    /// [`request`](Requester::request), given up with [`RequestError::Stopped`] within
+    /// [`MONITOR_EVERY`] of `stop` being requested: for a loop that must not wait out a dead
+    /// peer's timeout before it can stop.
+    pub(crate) fn request_unless(
+        &mut self,
+        message: &[u8],
+        timeout: Duration,
+        stop: Option<&Shutdown>,
+    ) -> Result<Reply<'_>, RequestError> {
         if self.endpoints.is_empty() {
             return Err(RequestError::NoEndpoint);
         }
@@ -115,7 +129,7 @@ impl Requester {
         let connection = self.endpoints[index]
             .connection(&self.ctx, &self.options, self.credentials.as_ref())
             .map_err(RequestError::Transport)?;
-        let outcome = connection.exchange(message, deadline, &mut self.reply);
+        let outcome = connection.exchange(message, deadline, stop, &mut self.reply);
 
         match outcome {
             Ok(()) => Ok(Reply {
@@ -191,6 +205,7 @@ impl Requester {
                 endpoint: address,
                 after: timeout,
             },
+            Failure::Stopped => RequestError::Stopped { endpoint: address },
             Failure::Refused(reason) => RequestError::AuthFailed {
                 endpoint: address,
                 reason,
@@ -244,6 +259,7 @@ impl Connection {
         &mut self,
         message: &[u8],
         deadline: Instant,
+        stop: Option<&Shutdown>,
         reply: &mut zmq::Message,
     ) -> Result<(), Failure> {
         // Send at once; only a full pipe makes us wait for room. The monitor is polled with
@@ -251,19 +267,27 @@ impl Connection {
         match self.socket.send(message, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => {
-                self.wait(zmq::POLLOUT, deadline)?;
+                self.wait(zmq::POLLOUT, deadline, stop)?;
                 self.send_now(message)?;
             }
             Err(e) => return Err(Failure::Zmq("send", e)),
         }
-        self.receive(reply, deadline)
+        self.receive(reply, deadline, stop)
     }
 
     /// Waits for the reply with blocking receives of at most [`MONITOR_EVERY`] each, reading
     /// the monitor between them. A blocking receive costs libzmq one system call where
     /// polling the socket and its monitor costs several.
-    fn receive(&mut self, reply: &mut zmq::Message, deadline: Instant) -> Result<(), Failure> {
+    fn receive(
+        &mut self,
+        reply: &mut zmq::Message,
+        deadline: Instant,
+        stop: Option<&Shutdown>,
+    ) -> Result<(), Failure> {
         loop {
+            if stop.is_some_and(Shutdown::is_requested) {
+                return Err(Failure::Stopped);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Failure::Timeout);
@@ -316,9 +340,20 @@ impl Connection {
     }
 
     /// Polls for `events` (and monitor news) until `deadline`.
-    fn wait(&mut self, events: zmq::PollEvents, deadline: Instant) -> Result<(), Failure> {
+    fn wait(
+        &mut self,
+        events: zmq::PollEvents,
+        deadline: Instant,
+        stop: Option<&Shutdown>,
+    ) -> Result<(), Failure> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            if stop.is_some_and(Shutdown::is_requested) {
+                return Err(Failure::Stopped);
+            }
+            let mut left = deadline.saturating_duration_since(Instant::now());
+            if stop.is_some() {
+                left = left.min(MONITOR_EVERY);
+            }
             // Round up so a sub-millisecond remainder still waits instead of spinning.
             let ms = i64::from(millis(left + Duration::from_nanos(999_999)));
             let mut items = [

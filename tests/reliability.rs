@@ -1,0 +1,321 @@
+//! Faults that once left a socket deaf, a pipeline dead, a loss uncounted or a stop waiting
+//! for a dead peer; each test failed before its fix.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use zmqrpc::transport::{
+    CallError, Caller, Credentials, HandshakeFailure, Pipeline, Proxy, ProxyKind, RpcClient,
+    RpcServer, ServiceError, SocketOptions, Users, WithCaller,
+};
+use zmqrpc::{Command, ErrorCode};
+
+/// A sample with a payload of any size.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+struct Blob {
+    seq: u32,
+    bytes: Vec<u8>,
+}
+impl Command for Blob {
+    const NAME: &'static str = "test.blob";
+    type Response = ();
+}
+
+/// Answers with as many bytes as asked for.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+struct Bytes(usize);
+impl Command for Bytes {
+    const NAME: &'static str = "test.bytes";
+    type Response = Vec<u8>;
+}
+
+fn small_messages() -> SocketOptions {
+    SocketOptions {
+        max_message_size: Some(1024),
+        ..SocketOptions::default()
+    }
+}
+
+/// Regression: libzmq 4.3.4 drops a connection that carried a message over
+/// `max_message_size` and never reconnects it; the SUB stayed deaf for good.
+#[test]
+fn a_subscriber_hears_again_after_an_oversized_publication() {
+    let mut publisher = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let endpoint = publisher.sender().publisher().unwrap().endpoints()[0].clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let running = RpcServer::builder()
+        .options(small_messages())
+        .register(move |blob: Blob| {
+            store.lock().unwrap().push(blob.seq);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let attached = |publisher: &mut RpcClient| {
+        publisher
+            .sender()
+            .publisher()
+            .unwrap()
+            .wait_for_subscriber(secs(5))
+            .unwrap()
+    };
+    assert!(attached(&mut publisher));
+    let blob = |seq, size| Blob {
+        seq,
+        bytes: vec![7; size],
+    };
+    publisher.notify(&blob(1, 10)).unwrap();
+    assert!(eventually(secs(5), || seen.lock().unwrap().len() == 1));
+    publisher.notify(&blob(2, 4096)).unwrap(); // too large: the connection is dropped
+                                               // The subscriber comes back by itself; what it publishes next arrives.
+    let mut next = 3;
+    let heard = eventually(secs(10), || {
+        publisher.sender().publisher().unwrap().flush().unwrap();
+        if publisher.sender().publisher().unwrap().has_subscriber() {
+            publisher.notify(&blob(next, 10)).unwrap();
+            next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        seen.lock().unwrap().len() > 1
+    });
+    assert!(
+        heard,
+        "deaf after an oversized message: {:?}",
+        seen.lock().unwrap()
+    );
+    assert!(!seen.lock().unwrap().contains(&2));
+    assert!(running.stats().receiver.snapshot().sub_recreated >= 1);
+}
+
+/// Regression: after one oversized reply a pipeline's DEALER lost its connection for good
+/// and every later `send` failed with EAGAIN.
+#[test]
+fn a_pipeline_recovers_after_an_oversized_reply() {
+    let server = RpcServer::builder()
+        .register(|Bytes(n): Bytes| Ok::<_, ServiceError>(vec![1u8; n]))
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _running = server.spawn().unwrap();
+    let timeout = Duration::from_millis(500) * slack();
+    let mut pipeline = Pipeline::builder()
+        .connect_to(&endpoint)
+        .options(small_messages())
+        .timeout(timeout)
+        .connect::<Bytes>()
+        .unwrap();
+    pipeline.send(&Bytes(10)).unwrap();
+    assert_eq!(
+        pipeline.recv(secs(5)).unwrap().unwrap().1.unwrap().len(),
+        10
+    );
+    pipeline.send(&Bytes(4096)).unwrap();
+    match pipeline.recv(secs(5)).unwrap().unwrap().1 {
+        Err(CallError::Timeout { .. } | CallError::Disconnected { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Calls work again within a few seconds.
+    let recovered = eventually(secs(10), || {
+        if pipeline.send(&Bytes(10)).is_err() {
+            return false;
+        }
+        matches!(pipeline.recv(secs(2)), Ok(Some((_, Ok(bytes)))) if bytes.len() == 10)
+    });
+    assert!(recovered, "the pipeline never recovered");
+}
+
+/// Regression: a pipeline with a wrong password only ever timed out.
+#[test]
+fn a_pipeline_with_a_wrong_password_fails_with_auth_failed() {
+    let server = RpcServer::builder()
+        .authenticate(Users::new().with("ops", "hunter2"))
+        .register(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _running = server.spawn().unwrap();
+    let mut right = Pipeline::builder()
+        .connect_to(&endpoint)
+        .credentials(Credentials::new("ops", "hunter2"))
+        .timeout(secs(5))
+        .connect::<Add>()
+        .unwrap();
+    right.send(&Add(1, 2)).unwrap();
+    assert_eq!(right.recv(secs(5)).unwrap().unwrap().1.unwrap(), 3);
+
+    let mut wrong = Pipeline::builder()
+        .connect_to(&endpoint)
+        .credentials(Credentials::new("ops", "wrong"))
+        .timeout(secs(30))
+        .connect::<Add>()
+        .unwrap();
+    let started = Instant::now();
+    let seq = wrong.send(&Add(1, 2)).unwrap();
+    let answer = wrong.recv(secs(10)).unwrap();
+    match answer {
+        Some((s, Err(CallError::AuthFailed { reason, .. }))) => {
+            assert_eq!(s, seq);
+            assert_eq!(reason, HandshakeFailure::Refused);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2) * slack());
+    assert_eq!(wrong.in_flight(), 0);
+}
+
+/// Regression: a burst faster than the subscriber lost thousands of notifications while
+/// the publisher's counters said nothing was dropped.
+#[test]
+fn a_burst_of_notifications_is_received_or_counted_as_dropped() {
+    const SENT: u32 = 10_000;
+    let mut publisher = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let endpoint = publisher.sender().publisher().unwrap().endpoints()[0].clone();
+    // A subscriber slower than the publisher: it falls behind at once.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let running = RpcServer::builder()
+        .register(move |blob: Blob| {
+            store.lock().unwrap().push(blob.seq);
+            std::thread::sleep(Duration::from_micros(50));
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(publisher
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    // 10 MB in all: more than libzmq's pipes and the kernel's socket buffers hold.
+    let bytes = vec![5u8; 1000];
+    for seq in 0..SENT {
+        let blob = Blob {
+            seq,
+            bytes: bytes.clone(),
+        };
+        publisher.notify(&blob).unwrap();
+    }
+    let stats = publisher.sender().publisher().unwrap().stats();
+    // Whatever is still held goes out as the subscriber catches up.
+    assert!(eventually(secs(30), || publisher
+        .sender()
+        .publisher()
+        .unwrap()
+        .flush()
+        .unwrap()
+        == 0));
+    let counts = stats.snapshot();
+    let expected = u64::from(SENT) - counts.dropped;
+    assert_eq!(counts.published, expected, "{counts:?}");
+    let received = || running.stats().dispatch.snapshot().served;
+    eventually(secs(30), || received() >= expected);
+    // Nothing more trickles in.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(received(), expected, "{counts:?}");
+    let seqs = seen.lock().unwrap().clone();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order");
+    eprintln!("sent {SENT}: {counts:?}, received {}", seqs.len());
+}
+
+/// Regression: a Rep2Req proxy waiting for a dead downstream made `join` (and the binary's
+/// SIGTERM) wait out the whole timeout.
+#[test]
+fn a_proxy_waiting_for_a_dead_downstream_stops_at_once() {
+    let proxy = Proxy::builder(ProxyKind::Rep2Req)
+        .input("tcp://127.0.0.1:*")
+        .output(dead_endpoint())
+        .timeout(Duration::from_secs(30))
+        .bind()
+        .unwrap();
+    let input = proxy.input_endpoints()[0].clone();
+    let running = proxy.spawn().unwrap();
+    let caller = std::thread::spawn(move || {
+        let mut client = RpcClient::builder()
+            .req(&input)
+            .timeout(Duration::from_secs(60))
+            .connect()
+            .unwrap();
+        client.call(&Add(1, 2))
+    });
+    assert!(eventually(secs(5), || running.stats().snapshot().received == 1));
+    let asked = Instant::now();
+    running.join().unwrap();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_millis(300) * slack(), "{took:?}");
+    // The caller was told, not left waiting for its own timeout.
+    match caller.join().unwrap() {
+        Err(CallError::Remote { error, .. }) => assert_eq!(error.code, ErrorCode::Unavailable),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Regression: binding a second server to the `ipc://` path of a live one took the path
+/// over silently and orphaned the first.
+#[test]
+fn a_second_server_on_a_live_ipc_path_is_refused() {
+    let endpoint = ipc_endpoint("twice");
+    let first = standard_server().rep(&endpoint).bind().unwrap();
+    let _first = first.spawn().unwrap();
+    match standard_server().rep(&endpoint).bind() {
+        Err(e) => assert!(e.to_string().contains("in use"), "{e}"),
+        Ok(_) => panic!("a second server bound a live ipc path"),
+    }
+    // The first still serves.
+    assert_eq!(client(&endpoint).call(&Add(2, 2)).unwrap(), 4);
+    // A stale socket file (nobody listening) does not stand in the way.
+    drop(_first);
+    let again = standard_server().rep(&endpoint).bind().unwrap();
+    let _again = again.spawn().unwrap();
+    assert_eq!(client(&endpoint).call(&Add(3, 3)).unwrap(), 6);
+}
+
+/// The README's promise: a server can spot a repeated delivery by the caller's sequence
+/// number, so a service must see it.
+#[test]
+fn a_service_sees_the_callers_sequence_number() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let server = RpcServer::builder()
+        .register(WithCaller(move |Add(a, b): Add, caller: &Caller<'_>| {
+            store.lock().unwrap().push(caller.seq);
+            Ok::<_, ServiceError>(a + b)
+        }))
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _running = server.spawn().unwrap();
+    let mut client = client(&endpoint);
+    for i in 0..3 {
+        client.call(&Add(i, i)).unwrap();
+    }
+    let seqs = seen.lock().unwrap().clone();
+    assert_eq!(seqs.len(), 3);
+    assert_eq!(seqs[1], seqs[0].wrapping_add(1));
+    assert_eq!(seqs[2], seqs[1].wrapping_add(1));
+}

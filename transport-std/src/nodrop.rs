@@ -1,0 +1,35 @@
+//! `ZMQ_XPUB_NODROP`: the one libzmq option zmqrpc needs that the `zmq` crate has no setter
+//! for, and the crate's only `unsafe` code.
+//!
+//! Without it, an XPUB socket whose subscriber falls a high-water mark behind drops messages
+//! without telling anyone; with it, the send fails with `EAGAIN` and the [`Publisher`]
+//! keeps the message in its own bounded queue, where anything that overflows is counted.
+//!
+//! [`Publisher`]: crate::Publisher
+
+use std::os::raw::{c_int, c_void};
+
+/// Makes `socket` (an XPUB) refuse a send with `EAGAIN` instead of dropping the message when
+/// a subscriber's pipe is full.
+pub(crate) fn set_xpub_nodrop(socket: &mut zmq::Socket) -> zmq::Result<()> {
+    let on: c_int = 1;
+    let option = zmq_sys::ZMQ_XPUB_NODROP as c_int;
+    // SAFETY: `as_mut_ptr` is the live libzmq socket `socket` owns; the exclusive borrow
+    // keeps it open (and off other threads) for the call. libzmq reads exactly
+    // `size_of::<c_int>()` bytes from `&on`, which lives until the call returns, and keeps
+    // no pointer to it.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            option,
+            (&on as *const c_int).cast::<c_void>(),
+            std::mem::size_of::<c_int>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        // SAFETY: reads libzmq's thread-local errno; no arguments, no memory access of ours.
+        Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() }))
+    }
+}
