@@ -1,6 +1,7 @@
 //! What the binaries share: logging, signals, credentials and config files.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
@@ -22,9 +23,17 @@ pub fn init_logging(verbosity: i8) {
 }
 
 /// Asks `shutdown` to stop on the first SIGINT or SIGTERM; exits at once on the second.
-pub fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
+///
+/// Keep the returned guard until the loop has returned, then drop it: it lets go of
+/// `shutdown`, which holds a socket of the loop's ZeroMQ context. Only once every socket of a
+/// context is gone is the context terminated, and only then do the closed sockets' messages
+/// still queued (the answer to the last call, publications) get their linger to reach their
+/// peers; a process that exits first drops them.
+pub fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<SignalGuard> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let shutdown = Arc::new(Mutex::new(Some(shutdown)));
+    let handle = shutdown.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -36,10 +45,33 @@ pub fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
                     std::process::exit(1);
                 }
                 log::info!("signal {signal}: stopping");
-                shutdown.request();
+                if let Some(shutdown) = lock(&handle).as_ref() {
+                    shutdown.request();
+                }
             }
         })?;
-    Ok(())
+    Ok(SignalGuard { shutdown })
+}
+
+/// Returned by [`stop_on_signals`]; dropping it releases the [`Shutdown`] handle (a second
+/// signal still exits at once).
+#[must_use = "dropping the guard at once makes the first signal stop nothing"]
+pub struct SignalGuard {
+    shutdown: Arc<Mutex<Option<Shutdown>>>,
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        // Where the context's last socket goes, the context is terminated: this waits (at
+        // most the sockets' linger) for queued messages to be sent.
+        drop(lock(&self.shutdown).take());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Credentials from `file` (its first line, `user:password`), or else from the environment

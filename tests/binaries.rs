@@ -1,16 +1,23 @@
-//! The device binaries: they start, serve, explain themselves, stop on SIGTERM within a
-//! second, and a buffered proxy killed with SIGKILL loses nothing it acknowledged.
+//! The device binaries: they start, serve, explain themselves, read config files (flags
+//! win), check and present credentials, forward every proxy kind, stop on SIGTERM within a
+//! second and on SIGINT after the call in flight (at once on a second signal), and a buffered
+//! proxy killed with SIGKILL loses nothing it acknowledged.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use zmqrpc::agent::{Echo, Ping};
+use zmqrpc::transport::{
+    CallError, Credentials, HandshakeFailure, RpcClient, RpcServer, Running, ServerStats, Users,
+};
+use zmqrpc::{frame, ErrorCode, Frame};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_zmqrpc-proxy");
 const SERVER: &str = env!("CARGO_BIN_EXE_zmqrpc-server");
@@ -40,34 +47,66 @@ fn command(program: &str) -> Command {
     command
 }
 
+/// `program` with `args`, logging at info (whatever `RUST_LOG` the tests run with) and with
+/// no credentials in its environment unless a test puts them there.
+fn bin(program: &str, args: &[&str]) -> Command {
+    let mut command = command(program);
+    command
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("ZMQRPC_USER")
+        .env_remove("ZMQRPC_PASSWORD");
+    command
+}
+
 /// A running binary; killed if the test fails before it stops.
-struct Process(Child);
+struct Process {
+    child: Child,
+    /// Its stderr (the log), line by line.
+    log: mpsc::Receiver<String>,
+}
 
 impl Process {
     /// Starts `program` and waits (bounded) for its `ready …` line.
     fn start(program: &str, args: &[&str]) -> (Process, String) {
-        let mut child = command(program)
-            .args(args)
+        Process::spawn(bin(program, args))
+    }
+
+    /// Starts `command` and waits (bounded) for its `ready …` line.
+    fn spawn(mut command: Command) -> (Process, String) {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+        let lines = |stream: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let log = lines(Box::new(child.stderr.take().unwrap()));
+        let mut process = Process { child, log };
+        match stdout.recv_timeout(secs(10)) {
+            Ok(ready) => {
+                assert!(ready.starts_with("ready"), "{ready}");
+                (process, ready)
             }
-        });
-        let process = Process(child);
-        let ready = rx.recv_timeout(secs(10)).expect("no ready line");
-        assert!(ready.starts_with("ready"), "{ready}");
-        (process, ready)
+            Err(_) => {
+                let code = process.wait(secs(1));
+                let log: Vec<String> = process.log.try_iter().collect();
+                panic!("no ready line; exit code {code:?}, log {log:#?}");
+            }
+        }
     }
 
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args([signal, &self.0.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -77,20 +116,115 @@ impl Process {
     fn wait(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().unwrap() {
+            if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status.code().unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         None
     }
+
+    /// Waits up to `within` for a log line containing `text`; whether one came.
+    fn wait_for_log(&self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// The endpoints after `key=` in a ready line (`ready in=A,B out=C`).
+fn ready_field(ready: &str, key: &str) -> Vec<String> {
+    let value = ready
+        .split(' ')
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {ready:?}"));
+    value
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A path in the temp directory, removed when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    /// A fresh path; nothing there yet.
+    fn new(name: &str) -> TempPath {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("zmqrpc-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempPath(path)
+    }
+
+    /// A file holding `contents`.
+    fn with(name: &str, contents: &str) -> TempPath {
+        let path = TempPath::new(name);
+        std::fs::write(&path.0, contents).unwrap();
+        path
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `n` milliseconds, scaled for emulation.
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n) * slack()
+}
+
+/// A client presenting `user`'s `password`.
+fn client_as(endpoint: &str, user: &str, password: &str) -> RpcClient {
+    RpcClient::builder()
+        .req(endpoint)
+        .credentials(Credentials::new(user, password))
+        .timeout(secs(5))
+        .connect()
+        .unwrap()
+}
+
+/// The call failed because `endpoint` refused the credentials.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, CallError>, endpoint: &str) {
+    match result {
+        Err(CallError::AuthFailed {
+            endpoint: refusing,
+            reason: HandshakeFailure::Refused,
+        }) => assert_eq!(refusing, endpoint),
+        other => panic!("expected AuthFailed(Refused) from {endpoint}: {other:?}"),
+    }
+}
+
+/// A standard test server on a free port, accepting only `users` if given.
+fn library_server(users: Option<Users>) -> (String, Running<ServerStats>) {
+    let mut builder = standard_server().rep("tcp://127.0.0.1:*");
+    if let Some(users) = users {
+        builder = builder.authenticate(users);
+    }
+    let server = builder.bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    (endpoint, server.spawn().unwrap())
 }
 
 #[test]
@@ -193,4 +327,650 @@ fn a_buffered_proxy_killed_after_acknowledging_delivers_everything_when_restarte
         (0..N).collect::<Vec<_>>()
     );
     let _ = std::fs::remove_file(&spool);
+}
+
+// ---------------------------------------------------------------------------------------
+// Config files: the values in the file are used, and a flag beside `--config` wins.
+
+#[test]
+fn the_proxy_takes_its_settings_from_a_config_file() {
+    let (server, running) = library_server(None);
+    let dead = dead_endpoint();
+    let users = TempPath::with("proxy-config-users", "alice:a-pass\n");
+    let input = ipc_endpoint("proxy-config-in");
+    let timeout = ms(200);
+    let config = TempPath::with(
+        "proxy-config.toml",
+        &format!(
+            "kind = \"rep2req\"\nin = [\"{input}\"]\nout = [\"{server}\", \"{dead}\"]\n\
+             timeout_ms = {}\nusers = \"{}\"\n",
+            timeout.as_millis(),
+            users.as_str()
+        ),
+    );
+    let (_proxy, ready) = Process::start(PROXY, &["--config", config.as_str()]);
+    assert_eq!(ready, format!("ready in={input} out=")); // a REQ output binds nothing
+
+    // The two outputs take turns: one call is answered, the other times out after the file's
+    // timeout (200 ms), not the default 5 s.
+    let mut alice = client_as(&input, "alice", "a-pass");
+    let (mut answered, mut timed_out) = (0, 0);
+    for _ in 0..2 {
+        let started = Instant::now();
+        match alice.call(&Add(40, 2)) {
+            Ok(42) => answered += 1,
+            Err(CallError::Remote { error, .. }) if error.code == ErrorCode::Timeout => {
+                let took = started.elapsed();
+                assert!(took >= timeout && took < timeout + ms(800), "{took:?}");
+                timed_out += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((answered, timed_out), (1, 1));
+    // The file's users file guards the input.
+    assert_refused(client_as(&input, "alice", "wrong").call(&Add(1, 1)), &input);
+    assert_eq!(running.stats().receiver.snapshot().received, 1);
+}
+
+#[test]
+fn flags_given_beside_the_proxy_config_file_win() {
+    // Only carol may call the server: the proxy must present the flag's credentials.
+    let (server, running) = library_server(Some(Users::new().with("carol", "c-pass")));
+    let dead = dead_endpoint();
+    let file_users = TempPath::with("file-users", "alice:a-pass\n");
+    let flag_users = TempPath::with("flag-users", "bob:b-pass\n");
+    let file_credentials = TempPath::with("file-credentials", "carol:wrong\n");
+    let flag_credentials = TempPath::with("flag-credentials", "carol:c-pass\n");
+    let file_input = ipc_endpoint("file-in");
+    let flag_input = ipc_endpoint("flag-in");
+    // `out` is in the file only: it is used.
+    let config = TempPath::with(
+        "flags-win.toml",
+        &format!(
+            "kind = \"rep2pub\"\nin = [\"{file_input}\"]\nout = [\"{server}\", \"{dead}\"]\n\
+             timeout_ms = 60000\nusers = \"{}\"\ncredentials = \"{}\"\n",
+            file_users.as_str(),
+            file_credentials.as_str()
+        ),
+    );
+    let timeout = ms(200);
+    let timeout_flag = timeout.as_millis().to_string();
+    let (_proxy, ready) = Process::start(
+        PROXY,
+        &[
+            "--config",
+            config.as_str(),
+            "--kind",
+            "rep2req",
+            "--in",
+            &flag_input,
+            "--timeout",
+            &timeout_flag,
+            "--users",
+            flag_users.as_str(),
+            "--credentials",
+            flag_credentials.as_str(),
+        ],
+    );
+    // rep2req (a rep2pub would bind its output), on the flag's input only.
+    assert_eq!(ready, format!("ready in={flag_input} out="));
+    assert!(!std::path::Path::new(file_input.trim_start_matches("ipc://")).exists());
+
+    let mut bob = client_as(&flag_input, "bob", "b-pass");
+    let (mut answered, mut timed_out) = (0, 0);
+    for _ in 0..2 {
+        let started = Instant::now();
+        match bob.call(&Add(40, 2)) {
+            Ok(42) => answered += 1, // carol's right password reached the server
+            Err(CallError::Remote { error, .. }) if error.code == ErrorCode::Timeout => {
+                let took = started.elapsed();
+                assert!(took >= timeout && took < timeout + ms(800), "{took:?}");
+                timed_out += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((answered, timed_out), (1, 1));
+    // The flag's users replaced the file's.
+    assert_refused(
+        client_as(&flag_input, "alice", "a-pass").call(&Add(1, 1)),
+        &flag_input,
+    );
+    assert_eq!(running.stats().receiver.snapshot().received, 1);
+}
+
+#[test]
+fn the_server_takes_bind_and_users_from_its_config_file_and_flags_win() {
+    let alice = TempPath::with("server-users-file", "# operators\n\nalice:a-pass\n");
+    let bob = TempPath::with("server-users-flag", "bob:b-pass\n");
+    let from_file = ipc_endpoint("server-config-bind");
+    let config = TempPath::with(
+        "server-config.toml",
+        &format!("bind = [\"{from_file}\"]\nusers = \"{}\"\n", alice.as_str()),
+    );
+    {
+        let (_server, ready) = Process::start(SERVER, &["--config", config.as_str()]);
+        assert_eq!(ready, format!("ready bind={from_file}"));
+        let mut client = client_as(&from_file, "alice", "a-pass");
+        assert_eq!(client.call(&Echo("file".into())).unwrap(), "file");
+        assert_refused(
+            client_as(&from_file, "bob", "b-pass").call(&Ping),
+            &from_file,
+        );
+    }
+    let from_flag = ipc_endpoint("server-flag-bind");
+    let (_server, ready) = Process::start(
+        SERVER,
+        &[
+            "--config",
+            config.as_str(),
+            "--bind",
+            &from_flag,
+            "--users",
+            bob.as_str(),
+        ],
+    );
+    assert_eq!(ready, format!("ready bind={from_flag}"));
+    let mut client = client_as(&from_flag, "bob", "b-pass");
+    assert_eq!(client.call(&Echo("flag".into())).unwrap(), "flag");
+    assert_refused(
+        client_as(&from_flag, "alice", "a-pass").call(&Ping),
+        &from_flag,
+    );
+}
+
+#[test]
+fn the_shipped_example_configs_run_once_their_paths_are_overridden_by_flags() {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy");
+    let users = TempPath::with("deploy-users", "sensor-1:s3cret\n");
+
+    // server.toml: binds tcp://*:30000 and reads /etc/zmqrpc/users unless told otherwise.
+    let agent = ipc_endpoint("deploy-agent");
+    let (_agent, ready) = Process::start(
+        SERVER,
+        &[
+            "--config",
+            &format!("{deploy}/server.toml"),
+            "--bind",
+            &agent,
+            "--users",
+            users.as_str(),
+        ],
+    );
+    assert_eq!(ready, format!("ready bind={agent}"));
+    let mut client = client_as(&agent, "sensor-1", "s3cret");
+    assert_eq!(client.call(&Echo("deployed".into())).unwrap(), "deployed");
+
+    // proxy.toml: a buffered proxy with a spool, users and upstream credentials, all under
+    // /etc and /var/lib unless told otherwise.
+    let samples = Samples::default();
+    let server = samples
+        .server()
+        .authenticate(Users::new().with("collector", "c-pass"))
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let upstream = TempPath::with("deploy-upstream", "collector:c-pass\n");
+    let spool = TempPath::new("deploy-spool");
+    let input = ipc_endpoint("deploy-proxy");
+    let (_proxy, ready) = Process::start(
+        PROXY,
+        &[
+            "--config",
+            &format!("{deploy}/proxy.toml"),
+            "--in",
+            &input,
+            "--out",
+            &server_endpoint,
+            "--users",
+            users.as_str(),
+            "--credentials",
+            upstream.as_str(),
+            "--spool",
+            spool.as_str(),
+        ],
+    );
+    assert_eq!(ready_field(&ready, "in"), [input.as_str()]);
+    let mut sensor = client_as(&input, "sensor-1", "s3cret");
+    for seq in 0..3 {
+        sensor.call(&Sample { seq, value: 1.0 }).unwrap(); // acknowledged once spooled
+    }
+    assert!(spool.0.exists(), "the flag's spool is used");
+    assert_eq!(samples.wait_for(3, secs(5)), [0, 1, 2]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Users files and credentials.
+
+#[test]
+fn users_files_let_the_right_password_in_and_refuse_a_wrong_one() {
+    let users = TempPath::with(
+        "users",
+        "# site A\n\nsensor-1:s3cret\r\nops:correct:horse\n",
+    );
+    let agent = ipc_endpoint("users-agent");
+    let (_agent, _) = Process::start(SERVER, &["--bind", &agent, "--users", users.as_str()]);
+    let mut ops = client_as(&agent, "ops", "correct:horse"); // the password is all after the first `:`
+    assert_eq!(ops.call(&Ping).unwrap().version, env!("CARGO_PKG_VERSION"));
+    let mut sensor = client_as(&agent, "sensor-1", "s3cret"); // CRLF line ending
+    assert_eq!(sensor.call(&Echo("in".into())).unwrap(), "in");
+    assert_refused(client_as(&agent, "ops", "correct").call(&Ping), &agent);
+    assert_refused(client_as(&agent, "nobody", "s3cret").call(&Ping), &agent);
+    let mut anonymous = RpcClient::builder()
+        .req(&agent)
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    assert!(matches!(
+        anonymous.call(&Ping),
+        Err(CallError::AuthFailed { .. })
+    ));
+
+    let (server, running) = library_server(None);
+    let input = ipc_endpoint("users-proxy");
+    let (_proxy, _) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &input,
+            "--out",
+            &server,
+            "--users",
+            users.as_str(),
+        ],
+    );
+    assert_eq!(
+        client_as(&input, "sensor-1", "s3cret")
+            .call(&Add(2, 3))
+            .unwrap(),
+        5
+    );
+    assert_refused(
+        client_as(&input, "sensor-1", "S3CRET").call(&Add(2, 3)),
+        &input,
+    );
+    assert_eq!(running.stats().receiver.snapshot().received, 1);
+}
+
+/// `zmqrpc-server call echo TEXT` against `endpoint`.
+fn call_echo(
+    endpoint: &str,
+    text: &str,
+    credentials: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
+    let timeout = secs(5).as_millis().to_string();
+    let mut call = bin(
+        SERVER,
+        &[
+            "call",
+            "echo",
+            text,
+            "--connect",
+            endpoint,
+            "--timeout",
+            &timeout,
+        ],
+    );
+    if let Some(file) = credentials {
+        call.args(["--credentials", file]);
+    }
+    call.envs(env.iter().copied());
+    call.output().unwrap()
+}
+
+#[test]
+fn server_call_presents_credentials_from_a_file_or_the_environment() {
+    let users = TempPath::with("call-users", "ops:hunter2\n");
+    let right = TempPath::with("call-right", "ops:hunter2\n");
+    let wrong = TempPath::with("call-wrong", "ops:hunter3\n");
+    let agent = ipc_endpoint("call-agent");
+    let (_agent, _) = Process::start(SERVER, &["--bind", &agent, "--users", users.as_str()]);
+    let right_env = [("ZMQRPC_USER", "ops"), ("ZMQRPC_PASSWORD", "hunter2")];
+    let wrong_env = [("ZMQRPC_USER", "ops"), ("ZMQRPC_PASSWORD", "hunter3")];
+
+    let answered = |out: Output, text: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{text}\n"));
+    };
+    let refused = |out: Output, why: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(out.stdout.is_empty());
+        assert!(
+            stderr.contains(&format!("{agent} refused the client: {why}")),
+            "{stderr}"
+        );
+    };
+    answered(call_echo(&agent, "file", Some(right.as_str()), &[]), "file");
+    refused(
+        call_echo(&agent, "x", Some(wrong.as_str()), &[]),
+        "credentials refused",
+    );
+    answered(call_echo(&agent, "env", None, &right_env), "env");
+    refused(
+        call_echo(&agent, "x", None, &wrong_env),
+        "credentials refused",
+    );
+    // The file comes first.
+    answered(
+        call_echo(&agent, "both", Some(right.as_str()), &wrong_env),
+        "both",
+    );
+    refused(
+        call_echo(&agent, "x", Some(wrong.as_str()), &right_env),
+        "credentials refused",
+    );
+    // Neither: nothing presented, and the server will not talk without.
+    refused(
+        call_echo(&agent, "x", None, &[]),
+        "security handshake failed",
+    );
+}
+
+#[test]
+fn a_proxy_presents_credentials_from_a_file_or_the_environment() {
+    let (server, running) = library_server(Some(Users::new().with("carol", "c-pass")));
+    let right = TempPath::with("proxy-right", "carol:c-pass\n");
+    /// The `--credentials` file, the environment, and whether the server accepts the proxy.
+    type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], bool);
+    let cases: [Case; 4] = [
+        (Some(right.as_str()), &[], true),
+        (
+            None,
+            &[("ZMQRPC_USER", "carol"), ("ZMQRPC_PASSWORD", "c-pass")],
+            true,
+        ),
+        (
+            None,
+            &[("ZMQRPC_USER", "carol"), ("ZMQRPC_PASSWORD", "nope")],
+            false,
+        ),
+        // The file comes first.
+        (
+            Some(right.as_str()),
+            &[("ZMQRPC_USER", "carol"), ("ZMQRPC_PASSWORD", "nope")],
+            true,
+        ),
+    ];
+    let mut served = 0;
+    for (credentials, env, accepted) in cases {
+        let input = ipc_endpoint("proxy-credentials");
+        let mut proxy = bin(
+            PROXY,
+            &["--kind", "rep2req", "--in", &input, "--out", &server],
+        );
+        if let Some(file) = credentials {
+            proxy.args(["--credentials", file]);
+        }
+        proxy.envs(env.iter().copied());
+        let (_proxy, _) = Process::spawn(proxy);
+        let result = client(&input).call(&Add(1, 2));
+        if accepted {
+            assert_eq!(result.unwrap(), 3, "{credentials:?} {env:?}");
+            served += 1;
+        } else {
+            // The downstream refused the proxy, which tells the caller.
+            match result {
+                Err(CallError::Remote { error, .. }) => {
+                    assert_eq!(error.code, ErrorCode::Unavailable);
+                    assert!(error.message.contains("credentials refused"), "{error:?}");
+                }
+                other => panic!("{env:?}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(running.stats().receiver.snapshot().received, served);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals.
+
+#[test]
+fn sigint_stops_both_binaries_cleanly() {
+    let agent = ipc_endpoint("sigint-agent");
+    let (mut agent_process, _) = Process::start(SERVER, &["--bind", &agent]);
+    let input = ipc_endpoint("sigint-proxy");
+    let (mut proxy, _) = Process::start(
+        PROXY,
+        &["--kind", "rep2req", "--in", &input, "--out", &agent],
+    );
+    assert_eq!(client(&input).call(&Echo("up".into())).unwrap(), "up");
+    for process in [&mut proxy, &mut agent_process] {
+        process.signal("-INT");
+        assert_eq!(process.wait(secs(1)), Some(0));
+        assert!(process.wait_for_log("stopped", secs(1)));
+    }
+}
+
+/// A downstream that answers only when told: a ROUTER socket on a fresh endpoint.
+struct Downstream {
+    _ctx: zmq::Context,
+    socket: zmq::Socket,
+    endpoint: String,
+}
+
+impl Downstream {
+    fn bind() -> Downstream {
+        let ctx = zmq::Context::new();
+        let socket = ctx.socket(zmq::ROUTER).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.set_rcvtimeo(secs(5).as_millis() as i32).unwrap();
+        let endpoint = ipc_endpoint("downstream");
+        socket.bind(&endpoint).unwrap();
+        Downstream {
+            _ctx: ctx,
+            socket,
+            endpoint,
+        }
+    }
+
+    /// The next request (bounded wait): the REQ peer's routing id and the frame.
+    fn take_request(&self) -> (Vec<u8>, Vec<u8>) {
+        let parts = self
+            .socket
+            .recv_multipart(0)
+            .expect("no request downstream");
+        match <[Vec<u8>; 3]>::try_from(parts) {
+            Ok([id, empty, request]) if empty.is_empty() => (id, request),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn answer(&self, id: &[u8], reply: &[u8]) {
+        self.socket.send_multipart([id, b"", reply], 0).unwrap();
+    }
+}
+
+/// A rep2req proxy whose downstream holds a call: it would wait up to a minute for the
+/// answer. Returns the proxy, its input and the held request.
+fn proxy_with_a_call_in_flight(
+    downstream: &Downstream,
+    call: impl FnOnce(String) + Send + 'static,
+) -> (Process, Vec<u8>, Vec<u8>) {
+    let input = ipc_endpoint("held-in");
+    let (proxy, _) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &input,
+            "--out",
+            &downstream.endpoint,
+            "--timeout",
+            "60000",
+        ],
+    );
+    std::thread::spawn(move || call(input));
+    let (id, request) = downstream.take_request();
+    (proxy, id, request)
+}
+
+#[test]
+fn sigint_lets_the_call_in_flight_finish_then_the_proxy_exits_0() {
+    let downstream = Downstream::bind();
+    let (answer_tx, answer_rx) = mpsc::channel();
+    let (mut proxy, id, request) = proxy_with_a_call_in_flight(&downstream, move |input| {
+        let _ = answer_tx.send(client(&input).call(&Add(40, 2)));
+    });
+    proxy.signal("-INT");
+    assert!(proxy.wait_for_log("signal 2: stopping", secs(5)));
+    // Stopping, but the call is still in flight: the proxy waits for its answer.
+    assert_eq!(proxy.wait(ms(300)), None);
+
+    let header = Frame::decode(&request).unwrap().header;
+    let mut buf = [0u8; 64];
+    downstream.answer(
+        &id,
+        frame::encode(&header.reply(), &42i64, &mut buf).unwrap(),
+    );
+    // The answer reaches the caller (not lost when the process exits), then the proxy ends.
+    let answer = answer_rx.recv_timeout(secs(10)).unwrap();
+    assert_eq!(proxy.wait(secs(1)), Some(0));
+    assert_eq!(answer.unwrap(), 42);
+}
+
+#[test]
+fn a_second_sigint_while_stopping_exits_at_once() {
+    let downstream = Downstream::bind();
+    let (mut proxy, _id, _request) = proxy_with_a_call_in_flight(&downstream, |input| {
+        // The proxy dies with the call: the caller gives up at its own timeout.
+        let _ = RpcClient::builder()
+            .req(input)
+            .timeout(secs(2))
+            .connect()
+            .unwrap()
+            .call(&Add(1, 1));
+    });
+    proxy.signal("-INT");
+    assert!(proxy.wait_for_log("signal 2: stopping", secs(5)));
+    assert_eq!(proxy.wait(ms(300)), None, "held by the call in flight");
+
+    let started = Instant::now();
+    proxy.signal("-INT");
+    // Exit code 1: not 0 (a clean stop) nor 2 (a startup or run error).
+    assert_eq!(proxy.wait(secs(1)), Some(1));
+    assert!(proxy.wait_for_log("signal 2 again: exiting now", secs(1)));
+    assert!(started.elapsed() < secs(1), "{:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------
+// The one-way proxy kinds.
+
+#[test]
+fn sub2req_forwards_a_publishers_notifications_to_a_server() {
+    let mut sensor = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let samples = Samples::default();
+    let server = samples.server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let (_proxy, ready) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "sub2req",
+            "--in",
+            &sensor_endpoint,
+            "--out",
+            &server_endpoint,
+        ],
+    );
+    assert_eq!(ready, "ready in= out="); // connects on both sides
+
+    for seq in 0..5 {
+        sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
+    }
+    // Held by the publisher until the proxy subscribes.
+    assert!(sensor
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    assert_eq!(samples.wait_for(5, secs(5)), [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn sub2pub_relays_a_publishers_notifications_to_a_subscribing_server() {
+    let mut sensor = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (_proxy, ready) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "sub2pub",
+            "--in",
+            &sensor_endpoint,
+            "--out",
+            "tcp://127.0.0.1:*",
+        ],
+    );
+    let relay = ready_field(&ready, "out");
+    assert_eq!(relay.len(), 1, "{ready}");
+    assert!(!relay[0].ends_with(":*"), "{ready}"); // the port actually bound
+    let samples = Samples::default();
+    let _server = samples
+        .server()
+        .subscribe(&relay[0])
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+
+    for seq in 0..5 {
+        sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
+    }
+    assert!(sensor
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+    // The relay holds what arrives before the server subscribes.
+    assert_eq!(samples.wait_for(5, secs(5)), [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn rep2pub_acknowledges_calls_and_publishes_them_to_a_subscribing_server() {
+    let (_proxy, ready) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "rep2pub",
+            "--in",
+            "tcp://127.0.0.1:*",
+            "--out",
+            "tcp://127.0.0.1:*",
+        ],
+    );
+    let (input, output) = (ready_field(&ready, "in"), ready_field(&ready, "out"));
+    assert_eq!((input.len(), output.len()), (1, 1), "{ready}");
+    let samples = Samples::default();
+    let _server = RpcServer::builder()
+        .register(samples.service())
+        .unwrap()
+        .subscribe(&output[0])
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut client = client(&input[0]);
+    for seq in 0..3 {
+        client.call(&Sample { seq, value: 1.0 }).unwrap(); // the acknowledgement: ()
+    }
+    assert_eq!(samples.wait_for(3, secs(5)), [0, 1, 2]);
 }

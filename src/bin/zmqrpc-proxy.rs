@@ -188,12 +188,14 @@ fn run() -> Result<(), CliError> {
             vec![],
         ),
     };
-    cli::stop_on_signals(shutdown)?;
+    let signals = cli::stop_on_signals(shutdown)?;
     println!("ready in={} out={}", input.join(","), output.join(","));
     match started {
         Started::Plain(proxy) => proxy.run()?,
         Started::Buffered(proxy) => proxy.run()?,
     }
+    // The sockets are closed: let the last answers out before exiting.
+    drop(signals);
     log::info!("stopped: {:?}", stats.snapshot());
     Ok(())
 }

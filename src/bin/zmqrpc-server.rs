@@ -127,10 +127,12 @@ fn serve(settings: Settings) -> Result<(), CliError> {
         builder = builder.authenticate(users);
     }
     let server = builder.bind()?;
-    cli::stop_on_signals(server.shutdown())?;
+    let signals = cli::stop_on_signals(server.shutdown())?;
     let stats = server.stats();
     println!("ready bind={}", server.rep_endpoints().join(","));
     server.run()?;
+    // The sockets are closed: let the last answers out before exiting.
+    drop(signals);
     log::info!(
         "stopped: {:?} {:?}",
         stats.receiver.snapshot(),
