@@ -172,6 +172,11 @@ impl BufferedProxyBuilder {
             Requester::connect(&ctx, &self.outputs, &self.output_options, self.credentials)?;
         let stats = Arc::new(ProxyStats::default());
         set(&stats.queued, queue.len() as u64);
+        // Acknowledged requests the spool found damaged beyond use: lost, and counted.
+        set(
+            &stats.dropped,
+            spool.as_ref().map_or(0, Spool::lost_on_open),
+        );
         let queued_bytes = queue.iter().map(Vec::len).sum();
         Ok(BufferedProxy {
             input,

@@ -12,9 +12,15 @@
 //!
 //! A message record is `fsync`ed before the proxy acknowledges it. Delivery records are not
 //! synced (losing one only means a message is delivered again: delivery is at-least-once).
-//! On open, records are replayed to rebuild the pending messages in order; a torn record at
-//! the end (a crash mid-append, never acknowledged) is cut off, and the file as found is kept
-//! beside it (`.damaged`) in case the damage was elsewhere. A failed write or sync takes the
+//! On open, records are replayed to rebuild the pending messages in order. A torn record at
+//! the end (a crash mid-append, never acknowledged) is cut off. Each message record carries
+//! its own checksum, so damage elsewhere costs only the records it touches: they are skipped,
+//! the intact ones around them kept, and the acknowledged messages lost are logged and
+//! reported by [`Spool::lost_on_open`]. Whatever the damage, the file as found is first kept
+//! beside the spool as `<name>.damaged.<n>` (a new `n` each time, so no later damage
+//! overwrites the evidence) and the spool rewritten with its whole records only. Every file
+//! a spool makes beside itself keeps its full name (`site.north.compacting`), so two spools
+//! in one folder never share one. A failed write or sync takes the
 //! record back out before the error is reported. When nothing is pending the file is
 //! truncated; when delivered records take more than half the file it is rewritten with the
 //! pending messages only (written aside, synced, renamed over, directory synced).
@@ -24,6 +30,7 @@
 //! for compaction. Passing anything else loses data; [`BufferedProxy`](crate::BufferedProxy)
 //! passes its queue.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -86,6 +93,8 @@ pub struct Spool {
     dead: u64,
     /// Pending message records, oldest first: their sizes on disk.
     pending: std::collections::VecDeque<u64>,
+    /// Acknowledged messages found damaged when the spool was opened.
+    lost: u64,
 }
 
 impl Spool {
@@ -116,36 +125,57 @@ impl Spool {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
 
-        let (messages, good) = replay(&bytes);
-        if good < bytes.len() {
-            // Normally a record torn by a crash mid-append (never acknowledged). Damage
-            // elsewhere would cut acknowledged records too, so keep the bytes aside.
-            let aside = path.with_extension("damaged");
-            std::fs::write(&aside, &bytes).map_err(io("save damaged copy"))?;
-            log::warn!(
-                "spool {}: cut {} bytes after the last whole record (copy kept in {})",
-                path.display(),
-                bytes.len() - good,
-                aside.display()
-            );
-            file.set_len(good as u64).map_err(io("truncate"))?;
-            file.sync_all().map_err(io("fsync"))?;
+        let replayed = replay(&bytes);
+        let damaged = replayed.whole < bytes.len() || replayed.skipped > 0;
+        if damaged {
+            // Keep the bytes as found, under a name no other spool and no earlier damage
+            // uses, before anything is cut or rewritten.
+            let aside = save_aside(&path, &bytes).map_err(io("save damaged copy"))?;
+            if replayed.lost > 0 || replayed.skipped > 0 {
+                log::error!(
+                    "spool {}: {} damaged record(s) skipped, {} acknowledged message(s) lost; \
+                     copy kept in {}",
+                    path.display(),
+                    replayed.skipped,
+                    replayed.lost,
+                    aside.display()
+                );
+            } else {
+                log::warn!(
+                    "spool {}: cut a torn record of {} bytes at the end (copy kept in {})",
+                    path.display(),
+                    bytes.len() - replayed.whole,
+                    aside.display()
+                );
+            }
         }
+        let messages = replayed.pending;
         let mut spool = Spool {
             file,
             path,
             max_bytes,
-            len: good as u64,
+            len: replayed.whole as u64,
             dead: 0,
             pending: messages
                 .iter()
                 .map(|m| MESSAGE_HEADER + m.len() as u64)
                 .collect(),
+            lost: replayed.lost,
         };
-        spool.dead = spool.len - spool.pending.iter().sum::<u64>();
+        spool.dead = spool.len.saturating_sub(spool.pending.iter().sum::<u64>());
+        if damaged {
+            // Only whole, checked records remain, in a file rewritten aside and renamed.
+            spool.compact(messages.iter().copied())?;
+        }
         spool.file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
         let payloads = messages.into_iter().map(<[u8]>::to_vec).collect();
         Ok((spool, payloads))
+    }
+
+    /// Acknowledged messages found damaged beyond use when the spool was opened (their
+    /// records failed their checksum); the intact records around them were kept.
+    pub fn lost_on_open(&self) -> u64 {
+        self.lost
     }
 
     /// Appends `message` and syncs it to disk; once this returns, the message survives a
@@ -223,7 +253,7 @@ impl Spool {
 
     /// Rewrites the file with the pending messages only.
     fn compact<'a>(&mut self, pending: impl Iterator<Item = &'a [u8]>) -> Result<(), SpoolError> {
-        let aside = self.path.with_extension("compacting");
+        let aside = sibling(&self.path, "compacting");
         let io = |op| {
             let path = aside.clone();
             move |source| SpoolError::Io { op, path, source }
@@ -323,38 +353,132 @@ fn record_header(len: u32, message: &[u8]) -> [u8; MESSAGE_HEADER as usize] {
     header
 }
 
-/// Replays records: the pending messages, and how many bytes were whole, valid records.
-fn replay(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
-    let mut pending = std::collections::VecDeque::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        match bytes[at] {
-            DELIVERED => {
-                pending.pop_front();
-                at += 1;
+/// `path` with `.suffix` appended to its file name: `site.north` gives
+/// `site.north.compacting`, never the `site.compacting` of `site.south` too.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to the first free `<spool>.damaged.<n>`, so no damage overwrites the
+/// evidence of an earlier one; returns its path.
+fn save_aside(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    for n in 1u32.. {
+        let aside = sibling(path, &format!("damaged.{n}"));
+        match OpenOptions::new().write(true).create_new(true).open(&aside) {
+            Ok(mut file) => {
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                return Ok(aside);
             }
-            MESSAGE => {
-                let Some(header) = bytes.get(at..at + MESSAGE_HEADER as usize) else {
-                    break;
-                };
-                let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
-                let sum = u64::from_le_bytes([
-                    header[5], header[6], header[7], header[8], header[9], header[10], header[11],
-                    header[12],
-                ]);
-                let start = at + MESSAGE_HEADER as usize;
-                let Some(payload) = start.checked_add(len).and_then(|end| bytes.get(start..end))
-                else {
-                    break;
-                };
-                if fnv1a64(payload) != sum {
-                    break;
-                }
-                pending.push_back(payload);
-                at = start + len;
-            }
-            _ => break,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
     }
-    (pending.into(), at)
+    Err(io::Error::other("no free name for the damaged copy"))
+}
+
+/// What replaying a spool file found.
+struct Replayed<'a> {
+    /// The messages still to deliver, oldest first.
+    pending: Vec<&'a [u8]>,
+    /// Bytes up to the end of the last whole record (a torn record after it is cut).
+    whole: usize,
+    /// Damaged records skipped (or stretches of bytes that were no record).
+    skipped: u64,
+    /// Of those, acknowledged messages still pending: lost.
+    lost: u64,
+}
+
+/// Where the message record at `at` ends, if one starts there whole with a good checksum;
+/// `Err(Some(end))` if its header is whole and fits the file but the checksum fails;
+/// `Err(None)` if no whole record starts there.
+fn message_at(bytes: &[u8], at: usize) -> Result<usize, Option<usize>> {
+    let header = bytes
+        .get(at..at + MESSAGE_HEADER as usize)
+        .filter(|h| h[0] == MESSAGE)
+        .ok_or(None)?;
+    let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let sum = u64::from_le_bytes([
+        header[5], header[6], header[7], header[8], header[9], header[10], header[11], header[12],
+    ]);
+    let start = at + MESSAGE_HEADER as usize;
+    let end = start
+        .checked_add(len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or(None)?;
+    if fnv1a64(&bytes[start..end]) == sum {
+        Ok(end)
+    } else {
+        Err(Some(end))
+    }
+}
+
+/// Whether a whole record (or the end of the file) starts at `at`.
+fn record_starts(bytes: &[u8], at: usize) -> bool {
+    at == bytes.len() || bytes[at] == DELIVERED || message_at(bytes, at).is_ok()
+}
+
+/// Replays records into the pending messages.
+///
+/// Each message record carries its own checksum, so damage costs only the records it
+/// touches. A record whose checksum fails but whose length leads to the next record is
+/// skipped alone; where the bytes are no record at all, the next message record with a good
+/// checksum is searched for. Either way the damaged message keeps its place in the queue
+/// (delivery records after it still pop the right messages) and counts as lost if still
+/// pending at the end. A record that runs past the end of the file, or damage after the
+/// last whole record, is a torn append (never acknowledged): cut off, not counted.
+fn replay(bytes: &[u8]) -> Replayed<'_> {
+    let mut pending: VecDeque<Option<&[u8]>> = VecDeque::new();
+    let mut at = 0;
+    let mut whole = 0;
+    let mut skipped = 0;
+    while at < bytes.len() {
+        if bytes[at] == DELIVERED {
+            pending.pop_front();
+            at += 1;
+            whole = at;
+            continue;
+        }
+        match message_at(bytes, at) {
+            Ok(end) => {
+                let start = at + MESSAGE_HEADER as usize;
+                pending.push_back(Some(&bytes[start..end]));
+                at = end;
+                whole = at;
+                continue;
+            }
+            Err(Some(end)) if end < bytes.len() && record_starts(bytes, end) => {
+                // The length leads to the next record: only this payload is damaged.
+                pending.push_back(None);
+                skipped += 1;
+                at = end;
+                whole = at;
+                continue;
+            }
+            Err(_) => {}
+        }
+        // No record here: find the next whole message record.
+        match (at + 1..bytes.len()).find(|&next| message_at(bytes, next).is_ok()) {
+            Some(next) => {
+                // A stretch the size of a record header or more held a message (a damaged
+                // delivery record is one byte: skipping it only delivers a message again).
+                if bytes[at] == MESSAGE || next - at >= MESSAGE_HEADER as usize {
+                    pending.push_back(None);
+                }
+                skipped += 1;
+                at = next;
+            }
+            None => break,
+        }
+    }
+    let lost = pending.iter().filter(|m| m.is_none()).count() as u64;
+    Replayed {
+        pending: pending.into_iter().flatten().collect(),
+        whole,
+        skipped,
+        lost,
+    }
 }
