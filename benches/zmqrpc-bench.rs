@@ -4,6 +4,10 @@
 //! and for zmqrpc, and their ratio; the last section reads the peak RSS of the real
 //! `zmqrpc-server` and `zmqrpc-proxy` processes. `BENCH_SECONDS` sets the time per case
 //! (default 2); the whole run takes well under a minute.
+//!
+//! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies`, `rss`);
+//! none runs them all. `ZMQRPC_BIN_DIR` points the RSS case at other builds of the binaries
+//! (`scripts/footprint.sh` passes the `device` profile's).
 
 #![allow(clippy::unwrap_used)] // a benchmark: a panic is its failure report
 
@@ -431,8 +435,16 @@ fn case_proxies(direct: f64) {
     );
 }
 
-/// Peak and current RSS of a process, KiB.
-fn rss(pid: u32) -> (u64, u64) {
+/// A process's memory, KiB: peak and current resident set, and its private part (anonymous
+/// pages: heap and stacks; the rest is file-backed text and libraries, shared).
+#[derive(Clone, Copy)]
+struct Rss {
+    peak: u64,
+    rss: u64,
+    private: u64,
+}
+
+fn rss(pid: u32) -> Rss {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -447,7 +459,11 @@ fn rss(pid: u32) -> (u64, u64) {
             })
             .unwrap_or(0)
     };
-    (field("VmHWM:"), field("VmRSS:"))
+    Rss {
+        peak: field("VmHWM:"),
+        rss: field("VmRSS:"),
+        private: field("RssAnon:"),
+    }
 }
 
 struct Spawned(Child);
@@ -486,12 +502,16 @@ fn case_rss() {
         dir.join(format!("zmqrpc-bench-prx-{}", std::process::id()))
             .display()
     );
-    let server = spawn(
-        env!("CARGO_BIN_EXE_zmqrpc-server"),
-        &["--bind", &server_endpoint],
-    );
+    let bin = |name: &str, built: &str| match std::env::var_os("ZMQRPC_BIN_DIR") {
+        Some(dir) => std::path::Path::new(&dir).join(name).display().to_string(),
+        None => built.to_owned(),
+    };
+    let server_bin = bin("zmqrpc-server", env!("CARGO_BIN_EXE_zmqrpc-server"));
+    let proxy_bin = bin("zmqrpc-proxy", env!("CARGO_BIN_EXE_zmqrpc-proxy"));
+    println!("   binaries: {server_bin}, {proxy_bin}");
+    let server = spawn(&server_bin, &["--bind", &server_endpoint]);
     let proxy = spawn(
-        env!("CARGO_BIN_EXE_zmqrpc-proxy"),
+        &proxy_bin,
         &[
             "--kind",
             "rep2req",
@@ -501,9 +521,10 @@ fn case_rss() {
             &server_endpoint,
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, server_idle) = rss(server.0.id());
-    let (_, proxy_idle) = rss(proxy.0.id());
+    // Idle: settled after start (the README's figures use the same 1.5 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    let server_idle = rss(server.0.id());
+    let proxy_idle = rss(proxy.0.id());
     // Load: pipelined calls straight to the server, sequential ones through the proxy.
     let mut pipeline = Pipeline::builder()
         .connect_to(&server_endpoint)
@@ -528,11 +549,21 @@ fn case_rss() {
     while Instant::now() < until {
         client.call(&text).unwrap();
     }
-    let (server_peak, _) = rss(server.0.id());
-    let (proxy_peak, _) = rss(proxy.0.id());
-    println!("5. RSS of the real processes (KiB)           idle        peak under load");
-    println!("   zmqrpc-server (pipelined load)      {server_idle:>12} {server_peak:>12}");
-    println!("   zmqrpc-proxy rep2req                {proxy_idle:>12} {proxy_peak:>12}");
+    let server_peak = rss(server.0.id());
+    let proxy_peak = rss(proxy.0.id());
+    println!("5. RSS of the real processes (KiB)      idle VmRSS / private   peak VmHWM / private");
+    let line = |name: &str, idle: Rss, peak: Rss| {
+        println!(
+            "   {name:<36} {:>9} / {:<9} {:>9} / {}",
+            idle.rss, idle.private, peak.peak, peak.private
+        );
+    };
+    line("zmqrpc-server (pipelined load)", server_idle, server_peak);
+    line(
+        "zmqrpc-proxy rep2req (sequential load)",
+        proxy_idle,
+        proxy_peak,
+    );
 }
 
 fn main() {
@@ -547,13 +578,30 @@ fn main() {
         "{:<46} {:>12} {:>12} {:<8} {:>7}",
         "case", "raw libzmq", "zmqrpc", "unit", "ratio"
     );
-    let direct = case_sequential("tcp", 32);
-    case_sequential("tcp", 1024);
-    case_sequential("ipc", 32);
-    case_sequential("ipc", 1024);
-    case_pipelined(64);
-    case_pipelined(256);
-    case_notify();
-    case_proxies(direct);
-    case_rss();
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |case: &str| named.is_empty() || named.iter().any(|n| n == case);
+    let mut direct = None;
+    if wants("sequential") {
+        direct = Some(case_sequential("tcp", 32));
+        case_sequential("tcp", 1024);
+        case_sequential("ipc", 32);
+        case_sequential("ipc", 1024);
+    }
+    if wants("pipelined") {
+        case_pipelined(64);
+        case_pipelined(256);
+    }
+    if wants("notify") {
+        case_notify();
+    }
+    if wants("proxies") {
+        let direct = direct.unwrap_or_else(|| case_sequential("tcp", 32));
+        case_proxies(direct);
+    }
+    if wants("rss") {
+        case_rss();
+    }
 }
