@@ -29,7 +29,7 @@ use crate::receiver::{
 };
 use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::bump;
-use crate::subscriber::{Received, SubSide};
+use crate::subscriber::{Received, SubSide, SubsReady};
 use crate::TransportError;
 
 static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
@@ -295,13 +295,14 @@ impl Broker {
                 self.take_calls()?;
             }
             for index in 0..self.subs.len() {
-                if ready.subs & (1 << index.min(63)) != 0 {
+                if ready.subs.messages(index) {
                     self.take_notifications(index)?;
                 }
             }
             let now = Instant::now();
-            for sub in &mut self.subs {
-                if sub.revive(&self.ctx, &self.options, self.role, now)? {
+            for (index, sub) in self.subs.iter_mut().enumerate() {
+                let events = ready.subs.events(index);
+                if sub.revive(&self.ctx, &self.options, self.role, now, events)? {
                     bump(&self.stats.sub_recreated);
                 }
             }
@@ -329,8 +330,7 @@ impl Broker {
             } else {
                 zmq::PollEvents::empty()
             };
-            items.push(sub.socket.as_poll_item(events));
-            items.push(sub.monitor_socket().as_poll_item(zmq::POLLIN));
+            items.extend(sub.poll_items(events));
         }
         let now = Instant::now();
         let timeout = self
@@ -348,11 +348,7 @@ impl Broker {
             Err(zmq::Error::EINTR) => return Ok(Ready::default()),
             Err(e) => return Err(TransportError::new("poll", "worker pool", e)),
         }
-        let subs = items[first_sub..]
-            .chunks(2)
-            .enumerate()
-            .filter(|(_, pair)| pair[0].is_readable())
-            .fold(0u64, |bits, (i, _)| bits | 1 << i.min(63));
+        let subs = SubsReady::of(&items[first_sub..]);
         Ok(Ready {
             backend: items[1].is_readable(),
             frontend: front && items[2].is_readable(),
@@ -546,8 +542,7 @@ impl Broker {
 struct Ready {
     backend: bool,
     frontend: bool,
-    /// Bit `i`: SUB `i` has messages. SUBs from the 64th on share bit 63.
-    subs: u64,
+    subs: SubsReady,
 }
 
 /// Copies `message`'s `User-Id` (set by the ZAP handler; none on an open socket) into `user`.

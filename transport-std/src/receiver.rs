@@ -15,7 +15,7 @@ use crate::auth::{start_zap_handler, AuthStats, Role, Users};
 use crate::options::SocketOptions;
 use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::{bump, counters};
-use crate::subscriber::{drain_parts, Received, SubSide};
+use crate::subscriber::{drain_parts, Received, SubSide, SubsReady};
 use crate::TransportError;
 
 /// Where a message came from.
@@ -295,7 +295,7 @@ impl Receiver {
                 (
                     Ready {
                         rep: received,
-                        subs: 0,
+                        subs: SubsReady::default(),
                     },
                     received,
                 )
@@ -312,11 +312,11 @@ impl Receiver {
                 self.serve_rep(&mut handler, &mut message, &mut reply, received)?;
             }
             for index in 0..self.subs.len() {
-                if ready.sub(index) {
+                if ready.subs.messages(index) {
                     self.serve_sub(index, &mut handler, &mut message, &mut reply)?;
                 }
             }
-            self.revive_subs()?;
+            self.revive_subs(ready.subs)?;
         }
     }
 
@@ -517,11 +517,11 @@ impl Receiver {
     }
 
     /// Makes anew the SUB sockets that lost their connection or stayed silent too long.
-    fn revive_subs(&mut self) -> Result<(), TransportError> {
+    fn revive_subs(&mut self, ready: SubsReady) -> Result<(), TransportError> {
         let now = Instant::now();
         let role = self.role();
-        for sub in &mut self.subs {
-            if sub.revive(&self.ctx, &self.options, role, now)? {
+        for (index, sub) in self.subs.iter_mut().enumerate() {
+            if sub.revive(&self.ctx, &self.options, role, now, ready.events(index))? {
                 bump(&self.stats.sub_recreated);
             }
         }
@@ -533,27 +533,17 @@ impl Receiver {
 #[derive(Default)]
 struct Ready {
     rep: bool,
-    /// Bit `i`: SUB `i` is readable. SUBs from the 64th on share bit 63.
-    subs: u64,
+    subs: SubsReady,
 }
 
 impl Ready {
     /// Reads a poll's results: `items` holds the stop socket, the handler's, the REP socket
     /// (from `first_own`), then each SUB socket followed by its monitor (from `first_sub`).
     fn of(items: &[zmq::PollItem<'_>], first_own: usize, first_sub: usize, has_rep: bool) -> Ready {
-        let subs = items[first_sub..]
-            .chunks(2)
-            .enumerate()
-            .filter(|(_, pair)| pair.iter().any(zmq::PollItem::is_readable))
-            .fold(0u64, |bits, (i, _)| bits | 1 << i.min(63));
         Ready {
             rep: has_rep && items[first_own].is_readable(),
-            subs,
+            subs: SubsReady::of(&items[first_sub..]),
         }
-    }
-
-    fn sub(&self, index: usize) -> bool {
-        self.subs & (1 << index.min(63)) != 0
     }
 }
 

@@ -70,11 +70,6 @@ impl SubSide {
         })
     }
 
-    /// The monitor's socket, readable when a connection event waits (poll it with the SUB).
-    pub(crate) fn monitor_socket(&self) -> &zmq::Socket {
-        self.monitor.socket()
-    }
-
     /// When the silence timeout fires, if there is one.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.silence.map(|silence| later(self.last_heard, silence))
@@ -98,16 +93,31 @@ impl SubSide {
         })
     }
 
+    /// The monitor's socket, readable when a connection event waits (poll it with the SUB).
+    pub(crate) fn monitor_socket(&self) -> &zmq::Socket {
+        self.monitor.socket()
+    }
+
+    /// The SUB socket (for `events`) and its monitor (always), to poll.
+    pub(crate) fn poll_items(&self, events: zmq::PollEvents) -> [zmq::PollItem<'_>; 2] {
+        [
+            self.socket.as_poll_item(events),
+            self.monitor.socket().as_poll_item(zmq::POLLIN),
+        ]
+    }
+
     /// Makes the socket anew if its connection was dropped or its silence timeout passed;
-    /// whether it did.
+    /// whether it did. The monitor is read only when a poll found `events` waiting: an empty
+    /// read costs libzmq a system call.
     pub(crate) fn revive(
         &mut self,
         ctx: &zmq::Context,
         options: &SocketOptions,
         role: Role<'_>,
         now: Instant,
+        events: bool,
     ) -> Result<bool, TransportError> {
-        while let Some(event) = self.monitor.next() {
+        while let Some(event) = events.then(|| self.monitor.next()).flatten() {
             match event {
                 Event::HandshakeSucceeded => self.connected = true,
                 Event::Disconnected if self.connected => {
@@ -131,6 +141,41 @@ impl SubSide {
         // The old socket (and its monitor) close here.
         *self = SubSide::connect(ctx, options, role, endpoint, self.silence)?;
         Ok(true)
+    }
+}
+
+/// Which SUB sockets, and which of their monitors, a poll found readable: bit `i` for SUB
+/// `i` (SUBs from the 64th on share bit 63, so they are all looked at).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SubsReady {
+    messages: u64,
+    events: u64,
+}
+
+impl SubsReady {
+    /// Reads `items`: each SUB's [`poll_items`](SubSide::poll_items), in order.
+    pub(crate) fn of(items: &[zmq::PollItem<'_>]) -> SubsReady {
+        let mut ready = SubsReady::default();
+        for (i, pair) in items.chunks(2).enumerate() {
+            let bit = 1 << i.min(63);
+            if pair[0].is_readable() {
+                ready.messages |= bit;
+            }
+            if pair.get(1).is_some_and(zmq::PollItem::is_readable) {
+                ready.events |= bit;
+            }
+        }
+        ready
+    }
+
+    /// Whether SUB `index` has messages.
+    pub(crate) fn messages(&self, index: usize) -> bool {
+        self.messages & (1 << index.min(63)) != 0
+    }
+
+    /// Whether SUB `index`'s monitor has events.
+    pub(crate) fn events(&self, index: usize) -> bool {
+        self.events & (1 << index.min(63)) != 0
     }
 }
 
