@@ -113,6 +113,22 @@ impl Samples {
         }
         self.seqs()
     }
+
+    /// The sequence numbers with each run of repeats cut to one: what an at-least-once
+    /// delivery (a buffered proxy's) delivered, in order, whatever it had to deliver again.
+    pub fn delivered(&self) -> Vec<u32> {
+        let mut seqs = self.seqs();
+        seqs.dedup();
+        seqs
+    }
+
+    /// Waits (bounded) until [`delivered`](Samples::delivered) holds `n`; returns it. For
+    /// a buffered proxy, where a delivery whose answer was lost comes again: a repeat must
+    /// not count as one more, nor may it hide one missing.
+    pub fn wait_for_delivered(&self, n: usize, within: Duration) -> Vec<u32> {
+        eventually(within, || self.delivered().len() >= n);
+        self.delivered()
+    }
 }
 
 /// A client with a short timeout for tests.
