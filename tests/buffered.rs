@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
-use zmqrpc::transport::{BufferedProxy, CallError, RpcServer, ServiceError, Spool};
-use zmqrpc::ErrorCode;
+use zmqrpc::transport::{BufferedProxy, CallError, RpcClient, RpcServer, ServiceError, Spool};
+use zmqrpc::{ErrorCode, Frame};
 
 fn fast_retry(
     builder: zmqrpc::transport::BufferedProxyBuilder,
@@ -276,4 +276,105 @@ fn the_memory_budget_in_bytes_refuses_with_busy() {
         Err(CallError::Remote { error, .. }) => assert_eq!(error.code, ErrorCode::Busy),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_subscribed_publisher_is_buffered_and_delivered_to_a_server() {
+    let mut sensor = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let downstream = ipc_endpoint("buffered-sub-down");
+    let proxy = fast_retry(BufferedProxy::builder())
+        .subscribe(&sensor_endpoint)
+        .output(&downstream)
+        .bind()
+        .unwrap();
+    assert!(
+        proxy.input_endpoints().is_empty(),
+        "a SUB input binds nothing"
+    );
+    let proxy = proxy.spawn().unwrap();
+    assert!(sensor
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap());
+
+    // Published while the server is away: the proxy holds them.
+    for seq in 0..5 {
+        sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
+    }
+    assert!(
+        eventually(secs(5), || proxy.stats().snapshot().queued == 5),
+        "{:?}",
+        proxy.stats().snapshot()
+    );
+    let samples = Samples::default();
+    let _server = samples
+        .server()
+        .rep(&downstream)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    for seq in 5..10 {
+        sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
+    }
+    assert_eq!(
+        samples.wait_for_delivered(10, secs(10)),
+        (0..10).collect::<Vec<_>>(),
+        "{:?}",
+        samples.seqs()
+    );
+    assert!(eventually(secs(5), || proxy.stats().snapshot().queued == 0));
+    let counts = proxy.stats().snapshot();
+    assert_eq!((counts.received, counts.dropped, counts.failed), (10, 0, 0));
+}
+
+#[test]
+fn new_requests_are_acknowledged_at_once_while_a_delivery_waits_for_a_silent_downstream() {
+    // A downstream that takes a request and never answers: a raw REP socket.
+    let ctx = zmq::Context::new();
+    let silent = ctx.socket(zmq::REP).unwrap();
+    silent.set_linger(0).unwrap();
+    silent.set_rcvtimeo(secs(5).as_millis() as i32).unwrap();
+    let downstream = ipc_endpoint("buffered-silent");
+    silent.bind(&downstream).unwrap();
+
+    let timeout = secs(4);
+    let proxy = BufferedProxy::builder()
+        .input("tcp://127.0.0.1:*")
+        .output(&downstream)
+        .timeout(timeout)
+        .bind()
+        .unwrap();
+    let input = proxy.input_endpoints()[0].clone();
+    let proxy = proxy.spawn().unwrap();
+    let mut client = client(&input);
+    let started = Instant::now();
+    client.call(&Sample { seq: 0, value: 0.0 }).unwrap();
+    // The delivery is under way: the downstream has it, and will not answer.
+    let delivered = silent.recv_bytes(0).expect("no delivery downstream");
+    let frame = Frame::decode(&delivered).unwrap();
+    assert_eq!(frame.body::<Sample>().unwrap().seq, 0);
+
+    let mut slowest = Duration::ZERO;
+    for seq in 1..=20 {
+        let asked = Instant::now();
+        client.call(&Sample { seq, value: 0.0 }).unwrap();
+        slowest = slowest.max(asked.elapsed());
+    }
+    // All of it happened while the first delivery was still waiting for its answer.
+    let counts = proxy.stats().snapshot();
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+    assert_eq!((counts.retried, counts.forwarded), (0, 0), "{counts:?}");
+    assert_eq!(counts.queued, 21, "{counts:?}");
+    // Each acknowledgement took a moment, not a share of the delivery's 4 s timeout.
+    assert!(
+        slowest < Duration::from_millis(250) * slack(),
+        "slowest acknowledgement {slowest:?}"
+    );
 }
