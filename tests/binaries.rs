@@ -774,11 +774,15 @@ struct Downstream {
 
 impl Downstream {
     fn bind() -> Downstream {
+        Downstream::bind_at(ipc_endpoint("downstream"))
+    }
+
+    fn bind_at(endpoint: String) -> Downstream {
         let ctx = zmq::Context::new();
         let socket = ctx.socket(zmq::ROUTER).unwrap();
         socket.set_linger(0).unwrap();
-        socket.set_rcvtimeo(secs(5).as_millis() as i32).unwrap();
-        let endpoint = ipc_endpoint("downstream");
+        // A REQ that has been trying to reach a dead endpoint may be backing off for seconds.
+        socket.set_rcvtimeo(secs(10).as_millis() as i32).unwrap();
         socket.bind(&endpoint).unwrap();
         Downstream {
             _ctx: ctx,
@@ -852,6 +856,58 @@ fn sigterm_during_a_call_to_a_silent_downstream_exits_at_once() {
             other => panic!("{signal}: {other:?}"),
         }
     }
+}
+
+/// The same through a downstream that is not there: the request waits in the proxy's REQ
+/// for an endpoint nobody listens on (until the downstream appears, and then it is gone).
+#[test]
+fn sigterm_ends_a_call_waiting_for_a_dead_downstream_and_exits_within_a_second() {
+    let dead = dead_endpoint();
+    let input = ipc_endpoint("sigterm-in");
+    let (mut proxy, _) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &input,
+            "--out",
+            &dead,
+            "--timeout",
+            "5000",
+        ],
+    );
+    let (answer_tx, answer_rx) = mpsc::channel();
+    let caller_input = input.clone();
+    std::thread::spawn(move || {
+        let mut caller = RpcClient::builder()
+            .req(&caller_input)
+            .timeout(secs(20))
+            .connect()
+            .unwrap();
+        let _ = answer_tx.send(caller.call(&Add(1, 2)));
+    });
+    // So that the signal cannot overtake the call, a downstream appears at the dead endpoint
+    // just long enough to take the request, and is gone again: the proxy now waits for an
+    // answer that will not come (for its 5 s timeout, if nothing stops it).
+    {
+        let downstream = Downstream::bind_at(dead.clone());
+        downstream.take_request();
+    }
+    let signalled = Instant::now();
+    proxy.signal("-TERM");
+    let code = proxy.wait(secs(1));
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "still running after {took:?}");
+    assert!(took < secs(1), "{took:?}");
+    // The caller was answered, not left waiting for its own 20 s timeout.
+    match answer_rx.recv_timeout(secs(1)) {
+        Ok(Err(CallError::Remote { error, .. })) => {
+            assert_eq!(error.code, ErrorCode::Unavailable, "{error:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(proxy.wait_for_log("failed: 1", secs(1)));
 }
 
 /// The binaries' signal handling, in a child process whose stop never completes (nothing
