@@ -508,7 +508,6 @@ fn case_rss() {
     };
     let server_bin = bin("zmqrpc-server", env!("CARGO_BIN_EXE_zmqrpc-server"));
     let proxy_bin = bin("zmqrpc-proxy", env!("CARGO_BIN_EXE_zmqrpc-proxy"));
-    println!("   binaries: {server_bin}, {proxy_bin}");
     let server = spawn(&server_bin, &["--bind", &server_endpoint]);
     let proxy = spawn(
         &proxy_bin,

@@ -40,7 +40,10 @@
 //! - [`publisher`]: [`Publisher`]: XPUB out, with a pending queue while nobody listens.
 //! - [`requester`]: [`Requester`]: REQ out, round-robin, Lazy Pirate.
 //! - [`sender`]: [`Sender`]: a publisher and/or a requester.
-//! - [`server`]: [`RpcServer`], [`Service`]: typed dispatch.
+//! - [`server`]: [`RpcServer`], [`Service`]: typed dispatch, on one thread or a worker pool
+//!   (`pool`: a receiving thread handing each message to the worker free longest).
+//! - `subscriber`: one SUB socket kept alive (made anew when libzmq drops its connection),
+//!   shared by the receiver and the pool.
 //! - [`client`]: [`RpcClient`]: typed calls and notifications.
 //! - [`pipeline`]: [`Pipeline`]: many calls in flight over one DEALER socket.
 //! - [`shutdown`]: [`Shutdown`] and [`Running`]: how every loop stops.
@@ -48,6 +51,9 @@
 //! - [`buffered`]: [`BufferedProxy`]: store-and-forward REP→REQ, with an optional [`spool`].
 //! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
 //! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`].
+//! - `monitor`: libzmq socket monitors: refused handshakes, dropped connections.
+//! - `nodrop`: the crate's only `unsafe` code, one libzmq option the `zmq` crate has no
+//!   setter for (`ZMQ_XPUB_NODROP`), so a publisher never loses a message uncounted.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
