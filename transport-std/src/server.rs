@@ -1,7 +1,9 @@
 //! [`RpcServer`]: services registered by command type, served over REP and/or SUB.
 //!
 //! The server is a [`Receiver`] whose handler decodes each frame, finds the service by the
-//! command's key and answers with the typed response or a [`RemoteError`](zmqrpc_core::RemoteError). A service that
+//! command's key and answers with the typed response or a
+//! [`RemoteError`](zmqrpc_core::RemoteError); with [`ServerBuilder::workers`], a receiving
+//! thread hands each message to a pool of such handlers. A service that
 //! returns an error or panics produces a `ServiceFailed` answer and the server serves on
 //! (a panic is caught only where panics unwind: under `panic = "abort"`, as in the `device`
 //! profile, it ends the process, for a supervisor to restart); a
