@@ -319,3 +319,80 @@ fn a_service_sees_the_callers_sequence_number() {
     assert_eq!(seqs[1], seqs[0].wrapping_add(1));
     assert_eq!(seqs[2], seqs[1].wrapping_add(1));
 }
+
+/// Regression: a Sub2Pub proxy held what its slow subscriber could not take yet and sent it
+/// only when the next message came in; after the last one, the rest waited for ever.
+#[test]
+fn a_relay_delivers_what_it_held_for_a_slow_subscriber_after_the_last_message() {
+    const SENT: u32 = 8000;
+    let mut sensor = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let proxy = Proxy::builder(ProxyKind::Sub2Pub)
+        .input(&sensor_endpoint)
+        .output("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let relay = proxy.output_endpoints()[0].clone();
+    let relay_running = proxy.spawn().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let _server = RpcServer::builder()
+        .register(move |blob: Blob| {
+            store.lock().unwrap().push(blob.seq);
+            std::thread::sleep(Duration::from_micros(100));
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .subscribe(&relay)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    // The relay's subscriber attached, and the relay subscribed to the sensor.
+    let mut warmups = 0u64;
+    assert!(eventually(secs(5), || {
+        let probe = Blob {
+            seq: u32::MAX,
+            bytes: Vec::new(),
+        };
+        sensor.notify(&probe).unwrap();
+        warmups += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        !seen.lock().unwrap().is_empty()
+    }));
+    // 32 MB: more than the pipes (3000 messages) and socket buffers between relay and
+    // subscriber hold.
+    let bytes = vec![3u8; 4000];
+    for seq in 0..SENT {
+        let blob = Blob {
+            seq,
+            bytes: bytes.clone(),
+        };
+        sensor.notify(&blob).unwrap();
+    }
+    assert!(eventually(secs(30), || sensor
+        .sender()
+        .publisher()
+        .unwrap()
+        .flush()
+        .unwrap()
+        == 0));
+    // Everything the relay took is delivered or counted, without another message to push it.
+    let settled = eventually(secs(30), || {
+        let counts = relay_running.stats().snapshot();
+        let delivered = seen.lock().unwrap().iter().filter(|&&s| s < SENT).count() as u64;
+        // Probes the relay took before the server attached were held, not lost.
+        let taken = counts.received.saturating_sub(warmups);
+        taken == u64::from(SENT) && delivered + counts.dropped == taken
+    });
+    let counts = relay_running.stats().snapshot();
+    assert!(
+        settled,
+        "{counts:?}, delivered {}",
+        seen.lock().unwrap().len()
+    );
+    assert_eq!(counts.queued, 0, "{counts:?}");
+}

@@ -161,7 +161,10 @@ impl RpcClient {
         }
     }
 
-    /// Publishes `command` to subscribed servers, one way. Queued while none is subscribed.
+    /// Publishes `command` to subscribed servers, one way. Held in the publisher's pending
+    /// queue while none is subscribed or while a subscriber catches up (libzmq never drops
+    /// it); what the queue cannot hold is counted as dropped. Held messages go out with the
+    /// next `notify`, [`heartbeat`](RpcClient::heartbeat) or [`flush`](RpcClient::flush).
     pub fn notify<C: Command>(&mut self, command: &C) -> Result<(), CallError> {
         encode_to_vec(
             &Header::notify(C::KEY),
@@ -172,6 +175,13 @@ impl RpcClient {
         .map_err(CallError::Encode)?;
         let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
         Ok(publisher.publish(&self.buf)?)
+    }
+
+    /// Sends what the publisher holds as far as subscribers take it; returns how many
+    /// notifications are still held (0 once everything was handed to libzmq).
+    pub fn flush(&mut self) -> Result<usize, CallError> {
+        let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
+        Ok(publisher.flush()?)
     }
 
     /// Sends a heartbeat to subscribed servers.

@@ -11,6 +11,10 @@
 //! sender authenticated as. The broker answers heartbeats itself and keeps each caller's
 //! envelope until its worker answers.
 //!
+//! Workers call their handler's [`handle`](Handler::handle) and
+//! [`reject`](Handler::reject) only: the pool is for dispatchers, which need no socket,
+//! deadline or wake-up of their own.
+//!
 //! A stop wakes the broker at once; it tells every free worker to end, lets busy ones finish
 //! the call in hand (and delivers their answers), and joins them all together.
 
@@ -33,6 +37,10 @@ use crate::subscriber::{Received, SubSide, SubsReady};
 use crate::TransportError;
 
 static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
+
+/// Sockets polled from a stack array (the stop, the backend, the ROUTER and six SUB sockets
+/// with their monitors); more use a `Vec`.
+const INLINE_POLL: usize = 15;
 
 /// A task's first part: what to do, where the message came from.
 ///
@@ -311,27 +319,18 @@ impl Broker {
 
     /// Waits for the backend, and for the network while a worker is free.
     fn poll(&self, stop: &StopListener) -> Result<Ready, TransportError> {
-        let open = !self.free.is_empty();
-        let mut items = Vec::with_capacity(3 + 2 * self.subs.len());
-        items.push(stop.socket.as_poll_item(zmq::POLLIN));
-        items.push(self.backend.as_poll_item(zmq::POLLIN));
-        let front = match (&self.frontend, open) {
-            (Some(frontend), true) => {
-                items.push(frontend.as_poll_item(zmq::POLLIN));
-                true
-            }
-            _ => false,
+        // The network only while a worker can take what it brings (a SUB's monitor always).
+        let network = if self.free.is_empty() {
+            zmq::PollEvents::empty()
+        } else {
+            zmq::POLLIN
         };
-        let first_sub = items.len();
-        for sub in &self.subs {
-            // A SUB's monitor always; its messages only while a worker can take them.
-            let events = if open {
-                zmq::POLLIN
-            } else {
-                zmq::PollEvents::empty()
-            };
-            items.extend(sub.poll_items(events));
-        }
+        let first_sub = 2 + usize::from(self.frontend.is_some());
+        let count = first_sub + 2 * self.subs.len();
+        let mut items = std::iter::once(stop.socket.as_poll_item(zmq::POLLIN))
+            .chain(std::iter::once(self.backend.as_poll_item(zmq::POLLIN)))
+            .chain(self.frontend.iter().map(|f| f.as_poll_item(network)))
+            .chain(self.subs.iter().flat_map(|sub| sub.poll_items(network)));
         let now = Instant::now();
         let timeout = self
             .subs
@@ -343,17 +342,29 @@ impl Broker {
             })
             .min()
             .unwrap_or(-1);
-        match zmq::poll(&mut items, timeout) {
-            Ok(_) => {}
-            Err(zmq::Error::EINTR) => return Ok(Ready::default()),
-            Err(e) => return Err(TransportError::new("poll", "worker pool", e)),
-        }
-        let subs = SubsReady::of(&items[first_sub..]);
-        Ok(Ready {
+        let ready = |items: &[zmq::PollItem<'_>]| Ready {
             backend: items[1].is_readable(),
-            frontend: front && items[2].is_readable(),
-            subs,
-        })
+            frontend: first_sub == 3 && items[2].is_readable(),
+            subs: SubsReady::of(&items[first_sub..]),
+        };
+        let result = if count <= INLINE_POLL {
+            // On the stack: the per-message path allocates nothing. Unused slots repeat the
+            // stop socket and are not passed to poll.
+            let mut inline: [zmq::PollItem<'_>; INLINE_POLL] = std::array::from_fn(|_| {
+                items
+                    .next()
+                    .unwrap_or_else(|| stop.socket.as_poll_item(zmq::POLLIN))
+            });
+            zmq::poll(&mut inline[..count], timeout).map(|_| ready(&inline[..count]))
+        } else {
+            let mut all: Vec<_> = items.collect();
+            zmq::poll(&mut all, timeout).map(|_| ready(&all))
+        };
+        match result {
+            Ok(ready) => Ok(ready),
+            Err(zmq::Error::EINTR) => Ok(Ready::default()),
+            Err(e) => Err(TransportError::new("poll", "worker pool", e)),
+        }
     }
 
     /// Reads workers' messages: an answer to pass on, and in any case "I am free".
@@ -493,12 +504,10 @@ impl Broker {
     /// answers still go out). Joins them all; the first worker error, if any.
     fn finish(&mut self) -> Result<(), TransportError> {
         let end = task_header(END, Origin::Rep);
-        let mut ended = vec![false; self.slots.len()];
         loop {
             while let Some(worker) = self.free.pop_front() {
                 // A worker that cannot be told has ended on an error of its own.
                 let _ = send_task(&self.backend, worker, end, "", b"");
-                ended[worker] = true;
             }
             let running = self
                 .slots

@@ -122,6 +122,9 @@ impl ProxyStats {
     }
 }
 
+/// How soon a PUB output holding messages for a subscriber that fell behind tries again.
+const FLUSH_RETRY: Duration = Duration::from_millis(2);
+
 /// How often a busy proxy logs its counters.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -381,8 +384,19 @@ impl Handler for Forwarder {
         }
     }
 
+    fn deadline(&self) -> Option<Instant> {
+        match &self.output {
+            // Messages held while a subscriber catches up: try again shortly, even if nothing
+            // new arrives (the XPUB socket signals subscriptions, not room).
+            Output::Pub(publisher) if publisher.has_subscriber() && publisher.queued() > 0 => {
+                Some(Instant::now() + FLUSH_RETRY)
+            }
+            _ => None,
+        }
+    }
+
     fn on_wake(&mut self) {
-        // A subscriber may have attached: send what was held for it.
+        // A subscriber may have attached, or caught up: send what was held for it.
         if let Output::Pub(publisher) = &mut self.output {
             if let Ok(left) = publisher.flush() {
                 set(&self.stats.queued, left as u64);

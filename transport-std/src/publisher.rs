@@ -183,6 +183,11 @@ impl Publisher {
         }
     }
 
+    /// Messages waiting in the pending queue (for a subscriber to attach or to catch up).
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Whether a subscriber was attached when subscriptions were last read.
     pub fn has_subscriber(&self) -> bool {
         !self.topics.is_empty()
