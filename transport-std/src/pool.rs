@@ -517,7 +517,7 @@ impl Broker {
                 break;
             }
             // Busy workers (and any not yet started) answer, and are then told to end.
-            match self.backend.poll(zmq::POLLIN, 10) {
+            match self.backend.poll(zmq::POLLIN, 1) {
                 Ok(n) if n > 0 => self.take_answers()?,
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(TransportError::new("poll", "worker pool backend", e)),
