@@ -109,17 +109,12 @@ struct Slot {
 
 /// A bound pool, ready to [`run`](Pool::run).
 pub(crate) struct Pool<H: Handler> {
-    ctx: zmq::Context,
-    options: SocketOptions,
-    role: Role<'static>,
-    frontend: Option<zmq::Socket>,
+    /// The receiving side, its workers not yet started.
+    broker: Broker,
     endpoints: Vec<String>,
-    subs: Vec<SubSide>,
-    backend: zmq::Socket,
     /// Each worker's REQ socket (connected to the backend) and handler.
     workers: Vec<(zmq::Socket, H)>,
     stop: StopListener,
-    stats: Arc<ReceiverStats>,
     /// The ZAP handler of a protected pool; dropped (stopped) after the sockets.
     zap: Option<Running<AuthStats>>,
 }
@@ -163,7 +158,7 @@ impl<H: Handler> Pool<H> {
         let backend = ctx.socket(zmq::ROUTER).map_err(err("socket"))?;
         backend.set_linger(0).map_err(err("set_linger"))?;
         backend.bind(&backend_endpoint).map_err(err("bind"))?;
-        let workers = handlers
+        let workers: Vec<(zmq::Socket, H)> = handlers
             .into_iter()
             .enumerate()
             .map(|(index, handler)| {
@@ -177,16 +172,22 @@ impl<H: Handler> Pool<H> {
             })
             .collect::<Result<_, TransportError>>()?;
         Ok(Pool {
-            ctx,
-            options,
-            role,
-            frontend,
+            broker: Broker {
+                ctx,
+                options,
+                role,
+                frontend,
+                subs,
+                backend,
+                slots: Vec::with_capacity(workers.len()),
+                free: VecDeque::with_capacity(workers.len()),
+                stats: builder.stats,
+                part: zmq::Message::new(),
+                user: String::new(),
+            },
             endpoints,
-            subs,
-            backend,
             workers,
             stop,
-            stats: builder.stats,
             zap,
         })
     }
@@ -203,38 +204,19 @@ impl<H: Handler> Pool<H> {
 
     /// The pool's socket counters (all workers together).
     pub(crate) fn stats(&self) -> Arc<ReceiverStats> {
-        self.stats.clone()
+        self.broker.stats.clone()
     }
 
     /// Starts the workers and brokers until stopped; then ends the workers and joins them.
     /// Returns the first error of the broker or of a worker.
     pub(crate) fn run(self) -> Result<(), TransportError> {
         let Pool {
-            ctx,
-            options,
-            role,
-            frontend,
-            subs,
-            backend,
+            mut broker,
             workers,
             stop,
-            stats,
             zap,
             ..
         } = self;
-        let mut broker = Broker {
-            ctx,
-            options,
-            role,
-            frontend,
-            subs,
-            backend,
-            slots: Vec::with_capacity(workers.len()),
-            free: VecDeque::with_capacity(workers.len()),
-            stats,
-            part: zmq::Message::new(),
-            user: String::new(),
-        };
         let mut served = Ok(());
         for (index, (socket, handler)) in workers.into_iter().enumerate() {
             let spawned = std::thread::Builder::new()
