@@ -44,11 +44,7 @@ fn small_messages() -> SocketOptions {
 /// `max_message_size` and never reconnects it; the SUB stayed deaf for good.
 #[test]
 fn a_subscriber_hears_again_after_an_oversized_publication() {
-    let mut publisher = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let endpoint = publisher.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut publisher, endpoint) = publishing_client(None);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let store = seen.clone();
     let running = RpcServer::builder()
@@ -63,14 +59,6 @@ fn a_subscriber_hears_again_after_an_oversized_publication() {
         .unwrap()
         .spawn()
         .unwrap();
-    let attached = |publisher: &mut RpcClient| {
-        publisher
-            .sender()
-            .publisher()
-            .unwrap()
-            .wait_for_subscriber(secs(5))
-            .unwrap()
-    };
     assert!(attached(&mut publisher));
     let blob = |seq, size| Blob {
         seq,
@@ -184,11 +172,7 @@ fn a_pipeline_with_a_wrong_password_fails_with_auth_failed() {
 #[test]
 fn a_burst_of_notifications_is_received_or_counted_as_dropped() {
     const SENT: u32 = 10_000;
-    let mut publisher = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let endpoint = publisher.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut publisher, endpoint) = publishing_client(None);
     // A subscriber slower than the publisher: it falls behind at once.
     let seen = Arc::new(Mutex::new(Vec::new()));
     let store = seen.clone();
@@ -204,12 +188,7 @@ fn a_burst_of_notifications_is_received_or_counted_as_dropped() {
         .unwrap()
         .spawn()
         .unwrap();
-    assert!(publisher
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut publisher));
     // 10 MB in all: more than libzmq's pipes and the kernel's socket buffers hold.
     let bytes = vec![5u8; 1000];
     for seq in 0..SENT {
@@ -325,11 +304,7 @@ fn a_service_sees_the_callers_sequence_number() {
 #[test]
 fn a_relay_delivers_what_it_held_for_a_slow_subscriber_after_the_last_message() {
     const SENT: u32 = 8000;
-    let mut sensor = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut sensor, sensor_endpoint) = publishing_client(None);
     let proxy = Proxy::builder(ProxyKind::Sub2Pub)
         .input(&sensor_endpoint)
         .output("tcp://127.0.0.1:*")

@@ -108,12 +108,7 @@ fn pool_users() -> Users {
 #[test]
 fn a_pool_refuses_publishers_without_the_right_credentials() {
     for credentials in [None, Some(Credentials::new("sensor", "wrong"))] {
-        let mut builder = RpcClient::builder().publish_on("tcp://127.0.0.1:*");
-        if let Some(credentials) = credentials.clone() {
-            builder = builder.credentials(credentials);
-        }
-        let mut intruder = builder.connect().unwrap();
-        let endpoint = intruder.sender().publisher().unwrap().endpoints()[0].clone();
+        let (mut intruder, endpoint) = publishing_client(credentials.clone());
         let samples = Samples::default();
         let service = samples.service();
         let running = RpcServer::builder()
@@ -145,12 +140,7 @@ fn a_pool_refuses_publishers_without_the_right_credentials() {
         assert_eq!(running.stats().receiver.snapshot().received, 0);
     }
     // The right credentials get through the same pool.
-    let mut sensor = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .credentials(Credentials::new("sensor", "s3cret"))
-        .connect()
-        .unwrap();
-    let endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut sensor, endpoint) = publishing_client(Some(Credentials::new("sensor", "s3cret")));
     let samples = Samples::default();
     let _running = RpcServer::builder()
         .authenticate(pool_users())
@@ -162,12 +152,7 @@ fn a_pool_refuses_publishers_without_the_right_credentials() {
         .unwrap()
         .spawn()
         .unwrap();
-    assert!(sensor
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut sensor));
     sensor.notify(&Sample { seq: 9, value: 1.0 }).unwrap();
     assert_eq!(samples.wait_for(1, secs(5)), [9]);
 }

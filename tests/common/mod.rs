@@ -168,3 +168,27 @@ pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A client publishing on a fresh TCP port (presenting `credentials` if given), and that
+/// port's endpoint for servers to subscribe to.
+pub fn publishing_client(
+    credentials: Option<zmqrpc::transport::Credentials>,
+) -> (RpcClient, String) {
+    let mut builder = RpcClient::builder().publish_on("tcp://127.0.0.1:*");
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
+    }
+    let mut client = builder.connect().unwrap();
+    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    (client, endpoint)
+}
+
+/// Waits (bounded) until a subscriber attaches to `client`'s publisher; whether one did.
+pub fn attached(client: &mut RpcClient) -> bool {
+    client
+        .sender()
+        .publisher()
+        .unwrap()
+        .wait_for_subscriber(secs(5))
+        .unwrap()
+}
