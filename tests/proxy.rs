@@ -77,6 +77,42 @@ fn rep2req_answers_a_dead_downstream_with_an_error_and_recovers_at_once() {
     assert_eq!((counts.failed, counts.forwarded), (2, 1));
 }
 
+/// Regression: the plain proxies forwarded reply and error frames that the server and the
+/// buffered proxy refuse as not requests.
+#[test]
+fn rep2req_refuses_a_frame_that_is_not_a_request() {
+    let (server_endpoint, server) = server();
+    let (proxy_endpoint, _proxy) = rep2req(&server_endpoint, secs(5));
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::REQ).unwrap();
+    raw.set_linger(0).unwrap();
+    raw.set_rcvtimeo(5_000 * slack() as i32).unwrap();
+    raw.connect(&proxy_endpoint).unwrap();
+    let request = zmqrpc::Header::request(5, <Add as zmqrpc::Command>::KEY);
+    let mut buf = [0u8; 64];
+    for stray in [
+        zmqrpc::frame::encode(&request.reply(), &7i64, &mut buf)
+            .unwrap()
+            .to_vec(),
+        zmqrpc::frame::HEARTBEAT.to_vec(),
+    ] {
+        raw.send(&stray[..], 0).unwrap();
+        let answer = raw.recv_bytes(0).unwrap();
+        if stray[..] == zmqrpc::frame::HEARTBEAT[..] {
+            assert_eq!(answer, stray, "a heartbeat is answered, not forwarded");
+            continue;
+        }
+        let frame = zmqrpc::Frame::decode(&answer).unwrap();
+        assert_eq!(frame.header, request.error());
+        assert_eq!(frame.remote_error().unwrap().code, ErrorCode::BadFrame);
+    }
+    assert_eq!(
+        server.stats().receiver.snapshot().received,
+        0,
+        "never forwarded"
+    );
+}
+
 #[test]
 fn rep2req_refuses_what_is_not_a_frame() {
     let (server_endpoint, server) = server();

@@ -41,6 +41,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether a server serves a frame of this kind: a [`Kind::Request`] or a
+    /// [`Kind::Notify`]. Everything else (answers, heartbeats) is refused or absorbed.
+    pub const fn is_request(self) -> bool {
+        matches!(self, Kind::Request | Kind::Notify)
+    }
+
+    /// Whether a frame of this kind answers a request: a [`Kind::Reply`] or [`Kind::Error`].
+    pub const fn is_answer(self) -> bool {
+        matches!(self, Kind::Reply | Kind::Error)
+    }
+
     /// The kind of a wire byte, if it names one.
     pub const fn from_u8(byte: u8) -> Option<Kind> {
         match byte {
@@ -90,6 +101,12 @@ pub struct Header {
 }
 
 impl Header {
+    /// Stands for a request that could not be read far enough to have a sequence number or
+    /// key (garbage, a wrong version, a multipart message). Its error answer,
+    /// `Header::UNREADABLE.error()`, is the *unaddressed* error: a caller takes it as the
+    /// answer to whatever it asked (it says why the request was refused), never as a value.
+    pub const UNREADABLE: Header = Header::request(0, Key(0));
+
     /// The header of request number `seq` for command `key`.
     pub const fn request(seq: u32, key: Key) -> Header {
         Header {
@@ -126,9 +143,19 @@ impl Header {
 
     /// Whether `answer` is a reply or error to this request: same sequence number and key.
     pub fn is_answered_by(&self, answer: &Header) -> bool {
-        matches!(answer.kind, Kind::Reply | Kind::Error)
-            && answer.seq == self.seq
-            && answer.key == self.key
+        answer.kind.is_answer() && answer.seq == self.seq && answer.key == self.key
+    }
+
+    /// Whether this is the unaddressed error: the answer to a request that could not be
+    /// read (see [`Header::UNREADABLE`]).
+    pub fn is_unaddressed_error(&self) -> bool {
+        *self == Header::UNREADABLE.error()
+    }
+
+    /// Whether `answer` is the answer this request should take: its own reply or error, or
+    /// the unaddressed error (which can only be an error, never a value).
+    pub fn takes_answer(&self, answer: &Header) -> bool {
+        self.is_answered_by(answer) || answer.is_unaddressed_error()
     }
 
     /// Writes the header into the first [`HEADER_LEN`] bytes of `out`.
@@ -207,6 +234,29 @@ impl<'a> Frame<'a> {
     pub fn remote_error(&self) -> Result<RemoteError, DecodeError> {
         self.body()
     }
+
+    /// What an answer frame says: the response `R` of a [`Kind::Reply`], or the
+    /// [`RemoteError`] of a [`Kind::Error`]. Any other kind is
+    /// [`DecodeError::NotAnAnswer`]. Whether the answer belongs to a given request is
+    /// [`Header::takes_answer`]'s question.
+    ///
+    /// ```
+    /// use zmqrpc_core::{frame, ErrorCode, Frame, Header, Key, RemoteError};
+    /// let request = Header::request(9, Key::of("add"));
+    /// let mut buf = [0u8; 64];
+    /// let reply = frame::encode(&request.reply(), &5u32, &mut buf).unwrap();
+    /// assert_eq!(Frame::decode(reply).unwrap().outcome::<u32>(), Ok(Ok(5)));
+    /// let refusal = RemoteError::new(ErrorCode::Busy, "full");
+    /// let error = frame::encode(&request.error(), &refusal, &mut buf).unwrap();
+    /// assert_eq!(Frame::decode(error).unwrap().outcome::<u32>(), Ok(Err(refusal)));
+    /// ```
+    pub fn outcome<R: Deserialize<'a>>(&self) -> Result<Result<R, RemoteError>, DecodeError> {
+        match self.header.kind {
+            Kind::Reply => self.body().map(Ok),
+            Kind::Error => self.remote_error().map(Err),
+            kind => Err(DecodeError::NotAnAnswer(kind)),
+        }
+    }
 }
 
 /// Encodes `header` and `body` into `buf`, returning the bytes written.
@@ -249,6 +299,8 @@ pub enum DecodeError {
     BadBody,
     /// The body holds a valid value followed by this many unexpected bytes.
     TrailingBytes(usize),
+    /// An answer was expected, and the frame is of this other kind.
+    NotAnAnswer(Kind),
 }
 
 impl fmt::Display for DecodeError {
@@ -265,6 +317,7 @@ impl fmt::Display for DecodeError {
             DecodeError::BodyTruncated => f.write_str("frame body is truncated"),
             DecodeError::BadBody => f.write_str("frame body does not decode as the expected type"),
             DecodeError::TrailingBytes(n) => write!(f, "frame body has {n} trailing bytes"),
+            DecodeError::NotAnAnswer(kind) => write!(f, "a {kind:?} frame where an answer was due"),
         }
     }
 }

@@ -35,6 +35,17 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Whether the request was not served for a passing reason and may succeed if sent
+    /// again: the receiver was full ([`Busy`](ErrorCode::Busy)) or a proxy could not reach
+    /// its downstream ([`Timeout`](ErrorCode::Timeout), [`Unavailable`](ErrorCode::Unavailable)).
+    /// Every other code would be the same the next time.
+    pub const fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Unavailable
+        )
+    }
+
     /// The code's wire value.
     pub const fn to_u16(self) -> u16 {
         match self {

@@ -223,3 +223,74 @@ fn decode_errors_say_what_is_wrong() {
         "unknown command: key 00ff"
     );
 }
+
+#[test]
+fn a_server_serves_requests_and_notifications_only() {
+    assert!(Kind::Request.is_request() && Kind::Notify.is_request());
+    for kind in [Kind::Reply, Kind::Error, Kind::Heartbeat] {
+        assert!(!kind.is_request(), "{kind:?}");
+    }
+    assert!(Kind::Reply.is_answer() && Kind::Error.is_answer());
+    for kind in [Kind::Request, Kind::Notify, Kind::Heartbeat] {
+        assert!(!kind.is_answer(), "{kind:?}");
+    }
+}
+
+#[test]
+fn a_request_takes_its_own_answers_and_the_unaddressed_error_only() {
+    let request = Header::request(41, Key::of("test.add"));
+    assert!(request.takes_answer(&request.reply()));
+    assert!(request.takes_answer(&request.error()));
+    // The unaddressed error: the answer to a request that could not be read.
+    let unaddressed = Header::UNREADABLE.error();
+    assert!(unaddressed.is_unaddressed_error());
+    assert!(request.takes_answer(&unaddressed));
+    // But never an unaddressed value, another call's answer, or a request.
+    assert!(!request.takes_answer(&Header::UNREADABLE.reply()));
+    assert!(!request.takes_answer(&Header::request(42, request.key).reply()));
+    assert!(!request.takes_answer(&Header::request(41, Key::of("other")).error()));
+    assert!(!request.takes_answer(&request));
+    assert!(!request.error().is_unaddressed_error());
+}
+
+#[test]
+fn an_answer_says_its_response_or_its_remote_error() {
+    let request = Header::request(3, Key::of("test.echo"));
+    let mut buf = [0u8; 128];
+    let reply = frame::encode(&request.reply(), "pong", &mut buf).unwrap();
+    assert_eq!(
+        Frame::decode(reply).unwrap().outcome::<&str>(),
+        Ok(Ok("pong"))
+    );
+    let refusal = RemoteError::new(ErrorCode::ServiceFailed, "no");
+    let error = frame::encode(&request.error(), &refusal, &mut buf).unwrap();
+    assert_eq!(
+        Frame::decode(error).unwrap().outcome::<&str>(),
+        Ok(Err(refusal))
+    );
+    // A reply whose body is not the response type, and a frame that is no answer.
+    let wrong = frame::encode(&request.reply(), &7u8, &mut buf).unwrap();
+    assert!(Frame::decode(wrong).unwrap().outcome::<&str>().is_err());
+    let not_an_answer = frame::encode(&request, "ping", &mut buf).unwrap();
+    assert_eq!(
+        Frame::decode(not_an_answer).unwrap().outcome::<&str>(),
+        Err(DecodeError::NotAnAnswer(Kind::Request))
+    );
+}
+
+#[test]
+fn only_passing_refusals_are_worth_sending_again() {
+    for code in [ErrorCode::Busy, ErrorCode::Timeout, ErrorCode::Unavailable] {
+        assert!(code.is_transient(), "{code:?}");
+    }
+    for code in [
+        ErrorCode::UnknownCommand,
+        ErrorCode::BadFrame,
+        ErrorCode::VersionMismatch,
+        ErrorCode::ServiceFailed,
+        ErrorCode::TooLarge,
+        ErrorCode::Other(999),
+    ] {
+        assert!(!code.is_transient(), "{code:?}");
+    }
+}

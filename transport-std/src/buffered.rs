@@ -31,7 +31,7 @@ use crate::requester::Requester;
 use crate::shutdown::{Running, Shutdown};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{bump, set};
-use crate::wire::{encode_error, encode_to_vec};
+use crate::wire::{encode_error, encode_to_vec, read_request};
 use crate::TransportError;
 
 /// The most requests a buffered proxy can hold.
@@ -316,9 +316,6 @@ struct Buffer {
     last_log: Instant,
 }
 
-/// The header of an answer to a message too broken to have one.
-const NO_REQUEST: Header = Header::request(0, zmqrpc_core::Key(0));
-
 impl Buffer {
     /// Queues and (with a spool) persists `message`; the error reply says why not.
     fn accept(&mut self, message: &[u8]) -> Result<(), (ErrorCode, String)> {
@@ -442,14 +439,7 @@ fn judge(answer: &[u8]) -> Verdict {
         return Verdict::Done;
     }
     match frame.remote_error() {
-        Ok(e)
-            if matches!(
-                e.code,
-                ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Unavailable
-            ) =>
-        {
-            Verdict::TryAgain(e.to_string())
-        }
+        Ok(e) if e.code.is_transient() => Verdict::TryAgain(e.to_string()),
         Ok(_) => Verdict::Refused,
         Err(_) => Verdict::TryAgain("unreadable error answer".into()),
     }
@@ -459,16 +449,11 @@ impl Handler for Buffer {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         // On SUB the reply is discarded: what would be an error reply is only counted.
-        let header = match Header::read(message.bytes) {
-            Ok(header) if matches!(header.kind, Kind::Request | Kind::Notify) => header,
-            Ok(header) => {
+        let header = match read_request(message.bytes) {
+            Ok(header) => header,
+            Err(refusal) => {
                 bump(&self.stats.failed);
-                encode_error(&header, ErrorCode::BadFrame, "not a request", reply);
-                return;
-            }
-            Err(e) => {
-                bump(&self.stats.failed);
-                encode_error(&NO_REQUEST, ErrorCode::BadFrame, &e.to_string(), reply);
+                refusal.answer(reply);
                 return;
             }
         };
@@ -493,7 +478,12 @@ impl Handler for Buffer {
     fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         if origin == Origin::Rep {
-            encode_error(&NO_REQUEST, ErrorCode::BadFrame, "multipart message", reply);
+            encode_error(
+                &Header::UNREADABLE,
+                ErrorCode::BadFrame,
+                "multipart message",
+                reply,
+            );
         }
     }
 

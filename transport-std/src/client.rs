@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use zmqrpc_core::{Command, Frame, Header, Kind};
+use zmqrpc_core::{Command, Frame, Header};
 
 use crate::auth::Credentials;
 use crate::monitor::HandshakeFailure;
@@ -195,38 +195,24 @@ impl RpcClient {
     }
 }
 
-/// Turns reply bytes into the call's result.
+/// Turns reply bytes into the call's result. A server that could not read the request
+/// answers with the unaddressed error, which is taken (it says what went wrong); any other
+/// answer to another call is a stray.
 fn answer<C: Command>(
     request: &Header,
     endpoint: &str,
     bytes: &[u8],
 ) -> Result<C::Response, CallError> {
-    let decode_error = |error| CallError::Decode {
+    let frame = Frame::decode(bytes).map_err(|error| CallError::Decode {
         endpoint: endpoint.to_owned(),
         error,
-    };
-    let frame = Frame::decode(bytes).map_err(decode_error)?;
-    if !request.is_answered_by(&frame.header) {
-        // A server that could not read the request cannot echo its number: accept its
-        // error, which says what went wrong, but never a value.
-        if frame.header.kind == Kind::Error && frame.header.seq == 0 && frame.header.key.0 == 0 {
-            let error = frame.remote_error().map_err(decode_error)?;
-            return Err(CallError::Remote {
-                endpoint: endpoint.to_owned(),
-                error: Box::new(error),
-            });
-        }
+    })?;
+    if !request.takes_answer(&frame.header) {
         return Err(CallError::StrayReply {
             endpoint: endpoint.to_owned(),
         });
     }
-    match frame.header.kind {
-        Kind::Reply => frame.body::<C::Response>().map_err(decode_error),
-        _ => Err(CallError::Remote {
-            endpoint: endpoint.to_owned(),
-            error: Box::new(frame.remote_error().map_err(decode_error)?),
-        }),
-    }
+    CallError::from_outcome(endpoint, frame.outcome::<C::Response>())
 }
 
 /// A starting sequence number that differs between runs, so replies meant for an earlier

@@ -207,6 +207,29 @@ impl std::error::Error for CallError {
     }
 }
 
+impl CallError {
+    /// A call's result from what its answer said ([`Frame::outcome`]), naming `endpoint`
+    /// in the errors.
+    ///
+    /// [`Frame::outcome`]: zmqrpc_core::Frame::outcome
+    pub(crate) fn from_outcome<R>(
+        endpoint: &str,
+        outcome: Result<Result<R, RemoteError>, DecodeError>,
+    ) -> Result<R, CallError> {
+        match outcome {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(CallError::Remote {
+                endpoint: endpoint.to_owned(),
+                error: Box::new(error),
+            }),
+            Err(error) => Err(CallError::Decode {
+                endpoint: endpoint.to_owned(),
+                error,
+            }),
+        }
+    }
+}
+
 impl From<RequestError> for CallError {
     fn from(e: RequestError) -> Self {
         match e {

@@ -25,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::{Command, Frame, Header, Kind};
+use zmqrpc_core::{Command, Frame, Header};
 
 use crate::auth::{Credentials, Role};
 use crate::monitor::{Event, Handshakes, Monitor, Watch};
@@ -421,30 +421,12 @@ impl<C: Command> Pipeline<C> {
     fn answer(&mut self) -> Option<Answer<C>> {
         let frame = Frame::decode(&self.part).ok()?;
         let header = frame.header;
-        if header.key != C::KEY || !matches!(header.kind, Kind::Reply | Kind::Error) {
+        if header.key != C::KEY || !header.kind.is_answer() {
             return None;
         }
         self.in_flight.remove(&header.seq)?;
-        let endpoint = || self.endpoint.clone();
-        let result = match header.kind {
-            Kind::Reply => frame
-                .body::<C::Response>()
-                .map_err(|error| CallError::Decode {
-                    endpoint: endpoint(),
-                    error,
-                }),
-            _ => match frame.remote_error() {
-                Ok(error) => Err(CallError::Remote {
-                    endpoint: endpoint(),
-                    error: Box::new(error),
-                }),
-                Err(error) => Err(CallError::Decode {
-                    endpoint: endpoint(),
-                    error,
-                }),
-            },
-        };
-        Some((header.seq, result))
+        let outcome = frame.outcome::<C::Response>();
+        Some((header.seq, CallError::from_outcome(&self.endpoint, outcome)))
     }
 
     /// The call whose deadline passed first, if any.

@@ -28,7 +28,7 @@ use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Reje
 use crate::requester::Requester;
 use crate::shutdown::{Running, Shutdown};
 use crate::stats::{bump, counters, set};
-use crate::wire::{encode_error, encode_to_vec};
+use crate::wire::{encode_error, encode_to_vec, read_request};
 use crate::{RequestError, TransportError};
 
 /// Which sockets a [`Proxy`] joins.
@@ -311,20 +311,17 @@ struct Forwarder {
     last_log: Instant,
 }
 
-/// The header of an answer to a message too broken to have one.
-const NO_REQUEST: Header = Header::request(0, zmqrpc_core::Key(0));
-
 impl Handler for Forwarder {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         let answer = message.origin == Origin::Rep;
-        // The header only: to answer correctly and to refuse what is not a frame.
-        let header = match Header::read(message.bytes) {
+        // The header only: to answer correctly and to refuse what is not a request.
+        let header = match read_request(message.bytes) {
             Ok(header) => header,
-            Err(e) => {
+            Err(refusal) => {
                 bump(&self.stats.failed);
                 if answer {
-                    encode_error(&NO_REQUEST, ErrorCode::BadFrame, &e.to_string(), reply);
+                    refusal.answer(reply);
                 }
                 return;
             }
@@ -408,7 +405,12 @@ impl Handler for Forwarder {
         bump(&self.stats.received);
         bump(&self.stats.failed);
         if origin == Origin::Rep {
-            encode_error(&NO_REQUEST, ErrorCode::BadFrame, "multipart message", reply);
+            encode_error(
+                &Header::UNREADABLE,
+                ErrorCode::BadFrame,
+                "multipart message",
+                reply,
+            );
         }
     }
 }

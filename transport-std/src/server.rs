@@ -19,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zmqrpc_core::{Command, DecodeError, ErrorCode, Frame, Header, Key, Kind};
+use zmqrpc_core::{frame, Command, ErrorCode, Frame, Header, Key};
 
 use crate::auth::Users;
 use crate::options::SocketOptions;
@@ -29,7 +29,7 @@ use crate::receiver::{
 };
 use crate::shutdown::{Running, Shutdown};
 use crate::stats::{bump, counters};
-use crate::wire::{encode_error, encode_to_vec, max_frame};
+use crate::wire::{encode_error, encode_to_vec, max_frame, read_request};
 use crate::TransportError;
 
 /// A service failed; its message goes back to the caller in a `ServiceFailed` error.
@@ -563,30 +563,18 @@ struct Dispatcher {
     max_body: usize,
 }
 
-/// The header of an answer to a message that did not decode far enough to have one.
-const NO_REQUEST: Header = Header::request(0, Key(0));
-
 impl Handler for Dispatcher {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         let reply = (message.origin == Origin::Rep).then_some(reply);
-        let frame = match Frame::decode(message.bytes) {
-            Ok(frame) if matches!(frame.header.kind, Kind::Request | Kind::Notify) => frame,
-            Ok(frame) => {
+        let frame = match read_request(message.bytes) {
+            Ok(header) => Frame {
+                header,
+                body: message.bytes.get(frame::HEADER_LEN..).unwrap_or_default(),
+            },
+            Err(refusal) => {
                 bump(&self.stats.bad_frames);
                 if let Some(reply) = reply {
-                    let message = format!("a {:?} frame is not a request", frame.header.kind);
-                    encode_error(&frame.header, ErrorCode::BadFrame, &message, reply);
-                }
-                return;
-            }
-            Err(e) => {
-                bump(&self.stats.bad_frames);
-                if let Some(reply) = reply {
-                    let code = match e {
-                        DecodeError::UnknownVersion(_) => ErrorCode::VersionMismatch,
-                        _ => ErrorCode::BadFrame,
-                    };
-                    encode_error(&NO_REQUEST, code, &e.to_string(), reply);
+                    refusal.answer(reply);
                 }
                 return;
             }
@@ -629,7 +617,7 @@ impl Handler for Dispatcher {
             let message = match reason {
                 Rejection::Multipart => "multipart message",
             };
-            encode_error(&NO_REQUEST, ErrorCode::BadFrame, message, reply);
+            encode_error(&Header::UNREADABLE, ErrorCode::BadFrame, message, reply);
         }
     }
 }
