@@ -92,12 +92,14 @@ pub fn credentials(file: Option<&Path>) -> Result<Option<Credentials>, CliError>
             .ok_or_else(|| format!("{}: first line is not `user:password`", file.display()))?;
         return Ok(Some(Credentials::new(user, password)));
     }
-    match (
-        std::env::var("ZMQRPC_USER"),
-        std::env::var("ZMQRPC_PASSWORD"),
-    ) {
-        (Ok(user), Ok(password)) => Ok(Some(Credentials::new(user, password))),
-        _ => Ok(None),
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    match (var("ZMQRPC_USER"), var("ZMQRPC_PASSWORD")) {
+        (Some(user), Some(password)) => Ok(Some(Credentials::new(user, password))),
+        (None, None) => Ok(None),
+        // Half of a pair is a mistake, not "no credentials": say so instead of connecting
+        // without any.
+        (Some(_), None) => Err("ZMQRPC_USER is set but ZMQRPC_PASSWORD is not".into()),
+        (None, Some(_)) => Err("ZMQRPC_PASSWORD is set but ZMQRPC_USER is not".into()),
     }
 }
 

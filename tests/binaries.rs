@@ -688,6 +688,17 @@ fn server_call_presents_credentials_from_a_file_or_the_environment() {
         call_echo(&agent, "x", None, &[]),
         "security handshake failed",
     );
+    // Half a pair is a mistake, said as such (it used to mean "no credentials").
+    for (half, missing) in [
+        (("ZMQRPC_USER", "ops"), "ZMQRPC_PASSWORD is not"),
+        (("ZMQRPC_PASSWORD", "hunter2"), "ZMQRPC_USER is not"),
+    ] {
+        let out = call_echo(&agent, "x", None, &[half]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(out.stdout.is_empty());
+        assert!(stderr.contains(missing), "{stderr}");
+    }
 }
 
 #[test]
