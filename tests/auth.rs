@@ -109,12 +109,7 @@ fn wrong_or_missing_credentials_fail_fast_with_auth_failed() {
 
 #[test]
 fn right_credentials_work_on_pub_sub() {
-    let mut publisher = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .credentials(Credentials::new("sensor", "s3cret"))
-        .connect()
-        .unwrap();
-    let endpoint = publisher.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut publisher, endpoint) = publishing_client(Some(Credentials::new("sensor", "s3cret")));
     let samples = Samples::default();
     let _running = RpcServer::builder()
         .authenticate(users())
@@ -126,12 +121,7 @@ fn right_credentials_work_on_pub_sub() {
         .spawn()
         .unwrap();
     publisher.notify(&Sample { seq: 7, value: 1.0 }).unwrap();
-    assert!(publisher
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut publisher));
     assert_eq!(samples.wait_for(1, secs(5)), [7]);
 }
 

@@ -974,11 +974,7 @@ fn signal_child_whose_stop_never_ends() {
 
 #[test]
 fn sub2req_forwards_a_publishers_notifications_to_a_server() {
-    let mut sensor = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut sensor, sensor_endpoint) = publishing_client(None);
     let samples = Samples::default();
     let server = samples.server().rep("tcp://127.0.0.1:*").bind().unwrap();
     let server_endpoint = server.rep_endpoints()[0].clone();
@@ -1000,22 +996,13 @@ fn sub2req_forwards_a_publishers_notifications_to_a_server() {
         sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
     }
     // Held by the publisher until the proxy subscribes.
-    assert!(sensor
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut sensor));
     assert_eq!(samples.wait_for(5, secs(5)), [0, 1, 2, 3, 4]);
 }
 
 #[test]
 fn sub2pub_relays_a_publishers_notifications_to_a_subscribing_server() {
-    let mut sensor = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut sensor, sensor_endpoint) = publishing_client(None);
     let (_proxy, ready) = Process::start(
         PROXY,
         &[
@@ -1042,12 +1029,7 @@ fn sub2pub_relays_a_publishers_notifications_to_a_subscribing_server() {
     for seq in 0..5 {
         sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
     }
-    assert!(sensor
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut sensor));
     // The relay holds what arrives before the server subscribes.
     assert_eq!(samples.wait_for(5, secs(5)), [0, 1, 2, 3, 4]);
 }

@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zmqrpc::transport::{BufferedProxy, CallError, RpcClient, RpcServer, ServiceError, Spool};
+use zmqrpc::transport::{BufferedProxy, CallError, RpcServer, ServiceError, Spool};
 use zmqrpc::{ErrorCode, Frame};
 
 fn fast_retry(
@@ -280,11 +280,7 @@ fn the_memory_budget_in_bytes_refuses_with_busy() {
 
 #[test]
 fn a_subscribed_publisher_is_buffered_and_delivered_to_a_server() {
-    let mut sensor = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut sensor, sensor_endpoint) = publishing_client(None);
     let downstream = ipc_endpoint("buffered-sub-down");
     let proxy = fast_retry(BufferedProxy::builder())
         .subscribe(&sensor_endpoint)
@@ -296,12 +292,7 @@ fn a_subscribed_publisher_is_buffered_and_delivered_to_a_server() {
         "a SUB input binds nothing"
     );
     let proxy = proxy.spawn().unwrap();
-    assert!(sensor
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut sensor));
 
     // Published while the server is away: the proxy holds them.
     for seq in 0..5 {

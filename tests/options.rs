@@ -135,11 +135,7 @@ fn a_servers_own_max_message_size_applies_to_its_rep_and_sub_sockets() {
         max_message_size: Some(1024),
         ..SocketOptions::default()
     };
-    let mut sensor = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut sensor, sensor_endpoint) = publishing_client(None);
     let heard = Arc::new(Mutex::new(Vec::new()));
     let store = heard.clone();
     let server = blob_server(Some(options))
@@ -169,12 +165,7 @@ fn a_servers_own_max_message_size_applies_to_its_rep_and_sub_sockets() {
 
     // SUB: a 1024-byte publication arrives, a 1025-byte one never does (the connection it
     // came on is dropped, and the subscriber comes back for the next).
-    assert!(sensor
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut sensor));
     let publish = |sensor: &mut RpcClient, size: usize| {
         let (message, _) = blob_frame(Header::notify(Blob::KEY), size);
         sensor.sender().publish(&message).unwrap();
@@ -469,12 +460,7 @@ fn time_to_close_a_stuck_publisher(options: Option<SocketOptions>) -> Duration {
     subscriber.set_rcvbuf(4096).unwrap();
     subscriber.set_subscribe(b"").unwrap();
     subscriber.connect(&endpoint).unwrap();
-    assert!(sensor
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut sensor));
     let big = vec![0u8; 900 << 10];
     for _ in 0..24 {
         sensor.sender().publish(&big).unwrap(); // ~21 MB: far more than the kernel buffers

@@ -136,11 +136,7 @@ fn rep2req_refuses_what_is_not_a_frame() {
 #[test]
 fn sub2req_and_sub2pub_forward_notifications() {
     // sensor --PUB--> [sub2pub] --PUB--> [sub2req] --REQ--> server
-    let mut sensor = RpcClient::builder()
-        .publish_on("tcp://127.0.0.1:*")
-        .connect()
-        .unwrap();
-    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let (mut sensor, sensor_endpoint) = publishing_client(None);
     let samples = Samples::default();
     let server = samples.server().rep("tcp://127.0.0.1:*").bind().unwrap();
     let server_endpoint = server.rep_endpoints()[0].clone();
@@ -164,12 +160,7 @@ fn sub2req_and_sub2pub_forward_notifications() {
     for seq in 0..5 {
         sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
     }
-    assert!(sensor
-        .sender()
-        .publisher()
-        .unwrap()
-        .wait_for_subscriber(secs(5))
-        .unwrap());
+    assert!(attached(&mut sensor));
     // The relay's own publisher holds what arrives before the second hop subscribes.
     assert_eq!(samples.wait_for(5, secs(10)), [0, 1, 2, 3, 4]);
     // The hop counts a forward once the server's answer is back, just after the sample.
