@@ -222,12 +222,7 @@ impl<'a> Frame<'a> {
 
     /// Decodes the body as a `T`, which must use every byte of it.
     pub fn body<T: Deserialize<'a>>(&self) -> Result<T, DecodeError> {
-        let (value, rest) = postcard::take_from_bytes(self.body).map_err(body_error)?;
-        if rest.is_empty() {
-            Ok(value)
-        } else {
-            Err(DecodeError::TrailingBytes(rest.len()))
-        }
+        decode_body(self.body)
     }
 
     /// Decodes the body of an [`Kind::Error`] frame.
@@ -273,6 +268,16 @@ pub fn encode<'b, T: Serialize + ?Sized>(
         })?
         .len();
     Ok(&buf[..HEADER_LEN + body_len])
+}
+
+/// Decodes a frame body (the bytes after the header) as a `T`, which must use every byte.
+pub fn decode_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
+    let (value, rest) = postcard::take_from_bytes(body).map_err(body_error)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(DecodeError::TrailingBytes(rest.len()))
+    }
 }
 
 fn body_error(error: postcard::Error) -> DecodeError {

@@ -21,9 +21,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::{BoundedQueue, ErrorCode, Frame, Header, Kind, OverflowPolicy};
+use zmqrpc_core::{BoundedQueue, ErrorCode, OverflowPolicy};
 
 use crate::auth::{Credentials, Users};
+use crate::dialect::{AnswerView, Dialect, Native};
 use crate::options::{later, SocketOptions};
 use crate::proxy::{ProxyStats, LOG_EVERY};
 use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Rejection};
@@ -31,14 +32,14 @@ use crate::requester::Requester;
 use crate::shutdown::{Running, Shutdown};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{bump, set};
-use crate::wire::{encode_error, encode_to_vec, read_request};
 use crate::TransportError;
 
 /// The most requests a buffered proxy can hold.
 pub const MAX_BUFFERED: usize = 16_384;
 
 /// Builds a [`BufferedProxy`].
-pub struct BufferedProxyBuilder {
+pub struct BufferedProxyBuilder<D: Dialect = Native> {
+    dialect: D,
     ctx: Option<zmq::Context>,
     input: ReceiverBuilder,
     outputs: Vec<String>,
@@ -51,7 +52,7 @@ pub struct BufferedProxyBuilder {
     spool: Option<(PathBuf, u64)>,
 }
 
-impl BufferedProxyBuilder {
+impl<D: Dialect> BufferedProxyBuilder<D> {
     /// Uses `ctx` for both sides (needed for `inproc://`).
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.input = self.input.context(ctx);
@@ -140,7 +141,7 @@ impl BufferedProxyBuilder {
     }
 
     /// Opens the spool (recovering what it holds), binds and connects both sides.
-    pub fn bind(self) -> Result<BufferedProxy, BufferedProxyError> {
+    pub fn bind(self) -> Result<BufferedProxy<D>, BufferedProxyError> {
         let mut queue = Box::new(BoundedQueue::with_limit(
             OverflowPolicy::RejectNew,
             self.capacity,
@@ -181,6 +182,8 @@ impl BufferedProxyBuilder {
         Ok(BufferedProxy {
             input,
             buffer: Buffer {
+                dialect: self.dialect,
+                scratch: Vec::new(),
                 queue,
                 spool,
                 requester,
@@ -244,17 +247,25 @@ impl From<SpoolError> for BufferedProxyError {
 }
 
 /// A store-and-forward REP→REQ proxy; see the [module docs](self).
-pub struct BufferedProxy {
+pub struct BufferedProxy<D: Dialect = Native> {
     input: Receiver,
-    buffer: Buffer,
+    buffer: Buffer<D>,
 }
 
 impl BufferedProxy {
-    /// Starts building a buffered proxy.
+    /// Starts building a buffered proxy for the native dialect.
     pub fn builder() -> BufferedProxyBuilder {
+        BufferedProxy::builder_for(Native)
+    }
+}
+
+impl<D: Dialect> BufferedProxy<D> {
+    /// Starts building a buffered proxy that reads (and acknowledges) `dialect`.
+    pub fn builder_for(dialect: D) -> BufferedProxyBuilder<D> {
         BufferedProxyBuilder {
+            dialect,
             ctx: None,
-            input: Receiver::builder(),
+            input: Receiver::builder().heartbeats(D::heartbeat_answer),
             outputs: Vec::new(),
             output_options: SocketOptions::default(),
             credentials: None,
@@ -300,7 +311,10 @@ struct InFlight {
     deadline: Instant,
 }
 
-struct Buffer {
+struct Buffer<D: Dialect> {
+    dialect: D,
+    /// Lent to the dialect to read a request.
+    scratch: Vec<u8>,
     queue: Box<BoundedQueue<Vec<u8>, MAX_BUFFERED>>,
     spool: Option<Spool>,
     requester: Requester,
@@ -316,7 +330,7 @@ struct Buffer {
     last_log: Instant,
 }
 
-impl Buffer {
+impl<D: Dialect> Buffer<D> {
     /// Queues and (with a spool) persists `message`; the error reply says why not.
     fn accept(&mut self, message: &[u8]) -> Result<(), (ErrorCode, String)> {
         if self.queue.is_full() {
@@ -369,7 +383,7 @@ impl Buffer {
         };
         match self.requester.try_reply(endpoint) {
             Ok(Some(reply)) => {
-                let verdict = judge(reply.bytes);
+                let verdict = judge(&self.dialect, reply.bytes);
                 self.in_flight = None;
                 match verdict {
                     Verdict::Done => self.delivered(false),
@@ -420,6 +434,7 @@ impl Buffer {
 }
 
 /// What a downstream answer means for the request it answers.
+#[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     /// Served.
     Done,
@@ -431,36 +446,34 @@ enum Verdict {
     TryAgain(String),
 }
 
-fn judge(answer: &[u8]) -> Verdict {
-    let Ok(frame) = Frame::decode(answer) else {
-        return Verdict::TryAgain("unreadable answer".into());
-    };
-    if frame.header.kind != Kind::Error {
-        return Verdict::Done;
-    }
-    match frame.remote_error() {
-        Ok(e) if e.code.is_transient() => Verdict::TryAgain(e.to_string()),
-        Ok(_) => Verdict::Refused,
-        Err(_) => Verdict::TryAgain("unreadable error answer".into()),
+/// Judges a downstream answer by what `dialect` reads in it.
+fn judge<D: Dialect>(dialect: &D, answer: &[u8]) -> Verdict {
+    match dialect.read_answer(answer) {
+        Ok(AnswerView { says: Ok(_), .. }) => Verdict::Done,
+        Ok(AnswerView { says: Err(e), .. }) if e.code.is_transient() => {
+            Verdict::TryAgain(e.to_string())
+        }
+        Ok(AnswerView { says: Err(_), .. }) => Verdict::Refused,
+        Err(e) => Verdict::TryAgain(format!("unreadable answer: {e}")),
     }
 }
 
-impl Handler for Buffer {
+impl<D: Dialect> Handler for Buffer<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         // On SUB the reply is discarded: what would be an error reply is only counted.
-        let header = match read_request(message.bytes) {
-            Ok(header) => header,
+        let head = match self.dialect.read_request(message.bytes, &mut self.scratch) {
+            Ok(request) => request.head,
             Err(refusal) => {
                 bump(&self.stats.failed);
-                refusal.answer(reply);
+                refusal.answer(&self.dialect, reply);
                 return;
             }
         };
         match self.accept(message.bytes) {
             Ok(()) => {
                 set(&self.stats.queued, self.queue.len() as u64);
-                let _ = encode_to_vec(&header.reply(), &(), reply, 64);
+                self.dialect.encode_ack(&head, reply);
                 self.pump();
             }
             Err((code, why)) => {
@@ -468,7 +481,7 @@ impl Handler for Buffer {
                 if message.origin != Origin::Rep {
                     log::warn!("buffered proxy: dropped a published message: {why}");
                 }
-                encode_error(&header, code, &why, reply);
+                self.dialect.encode_error(&head, code, &why, reply);
             }
         }
         self.stats
@@ -478,12 +491,9 @@ impl Handler for Buffer {
     fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         if origin == Origin::Rep {
-            encode_error(
-                &Header::UNREADABLE,
-                ErrorCode::BadFrame,
-                "multipart message",
-                reply,
-            );
+            let head = self.dialect.unreadable();
+            self.dialect
+                .encode_error(&head, ErrorCode::BadFrame, "multipart message", reply);
         }
     }
 
@@ -517,12 +527,65 @@ impl Handler for Buffer {
     }
 }
 
-impl Drop for Buffer {
+impl<D: Dialect> Drop for Buffer<D> {
     fn drop(&mut self) {
         if let Some(spool) = &mut self.spool {
             if let Err(e) = spool.sync() {
                 log::error!("{e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
+mod tests {
+    use super::*;
+    use zmqrpc_core::{Header, Key};
+
+    fn error_answer(code: ErrorCode) -> Vec<u8> {
+        let mut out = Vec::new();
+        let head = Header::request(1, Key::of("sample"));
+        Native.encode_error(&head, code, "why", &mut out);
+        out
+    }
+
+    #[test]
+    fn a_reply_is_delivered_a_permanent_error_refused_a_transient_one_retried() {
+        let mut ack = Vec::new();
+        Native.encode_ack(&Header::request(1, Key::of("sample")), &mut ack);
+        assert_eq!(judge(&Native, &ack), Verdict::Done);
+        for code in [
+            ErrorCode::UnknownCommand,
+            ErrorCode::BadFrame,
+            ErrorCode::ServiceFailed,
+            ErrorCode::TooLarge,
+        ] {
+            assert_eq!(
+                judge(&Native, &error_answer(code)),
+                Verdict::Refused,
+                "{code:?}"
+            );
+        }
+        for code in [ErrorCode::Busy, ErrorCode::Unavailable, ErrorCode::Timeout] {
+            assert!(
+                matches!(judge(&Native, &error_answer(code)), Verdict::TryAgain(_)),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_answer_is_retried() {
+        for garbage in [&b""[..], b"\x01\x02", b"{\"status_code\": 200}"] {
+            assert!(matches!(judge(&Native, garbage), Verdict::TryAgain(_)));
+        }
+        // A request where an answer was due is not an answer either.
+        let mut buf = [0u8; 32];
+        let request = zmqrpc_core::frame::encode(&Header::request(1, Key(9)), &(), &mut buf);
+        assert!(matches!(
+            judge(&Native, request.unwrap()),
+            Verdict::TryAgain(_)
+        ));
     }
 }

@@ -2,24 +2,25 @@
 
 use std::time::Duration;
 
-use zmqrpc_core::{Command, Frame, Header};
+use zmqrpc_core::Command;
 
 use crate::auth::Credentials;
+use crate::dialect::{interpret, CallTag, Dialect, Interpretation, Native};
 use crate::monitor::HandshakeFailure;
 use crate::options::SocketOptions;
 use crate::sender::{Sender, SenderBuilder};
-use crate::wire::{encode_to_vec, max_frame};
 use crate::{CallError, RequestError, TransportError};
 
 /// Builds an [`RpcClient`].
-pub struct ClientBuilder {
+pub struct ClientBuilder<D: Dialect = Native> {
+    dialect: D,
     sender: SenderBuilder,
     options: SocketOptions,
     timeout: Duration,
     retries: u32,
 }
 
-impl ClientBuilder {
+impl<D: Dialect> ClientBuilder<D> {
     /// Uses `ctx` (needed for `inproc://`); by default the client makes its own context.
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.sender = self.sender.context(ctx);
@@ -74,10 +75,11 @@ impl ClientBuilder {
     }
 
     /// Creates and connects the sockets.
-    pub fn connect(self) -> Result<RpcClient, TransportError> {
+    pub fn connect(self) -> Result<RpcClient<D>, TransportError> {
         Ok(RpcClient {
+            dialect: self.dialect,
             sender: self.sender.build()?,
-            max_frame: max_frame(self.options.max_message_size),
+            max_frame: self.options.max_frame(),
             timeout: self.timeout,
             retries: self.retries,
             seq: initial_seq(),
@@ -97,7 +99,8 @@ impl ClientBuilder {
 /// let uptime: u64 = client.call(&Ping)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct RpcClient {
+pub struct RpcClient<D: Dialect = Native> {
+    dialect: D,
     sender: Sender,
     max_frame: usize,
     timeout: Duration,
@@ -107,9 +110,17 @@ pub struct RpcClient {
 }
 
 impl RpcClient {
-    /// Starts building a client.
+    /// Starts building a client of the native dialect.
     pub fn builder() -> ClientBuilder {
+        RpcClient::builder_for(Native)
+    }
+}
+
+impl<D: Dialect> RpcClient<D> {
+    /// Starts building a client that calls in `dialect`.
+    pub fn builder_for(dialect: D) -> ClientBuilder<D> {
         ClientBuilder {
+            dialect,
             sender: Sender::builder(),
             options: SocketOptions::default(),
             timeout: Duration::from_secs(5),
@@ -129,8 +140,9 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<C::Response, CallError> {
         self.seq = self.seq.wrapping_add(1);
-        let request = Header::request(self.seq, C::KEY);
-        encode_to_vec(&request, command, &mut self.buf, self.max_frame)
+        let call = self
+            .dialect
+            .encode_call(self.seq, command, &mut self.buf, self.max_frame)
             .map_err(CallError::Encode)?;
         let requester = self.sender.requester().ok_or(CallError::Closed)?;
         let mut attempts_left = self.retries;
@@ -138,7 +150,7 @@ impl RpcClient {
             let (index, result) = match requester.request(&self.buf, timeout) {
                 Ok(reply) => (
                     reply.index,
-                    answer::<C>(&request, reply.endpoint, reply.bytes),
+                    answer::<D, C>(&self.dialect, &call, reply.endpoint, reply.bytes),
                 ),
                 Err(
                     RequestError::Timeout { .. }
@@ -166,13 +178,9 @@ impl RpcClient {
     /// it); what the queue cannot hold is counted as dropped. Held messages go out with the
     /// next `notify`, [`heartbeat`](RpcClient::heartbeat) or [`flush`](RpcClient::flush).
     pub fn notify<C: Command>(&mut self, command: &C) -> Result<(), CallError> {
-        encode_to_vec(
-            &Header::notify(C::KEY),
-            command,
-            &mut self.buf,
-            self.max_frame,
-        )
-        .map_err(CallError::Encode)?;
+        self.dialect
+            .encode_notify(command, &mut self.buf, self.max_frame)
+            .map_err(CallError::Encode)?;
         let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
         Ok(publisher.publish(&self.buf)?)
     }
@@ -184,9 +192,10 @@ impl RpcClient {
         Ok(publisher.flush()?)
     }
 
-    /// Sends a heartbeat to subscribed servers.
+    /// Sends the dialect's heartbeat to subscribed servers.
     pub fn heartbeat(&mut self) -> Result<(), CallError> {
-        Ok(self.sender.heartbeat()?)
+        let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
+        Ok(publisher.send_heartbeat(D::HEARTBEAT)?)
     }
 
     /// The underlying sender (its publisher's stats and endpoints, its requester).
@@ -195,24 +204,22 @@ impl RpcClient {
     }
 }
 
-/// Turns reply bytes into the call's result. A server that could not read the request
-/// answers with the unaddressed error, which is taken (it says what went wrong); any other
-/// answer to another call is a stray.
-fn answer<C: Command>(
-    request: &Header,
+/// Turns answer bytes into the call's result, naming `endpoint` in its errors. A server
+/// that could not read the request answers whatever call waits (it says what went wrong);
+/// an answer to another call is a stray.
+fn answer<D: Dialect, C: Command>(
+    dialect: &D,
+    call: &CallTag,
     endpoint: &str,
     bytes: &[u8],
 ) -> Result<C::Response, CallError> {
-    let frame = Frame::decode(bytes).map_err(|error| CallError::Decode {
-        endpoint: endpoint.to_owned(),
-        error,
-    })?;
-    if !request.takes_answer(&frame.header) {
-        return Err(CallError::StrayReply {
+    match interpret::<D, C::Response>(dialect, call, bytes) {
+        Interpretation::Answer(outcome) => CallError::from_outcome(endpoint, Ok(outcome)),
+        Interpretation::Unreadable(error) => CallError::from_outcome(endpoint, Err(error)),
+        Interpretation::Stray => Err(CallError::StrayReply {
             endpoint: endpoint.to_owned(),
-        });
+        }),
     }
-    CallError::from_outcome(endpoint, frame.outcome::<C::Response>())
 }
 
 /// A starting sequence number that differs between runs, so replies meant for an earlier

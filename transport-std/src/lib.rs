@@ -35,6 +35,8 @@
 //! ```
 //!
 //! # Layout
+//! - [`dialect`]: the wire-dialect seam: [`Dialect`], through which everything that reads or
+//!   writes a message goes; [`Native`] (the core's frame) is the default.
 //! - [`options`]: [`SocketOptions`], set explicitly on every socket.
 //! - [`receiver`]: [`Receiver`], [`Handler`]: REP + SUB in, one thread.
 //! - [`publisher`]: [`Publisher`]: XPUB out, with a pending queue while nobody listens.
@@ -61,6 +63,7 @@
 pub mod auth;
 pub mod buffered;
 pub mod client;
+pub mod dialect;
 pub mod error;
 mod monitor;
 #[allow(unsafe_code)]
@@ -78,11 +81,11 @@ pub mod shutdown;
 pub mod spool;
 mod stats;
 mod subscriber;
-mod wire;
 
 pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};
 pub use buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use client::{ClientBuilder, RpcClient};
+pub use dialect::{Dialect, Native};
 pub use error::{CallError, RequestError, TransportError};
 pub use monitor::HandshakeFailure;
 pub use options::SocketOptions;

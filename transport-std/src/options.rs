@@ -64,6 +64,14 @@ impl SocketOptions {
         Ok(())
     }
 
+    /// The largest frame these options let a peer take, for encoding limits: the
+    /// `max_message_size`, or 64 MiB without one.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_message_size
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(64 << 20)
+    }
+
     /// A new socket of `kind` in `ctx` with these options and `role` applied.
     pub(crate) fn socket(
         &self,

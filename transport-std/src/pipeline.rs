@@ -25,19 +25,20 @@ use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::{Command, Frame, Header};
+use zmqrpc_core::Command;
 
 use crate::auth::{Credentials, Role};
+use crate::dialect::{Addressee, Dialect, Native};
 use crate::monitor::{Event, Handshakes, Monitor, Watch};
 use crate::options::{later, millis, SocketOptions};
-use crate::wire::{encode_to_vec, max_frame};
 use crate::{CallError, TransportError};
 
 /// One call's end: its sequence number and its response or error.
 pub type Answer<C> = (u32, Result<<C as Command>::Response, CallError>);
 
 /// Builds a [`Pipeline`].
-pub struct PipelineBuilder {
+pub struct PipelineBuilder<D: Dialect = Native> {
+    dialect: D,
     ctx: Option<zmq::Context>,
     endpoint: Option<String>,
     options: SocketOptions,
@@ -46,7 +47,7 @@ pub struct PipelineBuilder {
     window: usize,
 }
 
-impl PipelineBuilder {
+impl<D: Dialect> PipelineBuilder<D> {
     /// Uses `ctx` (needed for `inproc://`); by default the pipeline makes its own context.
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.ctx = Some(ctx.clone());
@@ -85,7 +86,7 @@ impl PipelineBuilder {
     }
 
     /// Creates and connects the DEALER socket, for calls of command `C`.
-    pub fn connect<C: Command>(self) -> Result<Pipeline<C>, TransportError> {
+    pub fn connect<C: Command>(self) -> Result<Pipeline<C, D>, TransportError> {
         let endpoint = self
             .endpoint
             .ok_or_else(|| TransportError::new("connect", "", zmq::Error::EINVAL))?;
@@ -98,12 +99,13 @@ impl PipelineBuilder {
             self.window,
         )?;
         Ok(Pipeline {
+            dialect: self.dialect,
             link,
             ctx,
             options: self.options.clone(),
             credentials: self.credentials,
             endpoint,
-            max_frame: max_frame(self.options.max_message_size),
+            max_frame: self.options.max_frame(),
             timeout: self.timeout,
             window: self.window,
             seq: 0,
@@ -201,7 +203,11 @@ impl Link {
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Pipeline<C> {
+///
+/// The dialect must number its answers (the native one does): answers are matched to calls
+/// by their sequence number, and an answer that names no call is dropped as a stray.
+pub struct Pipeline<C, D: Dialect = Native> {
+    dialect: D,
     link: Link,
     ctx: zmq::Context,
     options: SocketOptions,
@@ -221,9 +227,15 @@ pub struct Pipeline<C> {
 }
 
 impl Pipeline<()> {
-    /// Starts building a pipeline.
+    /// Starts building a pipeline of the native dialect.
     pub fn builder() -> PipelineBuilder {
+        Pipeline::builder_for(Native)
+    }
+
+    /// Starts building a pipeline that calls in `dialect`.
+    pub fn builder_for<D: Dialect>(dialect: D) -> PipelineBuilder<D> {
         PipelineBuilder {
+            dialect,
             ctx: None,
             endpoint: None,
             options: SocketOptions::default(),
@@ -234,7 +246,7 @@ impl Pipeline<()> {
     }
 }
 
-impl<C: Command> Pipeline<C> {
+impl<C: Command, D: Dialect> Pipeline<C, D> {
     /// Sends `command` without waiting; returns its sequence number, which
     /// [`recv`](Pipeline::recv) reports with its answer.
     ///
@@ -254,13 +266,9 @@ impl<C: Command> Pipeline<C> {
         }
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        encode_to_vec(
-            &Header::request(seq, C::KEY),
-            command,
-            &mut self.buf,
-            self.max_frame,
-        )
-        .map_err(CallError::Encode)?;
+        self.dialect
+            .encode_call(seq, command, &mut self.buf, self.max_frame)
+            .map_err(CallError::Encode)?;
         let socket = &self.link.socket;
         socket
             .send(&b""[..], zmq::SNDMORE | zmq::DONTWAIT)
@@ -417,16 +425,18 @@ impl<C: Command> Pipeline<C> {
         }
     }
 
-    /// Decodes the frame in `part`, if it answers a call in flight.
+    /// Reads the answer in `part`, if it answers a call in flight.
     fn answer(&mut self) -> Option<Answer<C>> {
-        let frame = Frame::decode(&self.part).ok()?;
-        let header = frame.header;
-        if header.key != C::KEY || !header.kind.is_answer() {
+        let answer = self.dialect.read_answer(&self.part).ok()?;
+        let Addressee::Call(tag) = answer.to else {
+            return None;
+        };
+        if tag.key != C::KEY {
             return None;
         }
-        self.in_flight.remove(&header.seq)?;
-        let outcome = frame.outcome::<C::Response>();
-        Some((header.seq, CallError::from_outcome(&self.endpoint, outcome)))
+        self.in_flight.remove(&tag.seq)?;
+        let outcome = answer.outcome::<D, C::Response>(&self.dialect);
+        Some((tag.seq, CallError::from_outcome(&self.endpoint, outcome)))
     }
 
     /// The call whose deadline passed first, if any.

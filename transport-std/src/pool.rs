@@ -24,12 +24,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::frame;
-
 use crate::auth::{start_zap_handler, AuthStats, Role};
 use crate::options::SocketOptions;
 use crate::receiver::{
-    Handler, Incoming, Origin, ReceiverBuilder, ReceiverStats, Rejection, BATCH,
+    Handler, Heartbeats, Incoming, Origin, ReceiverBuilder, ReceiverStats, Rejection, BATCH,
 };
 use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::bump;
@@ -173,6 +171,7 @@ impl<H: Handler> Pool<H> {
             .collect::<Result<_, TransportError>>()?;
         Ok(Pool {
             broker: Broker {
+                heartbeats: builder.heartbeats,
                 ctx,
                 options,
                 role,
@@ -252,6 +251,7 @@ impl<H: Handler> Pool<H> {
 
 /// The receiving thread's state.
 struct Broker {
+    heartbeats: Heartbeats,
     ctx: zmq::Context,
     options: SocketOptions,
     role: Role<'static>,
@@ -431,9 +431,9 @@ impl Broker {
             let what = if parts_after > 0 {
                 bump(&self.stats.rejected);
                 REJECT
-            } else if frame::is_heartbeat(&body) {
+            } else if let Some(answer) = (self.heartbeats)(&body) {
                 bump(&self.stats.heartbeats);
-                let sent = send_enveloped(frontend, &mut slot.envelope, &frame::HEARTBEAT);
+                let sent = send_enveloped(frontend, &mut slot.envelope, answer);
                 if sent.is_ok() {
                     bump(&self.stats.replied);
                 }
@@ -458,7 +458,7 @@ impl Broker {
             let Some(&worker) = self.free.front() else {
                 return Ok(());
             };
-            let what = match self.subs[index].recv(&mut self.part)? {
+            let what = match self.subs[index].recv(&mut self.part, self.heartbeats)? {
                 Received::Nothing => return Ok(()),
                 Received::Heartbeat => {
                     bump(&self.stats.heartbeats);

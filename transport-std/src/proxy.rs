@@ -19,16 +19,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::{ErrorCode, Header};
+use zmqrpc_core::ErrorCode;
 
 use crate::auth::{Credentials, Users};
+use crate::dialect::{Dialect, Native};
 use crate::options::SocketOptions;
 use crate::publisher::Publisher;
 use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Rejection};
 use crate::requester::Requester;
 use crate::shutdown::{Running, Shutdown};
 use crate::stats::{bump, counters, set};
-use crate::wire::{encode_error, encode_to_vec, read_request};
 use crate::{RequestError, TransportError};
 
 /// Which sockets a [`Proxy`] joins.
@@ -129,7 +129,8 @@ const FLUSH_RETRY: Duration = Duration::from_millis(2);
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Builds a [`Proxy`].
-pub struct ProxyBuilder {
+pub struct ProxyBuilder<D: Dialect = Native> {
+    dialect: D,
     kind: ProxyKind,
     ctx: Option<zmq::Context>,
     input: ReceiverBuilder,
@@ -140,7 +141,7 @@ pub struct ProxyBuilder {
     pending_limit: usize,
 }
 
-impl ProxyBuilder {
+impl<D: Dialect> ProxyBuilder<D> {
     /// Uses `ctx` for both sides (needed for `inproc://`).
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.input = self.input.context(ctx);
@@ -206,7 +207,7 @@ impl ProxyBuilder {
     }
 
     /// Creates, binds and connects both sides.
-    pub fn bind(self) -> Result<Proxy, TransportError> {
+    pub fn bind(self) -> Result<Proxy<D>, TransportError> {
         let ctx = self.ctx.unwrap_or_default();
         let input = self.input.context(&ctx).bind()?;
         let output = if self.kind.req_output() {
@@ -227,6 +228,8 @@ impl ProxyBuilder {
         };
         Ok(Proxy {
             forwarder: Forwarder {
+                dialect: self.dialect,
+                scratch: Vec::new(),
                 stop: input.shutdown(),
                 kind: self.kind,
                 output,
@@ -240,18 +243,26 @@ impl ProxyBuilder {
 }
 
 /// A running or ready-to-run proxy; see the [module docs](self).
-pub struct Proxy {
+pub struct Proxy<D: Dialect = Native> {
     input: Receiver,
-    forwarder: Forwarder,
+    forwarder: Forwarder<D>,
 }
 
 impl Proxy {
-    /// Starts building a proxy of `kind`.
+    /// Starts building a proxy of `kind` for the native dialect.
     pub fn builder(kind: ProxyKind) -> ProxyBuilder {
+        Proxy::builder_for(kind, Native)
+    }
+}
+
+impl<D: Dialect> Proxy<D> {
+    /// Starts building a proxy of `kind` that reads (and answers) `dialect`.
+    pub fn builder_for(kind: ProxyKind, dialect: D) -> ProxyBuilder<D> {
         ProxyBuilder {
+            dialect,
             kind,
             ctx: None,
-            input: Receiver::builder(),
+            input: Receiver::builder().heartbeats(D::heartbeat_answer),
             outputs: Vec::new(),
             output_options: SocketOptions::default(),
             credentials: None,
@@ -301,7 +312,10 @@ enum Output {
     Pub(Publisher),
 }
 
-struct Forwarder {
+struct Forwarder<D: Dialect> {
+    dialect: D,
+    /// Lent to the dialect to read a request.
+    scratch: Vec<u8>,
     /// The proxy's own stop: a wait for the downstream gives up when it is asked.
     stop: Shutdown,
     kind: ProxyKind,
@@ -311,17 +325,17 @@ struct Forwarder {
     last_log: Instant,
 }
 
-impl Handler for Forwarder {
+impl<D: Dialect> Handler for Forwarder<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         let answer = message.origin == Origin::Rep;
-        // The header only: to answer correctly and to refuse what is not a request.
-        let header = match read_request(message.bytes) {
-            Ok(header) => header,
+        // The head only: to answer correctly and to refuse what is not a request.
+        let head = match self.dialect.read_request(message.bytes, &mut self.scratch) {
+            Ok(request) => request.head,
             Err(refusal) => {
                 bump(&self.stats.failed);
                 if answer {
-                    refusal.answer(reply);
+                    refusal.answer(&self.dialect, reply);
                 }
                 return;
             }
@@ -337,13 +351,15 @@ impl Handler for Forwarder {
                         bump(&self.stats.forwarded);
                         if answer {
                             // Published (or held for a subscriber): an empty reply.
-                            let _ = encode_to_vec(&header.reply(), &(), reply, 64);
+                            self.dialect.encode_ack(&head, reply);
                         }
                     }
                     Err(e) => {
                         bump(&self.stats.failed);
                         if answer {
-                            encode_error(&header, ErrorCode::Unavailable, &e.to_string(), reply);
+                            let why = e.to_string();
+                            self.dialect
+                                .encode_error(&head, ErrorCode::Unavailable, &why, reply);
                         }
                     }
                 }
@@ -364,7 +380,8 @@ impl Handler for Forwarder {
                                 RequestError::Timeout { .. } => ErrorCode::Timeout,
                                 _ => ErrorCode::Unavailable,
                             };
-                            encode_error(&header, code, &e.to_string(), reply);
+                            self.dialect
+                                .encode_error(&head, code, &e.to_string(), reply);
                         }
                     }
                 }
@@ -405,12 +422,9 @@ impl Handler for Forwarder {
         bump(&self.stats.received);
         bump(&self.stats.failed);
         if origin == Origin::Rep {
-            encode_error(
-                &Header::UNREADABLE,
-                ErrorCode::BadFrame,
-                "multipart message",
-                reply,
-            );
+            let head = self.dialect.unreadable();
+            self.dialect
+                .encode_error(&head, ErrorCode::BadFrame, "multipart message", reply);
         }
     }
 }

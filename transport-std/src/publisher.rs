@@ -149,9 +149,14 @@ impl Publisher {
     /// Sends a heartbeat to every subscriber, so their silence timeouts do not fire. Never
     /// queued: a heartbeat for nobody is pointless.
     pub fn heartbeat(&mut self) -> Result<(), TransportError> {
+        self.send_heartbeat(&frame::HEARTBEAT)
+    }
+
+    /// Sends `heartbeat` (a dialect's) to every subscriber, never queued.
+    pub(crate) fn send_heartbeat(&mut self, heartbeat: &[u8]) -> Result<(), TransportError> {
         self.read_subscriptions()?;
         self.flush_pending()?;
-        match self.socket.send(&frame::HEARTBEAT[..], zmq::DONTWAIT) {
+        match self.socket.send(heartbeat, zmq::DONTWAIT) {
             Ok(()) | Err(zmq::Error::EAGAIN) => {
                 bump(&self.stats.heartbeats);
                 Ok(())

@@ -9,9 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::frame;
-
 use crate::auth::{start_zap_handler, AuthStats, Role, Users};
+use crate::dialect::{Dialect, Native};
 use crate::options::SocketOptions;
 use crate::shutdown::{Running, Shutdown, StopListener};
 use crate::stats::{bump, counters};
@@ -113,8 +112,13 @@ const INLINE_POLL: usize = 12;
 /// Most messages taken from one socket per wake-up, so no socket starves the others.
 pub(crate) const BATCH: usize = 64;
 
+/// Recognises a heartbeat and says what a REP socket answers it with: a dialect's
+/// [`Dialect::heartbeat_answer`].
+pub(crate) type Heartbeats = fn(&[u8]) -> Option<&'static [u8]>;
+
 /// Builds a [`Receiver`]: endpoints, options, context.
 pub struct ReceiverBuilder {
+    pub(crate) heartbeats: Heartbeats,
     pub(crate) ctx: Option<zmq::Context>,
     pub(crate) rep: Vec<String>,
     pub(crate) subs: Vec<(String, Option<Duration>)>,
@@ -127,6 +131,7 @@ pub struct ReceiverBuilder {
 impl Default for ReceiverBuilder {
     fn default() -> Self {
         ReceiverBuilder {
+            heartbeats: Native::heartbeat_answer,
             ctx: None,
             rep: Vec::new(),
             subs: Vec::new(),
@@ -143,6 +148,12 @@ impl ReceiverBuilder {
     /// or service that stops its own loop).
     pub fn shutdown(&self) -> Shutdown {
         self.shutdown.clone()
+    }
+
+    /// Recognises heartbeats with `heartbeats` (default: the native dialect's).
+    pub(crate) fn heartbeats(mut self, heartbeats: Heartbeats) -> Self {
+        self.heartbeats = heartbeats;
+        self
     }
 
     /// Uses `ctx` (needed for `inproc://` endpoints shared with other sockets); by default the
@@ -213,6 +224,7 @@ impl ReceiverBuilder {
             })
             .collect::<Result<_, _>>()?;
         Ok(Receiver {
+            heartbeats: self.heartbeats,
             ctx,
             options: self.options,
             rep,
@@ -229,6 +241,7 @@ impl ReceiverBuilder {
 /// A REP socket and SUB sockets, bound and connected, ready to [`run`](Receiver::run) or
 /// [`spawn`](Receiver::spawn).
 pub struct Receiver {
+    heartbeats: Heartbeats,
     ctx: zmq::Context,
     options: SocketOptions,
     rep: Option<RepSide>,
@@ -453,9 +466,9 @@ impl Receiver {
                 drain_parts(&rep.socket, message);
                 bump(&self.stats.rejected);
                 handler.reject(Rejection::Multipart, Origin::Rep, reply);
-            } else if frame::is_heartbeat(message) {
+            } else if let Some(answer) = (self.heartbeats)(message) {
                 bump(&self.stats.heartbeats);
-                reply.extend_from_slice(&frame::HEARTBEAT);
+                reply.extend_from_slice(answer);
             } else {
                 bump(&self.stats.received);
                 let user = self.auth.is_some().then_some(&mut self.user);
@@ -499,7 +512,7 @@ impl Receiver {
             }
             let origin = Origin::Sub(index);
             reply.clear();
-            match self.subs[index].recv(message)? {
+            match self.subs[index].recv(message, self.heartbeats)? {
                 Received::Nothing => return Ok(()),
                 Received::Heartbeat => bump(&self.stats.heartbeats),
                 Received::Multipart => {

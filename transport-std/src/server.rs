@@ -19,9 +19,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zmqrpc_core::{frame, Command, ErrorCode, Frame, Header, Key};
+use zmqrpc_core::{Command, ErrorCode, Key};
 
 use crate::auth::Users;
+use crate::dialect::{Dialect, Native, Request};
 use crate::options::SocketOptions;
 use crate::pool::Pool;
 use crate::receiver::{
@@ -29,7 +30,6 @@ use crate::receiver::{
 };
 use crate::shutdown::{Running, Shutdown};
 use crate::stats::{bump, counters};
-use crate::wire::{encode_error, encode_to_vec, max_frame, read_request};
 use crate::TransportError;
 
 /// A service failed; its message goes back to the caller in a `ServiceFailed` error.
@@ -191,11 +191,12 @@ pub struct ServerStats {
     pub dispatch: Arc<DispatchStats>,
 }
 
-/// Builds an [`RpcServer`]: endpoints, options and services.
-pub struct ServerBuilder {
+/// Builds an [`RpcServer`]: endpoints, options and services, for one wire [`Dialect`].
+pub struct ServerBuilder<D: Dialect = Native> {
     receiver: ReceiverBuilder,
     options: SocketOptions,
-    services: HashMap<Key, Registered>,
+    dialect: D,
+    services: HashMap<Key, Registered<D>>,
     max_body: usize,
     workers: usize,
 }
@@ -204,29 +205,37 @@ pub struct ServerBuilder {
 pub const DEFAULT_MAX_BODY: usize = 256 << 10;
 
 /// Serves registered [`Service`]s; see the [module docs](self).
-pub struct RpcServer {
-    inner: Inner,
+pub struct RpcServer<D: Dialect = Native> {
+    inner: Inner<D>,
 }
 
-enum Inner {
+enum Inner<D: Dialect> {
     /// One thread receives and serves.
     Single {
         receiver: Receiver,
-        dispatcher: Dispatcher,
+        dispatcher: Dispatcher<D>,
     },
     /// A receiving thread hands each message to a free worker.
     Pool {
-        pool: Pool<Dispatcher>,
+        pool: Pool<Dispatcher<D>>,
         dispatch: Arc<DispatchStats>,
     },
 }
 
 impl RpcServer {
-    /// Starts building a server.
+    /// Starts building a server of the native dialect.
     pub fn builder() -> ServerBuilder {
+        RpcServer::builder_for(Native)
+    }
+}
+
+impl<D: Dialect> RpcServer<D> {
+    /// Starts building a server that reads and answers `dialect`.
+    pub fn builder_for(dialect: D) -> ServerBuilder<D> {
         ServerBuilder {
-            receiver: Receiver::builder(),
+            receiver: Receiver::builder().heartbeats(D::heartbeat_answer),
             options: SocketOptions::default(),
+            dialect,
             services: HashMap::new(),
             max_body: DEFAULT_MAX_BODY,
             workers: 1,
@@ -286,7 +295,7 @@ impl RpcServer {
     }
 }
 
-impl ServerBuilder {
+impl<D: Dialect> ServerBuilder<D> {
     /// The handle that will stop the server, available before it exists: register a
     /// "shutdown" command with it if you want one (none exists otherwise).
     pub fn shutdown(&self) -> Shutdown {
@@ -404,17 +413,19 @@ impl ServerBuilder {
     }
 
     /// Creates, binds and connects the sockets.
-    pub fn bind(self) -> Result<RpcServer, TransportError> {
-        let max_frame = max_frame(self.options.max_message_size);
+    pub fn bind(self) -> Result<RpcServer<D>, TransportError> {
+        let max_frame = self.options.max_frame();
         if self.workers == 1 {
             return Ok(RpcServer {
                 inner: Inner::Single {
                     receiver: self.receiver.bind()?,
                     dispatcher: Dispatcher {
+                        dialect: self.dialect,
                         services: self.services,
                         stats: Arc::default(),
                         max_frame,
                         max_body: self.max_body,
+                        scratch: Vec::new(),
                     },
                 },
             });
@@ -436,10 +447,12 @@ impl ServerBuilder {
                 services.insert(*key, Registered { name, service });
             }
             dispatchers.push(Dispatcher {
+                dialect: self.dialect.clone(),
                 services,
                 stats: dispatch.clone(),
                 max_frame,
                 max_body: self.max_body,
+                scratch: Vec::new(),
             });
         }
         Ok(RpcServer {
@@ -451,20 +464,22 @@ impl ServerBuilder {
     }
 }
 
-struct Registered {
+struct Registered<D: Dialect> {
     name: &'static str,
-    service: Box<dyn ErasedService>,
+    service: Box<dyn ErasedService<D>>,
 }
 
-/// A service with its command type erased, so services of all types share one table.
-trait ErasedService: Send {
+/// A service with its command type erased, so services of all types share one table. It
+/// gets its command from the dialect and gives the dialect its answer.
+trait ErasedService<D: Dialect>: Send {
     /// A copy for another worker, if the service was registered as cloneable.
-    fn clone_box(&self) -> Option<Box<dyn ErasedService>>;
+    fn clone_box(&self) -> Option<Box<dyn ErasedService<D>>>;
 
-    /// Runs the request in `frame`; writes the answer into `reply` when given.
+    /// Serves `request`; writes the answer into `reply` when given.
     fn call(
         &mut self,
-        frame: &Frame<'_>,
+        dialect: &D,
+        request: &Request<'_, D::Head>,
         caller: &Caller<'_>,
         reply: Option<&mut Vec<u8>>,
         max_frame: usize,
@@ -484,8 +499,8 @@ struct Typed<C, S> {
     command: PhantomData<fn(C)>,
 }
 
-impl<C: Command + 'static, S: Service<C>> ErasedService for Typed<C, S> {
-    fn clone_box(&self) -> Option<Box<dyn ErasedService>> {
+impl<D: Dialect, C: Command + 'static, S: Service<C>> ErasedService<D> for Typed<C, S> {
+    fn clone_box(&self) -> Option<Box<dyn ErasedService<D>>> {
         let clone = self.clone?;
         Some(Box::new(Typed {
             service: clone(&self.service),
@@ -496,22 +511,19 @@ impl<C: Command + 'static, S: Service<C>> ErasedService for Typed<C, S> {
 
     fn call(
         &mut self,
-        frame: &Frame<'_>,
+        dialect: &D,
+        request: &Request<'_, D::Head>,
         caller: &Caller<'_>,
         reply: Option<&mut Vec<u8>>,
         max_frame: usize,
     ) -> Outcome {
-        let header = frame.header;
-        let command: C = match frame.body() {
+        let head = &request.head;
+        let command: C = match dialect.decode_command(request) {
             Ok(command) => command,
             Err(e) => {
                 if let Some(reply) = reply {
-                    encode_error(
-                        &header,
-                        ErrorCode::BadFrame,
-                        &format!("{}: {e}", C::NAME),
-                        reply,
-                    );
+                    let message = format!("{}: {e}", C::NAME);
+                    dialect.encode_error(head, ErrorCode::BadFrame, &message, reply);
                 }
                 return Outcome::BadFrame;
             }
@@ -521,14 +533,14 @@ impl<C: Command + 'static, S: Service<C>> ErasedService for Typed<C, S> {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 if let Some(reply) = reply {
-                    encode_error(&header, ErrorCode::ServiceFailed, e.message(), reply);
+                    dialect.encode_error(head, ErrorCode::ServiceFailed, e.message(), reply);
                 }
                 return Outcome::Failed;
             }
             Err(panic) => {
                 if let Some(reply) = reply {
                     let message = format!("{} panicked: {}", C::NAME, panic_message(&*panic));
-                    encode_error(&header, ErrorCode::ServiceFailed, &message, reply);
+                    dialect.encode_error(head, ErrorCode::ServiceFailed, &message, reply);
                 }
                 return Outcome::Failed;
             }
@@ -536,11 +548,11 @@ impl<C: Command + 'static, S: Service<C>> ErasedService for Typed<C, S> {
         let Some(reply) = reply else {
             return Outcome::Served;
         };
-        match encode_to_vec(&header.reply(), &response, reply, max_frame) {
+        match dialect.encode_response(head, &response, reply, max_frame) {
             Ok(()) => Outcome::Served,
             Err(e) => {
                 let message = format!("{}: cannot encode the response: {e}", C::NAME);
-                encode_error(&header, ErrorCode::ServiceFailed, &message, reply);
+                dialect.encode_error(head, ErrorCode::ServiceFailed, &message, reply);
                 Outcome::Failed
             }
         }
@@ -555,56 +567,60 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// The receiver's handler: decode, look up, call, answer.
-struct Dispatcher {
-    services: HashMap<Key, Registered>,
+/// The receiver's handler: read, look up, call, answer, all through the dialect.
+struct Dispatcher<D: Dialect> {
+    dialect: D,
+    services: HashMap<Key, Registered<D>>,
     stats: Arc<DispatchStats>,
     max_frame: usize,
     max_body: usize,
+    /// Lent to the dialect for a body it must decode before serving it.
+    scratch: Vec<u8>,
 }
 
-impl Handler for Dispatcher {
+impl<D: Dialect> Handler for Dispatcher<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         let reply = (message.origin == Origin::Rep).then_some(reply);
-        let frame = match read_request(message.bytes) {
-            Ok(header) => Frame {
-                header,
-                body: message.bytes.get(frame::HEADER_LEN..).unwrap_or_default(),
-            },
+        let dialect = &self.dialect;
+        let request = match dialect.read_request(message.bytes, &mut self.scratch) {
+            Ok(request) => request,
             Err(refusal) => {
                 bump(&self.stats.bad_frames);
                 if let Some(reply) = reply {
-                    refusal.answer(reply);
+                    refusal.answer(dialect, reply);
                 }
                 return;
             }
         };
-        let Some(entry) = self.services.get_mut(&frame.header.key) else {
+        let Some(entry) = self.services.get_mut(&request.key) else {
             bump(&self.stats.unknown);
             if let Some(reply) = reply {
-                let message = format!("no service for key {}", frame.header.key);
-                encode_error(&frame.header, ErrorCode::UnknownCommand, &message, reply);
+                let message = format!("no service for key {}", request.key);
+                dialect.encode_error(&request.head, ErrorCode::UnknownCommand, &message, reply);
             }
             return;
         };
-        if frame.body.len() > self.max_body {
+        if request.body.len() > self.max_body {
             bump(&self.stats.too_large);
             if let Some(reply) = reply {
                 let message = format!(
                     "body of {} bytes exceeds the server's {}",
-                    frame.body.len(),
+                    request.body.len(),
                     self.max_body
                 );
-                encode_error(&frame.header, ErrorCode::TooLarge, &message, reply);
+                dialect.encode_error(&request.head, ErrorCode::TooLarge, &message, reply);
             }
             return;
         }
         let caller = Caller {
             origin: message.origin,
             user_id: message.user_id,
-            seq: frame.header.seq,
+            seq: request.seq,
         };
-        match entry.service.call(&frame, &caller, reply, self.max_frame) {
+        match entry
+            .service
+            .call(dialect, &request, &caller, reply, self.max_frame)
+        {
             Outcome::Served => bump(&self.stats.served),
             Outcome::Failed => bump(&self.stats.failed),
             Outcome::BadFrame => bump(&self.stats.bad_frames),
@@ -617,7 +633,9 @@ impl Handler for Dispatcher {
             let message = match reason {
                 Rejection::Multipart => "multipart message",
             };
-            encode_error(&Header::UNREADABLE, ErrorCode::BadFrame, message, reply);
+            let head = self.dialect.unreadable();
+            self.dialect
+                .encode_error(&head, ErrorCode::BadFrame, message, reply);
         }
     }
 }

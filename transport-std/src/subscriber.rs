@@ -10,11 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::frame;
-
 use crate::auth::Role;
 use crate::monitor::{Event, Monitor, Watch};
 use crate::options::{later, SocketOptions};
+use crate::receiver::Heartbeats;
 use crate::TransportError;
 
 /// What one read from a SUB socket found.
@@ -75,8 +74,12 @@ impl SubSide {
         self.silence.map(|silence| later(self.last_heard, silence))
     }
 
-    /// Reads one message into `message`, without waiting.
-    pub(crate) fn recv(&mut self, message: &mut zmq::Message) -> Result<Received, TransportError> {
+    /// Reads one message into `message`, without waiting; `heartbeats` tells a heartbeat.
+    pub(crate) fn recv(
+        &mut self,
+        message: &mut zmq::Message,
+        heartbeats: Heartbeats,
+    ) -> Result<Received, TransportError> {
         match self.socket.recv(message, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => return Ok(Received::Nothing),
@@ -86,7 +89,7 @@ impl SubSide {
         Ok(if message.get_more() {
             drain_parts(&self.socket, message);
             Received::Multipart
-        } else if frame::is_heartbeat(message) {
+        } else if heartbeats(message).is_some() {
             Received::Heartbeat
         } else {
             Received::Message

@@ -1,0 +1,238 @@
+//! The wire-dialect seam: how message bytes become requests and answers, and back.
+//!
+//! Everything in this crate that reads or writes a message goes through a [`Dialect`]: the
+//! server's dispatch (and its type-erased services, which get their command from the
+//! dialect), the client, the pipeline, both proxies and the buffered proxy's judgement of
+//! downstream answers. The loops under them (receiver, worker pool, requester, publisher)
+//! move bytes and never look inside, except to recognise a heartbeat, which the dialect
+//! names too. [`Native`] (the core's frame: a 14-byte header and a postcard body) is the
+//! first dialect and the default everywhere.
+//!
+//! The trait is cut so that the protocol a client needs — [`Dialect::encode_call`], then
+//! [`interpret`] on whatever comes back — works on byte slices alone, without a libzmq
+//! type: an async client on another runtime can reuse it unchanged. A dialect whose
+//! commands are named by a string and whose bodies are JSON fits the same methods: it names
+//! the command by [`Key::of`] its name (the same key the server's table is indexed by), and
+//! decodes a compressed body into the `scratch` buffer [`Dialect::read_request`] lends it.
+//! Two dialects on one socket are one dialect that tells them apart by their first bytes.
+
+mod native;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zmqrpc_core::{Command, DecodeError, EncodeError, ErrorCode, Key, RemoteError};
+
+pub use native::Native;
+
+/// A wire format: how requests, answers and heartbeats are written.
+///
+/// Implementations are cheap to clone (a unit struct, or a few settings) and stateless per
+/// message: every method works on the bytes it is given.
+pub trait Dialect: Clone + Send + Sync + 'static {
+    /// What a server keeps of a request to address its answer (the native dialect keeps the
+    /// frame header: the answer repeats its sequence number and key).
+    type Head: Copy + std::fmt::Debug + Send + 'static;
+
+    /// The heartbeat a sender publishes to keep its subscribers' silence timeouts quiet.
+    const HEARTBEAT: &'static [u8];
+
+    /// Whether `message` is a heartbeat; if so, what a REP socket answers (a heartbeat on
+    /// SUB is absorbed). A loop calls this before anything else: a heartbeat never reaches
+    /// a handler.
+    fn heartbeat_answer(message: &[u8]) -> Option<&'static [u8]>;
+
+    // The serving side: servers and proxies.
+
+    /// Reads a request or a notification. Anything else (an answer, garbage, a version this
+    /// end does not speak) is a [`Refusal`] carrying the error answer to send. `scratch` is
+    /// the caller's reusable buffer, for a dialect that must decode the body before it can
+    /// lend it (the native one does not use it).
+    fn read_request<'a>(
+        &self,
+        bytes: &'a [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<Request<'a, Self::Head>, Refusal<Self::Head>>;
+
+    /// Decodes the command of a request [`read_request`](Dialect::read_request) returned.
+    fn decode_command<C: Command>(
+        &self,
+        request: &Request<'_, Self::Head>,
+    ) -> Result<C, DecodeError>;
+
+    /// Writes the successful answer `response` to the request `head` into `out` (replacing
+    /// its contents), at most `max` bytes. Allocation-free once `out` has grown to the
+    /// largest answer.
+    fn encode_response<R: Serialize + ?Sized>(
+        &self,
+        head: &Self::Head,
+        response: &R,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), EncodeError>;
+
+    /// Writes the error answer `code`/`message` to the request `head` into `out`. Never
+    /// fails: an error answer always fits (a message too long is cut).
+    fn encode_error(&self, head: &Self::Head, code: ErrorCode, message: &str, out: &mut Vec<u8>);
+
+    /// Writes the acknowledgement of a request a proxy took on (published it, queued it):
+    /// a success with nothing in it.
+    fn encode_ack(&self, head: &Self::Head, out: &mut Vec<u8>);
+
+    /// The head of an answer to a message that could not be read at all (several parts):
+    /// its caller takes it whatever it asked.
+    fn unreadable(&self) -> Self::Head;
+
+    // The calling side: clients, pipelines and the buffered proxy's judgement.
+
+    /// Writes call number `seq` of `command` into `out` (replacing its contents), at most
+    /// `max` bytes; returns what its answer will be matched by.
+    fn encode_call<C: Command>(
+        &self,
+        seq: u32,
+        command: &C,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<CallTag, EncodeError>;
+
+    /// Writes a one-way notification of `command` into `out`, at most `max` bytes.
+    fn encode_notify<C: Command>(
+        &self,
+        command: &C,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), EncodeError>;
+
+    /// Reads an answer: which call it answers and what it says, its value still encoded.
+    fn read_answer<'a>(&self, bytes: &'a [u8]) -> Result<AnswerView<'a>, DecodeError>;
+
+    /// Decodes the value of a successful answer.
+    fn decode_response<R: DeserializeOwned>(&self, body: &[u8]) -> Result<R, DecodeError>;
+}
+
+/// A request (or notification) as a dialect read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request<'a, H> {
+    /// What its answer is addressed by.
+    pub head: H,
+    /// The command's key: the table index of the service that serves it.
+    pub key: Key,
+    /// The caller's number for this call (0 for a notification, or where the dialect has
+    /// none).
+    pub seq: u32,
+    /// The command, still encoded.
+    pub body: &'a [u8],
+}
+
+/// Why a message is not a request a server or proxy takes, and the error answer it gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal<H> {
+    /// The head to answer by: the message's own, or the dialect's
+    /// [`unreadable`](Dialect::unreadable) one.
+    pub head: H,
+    /// The error code of the answer.
+    pub code: ErrorCode,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl<H> Refusal<H> {
+    /// Writes the error answer into `out`.
+    pub fn answer<D: Dialect<Head = H>>(&self, dialect: &D, out: &mut Vec<u8>) {
+        dialect.encode_error(&self.head, self.code, &self.message, out);
+    }
+}
+
+/// What identifies a call's answer: its sequence number and command key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallTag {
+    /// The call's sequence number.
+    pub seq: u32,
+    /// The command's key.
+    pub key: Key,
+}
+
+/// Which call an answer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Addressee {
+    /// The call with this tag.
+    Call(CallTag),
+    /// Whichever call waits for it: the error answer to a request that could not be read,
+    /// or an answer in a dialect whose answers carry no number (one call at a time per
+    /// socket pairs them).
+    Anyone,
+}
+
+/// An answer as a dialect read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnswerView<'a> {
+    /// The call it answers.
+    pub to: Addressee,
+    /// The encoded value of a success, or the error.
+    pub says: Result<&'a [u8], RemoteError>,
+}
+
+impl AnswerView<'_> {
+    /// Whether this answers the call `call`.
+    pub fn answers(&self, call: &CallTag) -> bool {
+        match self.to {
+            Addressee::Call(tag) => tag == *call,
+            Addressee::Anyone => true,
+        }
+    }
+
+    /// What the answer says, a success's value decoded as an `R` by `dialect`.
+    pub fn outcome<D: Dialect, R: DeserializeOwned>(
+        self,
+        dialect: &D,
+    ) -> Result<Result<R, RemoteError>, DecodeError> {
+        match self.says {
+            Ok(body) => dialect.decode_response(body).map(Ok),
+            Err(error) => Ok(Err(error)),
+        }
+    }
+}
+
+/// What an answer means to a call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Interpretation<R> {
+    /// The call's result: the response, or what the far side said went wrong.
+    Answer(Result<R, RemoteError>),
+    /// The answer belongs to another call (a late one, from before a socket was made anew).
+    Stray,
+    /// The bytes are not an answer in this dialect, or its value is not an `R`.
+    Unreadable(DecodeError),
+}
+
+/// What `bytes` mean to the call `call`: the whole client-side protocol after
+/// [`Dialect::encode_call`], on bytes alone.
+///
+/// ```
+/// use zmqrpc_core::{ErrorCode, Key};
+/// use zmqrpc_transport_std::dialect::{interpret, Dialect, Interpretation, Native};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Add(i32, i32);
+/// # impl zmqrpc_core::Command for Add { const NAME: &'static str = "add"; type Response = i32; }
+/// let (mut call, mut answer, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+/// let tag = Native.encode_call(7, &Add(2, 3), &mut call, 1024)?;
+/// // … the server reads `call` and answers …
+/// let request = Native.read_request(&call, &mut scratch).unwrap();
+/// Native.encode_response(&request.head, &5i32, &mut answer, 1024)?;
+/// assert_eq!(interpret::<_, i32>(&Native, &tag, &answer), Interpretation::Answer(Ok(5)));
+/// # Ok::<(), zmqrpc_core::EncodeError>(())
+/// ```
+pub fn interpret<D: Dialect, R: DeserializeOwned>(
+    dialect: &D,
+    call: &CallTag,
+    bytes: &[u8],
+) -> Interpretation<R> {
+    let answer = match dialect.read_answer(bytes) {
+        Ok(answer) => answer,
+        Err(error) => return Interpretation::Unreadable(error),
+    };
+    if !answer.answers(call) {
+        return Interpretation::Stray;
+    }
+    match answer.outcome(dialect) {
+        Ok(outcome) => Interpretation::Answer(outcome),
+        Err(error) => Interpretation::Unreadable(error),
+    }
+}
