@@ -321,3 +321,57 @@ fn judge<'r>(request: &'r [Vec<u8>], users: &Users) -> (&'static [u8], &'static 
         _ => (b"400", b"zmqrpc accepts only PLAIN here", b""),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ZAP request (RFC 27) for `mechanism` with `credentials`.
+    fn request(version: &str, mechanism: &str, credentials: &[&str]) -> Vec<Vec<u8>> {
+        let head = [version, "7", ZAP_DOMAIN, "127.0.0.1", "", mechanism];
+        head.iter()
+            .chain(credentials)
+            .map(|part| part.as_bytes().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn the_right_password_is_allowed_with_the_user_as_its_id() {
+        let users = Users::new().with("ops", "s3cret");
+        let request = request("1.0", "PLAIN", &["ops", "s3cret"]);
+        assert_eq!(
+            judge(&request, &users),
+            (&b"200"[..], &b"OK"[..], &b"ops"[..])
+        );
+    }
+
+    #[test]
+    fn a_wrong_password_an_unknown_user_or_bad_utf8_is_denied() {
+        let users = Users::new().with("ops", "s3cret");
+        for credentials in [["ops", "wrong"], ["nobody", "s3cret"], ["ops", ""]] {
+            let request = request("1.0", "PLAIN", &credentials);
+            let verdict = judge(&request, &users);
+            assert_eq!(verdict.0, b"400", "{credentials:?}");
+            assert_eq!(verdict.2, b"", "a denied peer gets no user id");
+        }
+        let mut bad_utf8 = request("1.0", "PLAIN", &["ops", "s3cret"]);
+        bad_utf8[6] = vec![0xff, 0xfe];
+        assert_eq!(judge(&bad_utf8, &users).0, b"400");
+    }
+
+    #[test]
+    fn another_mechanism_version_or_shape_is_denied() {
+        let users = Users::new().with("ops", "s3cret");
+        for request in [
+            request("1.0", "NULL", &[]),
+            request("1.0", "CURVE", &["key"]),
+            request("2.0", "PLAIN", &["ops", "s3cret"]),
+            request("1.0", "PLAIN", &["ops"]),
+            request("1.0", "PLAIN", &["ops", "s3cret", "extra"]),
+            Vec::new(),
+        ] {
+            let verdict = judge(&request, &users);
+            assert_eq!((verdict.0, verdict.2), (&b"400"[..], &b""[..]));
+        }
+    }
+}

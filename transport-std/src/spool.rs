@@ -482,3 +482,74 @@ fn replay(bytes: &[u8]) -> Replayed<'_> {
         lost,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
+mod tests {
+    use super::*;
+
+    /// A spool file's bytes: `M` records for messages, `D` for deliveries.
+    fn file(records: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for record in records {
+            match record {
+                Some(message) => {
+                    let len = u32::try_from(message.len()).unwrap();
+                    bytes.extend_from_slice(&record_header(len, message));
+                    bytes.extend_from_slice(message);
+                }
+                None => bytes.push(DELIVERED),
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn deliveries_pop_the_oldest_messages_in_order() {
+        let bytes = file(&[Some(b"one"), Some(b"two"), None, Some(b"three")]);
+        let replayed = replay(&bytes);
+        assert_eq!(replayed.pending, [&b"two"[..], b"three"]);
+        assert_eq!(
+            (replayed.whole, replayed.skipped, replayed.lost),
+            (bytes.len(), 0, 0)
+        );
+        assert!(replay(&[]).pending.is_empty());
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_and_not_counted() {
+        let whole = file(&[Some(b"one"), Some(b"two")]);
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&file(&[Some(b"torn off")])[..9]);
+        let replayed = replay(&bytes);
+        assert_eq!(replayed.pending, [&b"one"[..], b"two"]);
+        assert_eq!(
+            (replayed.whole, replayed.skipped, replayed.lost),
+            (whole.len(), 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_damaged_payload_costs_only_its_own_message_and_keeps_its_place() {
+        let mut bytes = file(&[Some(b"one"), Some(b"two"), Some(b"three"), None]);
+        // Flip a byte of "two"'s payload: its checksum fails, its length still leads on.
+        let two = bytes.windows(3).position(|w| w == b"two").unwrap();
+        bytes[two] ^= 0xff;
+        let replayed = replay(&bytes);
+        // The delivery record popped "one"; "two" is lost, "three" kept.
+        assert_eq!(replayed.pending, [&b"three"[..]]);
+        assert_eq!((replayed.skipped, replayed.lost), (1, 1));
+        assert_eq!(replayed.whole, bytes.len());
+    }
+
+    #[test]
+    fn garbage_between_records_is_skipped_to_the_next_whole_message() {
+        let mut bytes = file(&[Some(b"one")]);
+        bytes.extend_from_slice(&[0x55; 40]);
+        bytes.extend_from_slice(&file(&[Some(b"two")]));
+        let replayed = replay(&bytes);
+        // A stretch of 40 bytes could have held a message: counted as one lost.
+        assert_eq!(replayed.pending, [&b"one"[..], b"two"]);
+        assert_eq!((replayed.skipped, replayed.lost), (1, 1));
+    }
+}
