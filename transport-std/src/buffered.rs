@@ -23,13 +23,11 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::{BoundedQueue, ErrorCode, OverflowPolicy};
 
-use crate::auth::{Credentials, Users};
 use crate::dialect::{AnswerView, Dialect, Native};
-use crate::options::{later, SocketOptions};
-use crate::proxy::{ProxyStats, LOG_EVERY};
-use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Rejection};
+use crate::options::later;
+use crate::proxy::{relay_methods, side_setters, ProxyStats, Sides, LOG_EVERY};
+use crate::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
 use crate::requester::Requester;
-use crate::shutdown::{Running, Shutdown};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{bump, set};
 use crate::TransportError;
@@ -40,12 +38,7 @@ pub const MAX_BUFFERED: usize = 16_384;
 /// Builds a [`BufferedProxy`].
 pub struct BufferedProxyBuilder<D: Dialect = Native> {
     dialect: D,
-    ctx: Option<zmq::Context>,
-    input: ReceiverBuilder,
-    outputs: Vec<String>,
-    output_options: SocketOptions,
-    credentials: Option<Credentials>,
-    timeout: Duration,
+    sides: Sides,
     retry: (Duration, Duration),
     capacity: usize,
     max_bytes: usize,
@@ -53,59 +46,24 @@ pub struct BufferedProxyBuilder<D: Dialect = Native> {
 }
 
 impl<D: Dialect> BufferedProxyBuilder<D> {
-    /// Uses `ctx` for both sides (needed for `inproc://`).
-    pub fn context(mut self, ctx: &zmq::Context) -> Self {
-        self.input = self.input.context(ctx);
-        self.ctx = Some(ctx.clone());
-        self
-    }
+    side_setters!();
 
     /// Binds the REP input to `endpoint` too.
     pub fn input(mut self, endpoint: impl Into<String>) -> Self {
-        self.input = self.input.rep(endpoint);
+        self.sides.input = std::mem::take(&mut self.sides.input).rep(endpoint);
         self
     }
 
     /// Subscribes to a publisher at `endpoint` too: its messages are queued like requests
     /// (with no one to acknowledge; when the buffer is full they are counted as dropped).
     pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
-        self.input = self.input.subscribe(endpoint);
+        self.sides.input = std::mem::take(&mut self.sides.input).subscribe(endpoint);
         self
     }
 
     /// Adds a downstream REQ endpoint (several are used in turn, one delivery at a time).
     pub fn output(mut self, endpoint: impl Into<String>) -> Self {
-        self.outputs.push(endpoint.into());
-        self
-    }
-
-    /// Accepts on the input only peers presenting credentials of one of `users`.
-    pub fn input_users(mut self, users: Users) -> Self {
-        self.input = self.input.authenticate(users);
-        self
-    }
-
-    /// Presents `credentials` downstream.
-    pub fn output_credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
-        self
-    }
-
-    /// Socket options of the input side.
-    pub fn input_options(mut self, options: SocketOptions) -> Self {
-        self.input = self.input.options(options);
-        self
-    }
-
-    /// Socket options of the output side.
-    pub fn output_options(mut self, options: SocketOptions) -> Self {
-        self.output_options = options;
-        self
-    }
-
-    /// How long one delivery attempt waits for the downstream's answer (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.sides.outputs.push(endpoint.into());
         self
     }
 
@@ -135,13 +93,8 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
         self
     }
 
-    /// The handle that will stop the proxy.
-    pub fn shutdown(&self) -> Shutdown {
-        self.input.shutdown()
-    }
-
     /// Opens the spool (recovering what it holds), binds and connects both sides.
-    pub fn bind(self) -> Result<BufferedProxy<D>, BufferedProxyError> {
+    pub fn bind(mut self) -> Result<BufferedProxy<D>, BufferedProxyError> {
         let mut queue = Box::new(BoundedQueue::with_limit(
             OverflowPolicy::RejectNew,
             self.capacity,
@@ -167,10 +120,8 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
             }
             None => None,
         };
-        let ctx = self.ctx.unwrap_or_default();
-        let input = self.input.context(&ctx).bind()?;
-        let requester =
-            Requester::connect(&ctx, &self.outputs, &self.output_options, self.credentials)?;
+        let (ctx, input) = self.sides.bind_input()?;
+        let requester = self.sides.requester(&ctx)?;
         let stats = Arc::new(ProxyStats::default());
         set(&stats.queued, queue.len() as u64);
         // Acknowledged requests the spool found damaged beyond use: lost, and counted.
@@ -187,7 +138,7 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
                 queue,
                 spool,
                 requester,
-                timeout: self.timeout,
+                timeout: self.sides.timeout,
                 retry: self.retry,
                 backoff: self.retry.0,
                 in_flight: None,
@@ -264,12 +215,7 @@ impl<D: Dialect> BufferedProxy<D> {
     pub fn builder_for(dialect: D) -> BufferedProxyBuilder<D> {
         BufferedProxyBuilder {
             dialect,
-            ctx: None,
-            input: Receiver::builder().heartbeats(D::heartbeat_answer),
-            outputs: Vec::new(),
-            output_options: SocketOptions::default(),
-            credentials: None,
-            timeout: Duration::from_secs(5),
+            sides: Sides::new(D::heartbeat_answer),
             retry: (Duration::from_millis(100), Duration::from_secs(5)),
             capacity: 1000,
             max_bytes: 16 << 20,
@@ -277,32 +223,8 @@ impl<D: Dialect> BufferedProxy<D> {
         }
     }
 
-    /// The REP input's endpoints as bound (empty with only SUB inputs).
-    pub fn input_endpoints(&self) -> &[String] {
-        self.input.rep_endpoints()
-    }
-
-    /// A handle that stops the proxy.
-    pub fn shutdown(&self) -> Shutdown {
-        self.input.shutdown()
-    }
-
-    /// The live counters.
-    pub fn stats(&self) -> Arc<ProxyStats> {
-        self.buffer.stats.clone()
-    }
-
-    /// Serves on the calling thread until stopped; the spool is synced on the way out.
-    pub fn run(self) -> Result<(), TransportError> {
-        self.input.run(self.buffer)
-    }
-
-    /// Serves on a new thread; the handle stops (also on drop) and joins it.
-    pub fn spawn(self) -> std::io::Result<Running<ProxyStats>> {
-        let shutdown = self.shutdown();
-        let stats = self.stats();
-        Running::spawn("zmqrpc-buffered", shutdown, stats, move || self.run())
-    }
+    // The spool is synced when `run` ends (the buffer's drop).
+    relay_methods!(buffer, "zmqrpc-buffered");
 }
 
 /// The delivery in progress: which endpoint, until when.

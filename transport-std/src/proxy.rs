@@ -21,13 +21,15 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::ErrorCode;
 
-use crate::auth::{Credentials, Users};
+use crate::auth::Credentials;
 use crate::dialect::{Dialect, Native};
 use crate::options::SocketOptions;
 use crate::publisher::Publisher;
-use crate::receiver::{Handler, Incoming, Origin, Receiver, ReceiverBuilder, Rejection};
+use crate::receiver::{
+    Handler, Heartbeats, Incoming, Origin, Receiver, ReceiverBuilder, Rejection,
+};
 use crate::requester::Requester;
-use crate::shutdown::{Running, Shutdown};
+use crate::shutdown::Shutdown;
 use crate::stats::{bump, counters, set};
 use crate::{RequestError, TransportError};
 
@@ -128,70 +130,155 @@ const FLUSH_RETRY: Duration = Duration::from_millis(2);
 /// How often a busy proxy logs its counters.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// What every proxy builder holds: the input receiver and the output endpoints, with how
+/// each side is reached and protected.
+pub(crate) struct Sides {
+    pub(crate) ctx: Option<zmq::Context>,
+    pub(crate) input: ReceiverBuilder,
+    pub(crate) outputs: Vec<String>,
+    pub(crate) output_options: SocketOptions,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) timeout: Duration,
+}
+
+impl Sides {
+    /// Sides with no endpoints, an input that tells heartbeats by `heartbeats`.
+    pub(crate) fn new(heartbeats: Heartbeats) -> Sides {
+        Sides {
+            ctx: None,
+            input: Receiver::builder().heartbeats(heartbeats),
+            outputs: Vec::new(),
+            output_options: SocketOptions::default(),
+            credentials: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Binds the input in the proxy's context (made here unless one was given).
+    pub(crate) fn bind_input(&mut self) -> Result<(zmq::Context, Receiver), TransportError> {
+        let ctx = self.ctx.take().unwrap_or_default();
+        let input = std::mem::take(&mut self.input).context(&ctx).bind()?;
+        Ok((ctx, input))
+    }
+
+    /// A REQ output: the endpoints, used in turn.
+    pub(crate) fn requester(&self, ctx: &zmq::Context) -> Result<Requester, TransportError> {
+        Requester::connect(
+            ctx,
+            &self.outputs,
+            &self.output_options,
+            self.credentials.clone(),
+        )
+    }
+}
+
+/// The builder methods every proxy builder shares, over its `sides` field: one definition
+/// for both builders.
+macro_rules! side_setters {
+    () => {
+        /// Uses `ctx` for both sides (needed for `inproc://`).
+        pub fn context(mut self, ctx: &zmq::Context) -> Self {
+            self.sides.ctx = Some(ctx.clone());
+            self
+        }
+
+        /// Accepts on the input only peers presenting credentials of one of `users`.
+        pub fn input_users(mut self, users: $crate::Users) -> Self {
+            self.sides.input = self.sides.input.authenticate(users);
+            self
+        }
+
+        /// Presents `credentials` on the output.
+        pub fn output_credentials(mut self, credentials: $crate::Credentials) -> Self {
+            self.sides.credentials = Some(credentials);
+            self
+        }
+
+        /// Socket options of the input side.
+        pub fn input_options(mut self, options: $crate::SocketOptions) -> Self {
+            self.sides.input = self.sides.input.options(options);
+            self
+        }
+
+        /// Socket options of the output side.
+        pub fn output_options(mut self, options: $crate::SocketOptions) -> Self {
+            self.sides.output_options = options;
+            self
+        }
+
+        /// How long a REQ output waits for each answer, one delivery attempt (default 5 s).
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.sides.timeout = timeout;
+            self
+        }
+
+        /// The handle that will stop the proxy.
+        pub fn shutdown(&self) -> $crate::Shutdown {
+            self.sides.input.shutdown()
+        }
+    };
+}
+pub(crate) use side_setters;
+
+/// The methods every proxy shares, over its `input` receiver and the handler in field
+/// `$handler` (which keeps the proxy's counters in `stats`): one definition for both.
+macro_rules! relay_methods {
+    ($handler:ident, $thread:literal) => {
+        /// The REP input's endpoints as bound (empty with only SUB inputs).
+        pub fn input_endpoints(&self) -> &[String] {
+            self.input.rep_endpoints()
+        }
+
+        /// A handle that stops the proxy.
+        pub fn shutdown(&self) -> $crate::Shutdown {
+            self.input.shutdown()
+        }
+
+        /// The live counters.
+        pub fn stats(&self) -> std::sync::Arc<$crate::ProxyStats> {
+            self.$handler.stats.clone()
+        }
+
+        /// Serves on the calling thread until stopped.
+        pub fn run(self) -> Result<(), $crate::TransportError> {
+            self.input.run(self.$handler)
+        }
+
+        /// Serves on a new thread; the handle stops (also on drop) and joins it.
+        pub fn spawn(self) -> std::io::Result<$crate::Running<$crate::ProxyStats>> {
+            let shutdown = self.shutdown();
+            let stats = self.stats();
+            $crate::Running::spawn($thread, shutdown, stats, move || self.run())
+        }
+    };
+}
+pub(crate) use relay_methods;
+
 /// Builds a [`Proxy`].
 pub struct ProxyBuilder<D: Dialect = Native> {
     dialect: D,
     kind: ProxyKind,
-    ctx: Option<zmq::Context>,
-    input: ReceiverBuilder,
-    outputs: Vec<String>,
-    output_options: SocketOptions,
-    credentials: Option<Credentials>,
-    timeout: Duration,
+    sides: Sides,
     pending_limit: usize,
 }
 
 impl<D: Dialect> ProxyBuilder<D> {
-    /// Uses `ctx` for both sides (needed for `inproc://`).
-    pub fn context(mut self, ctx: &zmq::Context) -> Self {
-        self.input = self.input.context(ctx);
-        self.ctx = Some(ctx.clone());
-        self
-    }
+    side_setters!();
 
     /// An input endpoint: bound (REP) or connected to (SUB), as the kind says.
     pub fn input(mut self, endpoint: impl Into<String>) -> Self {
-        self.input = if self.kind.rep_input() {
-            self.input.rep(endpoint)
+        let input = std::mem::take(&mut self.sides.input);
+        self.sides.input = if self.kind.rep_input() {
+            input.rep(endpoint)
         } else {
-            self.input.subscribe(endpoint)
+            input.subscribe(endpoint)
         };
         self
     }
 
     /// An output endpoint: connected to (REQ, used in turn) or bound (PUB), as the kind says.
     pub fn output(mut self, endpoint: impl Into<String>) -> Self {
-        self.outputs.push(endpoint.into());
-        self
-    }
-
-    /// Accepts on the input only peers presenting credentials of one of `users`.
-    pub fn input_users(mut self, users: Users) -> Self {
-        self.input = self.input.authenticate(users);
-        self
-    }
-
-    /// Presents `credentials` on the output.
-    pub fn output_credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
-        self
-    }
-
-    /// Socket options of the input side.
-    pub fn input_options(mut self, options: SocketOptions) -> Self {
-        self.input = self.input.options(options);
-        self
-    }
-
-    /// Socket options of the output side.
-    pub fn output_options(mut self, options: SocketOptions) -> Self {
-        self.output_options = options;
-        self
-    }
-
-    /// How long a REQ output waits for each answer (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.sides.outputs.push(endpoint.into());
         self
     }
 
@@ -201,28 +288,18 @@ impl<D: Dialect> ProxyBuilder<D> {
         self
     }
 
-    /// The handle that will stop the proxy.
-    pub fn shutdown(&self) -> Shutdown {
-        self.input.shutdown()
-    }
-
     /// Creates, binds and connects both sides.
-    pub fn bind(self) -> Result<Proxy<D>, TransportError> {
-        let ctx = self.ctx.unwrap_or_default();
-        let input = self.input.context(&ctx).bind()?;
+    pub fn bind(mut self) -> Result<Proxy<D>, TransportError> {
+        let (ctx, input) = self.sides.bind_input()?;
+        let sides = &self.sides;
         let output = if self.kind.req_output() {
-            Output::Req(Requester::connect(
-                &ctx,
-                &self.outputs,
-                &self.output_options,
-                self.credentials,
-            )?)
+            Output::Req(sides.requester(&ctx)?)
         } else {
             Output::Pub(Publisher::bind(
                 &ctx,
-                &self.outputs,
-                &self.output_options,
-                self.credentials.as_ref(),
+                &sides.outputs,
+                &sides.output_options,
+                sides.credentials.as_ref(),
                 self.pending_limit,
             )?)
         };
@@ -233,7 +310,7 @@ impl<D: Dialect> ProxyBuilder<D> {
                 stop: input.shutdown(),
                 kind: self.kind,
                 output,
-                timeout: self.timeout,
+                timeout: sides.timeout,
                 stats: Arc::default(),
                 last_log: Instant::now(),
             },
@@ -261,19 +338,9 @@ impl<D: Dialect> Proxy<D> {
         ProxyBuilder {
             dialect,
             kind,
-            ctx: None,
-            input: Receiver::builder().heartbeats(D::heartbeat_answer),
-            outputs: Vec::new(),
-            output_options: SocketOptions::default(),
-            credentials: None,
-            timeout: Duration::from_secs(5),
+            sides: Sides::new(D::heartbeat_answer),
             pending_limit: 1000,
         }
-    }
-
-    /// The REP input's endpoints as bound (empty for a SUB input).
-    pub fn input_endpoints(&self) -> &[String] {
-        self.input.rep_endpoints()
     }
 
     /// The PUB output's endpoints as bound (empty for a REQ output).
@@ -284,27 +351,7 @@ impl<D: Dialect> Proxy<D> {
         }
     }
 
-    /// A handle that stops the proxy.
-    pub fn shutdown(&self) -> Shutdown {
-        self.input.shutdown()
-    }
-
-    /// The live counters.
-    pub fn stats(&self) -> Arc<ProxyStats> {
-        self.forwarder.stats.clone()
-    }
-
-    /// Forwards on the calling thread until stopped.
-    pub fn run(self) -> Result<(), TransportError> {
-        self.input.run(self.forwarder)
-    }
-
-    /// Forwards on a new thread; the handle stops (also on drop) and joins it.
-    pub fn spawn(self) -> std::io::Result<Running<ProxyStats>> {
-        let shutdown = self.shutdown();
-        let stats = self.stats();
-        Running::spawn("zmqrpc-proxy", shutdown, stats, move || self.run())
-    }
+    relay_methods!(forwarder, "zmqrpc-proxy");
 }
 
 enum Output {
