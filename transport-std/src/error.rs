@@ -7,40 +7,67 @@ use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
 
 use crate::monitor::HandshakeFailure;
 
-/// A libzmq operation failed; says which operation on which endpoint.
+/// Why a socket or a loop of the transport failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportError {
-    /// What was being done: "bind", "connect", "send", …
-    pub op: &'static str,
-    /// The endpoint concerned, or empty.
-    pub endpoint: String,
-    /// libzmq's error.
-    pub source: zmq::Error,
+#[non_exhaustive]
+pub enum TransportError {
+    /// A libzmq operation failed; says which operation on which endpoint.
+    Zmq {
+        /// What was being done: "bind", "connect", "send", …
+        op: &'static str,
+        /// The endpoint concerned, or empty.
+        endpoint: String,
+        /// libzmq's error.
+        source: zmq::Error,
+    },
 }
 
 impl TransportError {
+    /// A failure of libzmq operation `op` on `endpoint`.
     pub(crate) fn new(op: &'static str, endpoint: &str, source: zmq::Error) -> Self {
-        TransportError {
+        TransportError::Zmq {
             op,
             endpoint: endpoint.to_owned(),
             source,
         }
     }
+
+    /// libzmq's error, if libzmq is what failed.
+    pub fn zmq_error(&self) -> Option<zmq::Error> {
+        match self {
+            TransportError::Zmq { source, .. } => Some(*source),
+        }
+    }
+
+    /// Whether binding failed because another socket holds the address (libzmq's
+    /// `EADDRINUSE`).
+    pub(crate) fn is_address_in_use(&self) -> bool {
+        self.zmq_error() == Some(zmq::Error::EADDRINUSE)
+    }
 }
 
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.endpoint.is_empty() {
-            write!(f, "{} failed: {}", self.op, self.source)
-        } else {
-            write!(f, "{} {} failed: {}", self.op, self.endpoint, self.source)
+        match self {
+            TransportError::Zmq {
+                op,
+                endpoint,
+                source,
+            } if endpoint.is_empty() => write!(f, "{op} failed: {source}"),
+            TransportError::Zmq {
+                op,
+                endpoint,
+                source,
+            } => write!(f, "{op} {endpoint} failed: {source}"),
         }
     }
 }
 
 impl std::error::Error for TransportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match self {
+            TransportError::Zmq { source, .. } => Some(source),
+        }
     }
 }
 

@@ -614,7 +614,7 @@ impl RepSide {
         let mut attempt = 0;
         loop {
             match RepSide::bind(ctx, options, role, endpoints) {
-                Err(e) if e.source == zmq::Error::EADDRINUSE && attempt < 5 => {
+                Err(e) if e.is_address_in_use() && attempt < 5 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(20));
                 }
