@@ -6,7 +6,7 @@ mod common;
 use std::sync::mpsc;
 
 use common::*;
-use zmqrpc::transport::{Incoming, Origin, Receiver, RequestError, Sender};
+use zmqrpc::transport::{Incoming, Origin, Receiver, RequestError, Sender, TransportError};
 
 #[test]
 fn a_raw_receiver_answers_requests_and_hears_publications() {
@@ -66,4 +66,17 @@ fn a_sender_without_the_needed_side_says_so() {
     ));
     let error = sender.publish(b"x").unwrap_err();
     assert_eq!(error.zmq_error(), Some(zmq::Error::ENOTSUP));
+}
+
+/// A second receiver on the `ipc://` path of a live one is refused by name, with the path.
+#[test]
+fn a_live_ipc_path_is_reported_as_in_use() {
+    let endpoint = ipc_endpoint("raw-in-use");
+    let first = Receiver::builder().rep(&endpoint).bind().unwrap();
+    match Receiver::builder().rep(&endpoint).bind() {
+        Err(TransportError::EndpointInUse { endpoint: refused }) => assert_eq!(refused, endpoint),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a second receiver bound a live ipc path"),
+    }
+    drop(first);
 }

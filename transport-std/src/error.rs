@@ -20,6 +20,12 @@ pub enum TransportError {
         /// libzmq's error.
         source: zmq::Error,
     },
+    /// Another socket listens on this `ipc://` path, so it was not bound (libzmq would
+    /// silently take the path over and orphan the other socket).
+    EndpointInUse {
+        /// The endpoint that was to be bound.
+        endpoint: String,
+    },
 }
 
 impl TransportError {
@@ -36,13 +42,15 @@ impl TransportError {
     pub fn zmq_error(&self) -> Option<zmq::Error> {
         match self {
             TransportError::Zmq { source, .. } => Some(*source),
+            _ => None,
         }
     }
 
     /// Whether binding failed because another socket holds the address (libzmq's
-    /// `EADDRINUSE`).
+    /// `EADDRINUSE`, or a live `ipc://` path).
     pub(crate) fn is_address_in_use(&self) -> bool {
-        self.zmq_error() == Some(zmq::Error::EADDRINUSE)
+        matches!(self, TransportError::EndpointInUse { .. })
+            || self.zmq_error() == Some(zmq::Error::EADDRINUSE)
     }
 }
 
@@ -59,6 +67,10 @@ impl fmt::Display for TransportError {
                 endpoint,
                 source,
             } => write!(f, "{op} {endpoint} failed: {source}"),
+            TransportError::EndpointInUse { endpoint } => write!(
+                f,
+                "cannot bind {endpoint}: address in use (another socket listens on this path)"
+            ),
         }
     }
 }
@@ -67,6 +79,7 @@ impl std::error::Error for TransportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             TransportError::Zmq { source, .. } => Some(source),
+            _ => None,
         }
     }
 }

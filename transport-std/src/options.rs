@@ -114,7 +114,8 @@ impl SocketOptions {
 
 /// libzmq binds an `ipc://` path by removing whatever socket file is there, so a second
 /// process bound to the path of a live one would silently take it over and orphan the
-/// first. Refuse that (EADDRINUSE, as TCP would); a stale file nobody listens on is fine.
+/// first. Refuse that ([`TransportError::EndpointInUse`], as TCP would refuse with
+/// EADDRINUSE); a stale file nobody listens on is fine.
 fn refuse_live_ipc_path(endpoint: &str) -> Result<(), TransportError> {
     let Some(path) = endpoint.strip_prefix("ipc://") else {
         return Ok(());
@@ -124,11 +125,9 @@ fn refuse_live_ipc_path(endpoint: &str) -> Result<(), TransportError> {
         return Ok(());
     }
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(TransportError::new(
-            "bind (another socket listens there)",
-            endpoint,
-            zmq::Error::EADDRINUSE,
-        )),
+        Ok(_) => Err(TransportError::EndpointInUse {
+            endpoint: endpoint.to_owned(),
+        }),
         Err(_) => Ok(()),
     }
 }
