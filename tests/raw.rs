@@ -68,6 +68,27 @@ fn a_sender_without_the_needed_side_says_so() {
     assert_eq!(error.zmq_error(), Some(zmq::Error::ENOTSUP));
 }
 
+/// A handler that panics ends its loop; `join` says so with the panic's message.
+#[test]
+fn a_panicking_handler_is_reported_by_join_with_its_message() {
+    let receiver = Receiver::builder().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = receiver.rep_endpoints()[0].clone();
+    let running = receiver
+        .spawn(|_: Incoming, _: &mut Vec<u8>| panic!("boom"))
+        .unwrap();
+    let mut sender = Sender::builder().req(&endpoint).build().unwrap();
+    // The handler panics on this request: no reply comes.
+    let _ = sender.request(b"x", std::time::Duration::from_millis(200));
+    assert!(eventually(secs(5), || running.is_finished()));
+    match running.join() {
+        Err(TransportError::Panicked { thread, message }) => {
+            assert_eq!(message, "boom");
+            assert_eq!(thread, "zmqrpc-receiver");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A second receiver on the `ipc://` path of a live one is refused by name, with the path.
 #[test]
 fn a_live_ipc_path_is_reported_as_in_use() {

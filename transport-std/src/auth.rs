@@ -262,10 +262,14 @@ pub(crate) fn start_zap_handler(
     let stop = StopListener::new(ctx, shutdown.clone())?;
     let stats = Arc::new(AuthStats::default());
     let counters = stats.clone();
-    Running::spawn("zmqrpc-zap", shutdown, stats, move || {
+    const THREAD: &str = "zmqrpc-zap";
+    Running::spawn(THREAD, shutdown, stats, move || {
         serve_zap(&socket, &stop, &users, &counters)
     })
-    .map_err(|_| TransportError::new("spawn", "ZAP handler", zmq::Error::ENOMEM))
+    .map_err(|e| TransportError::Spawn {
+        thread: THREAD.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn serve_zap(

@@ -1,5 +1,6 @@
 //! Errors of the transport layer.
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
@@ -25,6 +26,21 @@ pub enum TransportError {
     EndpointInUse {
         /// The endpoint that was to be bound.
         endpoint: String,
+    },
+    /// A thread could not be started.
+    Spawn {
+        /// The thread's name.
+        thread: String,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// A thread panicked: a loop's own thread (a [`Receiver`](crate::Receiver)'s handler,
+    /// say), seen by [`Running::join`](crate::Running::join), or a worker of a pool.
+    Panicked {
+        /// The thread's name.
+        thread: String,
+        /// The panic's message, or "(no message)".
+        message: String,
     },
 }
 
@@ -71,6 +87,12 @@ impl fmt::Display for TransportError {
                 f,
                 "cannot bind {endpoint}: address in use (another socket listens on this path)"
             ),
+            TransportError::Spawn { thread, reason } => {
+                write!(f, "cannot start thread {thread}: {reason}")
+            }
+            TransportError::Panicked { thread, message } => {
+                write!(f, "thread {thread} panicked: {message}")
+            }
         }
     }
 }
@@ -82,6 +104,16 @@ impl std::error::Error for TransportError {
             _ => None,
         }
     }
+}
+
+/// The message a panic was raised with, if it has one (`panic!` with a literal or with
+/// format arguments).
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// A request/reply exchange failed, without regard to its content.

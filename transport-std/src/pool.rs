@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::auth::{start_zap_handler, AuthStats, Role};
+use crate::error::panic_message;
 use crate::options::SocketOptions;
 use crate::receiver::{
     Handler, Heartbeats, Incoming, Origin, ReceiverBuilder, ReceiverStats, Rejection, BATCH,
@@ -77,6 +78,11 @@ fn read_task_header(bytes: &[u8]) -> Option<(u8, Origin)> {
 fn worker_id(index: usize) -> [u8; 3] {
     let i = u16::try_from(index).unwrap_or(u16::MAX).to_be_bytes();
     [b'w', i[0], i[1]]
+}
+
+/// A worker's thread name.
+fn worker_thread(index: usize) -> String {
+    format!("zmqrpc-worker-{index}")
 }
 
 fn worker_index(id: &[u8]) -> Option<usize> {
@@ -219,7 +225,7 @@ impl<H: Handler> Pool<H> {
         let mut served = Ok(());
         for (index, (socket, handler)) in workers.into_iter().enumerate() {
             let spawned = std::thread::Builder::new()
-                .name(format!("zmqrpc-worker-{index}"))
+                .name(worker_thread(index))
                 .spawn(move || work(&socket, handler));
             match spawned {
                 Ok(thread) => broker.slots.push(Slot {
@@ -230,11 +236,10 @@ impl<H: Handler> Pool<H> {
                 Err(e) => {
                     // Those already started wait for tasks: `finish` ends them.
                     log::error!("worker pool: cannot start worker {index}: {e}");
-                    served = Err(TransportError::new(
-                        "spawn worker thread",
-                        "worker pool",
-                        zmq::Error::ENOMEM,
-                    ));
+                    served = Err(TransportError::Spawn {
+                        thread: worker_thread(index),
+                        reason: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -510,12 +515,11 @@ impl Broker {
             let Some(thread) = slot.thread.take() else {
                 continue;
             };
-            let outcome = thread.join().unwrap_or_else(|_| {
-                Err(TransportError::new(
-                    "worker panicked",
-                    "worker pool",
-                    zmq::Error::EFAULT,
-                ))
+            let outcome = thread.join().unwrap_or_else(|panic| {
+                Err(TransportError::Panicked {
+                    thread: worker_thread(index),
+                    message: panic_message(&*panic).to_owned(),
+                })
             });
             if let Err(e) = outcome {
                 log::error!("worker {index}: {e}");
@@ -617,5 +621,43 @@ fn work<H: Handler>(socket: &zmq::Socket, mut handler: H) -> Result<(), Transpor
             reply.clear();
         }
         socket.send(&reply[..], 0).map_err(err("send"))?;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A worker's panic ends it; the pool reports it by thread, with the panic's message.
+    #[test]
+    fn a_worker_panic_is_reported_with_its_message() {
+        let (entered_tx, entered) = mpsc::channel();
+        let handler = move |_: Incoming<'_>, _: &mut Vec<u8>| {
+            let _ = entered_tx.send(());
+            panic!("boom");
+        };
+        let builder = ReceiverBuilder::default().rep("tcp://127.0.0.1:*");
+        let pool = Pool::bind(builder, vec![handler]).unwrap();
+        let endpoint = pool.endpoints()[0].clone();
+        let shutdown = pool.shutdown();
+        let running = std::thread::spawn(move || pool.run());
+
+        let ctx = zmq::Context::new();
+        let caller = ctx.socket(zmq::REQ).unwrap();
+        caller.set_linger(0).unwrap();
+        caller.connect(&endpoint).unwrap();
+        caller.send(&b"x"[..], 0).unwrap();
+        entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        shutdown.request();
+        assert_eq!(
+            running.join().unwrap(),
+            Err(TransportError::Panicked {
+                thread: "zmqrpc-worker-0".to_owned(),
+                message: "boom".to_owned(),
+            })
+        );
     }
 }

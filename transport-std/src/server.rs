@@ -11,7 +11,6 @@
 //! produces `UnknownCommand`. Messages from SUB sockets run the same services, and their
 //! answers are discarded (counted in [`ServerCounts`] when they fail).
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -23,6 +22,7 @@ use zmqrpc_core::{Command, ErrorCode, Key};
 
 use crate::auth::Users;
 use crate::dialect::{Dialect, Native, Request};
+use crate::error::panic_message;
 use crate::options::SocketOptions;
 use crate::pool::Pool;
 use crate::receiver::{
@@ -557,14 +557,6 @@ impl<D: Dialect, C: Command + 'static, S: Service<C>> ErasedService<D> for Typed
             }
         }
     }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 /// The receiver's handler: read, look up, call, answer, all through the dialect.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
+use crate::error::panic_message;
 use crate::TransportError;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -162,8 +163,9 @@ impl<S> Running<S> {
 
     /// Stops the loop and waits for its thread to end.
     ///
-    /// Returns the loop's error if it ended on one; a panic in the loop is reported as a
-    /// [`TransportError`] with op `"loop panicked"`.
+    /// Returns the loop's error if it ended on one; a panic in the loop (in a
+    /// [`Receiver`](crate::Receiver)'s handler, say) is reported as
+    /// [`TransportError::Panicked`] with the panic's message.
     pub fn join(mut self) -> Result<(), TransportError> {
         self.stop();
         self.wait()
@@ -171,9 +173,15 @@ impl<S> Running<S> {
 
     fn wait(&mut self) -> Result<(), TransportError> {
         match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or_else(|_| {
-                Err(TransportError::new("loop panicked", "", zmq::Error::EFAULT))
-            }),
+            Some(thread) => {
+                let name = thread.thread().name().unwrap_or("unnamed").to_owned();
+                thread.join().unwrap_or_else(|panic| {
+                    Err(TransportError::Panicked {
+                        thread: name,
+                        message: panic_message(&*panic).to_owned(),
+                    })
+                })
+            }
             None => Ok(()),
         }
     }
