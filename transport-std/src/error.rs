@@ -42,6 +42,11 @@ pub enum TransportError {
         /// The panic's message, or "(no message)".
         message: String,
     },
+    /// zmqrpc broke one of its own invariants: a bug in zmqrpc, not in its use. Says which.
+    Internal {
+        /// The invariant broken.
+        what: &'static str,
+    },
 }
 
 impl TransportError {
@@ -92,6 +97,9 @@ impl fmt::Display for TransportError {
             }
             TransportError::Panicked { thread, message } => {
                 write!(f, "thread {thread} panicked: {message}")
+            }
+            TransportError::Internal { what } => {
+                write!(f, "internal error, a bug in zmqrpc: {what}")
             }
         }
     }

@@ -595,11 +595,9 @@ fn work<H: Handler>(socket: &zmq::Socket, mut handler: H) -> Result<(), Transpor
             }
         }
         let Some((what, origin)) = read_task_header(&header) else {
-            return Err(TransportError::new(
-                "read task",
-                "worker pool backend",
-                zmq::Error::EPROTO,
-            ));
+            return Err(TransportError::Internal {
+                what: "a pool worker got a task header its broker does not send",
+            });
         };
         reply.clear();
         match what {
@@ -659,5 +657,29 @@ mod tests {
                 message: "boom".to_owned(),
             })
         );
+    }
+
+    /// A task header the broker never sends is a broken invariant, not a libzmq failure.
+    #[test]
+    fn an_unreadable_task_is_an_internal_error() {
+        let ctx = zmq::Context::new();
+        let endpoint = "inproc://zmqrpc-pool-test-unreadable";
+        let backend = ctx.socket(zmq::ROUTER).unwrap();
+        backend.bind(endpoint).unwrap();
+        let socket = ctx.socket(zmq::REQ).unwrap();
+        socket.set_identity(&worker_id(0)).unwrap();
+        socket.connect(endpoint).unwrap();
+        let worker =
+            std::thread::spawn(move || work(&socket, |_: Incoming<'_>, _: &mut Vec<u8>| {}));
+        // The worker says it is free: [id][empty][empty].
+        let free = backend.recv_multipart(0).unwrap();
+        assert_eq!(free[0], worker_id(0));
+        backend
+            .send_multipart([&worker_id(0)[..], b"", b"??"], 0)
+            .unwrap();
+        assert!(matches!(
+            worker.join().unwrap(),
+            Err(TransportError::Internal { .. })
+        ));
     }
 }

@@ -86,12 +86,11 @@ impl StopListener {
         waker.set_linger(0).map_err(err("set_linger"))?;
         waker.connect(&endpoint).map_err(err("connect"))?;
         if shutdown.inner.waker.set(Mutex::new(waker)).is_err() {
-            // One handle, one loop: a second listener could never be woken.
-            return Err(TransportError::new(
-                "attach",
-                "stop signal",
-                zmq::Error::EINVAL,
-            ));
+            // One handle, one loop: a second listener could never be woken. Every builder
+            // makes its own handle and binding consumes the builder, so this cannot happen.
+            return Err(TransportError::Internal {
+                what: "a stop handle was attached to a second loop",
+            });
         }
         Ok(StopListener { socket, shutdown })
     }
@@ -191,5 +190,24 @@ impl<S> Drop for Running<S> {
     fn drop(&mut self) {
         self.stop();
         let _ = self.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Not reachable through the public API (every builder makes its own handle and binding
+    /// consumes the builder): the guard against a handle that could wake only one loop.
+    #[test]
+    fn one_handle_stops_one_loop() {
+        let ctx = zmq::Context::new();
+        let shutdown = Shutdown::new();
+        let first = StopListener::new(&ctx, shutdown.clone());
+        assert!(first.is_ok());
+        assert!(matches!(
+            StopListener::new(&ctx, shutdown).err(),
+            Some(TransportError::Internal { .. })
+        ));
     }
 }
