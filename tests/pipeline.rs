@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zmqrpc::transport::{CallError, Pipeline};
+use zmqrpc::transport::{CallError, ConfigError, Pipeline, TransportError};
 
 #[test]
 fn a_window_of_calls_gets_every_answer_matched_to_its_call() {
@@ -101,4 +101,15 @@ fn remote_errors_come_back_for_their_own_call() {
     }
     assert_eq!(messages[&a], "first");
     assert_eq!(messages[&b], "second");
+}
+
+#[test]
+fn a_pipeline_without_an_endpoint_is_a_configuration_error() {
+    match Pipeline::builder().connect::<Add>() {
+        Err(TransportError::Config(ConfigError::NoEndpoint { what })) => {
+            assert_eq!(what, "pipeline")
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a pipeline connected to nowhere"),
+    }
 }

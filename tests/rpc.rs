@@ -267,6 +267,7 @@ fn registering_a_command_twice_is_refused() {
         Err(e @ RegisterError::DuplicateKey { .. }) => {
             assert!(e.to_string().contains(Add::NAME), "{e}")
         }
+        Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("registered twice"),
     }
 }

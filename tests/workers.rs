@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use zmqrpc::transport::{
-    Caller, Credentials, Pipeline, RpcClient, RpcServer, Service, ServiceError, Users, WithCaller,
+    Caller, ConfigError, Credentials, Pipeline, RegisterError, RpcClient, RpcServer, Service,
+    ServiceError, TransportError, Users, WithCaller,
 };
 use zmqrpc::Command;
 
@@ -270,4 +271,53 @@ fn a_pool_of_eight_stops_and_joins_within_100_ms() {
     let took = asked.elapsed();
     eprintln!("workers(8): stop + join took {took:?}");
     assert!(took < Duration::from_millis(100) * slack(), "{took:?}");
+}
+
+/// `register` on a builder that already has workers fails at once, naming the command.
+#[test]
+fn register_after_workers_is_refused_at_once() {
+    let result = RpcServer::builder()
+        .workers(2)
+        .register(|Add(a, b): Add| Ok::<_, ServiceError>(a + b));
+    match result {
+        Err(e @ RegisterError::NotCloneable { .. }) => {
+            assert_eq!(
+                e,
+                RegisterError::NotCloneable {
+                    name: Add::NAME,
+                    workers: 2
+                }
+            );
+            assert!(e.to_string().contains("register_clone"), "{e}");
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a non-cloneable service accepted for a pool"),
+    }
+    // `register_clone` is what a pool takes, and one worker takes either.
+    assert!(RpcServer::builder()
+        .workers(2)
+        .register_clone(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))
+        .is_ok());
+    assert!(RpcServer::builder()
+        .workers(1)
+        .register(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))
+        .is_ok());
+}
+
+/// `workers(n)` after a `register` cannot fail, so `bind` reports the mistake.
+#[test]
+fn workers_after_register_fail_at_bind_as_a_configuration_error() {
+    let result = RpcServer::builder()
+        .register(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))
+        .unwrap()
+        .workers(3)
+        .rep("tcp://127.0.0.1:*")
+        .bind();
+    match result {
+        Err(TransportError::Config(ConfigError::NotCloneable { command, workers })) => {
+            assert_eq!((command, workers), (Add::NAME, 3))
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a non-cloneable service accepted for a pool"),
+    }
 }

@@ -8,6 +8,43 @@ use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
 
 use crate::monitor::HandshakeFailure;
 
+/// A mistake in how an object was configured, found before any socket was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The object was asked to connect with no endpoint to connect to.
+    NoEndpoint {
+        /// What lacks the endpoint: "pipeline", …
+        what: &'static str,
+    },
+    /// A server with several workers has a service registered with
+    /// [`register`](crate::ServerBuilder::register), which cannot be copied to each worker:
+    /// it must be registered with [`register_clone`](crate::ServerBuilder::register_clone).
+    NotCloneable {
+        /// The command whose service cannot be copied.
+        command: &'static str,
+        /// The number of workers asked for.
+        workers: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoEndpoint { what } => {
+                write!(f, "the {what} has no endpoint to connect to")
+            }
+            ConfigError::NotCloneable { command, workers } => write!(
+                f,
+                "the service for {command:?} cannot be copied to {workers} workers: \
+                 register it with register_clone"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Why a socket or a loop of the transport failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -42,6 +79,8 @@ pub enum TransportError {
         /// The panic's message, or "(no message)".
         message: String,
     },
+    /// The object was configured wrongly.
+    Config(ConfigError),
     /// zmqrpc broke one of its own invariants: a bug in zmqrpc, not in its use. Says which.
     Internal {
         /// The invariant broken.
@@ -98,6 +137,7 @@ impl fmt::Display for TransportError {
             TransportError::Panicked { thread, message } => {
                 write!(f, "thread {thread} panicked: {message}")
             }
+            TransportError::Config(e) => e.fmt(f),
             TransportError::Internal { what } => {
                 write!(f, "internal error, a bug in zmqrpc: {what}")
             }
@@ -109,8 +149,15 @@ impl std::error::Error for TransportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             TransportError::Zmq { source, .. } => Some(source),
+            TransportError::Config(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<ConfigError> for TransportError {
+    fn from(e: ConfigError) -> Self {
+        TransportError::Config(e)
     }
 }
 

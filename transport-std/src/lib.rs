@@ -52,7 +52,8 @@
 //! - [`proxy`]: [`Proxy`]: the standard proxies (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req).
 //! - [`buffered`]: [`BufferedProxy`]: store-and-forward REP→REQ, with an optional [`spool`].
 //! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
-//! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`].
+//! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`], and what they name:
+//!   [`ConfigError`].
 //! - `monitor`: libzmq socket monitors: refused handshakes, dropped connections.
 //! - `nodrop`: the crate's only `unsafe` code, one libzmq option the `zmq` crate has no
 //!   setter for (`ZMQ_XPUB_NODROP`), so a publisher never loses a message uncounted.
@@ -86,7 +87,7 @@ pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};
 pub use buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use client::{ClientBuilder, RpcClient};
 pub use dialect::{Dialect, Native};
-pub use error::{CallError, RequestError, TransportError};
+pub use error::{CallError, ConfigError, RequestError, TransportError};
 pub use monitor::HandshakeFailure;
 pub use options::SocketOptions;
 pub use pipeline::{Answer, Pipeline, PipelineBuilder};

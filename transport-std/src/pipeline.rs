@@ -54,7 +54,9 @@ impl<D: Dialect> PipelineBuilder<D> {
         self
     }
 
-    /// The server's REP (or ROUTER) endpoint.
+    /// The server's REP (or ROUTER) endpoint. Required: without it
+    /// [`connect`](PipelineBuilder::connect) fails with
+    /// [`ConfigError::NoEndpoint`](crate::ConfigError::NoEndpoint).
     pub fn connect_to(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self
@@ -89,7 +91,7 @@ impl<D: Dialect> PipelineBuilder<D> {
     pub fn connect<C: Command>(self) -> Result<Pipeline<C, D>, TransportError> {
         let endpoint = self
             .endpoint
-            .ok_or_else(|| TransportError::new("connect", "", zmq::Error::EINVAL))?;
+            .ok_or(crate::ConfigError::NoEndpoint { what: "pipeline" })?;
         let ctx = self.ctx.unwrap_or_default();
         let link = Link::connect(
             &ctx,

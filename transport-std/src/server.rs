@@ -130,6 +130,7 @@ where
 
 /// A service could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// A service for a command with this key is already registered: the same command twice,
     /// or two names whose keys collide.
@@ -140,6 +141,15 @@ pub enum RegisterError {
         existing: &'static str,
         /// The key they share.
         key: Key,
+    },
+    /// The server has several [`workers`](ServerBuilder::workers), and a service registered
+    /// with [`register`](ServerBuilder::register) cannot be copied to each of them: use
+    /// [`register_clone`](ServerBuilder::register_clone).
+    NotCloneable {
+        /// The command being registered.
+        name: &'static str,
+        /// The number of workers.
+        workers: usize,
     },
 }
 
@@ -158,6 +168,11 @@ impl fmt::Display for RegisterError {
                 existing,
                 key,
             } => write!(f, "command {name:?} has the same key {key} as {existing:?}"),
+            RegisterError::NotCloneable { name, workers } => write!(
+                f,
+                "the service for {name:?} cannot be copied to {workers} workers: \
+                 register it with register_clone"
+            ),
         }
     }
 }
@@ -355,7 +370,9 @@ impl<D: Dialect> ServerBuilder<D> {
     }
 
     /// Registers the service for command `C`. Fails if a command with the same key (the same
-    /// name, or a colliding one) is already registered.
+    /// name, or a colliding one) is already registered, or if the server already has several
+    /// [`workers`](ServerBuilder::workers) (they need
+    /// [`register_clone`](ServerBuilder::register_clone)).
     pub fn register<C: Command + 'static, S: Service<C>>(
         self,
         service: S,
@@ -380,7 +397,12 @@ impl<D: Dialect> ServerBuilder<D> {
     /// uses its cores. Answers to one client may then come back out of order (use a
     /// [`Pipeline`](crate::Pipeline) or one call at a time), and notifications may be served
     /// out of order. Authentication and [`Caller`] are the same as with one thread. Every
-    /// service must be registered with [`register_clone`](ServerBuilder::register_clone).
+    /// service must be registered with [`register_clone`](ServerBuilder::register_clone):
+    /// [`register`](ServerBuilder::register) after `workers(n)` fails at once, and
+    /// [`bind`](ServerBuilder::bind) fails with [`ConfigError::NotCloneable`] for a service
+    /// registered before.
+    ///
+    /// [`ConfigError::NotCloneable`]: crate::ConfigError::NotCloneable
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
@@ -396,6 +418,12 @@ impl<D: Dialect> ServerBuilder<D> {
                 name: C::NAME,
                 existing: existing.name,
                 key: C::KEY,
+            });
+        }
+        if clone.is_none() && self.workers > 1 {
+            return Err(RegisterError::NotCloneable {
+                name: C::NAME,
+                workers: self.workers,
             });
         }
         self.services.insert(
@@ -436,12 +464,10 @@ impl<D: Dialect> ServerBuilder<D> {
         for _ in 0..self.workers {
             let mut services = HashMap::with_capacity(self.services.len());
             for (key, registered) in &self.services {
-                let service = registered.service.clone_box().ok_or_else(|| {
-                    TransportError::new(
-                        "workers: register it with register_clone",
-                        registered.name,
-                        zmq::Error::EINVAL,
-                    )
+                let service = registered.service.clone_box();
+                let service = service.ok_or(crate::ConfigError::NotCloneable {
+                    command: registered.name,
+                    workers: self.workers,
                 })?;
                 let name = registered.name;
                 services.insert(*key, Registered { name, service });
