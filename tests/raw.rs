@@ -6,7 +6,9 @@ mod common;
 use std::sync::mpsc;
 
 use common::*;
-use zmqrpc::transport::{Incoming, Origin, Receiver, RequestError, Sender, TransportError};
+use zmqrpc::transport::{
+    Incoming, Origin, Receiver, RequestError, Sender, SocketKind, TransportError,
+};
 
 #[test]
 fn a_raw_receiver_answers_requests_and_hears_publications() {
@@ -65,7 +67,16 @@ fn a_sender_without_the_needed_side_says_so() {
         Err(RequestError::NoEndpoint)
     ));
     let error = sender.publish(b"x").unwrap_err();
-    assert_eq!(error.zmq_error(), Some(zmq::Error::ENOTSUP));
+    assert_eq!(error, TransportError::NoSocket(SocketKind::Pub));
+}
+
+#[test]
+fn a_sender_without_a_pub_socket_names_it_for_heartbeats_too() {
+    let mut sender = Sender::builder().build().unwrap();
+    let error = sender.heartbeat().unwrap_err();
+    assert_eq!(error, TransportError::NoSocket(SocketKind::Pub));
+    assert_eq!(error.zmq_error(), None);
+    assert!(error.to_string().contains("publish_on"), "{error}");
 }
 
 /// A handler that panics ends its loop; `join` says so with the panic's message.

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use zmqrpc::transport::{CallError, RegisterError, RpcClient, RpcServer, ServiceError};
+use zmqrpc::transport::{CallError, RegisterError, RpcClient, RpcServer, ServiceError, SocketKind};
 use zmqrpc::{Command, ErrorCode};
 
 fn remote_code(result: Result<impl std::fmt::Debug, CallError>) -> ErrorCode {
@@ -314,4 +314,23 @@ fn a_server_stopped_before_it_runs_returns_at_once() {
     builder.shutdown().request();
     let server = builder.bind().unwrap();
     server.run().unwrap();
+}
+
+/// A client missing the socket an operation needs says which one, whatever the operation.
+#[test]
+fn a_client_without_the_needed_socket_names_it() {
+    let mut client = RpcClient::builder().connect().unwrap();
+    assert_eq!(
+        client.call(&Add(1, 2)).unwrap_err(),
+        CallError::NoSocket(SocketKind::Req)
+    );
+    for result in [
+        client.notify(&Add(1, 2)).map(drop),
+        client.flush().map(drop),
+        client.heartbeat(),
+    ] {
+        assert_eq!(result.unwrap_err(), CallError::NoSocket(SocketKind::Pub));
+    }
+    let error = client.call(&Add(1, 2)).unwrap_err();
+    assert!(error.to_string().contains("REQ"), "{error}");
 }

@@ -9,7 +9,7 @@ use crate::dialect::{interpret, CallTag, Dialect, Interpretation, Native};
 use crate::monitor::HandshakeFailure;
 use crate::options::SocketOptions;
 use crate::sender::{Sender, SenderBuilder};
-use crate::{CallError, RequestError, TransportError};
+use crate::{CallError, RequestError, SocketKind, TransportError};
 
 /// Builds an [`RpcClient`].
 pub struct ClientBuilder<D: Dialect = Native> {
@@ -144,7 +144,10 @@ impl<D: Dialect> RpcClient<D> {
             .dialect
             .encode_call(self.seq, command, &mut self.buf, self.max_frame)
             .map_err(CallError::Encode)?;
-        let requester = self.sender.requester().ok_or(CallError::Closed)?;
+        let requester = self
+            .sender
+            .requester()
+            .ok_or(CallError::NoSocket(SocketKind::Req))?;
         let mut attempts_left = self.retries;
         loop {
             let (index, result) = match requester.request(&self.buf, timeout) {
@@ -181,20 +184,29 @@ impl<D: Dialect> RpcClient<D> {
         self.dialect
             .encode_notify(command, &mut self.buf, self.max_frame)
             .map_err(CallError::Encode)?;
-        let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
+        let publisher = self
+            .sender
+            .publisher()
+            .ok_or(CallError::NoSocket(SocketKind::Pub))?;
         Ok(publisher.publish(&self.buf)?)
     }
 
     /// Sends what the publisher holds as far as subscribers take it; returns how many
     /// notifications are still held (0 once everything was handed to libzmq).
     pub fn flush(&mut self) -> Result<usize, CallError> {
-        let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
+        let publisher = self
+            .sender
+            .publisher()
+            .ok_or(CallError::NoSocket(SocketKind::Pub))?;
         Ok(publisher.flush()?)
     }
 
     /// Sends the dialect's heartbeat to subscribed servers.
     pub fn heartbeat(&mut self) -> Result<(), CallError> {
-        let publisher = self.sender.publisher().ok_or(CallError::Closed)?;
+        let publisher = self
+            .sender
+            .publisher()
+            .ok_or(CallError::NoSocket(SocketKind::Pub))?;
         Ok(publisher.send_heartbeat(D::HEARTBEAT)?)
     }
 

@@ -8,6 +8,36 @@ use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
 
 use crate::monitor::HandshakeFailure;
 
+/// Which socket an operation needed and its object does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SocketKind {
+    /// A REQ socket: requests and calls go through it (a `req` endpoint).
+    Req,
+    /// A PUB socket: publications, notifications and heartbeats go through it (a
+    /// `publish_on` endpoint).
+    Pub,
+}
+
+impl SocketKind {
+    /// The builder setting that gives an object this socket.
+    fn setting(self) -> &'static str {
+        match self {
+            SocketKind::Req => "req",
+            SocketKind::Pub => "publish_on",
+        }
+    }
+}
+
+impl fmt::Display for SocketKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SocketKind::Req => "REQ",
+            SocketKind::Pub => "PUB",
+        })
+    }
+}
+
 /// A mistake in how an object was configured, found before any socket was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -64,6 +94,9 @@ pub enum TransportError {
         /// The endpoint that was to be bound.
         endpoint: String,
     },
+    /// The object has no socket of this kind: for example a
+    /// [`Sender`](crate::Sender) without a `publish_on` endpoint asked to publish.
+    NoSocket(SocketKind),
     /// A thread could not be started.
     Spawn {
         /// The thread's name.
@@ -130,6 +163,11 @@ impl fmt::Display for TransportError {
             TransportError::EndpointInUse { endpoint } => write!(
                 f,
                 "cannot bind {endpoint}: address in use (another socket listens on this path)"
+            ),
+            TransportError::NoSocket(kind) => write!(
+                f,
+                "no {kind} socket: no `{}` endpoint was configured",
+                kind.setting()
             ),
             TransportError::Spawn { thread, reason } => {
                 write!(f, "cannot start thread {thread}: {reason}")
@@ -275,8 +313,9 @@ pub enum CallError {
     },
     /// A socket failed.
     Transport(TransportError),
-    /// The client has no socket for this (no REQ endpoint for a call, no PUB for a notify).
-    Closed,
+    /// The client has no socket of this kind: no REQ endpoint for a call, no PUB endpoint
+    /// for a notification or a heartbeat.
+    NoSocket(SocketKind),
     /// The wait for the answer was given up because the client's loop was asked to stop.
     Stopped {
         /// The endpoint that was being waited for.
@@ -313,7 +352,11 @@ impl fmt::Display for CallError {
                 write!(f, "bad reply from {endpoint}: {error}")
             }
             CallError::Transport(e) => e.fmt(f),
-            CallError::Closed => f.write_str("the client has no socket for this"),
+            CallError::NoSocket(kind) => write!(
+                f,
+                "the client has no {kind} socket: no `{}` endpoint was configured",
+                kind.setting()
+            ),
             CallError::Stopped { endpoint } => write!(f, "stopped while waiting for {endpoint}"),
             CallError::WindowFull { in_flight } => {
                 write!(f, "{in_flight} calls in flight fill the pipeline's window")
@@ -360,19 +403,22 @@ impl CallError {
 impl From<RequestError> for CallError {
     fn from(e: RequestError) -> Self {
         match e {
-            RequestError::NoEndpoint => CallError::Closed,
+            RequestError::NoEndpoint => CallError::NoSocket(SocketKind::Req),
             RequestError::Timeout { endpoint, after } => CallError::Timeout { endpoint, after },
             RequestError::AuthFailed { endpoint, reason } => {
                 CallError::AuthFailed { endpoint, reason }
             }
             RequestError::Stopped { endpoint } => CallError::Stopped { endpoint },
-            RequestError::Transport(e) => CallError::Transport(e),
+            RequestError::Transport(e) => e.into(),
         }
     }
 }
 
 impl From<TransportError> for CallError {
     fn from(e: TransportError) -> Self {
-        CallError::Transport(e)
+        match e {
+            TransportError::NoSocket(kind) => CallError::NoSocket(kind),
+            e => CallError::Transport(e),
+        }
     }
 }

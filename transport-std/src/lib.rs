@@ -53,7 +53,7 @@
 //! - [`buffered`]: [`BufferedProxy`]: store-and-forward REP→REQ, with an optional [`spool`].
 //! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
 //! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`], and what they name:
-//!   [`ConfigError`].
+//!   [`ConfigError`], [`SocketKind`].
 //! - `monitor`: libzmq socket monitors: refused handshakes, dropped connections.
 //! - `nodrop`: the crate's only `unsafe` code, one libzmq option the `zmq` crate has no
 //!   setter for (`ZMQ_XPUB_NODROP`), so a publisher never loses a message uncounted.
@@ -87,7 +87,7 @@ pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};
 pub use buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use client::{ClientBuilder, RpcClient};
 pub use dialect::{Dialect, Native};
-pub use error::{CallError, ConfigError, RequestError, TransportError};
+pub use error::{CallError, ConfigError, RequestError, SocketKind, TransportError};
 pub use monitor::HandshakeFailure;
 pub use options::SocketOptions;
 pub use pipeline::{Answer, Pipeline, PipelineBuilder};

@@ -7,7 +7,7 @@ use crate::auth::Credentials;
 use crate::options::SocketOptions;
 use crate::publisher::{Publisher, MAX_PENDING};
 use crate::requester::{Reply, Requester};
-use crate::{RequestError, TransportError};
+use crate::{RequestError, SocketKind, TransportError};
 
 /// Builds a [`Sender`].
 pub struct SenderBuilder {
@@ -117,7 +117,7 @@ impl Sender {
 
     /// Publishes `message` (queued while no subscriber is attached).
     ///
-    /// Fails with `ENOTSUP` when no PUB endpoint was configured.
+    /// Fails with [`TransportError::NoSocket`] when no PUB endpoint was configured.
     pub fn publish(&mut self, message: &[u8]) -> Result<(), TransportError> {
         self.publisher_or_err()?.publish(message)
     }
@@ -135,6 +135,8 @@ impl Sender {
     }
 
     /// Sends a heartbeat to subscribers, keeping their silence timeouts from firing.
+    ///
+    /// Fails with [`TransportError::NoSocket`] when no PUB endpoint was configured.
     pub fn heartbeat(&mut self) -> Result<(), TransportError> {
         self.publisher_or_err()?.heartbeat()
     }
@@ -157,6 +159,6 @@ impl Sender {
     fn publisher_or_err(&mut self) -> Result<&mut Publisher, TransportError> {
         self.publisher
             .as_mut()
-            .ok_or_else(|| TransportError::new("publish", "", zmq::Error::ENOTSUP))
+            .ok_or(TransportError::NoSocket(SocketKind::Pub))
     }
 }
