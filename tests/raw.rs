@@ -100,6 +100,25 @@ fn a_panicking_handler_is_reported_by_join_with_its_message() {
     }
 }
 
+/// A peer answering with several parts is refused by name, not as a libzmq failure.
+#[test]
+fn a_multipart_reply_is_refused_as_such() {
+    let ctx = zmq::Context::new();
+    let rep = ctx.socket(zmq::REP).unwrap();
+    rep.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = rep.get_last_endpoint().unwrap().unwrap();
+    let peer = std::thread::spawn(move || {
+        rep.recv_bytes(0).unwrap();
+        rep.send_multipart([&b"one"[..], &b"two"[..]], 0).unwrap();
+    });
+    let mut sender = Sender::builder().req(&endpoint).build().unwrap();
+    match sender.request(b"x", secs(5)) {
+        Err(RequestError::MultipartReply { endpoint: from }) => assert_eq!(from, endpoint),
+        other => panic!("{other:?}"),
+    }
+    peer.join().unwrap();
+}
+
 /// A second receiver on the `ipc://` path of a live one is refused by name, with the path.
 #[test]
 fn a_live_ipc_path_is_reported_as_in_use() {

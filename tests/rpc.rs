@@ -334,3 +334,26 @@ fn a_client_without_the_needed_socket_names_it() {
     let error = client.call(&Add(1, 2)).unwrap_err();
     assert!(error.to_string().contains("REQ"), "{error}");
 }
+
+/// A server answering with several parts gets a call refused as such, not as a libzmq error.
+#[test]
+fn a_multipart_answer_fails_the_call_by_name() {
+    let ctx = zmq::Context::new();
+    let rep = ctx.socket(zmq::REP).unwrap();
+    rep.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = rep.get_last_endpoint().unwrap().unwrap();
+    let peer = std::thread::spawn(move || {
+        rep.recv_bytes(0).unwrap();
+        rep.send_multipart([&b"one"[..], &b"two"[..]], 0).unwrap();
+    });
+    let mut client = RpcClient::builder()
+        .req(&endpoint)
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    match client.call(&Add(1, 2)) {
+        Err(CallError::MultipartReply { endpoint: from }) => assert_eq!(from, endpoint),
+        other => panic!("{other:?}"),
+    }
+    peer.join().unwrap();
+}

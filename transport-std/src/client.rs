@@ -158,6 +158,7 @@ impl<D: Dialect> RpcClient<D> {
                 Err(
                     RequestError::Timeout { .. }
                     | RequestError::Transport(_)
+                    | RequestError::MultipartReply { .. }
                     | RequestError::AuthFailed {
                         reason: HandshakeFailure::NoDetail,
                         ..

@@ -211,6 +211,7 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
 
 /// A request/reply exchange failed, without regard to its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestError {
     /// No REQ endpoint is configured.
     NoEndpoint,
@@ -235,6 +236,19 @@ pub enum RequestError {
         /// The endpoint that was being waited for.
         endpoint: String,
     },
+    /// The endpoint answered with a message of several parts; a reply is one part. The
+    /// socket was closed and will be recreated.
+    MultipartReply {
+        /// The endpoint that answered.
+        endpoint: String,
+    },
+    /// A reply was asked for where no request can be in flight: the endpoint's socket was
+    /// closed since (after a failure, or [`Requester::reset`](crate::Requester::reset)), or
+    /// there is no such endpoint.
+    NothingInFlight {
+        /// The endpoint asked, or empty if there is no such endpoint.
+        endpoint: String,
+    },
     /// The socket failed.
     Transport(TransportError),
 }
@@ -249,6 +263,15 @@ impl fmt::Display for RequestError {
             RequestError::AuthFailed { endpoint, reason } => write!(f, "{endpoint}: {reason}"),
             RequestError::Stopped { endpoint } => {
                 write!(f, "stopped while waiting for {endpoint}")
+            }
+            RequestError::MultipartReply { endpoint } => {
+                write!(f, "{endpoint} answered with a multipart message")
+            }
+            RequestError::NothingInFlight { endpoint } if endpoint.is_empty() => {
+                f.write_str("no request in flight")
+            }
+            RequestError::NothingInFlight { endpoint } => {
+                write!(f, "no request in flight to {endpoint}")
             }
             RequestError::Transport(e) => e.fmt(f),
         }
@@ -311,6 +334,11 @@ pub enum CallError {
         /// What was wrong with it.
         error: DecodeError,
     },
+    /// The endpoint answered with a message of several parts; a reply is one part.
+    MultipartReply {
+        /// The endpoint that answered.
+        endpoint: String,
+    },
     /// A socket failed.
     Transport(TransportError),
     /// The client has no socket of this kind: no REQ endpoint for a call, no PUB endpoint
@@ -350,6 +378,9 @@ impl fmt::Display for CallError {
             CallError::Encode(e) => write!(f, "cannot encode the command: {e}"),
             CallError::Decode { endpoint, error } => {
                 write!(f, "bad reply from {endpoint}: {error}")
+            }
+            CallError::MultipartReply { endpoint } => {
+                write!(f, "{endpoint} answered with a multipart message")
             }
             CallError::Transport(e) => e.fmt(f),
             CallError::NoSocket(kind) => write!(
@@ -409,6 +440,13 @@ impl From<RequestError> for CallError {
                 CallError::AuthFailed { endpoint, reason }
             }
             RequestError::Stopped { endpoint } => CallError::Stopped { endpoint },
+            RequestError::MultipartReply { endpoint } => CallError::MultipartReply { endpoint },
+            // Only `Requester::try_reply` says this, and no call uses it: a bug.
+            RequestError::NothingInFlight { .. } => {
+                CallError::Transport(TransportError::Internal {
+                    what: "a call awaited a reply with no request in flight",
+                })
+            }
             RequestError::Transport(e) => e.into(),
         }
     }

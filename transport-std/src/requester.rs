@@ -59,6 +59,8 @@ enum Failure {
     Timeout,
     Stopped,
     Refused(HandshakeFailure),
+    /// The reply had more than one part.
+    Multipart,
     Zmq(&'static str, zmq::Error),
 }
 
@@ -168,18 +170,18 @@ impl Requester {
         Some(&connection.socket)
     }
 
-    /// The reply from endpoint `index` if it has arrived, without waiting.
+    /// The reply from endpoint `index` if it has arrived, without waiting; fails with
+    /// [`RequestError::NothingInFlight`] if no request to it is in flight.
     pub(crate) fn try_reply(&mut self, index: usize) -> Result<Option<Reply<'_>>, RequestError> {
-        let Some(connection) = self
-            .endpoints
-            .get_mut(index)
-            .and_then(|e| e.connection.as_mut())
-        else {
-            return Err(RequestError::Transport(TransportError::new(
-                "recv",
-                "no request in flight",
-                zmq::Error::EFSM,
-            )));
+        let Some(endpoint) = self.endpoints.get_mut(index) else {
+            return Err(RequestError::NothingInFlight {
+                endpoint: String::new(),
+            });
+        };
+        let Some(connection) = endpoint.connection.as_mut() else {
+            return Err(RequestError::NothingInFlight {
+                endpoint: endpoint.address.clone(),
+            });
         };
         match connection
             .read_monitor()
@@ -210,6 +212,7 @@ impl Requester {
                 endpoint: address,
                 reason,
             },
+            Failure::Multipart => RequestError::MultipartReply { endpoint: address },
             Failure::Zmq(op, e) => RequestError::Transport(TransportError::new(op, &address, e)),
         }
     }
@@ -334,7 +337,7 @@ impl Connection {
                     .recv(reply, zmq::DONTWAIT)
                     .map_err(|e| Failure::Zmq("recv", e))?;
             }
-            return Err(Failure::Zmq("recv", zmq::Error::EPROTO));
+            return Err(Failure::Multipart);
         }
         Ok(())
     }
@@ -387,5 +390,35 @@ impl Connection {
         self.handshakes
             .refused()
             .map_or(Ok(()), |reason| Err(Failure::Refused(reason)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_with_no_request_in_flight_is_refused_by_name() {
+        let ctx = zmq::Context::new();
+        let endpoint = "inproc://zmqrpc-requester-test".to_owned();
+        let mut requester = Requester::connect(
+            &ctx,
+            std::slice::from_ref(&endpoint),
+            &SocketOptions::default(),
+            None,
+        )
+        .unwrap();
+        requester.reset(0);
+        assert_eq!(
+            requester.try_reply(0).unwrap_err(),
+            RequestError::NothingInFlight { endpoint }
+        );
+        assert_eq!(
+            requester.try_reply(1).unwrap_err(),
+            RequestError::NothingInFlight {
+                endpoint: String::new()
+            }
+        );
     }
 }
