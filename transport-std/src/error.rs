@@ -460,3 +460,143 @@ impl From<TransportError> for CallError {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn only_a_libzmq_failure_carries_a_libzmq_error() {
+        // A real libzmq failure: binding a port twice.
+        let ctx = zmq::Context::new();
+        let first = ctx.socket(zmq::REP).unwrap();
+        first.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = first.get_last_endpoint().unwrap().unwrap();
+        let failure = ctx.socket(zmq::REP).unwrap().bind(&endpoint).unwrap_err();
+        assert_eq!(failure, zmq::Error::EADDRINUSE);
+        let zmq = TransportError::new("bind", &endpoint, failure);
+        assert_eq!(zmq.zmq_error(), Some(failure));
+        assert!(zmq.is_address_in_use());
+        let source = zmq.source().unwrap();
+        assert_eq!(source.downcast_ref::<zmq::Error>(), Some(&failure));
+        let said = zmq.to_string();
+        assert!(
+            said.starts_with(&format!("bind {endpoint} failed: ")),
+            "{said}"
+        );
+
+        let in_use = TransportError::EndpointInUse {
+            endpoint: "ipc:///tmp/x".into(),
+        };
+        assert!(in_use.is_address_in_use());
+        let others = [
+            in_use,
+            TransportError::NoSocket(SocketKind::Pub),
+            TransportError::Spawn {
+                thread: "zmqrpc-worker-3".into(),
+                reason: "Resource temporarily unavailable".into(),
+            },
+            TransportError::Panicked {
+                thread: "zmqrpc-receiver".into(),
+                message: "boom".into(),
+            },
+            TransportError::Config(ConfigError::NoEndpoint { what: "pipeline" }),
+            TransportError::Internal {
+                what: "an invariant",
+            },
+        ];
+        for error in others {
+            assert_eq!(error.zmq_error(), None, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn each_error_says_what_happened() {
+        let cases = [
+            (
+                TransportError::EndpointInUse {
+                    endpoint: "ipc:///tmp/x".into(),
+                },
+                "cannot bind ipc:///tmp/x: address in use (another socket listens on this path)",
+            ),
+            (
+                TransportError::NoSocket(SocketKind::Pub),
+                "no PUB socket: no `publish_on` endpoint was configured",
+            ),
+            (
+                TransportError::Spawn {
+                    thread: "zmqrpc-zap".into(),
+                    reason: "out of threads".into(),
+                },
+                "cannot start thread zmqrpc-zap: out of threads",
+            ),
+            (
+                TransportError::Panicked {
+                    thread: "zmqrpc-worker-0".into(),
+                    message: "boom".into(),
+                },
+                "thread zmqrpc-worker-0 panicked: boom",
+            ),
+            (
+                TransportError::Config(ConfigError::NotCloneable {
+                    command: "math.add",
+                    workers: 4,
+                }),
+                "the service for \"math.add\" cannot be copied to 4 workers: \
+                 register it with register_clone",
+            ),
+            (
+                TransportError::Config(ConfigError::NoEndpoint { what: "pipeline" }),
+                "the pipeline has no endpoint to connect to",
+            ),
+            (
+                TransportError::Internal {
+                    what: "an invariant",
+                },
+                "internal error, a bug in zmqrpc: an invariant",
+            ),
+        ];
+        for (error, said) in cases {
+            assert_eq!(error.to_string(), said);
+        }
+        let config = TransportError::Config(ConfigError::NoEndpoint { what: "pipeline" });
+        assert!(config.source().unwrap().is::<ConfigError>());
+    }
+
+    #[test]
+    fn a_missing_socket_is_one_call_error_whichever_layer_noticed() {
+        assert_eq!(
+            CallError::from(RequestError::NoEndpoint),
+            CallError::NoSocket(SocketKind::Req)
+        );
+        assert_eq!(
+            CallError::from(TransportError::NoSocket(SocketKind::Pub)),
+            CallError::NoSocket(SocketKind::Pub)
+        );
+        assert_eq!(
+            CallError::from(RequestError::MultipartReply {
+                endpoint: "tcp://a:1".into()
+            }),
+            CallError::MultipartReply {
+                endpoint: "tcp://a:1".into()
+            }
+        );
+        assert_eq!(
+            CallError::NoSocket(SocketKind::Req).to_string(),
+            "the client has no REQ socket: no `req` endpoint was configured"
+        );
+    }
+
+    #[test]
+    fn a_panic_message_is_read_from_either_payload() {
+        let literal = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+        assert_eq!(panic_message(&*literal), "boom");
+        let formatted = std::panic::catch_unwind(|| panic!("boom {}", 2)).unwrap_err();
+        assert_eq!(panic_message(&*formatted), "boom 2");
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7)).unwrap_err();
+        assert_eq!(panic_message(&*other), "(no message)");
+    }
+}
