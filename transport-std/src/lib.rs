@@ -35,74 +35,55 @@
 //! ```
 //!
 //! # Layout
+//! One folder a layer, arrows pointing down only: a layer uses the ones listed after it.
+//! - [`proxy`]: [`Proxy`] (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req, sharing one definition of
+//!   their two sides), [`BufferedProxy`] (store-and-forward) and its [`Spool`].
+//! - [`rpc`]: [`RpcServer`] (its [`Service`] API, the type-erased dispatch, the worker
+//!   pool), [`RpcClient`], [`Pipeline`].
+//! - [`messaging`]: the sockets that move bytes: [`Receiver`] and its [`Handler`] contract
+//!   (REP + SUB in, one thread), [`Publisher`] (XPUB out, nothing dropped uncounted),
+//!   [`Requester`] (REQ out, round-robin, Lazy Pirate), [`Sender`] (both).
 //! - [`dialect`]: the wire-dialect seam: [`Dialect`], through which everything that reads or
 //!   writes a message goes; [`Native`] (the core's frame) is the default.
-//! - [`options`]: [`SocketOptions`], set explicitly on every socket.
-//! - [`receiver`]: [`Receiver`], [`Handler`]: REP + SUB in, one thread.
-//! - [`publisher`]: [`Publisher`]: XPUB out, with a pending queue while nobody listens.
-//! - [`requester`]: [`Requester`]: REQ out, round-robin, Lazy Pirate.
-//! - [`sender`]: [`Sender`]: a publisher and/or a requester.
-//! - [`server`]: [`RpcServer`], [`Service`]: typed dispatch, on one thread or a worker pool
-//!   (`pool`: a receiving thread handing each message to the worker free longest).
-//! - `subscriber`: one SUB socket kept alive (made anew when libzmq drops its connection),
-//!   shared by the receiver and the pool.
-//! - [`client`]: [`RpcClient`]: typed calls and notifications.
-//! - [`pipeline`]: [`Pipeline`]: many calls in flight over one DEALER socket.
-//! - [`shutdown`]: [`Shutdown`] and [`Running`]: how every loop stops.
-//! - [`proxy`]: [`Proxy`]: the standard proxies (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req).
-//! - [`buffered`]: [`BufferedProxy`]: store-and-forward REP→REQ, with an optional [`spool`].
 //! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
-//! - [`error`]: [`TransportError`], [`RequestError`], [`CallError`], and what they name:
-//!   [`ConfigError`], [`SocketKind`].
-//! - `monitor`: libzmq socket monitors: refused handshakes, dropped connections.
-//! - `nodrop`: the crate's only `unsafe` code, one libzmq option the `zmq` crate has no
-//!   setter for (`ZMQ_XPUB_NODROP`), so a publisher never loses a message uncounted.
+//! - [`socket`]: what every socket and loop shares: [`SocketOptions`], [`Shutdown`] and
+//!   [`Running`] (how every loop stops), monitors (refused handshakes, dropped
+//!   connections), counters, the small helpers (inproc names, PAIR sockets, draining
+//!   parts, poll timeouts) and the crate's only `unsafe` code (`ZMQ_XPUB_NODROP`).
+//! - [`error`]: [`TransportError`] (libzmq failures apart from misuse and configuration
+//!   mistakes), [`RequestError`], [`CallError`].
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod auth;
-pub mod buffered;
-pub mod client;
 pub mod dialect;
 pub mod error;
-mod monitor;
-#[allow(unsafe_code)]
-mod nodrop;
-pub mod options;
-pub mod pipeline;
-mod pool;
+pub mod messaging;
 pub mod proxy;
-pub mod publisher;
-pub mod receiver;
-pub mod requester;
-pub mod sender;
-pub mod server;
-pub mod shutdown;
-pub mod spool;
-mod stats;
-mod subscriber;
+pub mod rpc;
+pub mod socket;
 
 pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};
-pub use buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
-pub use client::{ClientBuilder, RpcClient};
 pub use dialect::{Dialect, Native};
 pub use error::{CallError, ConfigError, RequestError, SocketKind, TransportError};
-pub use monitor::HandshakeFailure;
-pub use options::SocketOptions;
-pub use pipeline::{Answer, Pipeline, PipelineBuilder};
-pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
-pub use publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
-pub use receiver::{
+pub use messaging::publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
+pub use messaging::receiver::{
     Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,
 };
-pub use requester::{Reply, Requester};
-pub use sender::{Sender, SenderBuilder};
-pub use server::{
+pub use messaging::requester::{Reply, Requester};
+pub use messaging::sender::{Sender, SenderBuilder};
+pub use proxy::buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
+pub use proxy::spool::{Spool, SpoolError};
+pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
+pub use rpc::client::{ClientBuilder, RpcClient};
+pub use rpc::pipeline::{Answer, Pipeline, PipelineBuilder};
+pub use rpc::server::{
     Caller, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts, ServerStats,
     Service, ServiceError, WithCaller,
 };
-pub use shutdown::{Running, Shutdown};
-pub use spool::{Spool, SpoolError};
+pub use socket::monitor::HandshakeFailure;
+pub use socket::options::SocketOptions;
+pub use socket::shutdown::{Running, Shutdown};
 pub use zmq;
 pub use zmqrpc_core::Command;

@@ -11,9 +11,9 @@
 use std::time::{Duration, Instant};
 
 use crate::auth::Role;
-use crate::monitor::{Event, Monitor, Watch};
-use crate::options::{later, SocketOptions};
-use crate::receiver::Heartbeats;
+use crate::messaging::receiver::Heartbeats;
+use crate::socket::monitor::{Event, Monitor, Watch};
+use crate::socket::options::{later, SocketOptions};
 use crate::TransportError;
 
 /// What one read from a SUB socket found.

@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{start_zap_handler, AuthStats, Role};
 use crate::error::panic_message;
-use crate::options::SocketOptions;
-use crate::receiver::{
+use crate::messaging::receiver::{
     Handler, Heartbeats, Incoming, Origin, ReceiverBuilder, ReceiverStats, Rejection, BATCH,
 };
-use crate::shutdown::{Running, Shutdown, StopListener};
-use crate::stats::bump;
-use crate::subscriber::{Received, SubSide, SubsReady};
+use crate::messaging::subscriber::{Received, SubSide, SubsReady};
+use crate::socket::options::SocketOptions;
+use crate::socket::shutdown::{Running, Shutdown, StopListener};
+use crate::socket::stats::bump;
 use crate::TransportError;
 
 static NEXT_POOL: AtomicU64 = AtomicU64::new(0);

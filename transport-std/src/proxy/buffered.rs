@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{BoundedQueue, ErrorCode, OverflowPolicy};
 
 use crate::dialect::{AnswerView, Dialect, Native};
-use crate::options::later;
+use crate::messaging::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
+use crate::messaging::requester::Requester;
+use crate::proxy::spool::{Spool, SpoolError};
 use crate::proxy::{relay_methods, side_setters, ProxyStats, Sides, LOG_EVERY};
-use crate::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
-use crate::requester::Requester;
-use crate::spool::{Spool, SpoolError};
-use crate::stats::{bump, set};
+use crate::socket::options::later;
+use crate::socket::stats::{bump, set};
 use crate::TransportError;
 
 /// The most requests a buffered proxy can hold.

@@ -14,6 +14,9 @@
 //! is ready for the next request at once. Each side has its own endpoints, options and
 //! credentials.
 
+pub mod buffered;
+pub mod spool;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,14 +26,14 @@ use zmqrpc_core::ErrorCode;
 
 use crate::auth::Credentials;
 use crate::dialect::{Dialect, Native};
-use crate::options::SocketOptions;
-use crate::publisher::Publisher;
-use crate::receiver::{
+use crate::messaging::publisher::Publisher;
+use crate::messaging::receiver::{
     Handler, Heartbeats, Incoming, Origin, Receiver, ReceiverBuilder, Rejection,
 };
-use crate::requester::Requester;
-use crate::shutdown::Shutdown;
-use crate::stats::{bump, counters, set};
+use crate::messaging::requester::Requester;
+use crate::socket::options::SocketOptions;
+use crate::socket::shutdown::Shutdown;
+use crate::socket::stats::{bump, counters, set};
 use crate::{RequestError, TransportError};
 
 /// Which sockets a [`Proxy`] joins.

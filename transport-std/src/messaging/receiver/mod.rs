@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{start_zap_handler, AuthStats, Role, Users};
 use crate::dialect::{Dialect, Native};
-use crate::options::SocketOptions;
-use crate::shutdown::{Running, Shutdown, StopListener};
-use crate::stats::{bump, counters};
-use crate::subscriber::{drain_parts, Received, SubSide, SubsReady};
+use crate::messaging::subscriber::{drain_parts, Received, SubSide, SubsReady};
+use crate::socket::options::SocketOptions;
+use crate::socket::shutdown::{Running, Shutdown, StopListener};
+use crate::socket::stats::{bump, counters};
 use crate::TransportError;
 
 /// Where a message came from.

@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant};
 
 use crate::auth::{Credentials, Role};
-use crate::monitor::{HandshakeFailure, Handshakes, Monitor, Watch};
-use crate::options::{later, millis, SocketOptions};
-use crate::shutdown::Shutdown;
+use crate::socket::monitor::{HandshakeFailure, Handshakes, Monitor, Watch};
+use crate::socket::options::{later, millis, SocketOptions};
+use crate::socket::shutdown::Shutdown;
 use crate::{RequestError, TransportError};
 
 /// An answer from one endpoint, borrowed until the next request.

@@ -11,6 +11,8 @@
 //! produces `UnknownCommand`. Messages from SUB sockets run the same services, and their
 //! answers are discarded (counted in [`ServerCounts`] when they fail).
 
+mod pool;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -23,14 +25,14 @@ use zmqrpc_core::{Command, ErrorCode, Key};
 use crate::auth::Users;
 use crate::dialect::{Dialect, Native, Request};
 use crate::error::panic_message;
-use crate::options::SocketOptions;
-use crate::pool::Pool;
-use crate::receiver::{
+use crate::messaging::receiver::{
     Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverStats, Rejection,
 };
-use crate::shutdown::{Running, Shutdown};
-use crate::stats::{bump, counters};
+use crate::socket::options::SocketOptions;
+use crate::socket::shutdown::{Running, Shutdown};
+use crate::socket::stats::{bump, counters};
 use crate::TransportError;
+use pool::Pool;
 
 /// A service failed; its message goes back to the caller in a `ServiceFailed` error.
 ///

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::auth::{Credentials, Role};
-use crate::monitor::{Event, Monitor, Watch};
-use crate::nodrop::set_xpub_nodrop;
-use crate::options::{later, millis, SocketOptions};
-use crate::stats::{bump, counters, set};
+use crate::socket::monitor::{Event, Monitor, Watch};
+use crate::socket::nodrop::set_xpub_nodrop;
+use crate::socket::options::{later, millis, SocketOptions};
+use crate::socket::stats::{bump, counters, set};
 use crate::TransportError;
 
 /// The most messages a publisher can hold while no subscriber is attached.

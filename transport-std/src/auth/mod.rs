@@ -15,8 +15,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::shutdown::{Running, Shutdown, StopListener};
-use crate::stats::{bump, counters};
+use crate::socket::shutdown::{Running, Shutdown, StopListener};
+use crate::socket::stats::{bump, counters};
 use crate::TransportError;
 
 /// The ZAP domain zmqrpc's protected sockets use.

@@ -6,9 +6,9 @@ use zmqrpc_core::Command;
 
 use crate::auth::Credentials;
 use crate::dialect::{interpret, CallTag, Dialect, Interpretation, Native};
-use crate::monitor::HandshakeFailure;
-use crate::options::SocketOptions;
-use crate::sender::{Sender, SenderBuilder};
+use crate::messaging::sender::{Sender, SenderBuilder};
+use crate::socket::monitor::HandshakeFailure;
+use crate::socket::options::SocketOptions;
 use crate::{CallError, RequestError, SocketKind, TransportError};
 
 /// Builds an [`RpcClient`].

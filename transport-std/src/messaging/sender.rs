@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crate::auth::Credentials;
-use crate::options::SocketOptions;
-use crate::publisher::{Publisher, MAX_PENDING};
-use crate::requester::{Reply, Requester};
+use crate::messaging::publisher::{Publisher, MAX_PENDING};
+use crate::messaging::requester::{Reply, Requester};
+use crate::socket::options::SocketOptions;
 use crate::{RequestError, SocketKind, TransportError};
 
 /// Builds a [`Sender`].

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
 
-use crate::monitor::HandshakeFailure;
+use crate::socket::monitor::HandshakeFailure;
 
 /// Which socket an operation needed and its object does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -29,8 +29,8 @@ use zmqrpc_core::Command;
 
 use crate::auth::{Credentials, Role};
 use crate::dialect::{Addressee, Dialect, Native};
-use crate::monitor::{Event, Handshakes, Monitor, Watch};
-use crate::options::{later, millis, SocketOptions};
+use crate::socket::monitor::{Event, Handshakes, Monitor, Watch};
+use crate::socket::options::{later, millis, SocketOptions};
 use crate::{CallError, TransportError};
 
 /// One call's end: its sequence number and its response or error.
