@@ -22,8 +22,9 @@ use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
 use crate::auth::{Credentials, Role};
 use crate::socket::monitor::{Event, Monitor, Watch};
 use crate::socket::nodrop::set_xpub_nodrop;
-use crate::socket::options::{later, millis, SocketOptions};
+use crate::socket::options::{later, SocketOptions};
 use crate::socket::stats::{bump, counters, set};
+use crate::socket::wait_ms;
 use crate::TransportError;
 
 /// The most messages a publisher can hold while no subscriber is attached.
@@ -183,7 +184,7 @@ impl Publisher {
                 return Ok(self.has_subscriber());
             }
             self.socket
-                .poll(zmq::POLLIN, i64::from(millis(left)).max(1))
+                .poll(zmq::POLLIN, i64::from(wait_ms(left)))
                 .map_err(|e| self.error("poll", e))?;
         }
     }

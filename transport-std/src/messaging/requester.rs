@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{Credentials, Role};
 use crate::socket::monitor::{HandshakeFailure, Handshakes, Monitor, Watch};
-use crate::socket::options::{later, millis, SocketOptions};
+use crate::socket::options::{later, SocketOptions};
 use crate::socket::shutdown::Shutdown;
+use crate::socket::{drain_parts, wait_ms, RecvTimeout};
 use crate::{RequestError, TransportError};
 
 /// An answer from one endpoint, borrowed until the next request.
@@ -46,8 +47,7 @@ struct Connection {
     socket: zmq::Socket,
     monitor: Monitor,
     handshakes: Handshakes,
-    /// The socket's receive timeout now, ms (-1: none yet).
-    rcvtimeo: i32,
+    timeout: RecvTimeout,
 }
 
 /// How often a waiting call reads its socket's monitor (so a refused handshake ends it
@@ -248,7 +248,7 @@ impl Endpoint {
                     socket,
                     monitor,
                     handshakes: Handshakes::default(),
-                    rcvtimeo: -1,
+                    timeout: RecvTimeout::default(),
                 }
             }
         };
@@ -295,14 +295,9 @@ impl Connection {
             if left.is_zero() {
                 return Err(Failure::Timeout);
             }
-            // Round up so a sub-millisecond remainder still waits instead of spinning.
-            let slice = millis(left.min(MONITOR_EVERY) + Duration::from_nanos(999_999));
-            if self.rcvtimeo != slice {
-                self.socket
-                    .set_rcvtimeo(slice)
-                    .map_err(|e| Failure::Zmq("set_rcvtimeo", e))?;
-                self.rcvtimeo = slice;
-            }
+            self.timeout
+                .set(&self.socket, wait_ms(left.min(MONITOR_EVERY)))
+                .map_err(|e| Failure::Zmq("set_rcvtimeo", e))?;
             match self.socket.recv(reply, 0) {
                 Ok(()) => return self.finish_reply(reply),
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => self.read_monitor()?,
@@ -332,11 +327,7 @@ impl Connection {
     /// Refuses a reply of more than one part (draining the rest).
     fn finish_reply(&mut self, reply: &mut zmq::Message) -> Result<(), Failure> {
         if reply.get_more() {
-            while reply.get_more() {
-                self.socket
-                    .recv(reply, zmq::DONTWAIT)
-                    .map_err(|e| Failure::Zmq("recv", e))?;
-            }
+            drain_parts(&self.socket, reply).map_err(|e| Failure::Zmq("recv", e))?;
             return Err(Failure::Multipart);
         }
         Ok(())
@@ -357,8 +348,7 @@ impl Connection {
             if stop.is_some() {
                 left = left.min(MONITOR_EVERY);
             }
-            // Round up so a sub-millisecond remainder still waits instead of spinning.
-            let ms = i64::from(millis(left + Duration::from_nanos(999_999)));
+            let ms = i64::from(wait_ms(left));
             let mut items = [
                 self.socket.as_poll_item(events),
                 self.monitor.socket().as_poll_item(zmq::POLLIN),

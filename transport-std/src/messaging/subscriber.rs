@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::Role;
 use crate::messaging::receiver::Heartbeats;
+use crate::socket::drain_parts;
 use crate::socket::monitor::{Event, Monitor, Watch};
 use crate::socket::options::{later, SocketOptions};
 use crate::TransportError;
@@ -87,18 +88,14 @@ impl SubSide {
         }
         self.last_heard = Instant::now();
         Ok(if message.get_more() {
-            drain_parts(&self.socket, message);
+            drain_parts(&self.socket, message)
+                .map_err(|e| TransportError::new("recv", &self.endpoint, e))?;
             Received::Multipart
         } else if heartbeats(message).is_some() {
             Received::Heartbeat
         } else {
             Received::Message
         })
-    }
-
-    /// The monitor's socket, readable when a connection event waits (poll it with the SUB).
-    pub(crate) fn monitor_socket(&self) -> &zmq::Socket {
-        self.monitor.socket()
     }
 
     /// The SUB socket (for `events`) and its monitor (always), to poll.
@@ -179,14 +176,5 @@ impl SubsReady {
     /// Whether SUB `index`'s monitor has events.
     pub(crate) fn events(&self, index: usize) -> bool {
         self.events & (1 << index.min(63)) != 0
-    }
-}
-
-/// Receives and discards the remaining parts of a multipart message.
-pub(crate) fn drain_parts(socket: &zmq::Socket, message: &mut zmq::Message) {
-    while message.get_more() {
-        if socket.recv(message, zmq::DONTWAIT).is_err() {
-            return;
-        }
     }
 }

@@ -30,7 +30,8 @@ use zmqrpc_core::Command;
 use crate::auth::{Credentials, Role};
 use crate::dialect::{Addressee, Dialect, Native};
 use crate::socket::monitor::{Event, Handshakes, Monitor, Watch};
-use crate::socket::options::{later, millis, SocketOptions};
+use crate::socket::options::{later, SocketOptions};
+use crate::socket::{drain_parts, wait_ms};
 use crate::{CallError, TransportError};
 
 /// One call's end: its sequence number and its response or error.
@@ -316,9 +317,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
                 .copied()
                 .min()
                 .map_or(until, |deadline| deadline.min(until));
-            let ms = i64::from(millis(
-                next.saturating_duration_since(now) + Duration::from_nanos(999_999),
-            ));
+            let ms = i64::from(wait_ms(next.saturating_duration_since(now)));
             let mut items = [
                 self.link.socket.as_poll_item(zmq::POLLIN),
                 self.link.monitor.socket().as_poll_item(zmq::POLLIN),
@@ -450,16 +449,9 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
             .map(|(seq, _)| *seq)
     }
 
+    /// Discards the rest of a message counted as a stray (a rest that cannot be read is
+    /// gone with it).
     fn drain(&mut self) {
-        while self.part.get_more() {
-            if self
-                .link
-                .socket
-                .recv(&mut self.part, zmq::DONTWAIT)
-                .is_err()
-            {
-                return;
-            }
-        }
+        let _ = drain_parts(&self.link.socket, &mut self.part);
     }
 }

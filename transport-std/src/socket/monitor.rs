@@ -1,11 +1,8 @@
 //! Socket monitors: what libzmq knows about a socket's connections: whether the security
 //! handshake with a peer failed, and whether a connection was dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use crate::socket::{drain_parts, inproc_endpoint, pair};
 use crate::TransportError;
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Why a peer's security handshake failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -112,18 +109,13 @@ impl Monitor {
         socket: &zmq::Socket,
         watch: Watch,
     ) -> Result<Monitor, TransportError> {
-        let endpoint = format!(
-            "inproc://zmqrpc-monitor-{}-{}",
-            std::process::id(),
-            NEXT_ID.fetch_add(1, Ordering::Relaxed)
-        );
+        let endpoint = inproc_endpoint("monitor");
         let err = |op| move |e| TransportError::new(op, "socket monitor", e);
         // Connection events only: they come once per connection, never per message.
         socket
             .monitor(&endpoint, i32::from(watch.events()))
             .map_err(err("monitor"))?;
-        let pair = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
-        pair.set_linger(0).map_err(err("set_linger"))?;
+        let pair = pair(ctx, "socket monitor")?;
         // libzmq's I/O thread sends events without DONTWAIT: a full monitor pipe would stall
         // it (and every socket of the context). Events are read whenever the socket is used;
         // in between they must be able to pile up, so the pipe has no limit.
@@ -152,11 +144,8 @@ impl Monitor {
             ),
             _ => Event::Other,
         };
-        while self.part.get_more() {
-            if self.socket.recv(&mut self.part, zmq::DONTWAIT).is_err() {
-                break;
-            }
-        }
+        // An unreadable rest is gone with the message; the event is what counts.
+        let _ = drain_parts(&self.socket, &mut self.part);
         Some(event)
     }
 }

@@ -5,14 +5,13 @@
 //! was waiting for, closes its sockets and returns. No loop ever waits on context
 //! termination (which never comes while sockets live).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::error::panic_message;
+use crate::socket::{inproc_endpoint, pair};
 use crate::TransportError;
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Asks a loop to stop. Cheap to clone; usable from any thread, including a service of the
 /// loop it stops.
@@ -73,17 +72,11 @@ impl StopListener {
         ctx: &zmq::Context,
         shutdown: Shutdown,
     ) -> Result<StopListener, TransportError> {
-        let endpoint = format!(
-            "inproc://zmqrpc-stop-{}-{}",
-            std::process::id(),
-            NEXT_ID.fetch_add(1, Ordering::Relaxed)
-        );
+        let endpoint = inproc_endpoint("stop");
         let err = |op| move |e| TransportError::new(op, "stop signal", e);
-        let socket = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
-        socket.set_linger(0).map_err(err("set_linger"))?;
+        let socket = pair(ctx, "stop signal")?;
         socket.bind(&endpoint).map_err(err("bind"))?;
-        let waker = ctx.socket(zmq::PAIR).map_err(err("socket"))?;
-        waker.set_linger(0).map_err(err("set_linger"))?;
+        let waker = pair(ctx, "stop signal")?;
         waker.connect(&endpoint).map_err(err("connect"))?;
         if shutdown.inner.waker.set(Mutex::new(waker)).is_err() {
             // One handle, one loop: a second listener could never be woken. Every builder

@@ -6,16 +6,20 @@
 //! every other single-part message to the handler. A REP request always gets exactly one
 //! reply, so a REP socket can never be left waiting.
 
+mod rep;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::{start_zap_handler, AuthStats, Role, Users};
 use crate::dialect::{Dialect, Native};
-use crate::messaging::subscriber::{drain_parts, Received, SubSide, SubsReady};
+use crate::messaging::subscriber::{Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
 use crate::socket::stats::{bump, counters};
+use crate::socket::{self, drain_parts};
 use crate::TransportError;
+use rep::RepSide;
 
 /// Where a message came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,9 +109,6 @@ counters! {
         rep_recreated,
     }
 }
-
-/// Sockets polled from a stack array; more (many SUB endpoints) use a `Vec`.
-const INLINE_POLL: usize = 12;
 
 /// Most messages taken from one socket per wake-up, so no socket starves the others.
 pub(crate) const BATCH: usize = 64;
@@ -304,7 +305,10 @@ impl Receiver {
             // itself: one system call, where polling it with the stop socket costs several.
             let (ready, received) = if self.subs.is_empty() && watch.is_none() && self.rep.is_some()
             {
-                let received = self.wait_rep(timeout, &mut message)?;
+                let received = match &mut self.rep {
+                    Some(rep) => rep.wait(timeout, &mut message)?,
+                    None => false,
+                };
                 (
                     Ready {
                         rep: received,
@@ -347,35 +351,17 @@ impl Receiver {
         let first_own = 1 + usize::from(watch.is_some());
         let first_sub = first_own + usize::from(self.rep.is_some());
         let count = first_sub + 2 * self.subs.len();
-        let mut sockets = std::iter::once(&self.stop.socket)
+        let items = std::iter::once(&self.stop.socket)
             .chain(watch)
             .chain(self.rep.iter().map(|rep| &rep.socket))
-            .chain(
-                self.subs
-                    .iter()
-                    .flat_map(|sub| [&sub.socket, sub.monitor_socket()]),
-            );
-        let result = if count <= INLINE_POLL {
-            // On the stack: the per-message path allocates nothing. Unused slots repeat the
-            // stop socket and are not passed to poll.
-            let mut items: [zmq::PollItem<'_>; INLINE_POLL] = std::array::from_fn(|_| {
-                sockets
-                    .next()
-                    .unwrap_or(&self.stop.socket)
-                    .as_poll_item(zmq::POLLIN)
-            });
-            zmq::poll(&mut items[..count], timeout_ms)
-                .map(|_| Ready::of(&items[..count], first_own, first_sub, self.rep.is_some()))
-        } else {
-            let mut items: Vec<_> = sockets.map(|s| s.as_poll_item(zmq::POLLIN)).collect();
-            zmq::poll(&mut items, timeout_ms)
-                .map(|_| Ready::of(&items, first_own, first_sub, self.rep.is_some()))
-        };
-        match result {
-            Ok(ready) => Ok(ready),
-            Err(zmq::Error::EINTR) => Ok(Ready::default()),
-            Err(e) => Err(TransportError::new("poll", "", e)),
-        }
+            .map(|socket| socket.as_poll_item(zmq::POLLIN))
+            .chain(self.subs.iter().flat_map(|sub| sub.poll_items(zmq::POLLIN)));
+        let has_rep = self.rep.is_some();
+        socket::poll(&self.stop.socket, items, count, timeout_ms, |items| {
+            Ready::of(items, first_own, first_sub, has_rep)
+        })
+        .map(Option::unwrap_or_default)
+        .map_err(|e| TransportError::new("poll", "", e))
     }
 
     /// Binds a lost REP socket again, if there is one and its endpoints are free.
@@ -399,46 +385,8 @@ impl Receiver {
             .lost_rep
             .as_ref()
             .map(|_| now + Duration::from_millis(500));
-        self.subs
-            .iter()
-            .filter_map(|sub| sub.deadline())
-            .chain(handler)
-            .chain(retry)
-            .map(|deadline| {
-                let left = deadline.saturating_duration_since(now);
-                i64::try_from(left.as_millis())
-                    .unwrap_or(i64::MAX)
-                    .saturating_add(1)
-            })
-            .min()
-            .unwrap_or(-1)
-    }
-
-    /// Blocks in the REP socket for a request, at most `timeout_ms` (-1: no limit) and at
-    /// most [`STOP_SLICE`], so a stop is noticed in time; whether one arrived in `message`.
-    fn wait_rep(
-        &mut self,
-        timeout_ms: i64,
-        message: &mut zmq::Message,
-    ) -> Result<bool, TransportError> {
-        let Some(rep) = &mut self.rep else {
-            return Ok(false);
-        };
-        let slice = match timeout_ms {
-            ms if ms < 0 => STOP_SLICE,
-            ms => i32::try_from(ms).unwrap_or(i32::MAX).min(STOP_SLICE),
-        };
-        if rep.rcvtimeo != slice {
-            rep.socket
-                .set_rcvtimeo(slice)
-                .map_err(|e| TransportError::new("set_rcvtimeo", "REP", e))?;
-            rep.rcvtimeo = slice;
-        }
-        match rep.socket.recv(message, 0) {
-            Ok(()) => Ok(true),
-            Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => Ok(false),
-            Err(e) => Err(TransportError::new("recv", rep.name(), e)),
-        }
+        let subs = self.subs.iter().filter_map(SubSide::deadline);
+        socket::poll_timeout(now, subs.chain(handler).chain(retry))
     }
 
     fn serve_rep<H: Handler>(
@@ -463,7 +411,8 @@ impl Receiver {
             }
             reply.clear();
             if message.get_more() {
-                drain_parts(&rep.socket, message);
+                drain_parts(&rep.socket, message)
+                    .map_err(|e| TransportError::new("recv", rep.name(), e))?;
                 bump(&self.stats.rejected);
                 handler.reject(Rejection::Multipart, Origin::Rep, reply);
             } else if let Some(answer) = (self.heartbeats)(message) {
@@ -576,54 +525,5 @@ fn incoming<'a>(
         bytes: message,
         origin,
         user_id,
-    }
-}
-
-struct RepSide {
-    socket: zmq::Socket,
-    endpoints: Vec<String>,
-    /// The socket's receive timeout now, ms (-1: none set).
-    rcvtimeo: i32,
-}
-
-/// The longest a REP-only receiver blocks before it looks at the stop flag, ms.
-const STOP_SLICE: i32 = 50;
-
-impl RepSide {
-    fn bind(
-        ctx: &zmq::Context,
-        options: &SocketOptions,
-        role: Role<'_>,
-        endpoints: &[String],
-    ) -> Result<RepSide, TransportError> {
-        let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, role, endpoints)?;
-        Ok(RepSide {
-            socket,
-            endpoints,
-            rcvtimeo: -1,
-        })
-    }
-
-    /// Binds again to endpoints just released; the old listener may take a moment to close.
-    fn rebind(
-        ctx: &zmq::Context,
-        options: &SocketOptions,
-        role: Role<'_>,
-        endpoints: &[String],
-    ) -> Result<RepSide, TransportError> {
-        let mut attempt = 0;
-        loop {
-            match RepSide::bind(ctx, options, role, endpoints) {
-                Err(e) if e.is_address_in_use() && attempt < 5 => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn name(&self) -> &str {
-        self.endpoints.first().map_or("REP", String::as_str)
     }
 }

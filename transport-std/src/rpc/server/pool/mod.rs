@@ -19,10 +19,9 @@
 //! the call in hand (and delivers their answers), and joins them all together.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::auth::{start_zap_handler, AuthStats, Role};
 use crate::error::panic_message;
@@ -33,13 +32,8 @@ use crate::messaging::subscriber::{Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
 use crate::socket::stats::bump;
+use crate::socket::{self, inproc_endpoint};
 use crate::TransportError;
-
-static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
-
-/// Sockets polled from a stack array (the stop, the backend, the ROUTER and six SUB sockets
-/// with their monitors); more use a `Vec`.
-const INLINE_POLL: usize = 15;
 
 /// A task's first part: what to do, where the message came from.
 ///
@@ -152,11 +146,7 @@ impl<H: Handler> Pool<H> {
             .map(|(endpoint, silence)| SubSide::connect(&ctx, &options, role, endpoint, silence))
             .collect::<Result<_, _>>()?;
 
-        let backend_endpoint = format!(
-            "inproc://zmqrpc-pool-{}-{}",
-            std::process::id(),
-            NEXT_POOL.fetch_add(1, Ordering::Relaxed)
-        );
+        let backend_endpoint = inproc_endpoint("pool");
         let name = backend_endpoint.as_str();
         let err = |op| move |e| TransportError::new(op, name, e);
         let backend = ctx.socket(zmq::ROUTER).map_err(err("socket"))?;
@@ -314,44 +304,21 @@ impl Broker {
         };
         let first_sub = 2 + usize::from(self.frontend.is_some());
         let count = first_sub + 2 * self.subs.len();
-        let mut items = std::iter::once(stop.socket.as_poll_item(zmq::POLLIN))
+        let items = std::iter::once(stop.socket.as_poll_item(zmq::POLLIN))
             .chain(std::iter::once(self.backend.as_poll_item(zmq::POLLIN)))
             .chain(self.frontend.iter().map(|f| f.as_poll_item(network)))
             .chain(self.subs.iter().flat_map(|sub| sub.poll_items(network)));
-        let now = Instant::now();
-        let timeout = self
-            .subs
-            .iter()
-            .filter_map(SubSide::deadline)
-            .map(|deadline| {
-                let left = deadline.saturating_duration_since(now) + Duration::from_millis(1);
-                i64::try_from(left.as_millis()).unwrap_or(i64::MAX)
-            })
-            .min()
-            .unwrap_or(-1);
-        let ready = |items: &[zmq::PollItem<'_>]| Ready {
+        let timeout = socket::poll_timeout(
+            Instant::now(),
+            self.subs.iter().filter_map(SubSide::deadline),
+        );
+        socket::poll(&stop.socket, items, count, timeout, |items| Ready {
             backend: items[1].is_readable(),
             frontend: first_sub == 3 && items[2].is_readable(),
             subs: SubsReady::of(&items[first_sub..]),
-        };
-        let result = if count <= INLINE_POLL {
-            // On the stack: the per-message path allocates nothing. Unused slots repeat the
-            // stop socket and are not passed to poll.
-            let mut inline: [zmq::PollItem<'_>; INLINE_POLL] = std::array::from_fn(|_| {
-                items
-                    .next()
-                    .unwrap_or_else(|| stop.socket.as_poll_item(zmq::POLLIN))
-            });
-            zmq::poll(&mut inline[..count], timeout).map(|_| ready(&inline[..count]))
-        } else {
-            let mut all: Vec<_> = items.collect();
-            zmq::poll(&mut all, timeout).map(|_| ready(&all))
-        };
-        match result {
-            Ok(ready) => Ok(ready),
-            Err(zmq::Error::EINTR) => Ok(Ready::default()),
-            Err(e) => Err(TransportError::new("poll", "worker pool", e)),
-        }
+        })
+        .map(Option::unwrap_or_default)
+        .map_err(|e| TransportError::new("poll", "worker pool", e))
     }
 
     /// Reads workers' messages: an answer to pass on, and in any case "I am free".
@@ -626,6 +593,7 @@ fn work<H: Handler>(socket: &zmq::Socket, mut handler: H) -> Result<(), Transpor
 #[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
 mod tests {
     use std::sync::mpsc;
+    use std::time::Duration;
 
     use super::*;
 
