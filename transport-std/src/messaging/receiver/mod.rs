@@ -6,13 +6,14 @@
 //! every other single-part message to the handler. A REP request always gets exactly one
 //! reply, so a REP socket can never be left waiting.
 
+mod builder;
+mod handler;
 mod rep;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auth::{start_zap_handler, AuthStats, Role, Users};
-use crate::dialect::{Dialect, Native};
+use crate::auth::{AuthStats, Role};
 use crate::messaging::subscriber::{Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
@@ -21,74 +22,8 @@ use crate::socket::{self, drain_parts};
 use crate::TransportError;
 use rep::RepSide;
 
-/// Where a message came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Origin {
-    /// The REP socket: the handler's reply is sent back.
-    Rep,
-    /// The SUB socket of the endpoint at this index (in the order they were added); any
-    /// reply is discarded.
-    Sub(usize),
-}
-
-/// Why a message was not handed to [`Handler::handle`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// It had more than one part; zmqrpc messages have exactly one.
-    Multipart,
-}
-
-/// A message as a [`Handler`] sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Incoming<'a> {
-    /// The message's bytes.
-    pub bytes: &'a [u8],
-    /// The socket it came in on.
-    pub origin: Origin,
-    /// The user its sender authenticated as (ZMQ `User-Id`), on a protected receiver.
-    pub user_id: Option<&'a str>,
-}
-
-/// What a [`Receiver`] calls with each message.
-///
-/// Closures `FnMut(Incoming, &mut Vec<u8>)` are handlers.
-pub trait Handler: Send + 'static {
-    /// Handles one message. For [`Origin::Rep`], whatever is in `reply` (empty on entry) is
-    /// sent back as the answer.
-    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>);
-
-    /// Called instead of [`handle`](Handler::handle) for a message the receiver refused. For
-    /// [`Origin::Rep`], `reply` is sent back (empty unless the handler fills it).
-    fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
-        let _ = (reason, origin, reply);
-    }
-
-    /// A socket of the handler's own for the receiver to poll with its own (for example a
-    /// publisher's XPUB, which learns of subscribers, or a REQ awaiting a reply).
-    fn watch(&self) -> Option<&zmq::Socket> {
-        None
-    }
-
-    /// When the handler next wants [`on_wake`](Handler::on_wake) called even if nothing
-    /// arrives.
-    fn deadline(&self) -> Option<Instant> {
-        None
-    }
-
-    /// Called every time the receiver wakes: a message arrived, the watched socket is
-    /// readable, or the deadline passed.
-    fn on_wake(&mut self) {}
-}
-
-impl<F> Handler for F
-where
-    F: FnMut(Incoming<'_>, &mut Vec<u8>) + Send + 'static,
-{
-    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
-        self(message, reply)
-    }
-}
+pub use builder::ReceiverBuilder;
+pub use handler::{Handler, Incoming, Origin, Rejection};
 
 counters! {
     /// Live counters of a [`Receiver`]; [`snapshot`](ReceiverStats::snapshot) reads them.
@@ -114,130 +49,8 @@ counters! {
 pub(crate) const BATCH: usize = 64;
 
 /// Recognises a heartbeat and says what a REP socket answers it with: a dialect's
-/// [`Dialect::heartbeat_answer`].
+/// [`Dialect::heartbeat_answer`](crate::Dialect::heartbeat_answer).
 pub(crate) type Heartbeats = fn(&[u8]) -> Option<&'static [u8]>;
-
-/// Builds a [`Receiver`]: endpoints, options, context.
-pub struct ReceiverBuilder {
-    pub(crate) heartbeats: Heartbeats,
-    pub(crate) ctx: Option<zmq::Context>,
-    pub(crate) rep: Vec<String>,
-    pub(crate) subs: Vec<(String, Option<Duration>)>,
-    pub(crate) options: SocketOptions,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) users: Option<Users>,
-    pub(crate) stats: Arc<ReceiverStats>,
-}
-
-impl Default for ReceiverBuilder {
-    fn default() -> Self {
-        ReceiverBuilder {
-            heartbeats: Native::heartbeat_answer,
-            ctx: None,
-            rep: Vec::new(),
-            subs: Vec::new(),
-            options: SocketOptions::default(),
-            shutdown: Shutdown::new(),
-            users: None,
-            stats: Arc::default(),
-        }
-    }
-}
-
-impl ReceiverBuilder {
-    /// The handle that will stop the receiver, available before it exists (for a handler
-    /// or service that stops its own loop).
-    pub fn shutdown(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    /// Recognises heartbeats with `heartbeats` (default: the native dialect's).
-    pub(crate) fn heartbeats(mut self, heartbeats: Heartbeats) -> Self {
-        self.heartbeats = heartbeats;
-        self
-    }
-
-    /// Uses `ctx` (needed for `inproc://` endpoints shared with other sockets); by default the
-    /// receiver makes its own context.
-    pub fn context(mut self, ctx: &zmq::Context) -> Self {
-        self.ctx = Some(ctx.clone());
-        self
-    }
-
-    /// Binds the REP socket to `endpoint` too (`tcp://127.0.0.1:*` picks a free port; read it
-    /// back with [`Receiver::rep_endpoints`]).
-    pub fn rep(mut self, endpoint: impl Into<String>) -> Self {
-        self.rep.push(endpoint.into());
-        self
-    }
-
-    /// Connects a SUB socket to a publisher at `endpoint`.
-    pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
-        self.subs.push((endpoint.into(), None));
-        self
-    }
-
-    /// Connects a SUB socket to `endpoint`, recreated whenever nothing (not even a heartbeat)
-    /// arrives on it for `silence`.
-    pub fn subscribe_with_silence_timeout(
-        mut self,
-        endpoint: impl Into<String>,
-        silence: Duration,
-    ) -> Self {
-        self.subs.push((endpoint.into(), Some(silence)));
-        self
-    }
-
-    /// Socket options for every socket (default: [`SocketOptions::default`]).
-    pub fn options(mut self, options: SocketOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// Protects every socket (REP and SUB) with username/password: only peers presenting
-    /// the credentials of one of `users` get through. A ZAP handler for them runs in the
-    /// receiver's context from [`bind`](ReceiverBuilder::bind) until the receiver ends.
-    pub fn authenticate(mut self, users: Users) -> Self {
-        self.users = Some(users);
-        self
-    }
-
-    /// Creates, binds and connects the sockets.
-    pub fn bind(self) -> Result<Receiver, TransportError> {
-        let ctx = self.ctx.unwrap_or_default();
-        // The ZAP handler first: a PLAIN socket without one refuses everyone.
-        let auth = self
-            .users
-            .map(|users| start_zap_handler(&ctx, users))
-            .transpose()?;
-        let role = Role::verifier(auth.is_some());
-        let stop = StopListener::new(&ctx, self.shutdown)?;
-        let rep = if self.rep.is_empty() {
-            None
-        } else {
-            Some(RepSide::bind(&ctx, &self.options, role, &self.rep)?)
-        };
-        let subs = self
-            .subs
-            .into_iter()
-            .map(|(endpoint, silence)| {
-                SubSide::connect(&ctx, &self.options, role, endpoint, silence)
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Receiver {
-            heartbeats: self.heartbeats,
-            ctx,
-            options: self.options,
-            rep,
-            subs,
-            stop,
-            stats: self.stats,
-            user: String::new(),
-            lost_rep: None,
-            auth,
-        })
-    }
-}
 
 /// A REP socket and SUB sockets, bound and connected, ready to [`run`](Receiver::run) or
 /// [`spawn`](Receiver::spawn).

@@ -1,0 +1,176 @@
+//! [`ReceiverBuilder`]: a receiver's endpoints, options and protection, and the set-up of
+//! the side facing the network that the receiver and the worker pool share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::rep::RepSide;
+use super::{Heartbeats, Receiver, ReceiverStats};
+use crate::auth::{start_zap_handler, AuthStats, Role, Users};
+use crate::dialect::{Dialect, Native};
+use crate::messaging::subscriber::SubSide;
+use crate::socket::options::SocketOptions;
+use crate::socket::shutdown::{Running, Shutdown, StopListener};
+use crate::TransportError;
+
+/// Builds a [`Receiver`]: endpoints, options, context.
+pub struct ReceiverBuilder {
+    pub(crate) heartbeats: Heartbeats,
+    pub(crate) ctx: Option<zmq::Context>,
+    pub(crate) rep: Vec<String>,
+    pub(crate) subs: Vec<(String, Option<Duration>)>,
+    pub(crate) options: SocketOptions,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) users: Option<Users>,
+    pub(crate) stats: Arc<ReceiverStats>,
+}
+
+impl Default for ReceiverBuilder {
+    fn default() -> Self {
+        ReceiverBuilder {
+            heartbeats: Native::heartbeat_answer,
+            ctx: None,
+            rep: Vec::new(),
+            subs: Vec::new(),
+            options: SocketOptions::default(),
+            shutdown: Shutdown::new(),
+            users: None,
+            stats: Arc::default(),
+        }
+    }
+}
+
+impl ReceiverBuilder {
+    /// The handle that will stop the receiver, available before it exists (for a handler
+    /// or service that stops its own loop).
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Recognises heartbeats with `heartbeats` (default: the native dialect's).
+    pub(crate) fn heartbeats(mut self, heartbeats: Heartbeats) -> Self {
+        self.heartbeats = heartbeats;
+        self
+    }
+
+    /// Uses `ctx` (needed for `inproc://` endpoints shared with other sockets); by default the
+    /// receiver makes its own context.
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.ctx = Some(ctx.clone());
+        self
+    }
+
+    /// Binds the REP socket to `endpoint` too (`tcp://127.0.0.1:*` picks a free port; read it
+    /// back with [`Receiver::rep_endpoints`]).
+    pub fn rep(mut self, endpoint: impl Into<String>) -> Self {
+        self.rep.push(endpoint.into());
+        self
+    }
+
+    /// Connects a SUB socket to a publisher at `endpoint`.
+    pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
+        self.subs.push((endpoint.into(), None));
+        self
+    }
+
+    /// Connects a SUB socket to `endpoint`, recreated whenever nothing (not even a heartbeat)
+    /// arrives on it for `silence`.
+    pub fn subscribe_with_silence_timeout(
+        mut self,
+        endpoint: impl Into<String>,
+        silence: Duration,
+    ) -> Self {
+        self.subs.push((endpoint.into(), Some(silence)));
+        self
+    }
+
+    /// Socket options for every socket (default: [`SocketOptions::default`]).
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Protects every socket (REP and SUB) with username/password: only peers presenting
+    /// the credentials of one of `users` get through. A ZAP handler for them runs in the
+    /// receiver's context from [`bind`](ReceiverBuilder::bind) until the receiver ends.
+    pub fn authenticate(mut self, users: Users) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// Creates, binds and connects the sockets.
+    pub fn bind(self) -> Result<Receiver, TransportError> {
+        let inputs = self.inputs()?;
+        let rep = if inputs.rep.is_empty() {
+            None
+        } else {
+            let role = inputs.role;
+            Some(RepSide::bind(
+                &inputs.ctx,
+                &inputs.options,
+                role,
+                &inputs.rep,
+            )?)
+        };
+        Ok(Receiver {
+            heartbeats: inputs.heartbeats,
+            ctx: inputs.ctx,
+            options: inputs.options,
+            rep,
+            subs: inputs.subs,
+            stop: inputs.stop,
+            stats: inputs.stats,
+            user: String::new(),
+            lost_rep: None,
+            auth: inputs.zap,
+        })
+    }
+
+    /// Sets up what a receiving loop faces the network with, the same way for a receiver
+    /// and a worker pool: the ZAP handler first (a PLAIN socket without one refuses
+    /// everyone), the stop signal and the SUB sockets. The REP endpoints are left for the
+    /// loop to bind in the socket type it uses.
+    pub(crate) fn inputs(self) -> Result<Inputs, TransportError> {
+        let ctx = self.ctx.unwrap_or_default();
+        let zap = self
+            .users
+            .map(|users| start_zap_handler(&ctx, users))
+            .transpose()?;
+        let role = Role::verifier(zap.is_some());
+        let stop = StopListener::new(&ctx, self.shutdown)?;
+        let subs = self
+            .subs
+            .into_iter()
+            .map(|(endpoint, silence)| {
+                SubSide::connect(&ctx, &self.options, role, endpoint, silence)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Inputs {
+            ctx,
+            options: self.options,
+            role,
+            stop,
+            subs,
+            zap,
+            rep: self.rep,
+            heartbeats: self.heartbeats,
+            stats: self.stats,
+        })
+    }
+}
+
+/// A receiving loop's side facing the network, before its REP endpoints are bound: see
+/// [`ReceiverBuilder::inputs`].
+pub(crate) struct Inputs {
+    pub(crate) ctx: zmq::Context,
+    pub(crate) options: SocketOptions,
+    pub(crate) role: Role<'static>,
+    pub(crate) stop: StopListener,
+    pub(crate) subs: Vec<SubSide>,
+    /// The ZAP handler of a protected loop; to drop (stop) after the sockets.
+    pub(crate) zap: Option<Running<AuthStats>>,
+    /// The endpoints to bind the REP (or ROUTER) socket to.
+    pub(crate) rep: Vec<String>,
+    pub(crate) heartbeats: Heartbeats,
+    pub(crate) stats: Arc<ReceiverStats>,
+}

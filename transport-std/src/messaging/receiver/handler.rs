@@ -1,0 +1,73 @@
+//! The handler contract: what a receiving loop hands on ([`Incoming`], from an [`Origin`]),
+//! what it refuses before ([`Rejection`]), and what the handler answers ([`Handler`]).
+
+use std::time::Instant;
+
+/// Where a message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The REP socket: the handler's reply is sent back.
+    Rep,
+    /// The SUB socket of the endpoint at this index (in the order they were added); any
+    /// reply is discarded.
+    Sub(usize),
+}
+
+/// Why a message was not handed to [`Handler::handle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// It had more than one part; zmqrpc messages have exactly one.
+    Multipart,
+}
+
+/// A message as a [`Handler`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incoming<'a> {
+    /// The message's bytes.
+    pub bytes: &'a [u8],
+    /// The socket it came in on.
+    pub origin: Origin,
+    /// The user its sender authenticated as (ZMQ `User-Id`), on a protected receiver.
+    pub user_id: Option<&'a str>,
+}
+
+/// What a [`Receiver`](super::Receiver) calls with each message.
+///
+/// Closures `FnMut(Incoming, &mut Vec<u8>)` are handlers.
+pub trait Handler: Send + 'static {
+    /// Handles one message. For [`Origin::Rep`], whatever is in `reply` (empty on entry) is
+    /// sent back as the answer.
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>);
+
+    /// Called instead of [`handle`](Handler::handle) for a message the receiver refused. For
+    /// [`Origin::Rep`], `reply` is sent back (empty unless the handler fills it).
+    fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+        let _ = (reason, origin, reply);
+    }
+
+    /// A socket of the handler's own for the receiver to poll with its own (for example a
+    /// publisher's XPUB, which learns of subscribers, or a REQ awaiting a reply).
+    fn watch(&self) -> Option<&zmq::Socket> {
+        None
+    }
+
+    /// When the handler next wants [`on_wake`](Handler::on_wake) called even if nothing
+    /// arrives.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called every time the receiver wakes: a message arrived, the watched socket is
+    /// readable, or the deadline passed.
+    fn on_wake(&mut self) {}
+}
+
+impl<F> Handler for F
+where
+    F: FnMut(Incoming<'_>, &mut Vec<u8>) + Send + 'static,
+{
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        self(message, reply)
+    }
+}
