@@ -1,0 +1,291 @@
+//! The errors of an exchange: a request/reply over a REQ socket ([`RequestError`]) and a
+//! typed call ([`CallError`]), which adds what the answer said.
+
+use std::fmt;
+use std::time::Duration;
+
+use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
+
+use super::{SocketKind, TransportError};
+use crate::socket::monitor::HandshakeFailure;
+
+/// A request/reply exchange failed, without regard to its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No REQ endpoint is configured.
+    NoEndpoint,
+    /// No reply within the timeout; the endpoint's socket was closed and will be recreated.
+    Timeout {
+        /// The endpoint that did not answer.
+        endpoint: String,
+        /// The timeout that passed.
+        after: Duration,
+    },
+    /// The endpoint's security handshake failed: wrong or missing credentials. The socket
+    /// was closed and will be recreated.
+    AuthFailed {
+        /// The endpoint that refused.
+        endpoint: String,
+        /// How the handshake failed.
+        reason: HandshakeFailure,
+    },
+    /// The wait for the reply was given up because the loop making the request was asked
+    /// to stop (a proxy shutting down). The socket was closed and will be recreated.
+    Stopped {
+        /// The endpoint that was being waited for.
+        endpoint: String,
+    },
+    /// The endpoint answered with a message of several parts; a reply is one part. The
+    /// socket was closed and will be recreated.
+    MultipartReply {
+        /// The endpoint that answered.
+        endpoint: String,
+    },
+    /// A reply was asked for where no request can be in flight: the endpoint's socket was
+    /// closed since (after a failure, or [`Requester::reset`](crate::Requester::reset)), or
+    /// there is no such endpoint.
+    NothingInFlight {
+        /// The endpoint asked, or empty if there is no such endpoint.
+        endpoint: String,
+    },
+    /// The socket failed.
+    Transport(TransportError),
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::NoEndpoint => f.write_str("no REQ endpoint configured"),
+            RequestError::Timeout { endpoint, after } => {
+                write!(f, "no reply from {endpoint} within {after:?}")
+            }
+            RequestError::AuthFailed { endpoint, reason } => write!(f, "{endpoint}: {reason}"),
+            RequestError::Stopped { endpoint } => {
+                write!(f, "stopped while waiting for {endpoint}")
+            }
+            RequestError::MultipartReply { endpoint } => {
+                write!(f, "{endpoint} answered with a multipart message")
+            }
+            RequestError::NothingInFlight { endpoint } if endpoint.is_empty() => {
+                f.write_str("no request in flight")
+            }
+            RequestError::NothingInFlight { endpoint } => {
+                write!(f, "no request in flight to {endpoint}")
+            }
+            RequestError::Transport(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RequestError::Transport(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why an [`RpcClient`](crate::RpcClient) call or notification failed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply within the timeout (after any retries).
+    Timeout {
+        /// The endpoint tried last.
+        endpoint: String,
+        /// The per-attempt timeout.
+        after: Duration,
+    },
+    /// The server refused the client's credentials, or the two disagree on whether
+    /// credentials are needed. Reported as soon as the handshake fails, not at the timeout.
+    AuthFailed {
+        /// The endpoint that refused.
+        endpoint: String,
+        /// How the handshake failed.
+        reason: HandshakeFailure,
+    },
+    /// The server answered with an error: unknown command, bad frame, service failure, …
+    Remote {
+        /// The endpoint that answered.
+        endpoint: String,
+        /// What it said (boxed: it is large and the error path is rare).
+        error: Box<RemoteError>,
+    },
+    /// The connection carrying the call was dropped before its answer came (the server went
+    /// away, or libzmq cut the connection, for example for a reply over the socket
+    /// options' `max_message_size`); the answer can no longer arrive. The call may have run.
+    Disconnected {
+        /// The endpoint whose connection dropped.
+        endpoint: String,
+    },
+    /// The reply did not belong to this call (another sequence number or key); it was dropped.
+    StrayReply {
+        /// The endpoint that sent it.
+        endpoint: String,
+    },
+    /// The command could not be encoded.
+    Encode(EncodeError),
+    /// The reply could not be decoded.
+    Decode {
+        /// The endpoint that sent it.
+        endpoint: String,
+        /// What was wrong with it.
+        error: DecodeError,
+    },
+    /// The endpoint answered with a message of several parts; a reply is one part.
+    MultipartReply {
+        /// The endpoint that answered.
+        endpoint: String,
+    },
+    /// A socket failed.
+    Transport(TransportError),
+    /// The client has no socket of this kind: no REQ endpoint for a call, no PUB endpoint
+    /// for a notification or a heartbeat.
+    NoSocket(SocketKind),
+    /// The wait for the answer was given up because the client's loop was asked to stop.
+    Stopped {
+        /// The endpoint that was being waited for.
+        endpoint: String,
+    },
+    /// A [`Pipeline`](crate::Pipeline) already has its window full of calls in flight.
+    WindowFull {
+        /// Calls in flight.
+        in_flight: usize,
+    },
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Timeout { endpoint, after } => {
+                write!(f, "call to {endpoint} timed out after {after:?}")
+            }
+            CallError::AuthFailed { endpoint, reason } => {
+                write!(f, "{endpoint} refused the client: {reason}")
+            }
+            CallError::Remote { endpoint, error } => write!(f, "{endpoint} answered: {error}"),
+            CallError::Disconnected { endpoint } => {
+                write!(
+                    f,
+                    "the connection to {endpoint} dropped before the answer came"
+                )
+            }
+            CallError::StrayReply { endpoint } => {
+                write!(f, "{endpoint} sent a reply to another call; it was dropped")
+            }
+            CallError::Encode(e) => write!(f, "cannot encode the command: {e}"),
+            CallError::Decode { endpoint, error } => {
+                write!(f, "bad reply from {endpoint}: {error}")
+            }
+            CallError::MultipartReply { endpoint } => {
+                write!(f, "{endpoint} answered with a multipart message")
+            }
+            CallError::Transport(e) => e.fmt(f),
+            CallError::NoSocket(kind) => write!(
+                f,
+                "the client has no {kind} socket: no `{}` endpoint was configured",
+                kind.setting()
+            ),
+            CallError::Stopped { endpoint } => write!(f, "stopped while waiting for {endpoint}"),
+            CallError::WindowFull { in_flight } => {
+                write!(f, "{in_flight} calls in flight fill the pipeline's window")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Remote { error, .. } => Some(&**error),
+            CallError::Encode(e) => Some(e),
+            CallError::Decode { error, .. } => Some(error),
+            CallError::Transport(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl CallError {
+    /// A call's result from what its answer said ([`Frame::outcome`]), naming `endpoint`
+    /// in the errors.
+    ///
+    /// [`Frame::outcome`]: zmqrpc_core::Frame::outcome
+    pub(crate) fn from_outcome<R>(
+        endpoint: &str,
+        outcome: Result<Result<R, RemoteError>, DecodeError>,
+    ) -> Result<R, CallError> {
+        match outcome {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(CallError::Remote {
+                endpoint: endpoint.to_owned(),
+                error: Box::new(error),
+            }),
+            Err(error) => Err(CallError::Decode {
+                endpoint: endpoint.to_owned(),
+                error,
+            }),
+        }
+    }
+}
+
+impl From<RequestError> for CallError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NoEndpoint => CallError::NoSocket(SocketKind::Req),
+            RequestError::Timeout { endpoint, after } => CallError::Timeout { endpoint, after },
+            RequestError::AuthFailed { endpoint, reason } => {
+                CallError::AuthFailed { endpoint, reason }
+            }
+            RequestError::Stopped { endpoint } => CallError::Stopped { endpoint },
+            RequestError::MultipartReply { endpoint } => CallError::MultipartReply { endpoint },
+            // Only `Requester::try_reply` says this, and no call uses it: a bug.
+            RequestError::NothingInFlight { .. } => {
+                CallError::Transport(TransportError::Internal {
+                    what: "a call awaited a reply with no request in flight",
+                })
+            }
+            RequestError::Transport(e) => e.into(),
+        }
+    }
+}
+
+impl From<TransportError> for CallError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::NoSocket(kind) => CallError::NoSocket(kind),
+            e => CallError::Transport(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_socket_is_one_call_error_whichever_layer_noticed() {
+        assert_eq!(
+            CallError::from(RequestError::NoEndpoint),
+            CallError::NoSocket(SocketKind::Req)
+        );
+        assert_eq!(
+            CallError::from(TransportError::NoSocket(SocketKind::Pub)),
+            CallError::NoSocket(SocketKind::Pub)
+        );
+        assert_eq!(
+            CallError::from(RequestError::MultipartReply {
+                endpoint: "tcp://a:1".into()
+            }),
+            CallError::MultipartReply {
+                endpoint: "tcp://a:1".into()
+            }
+        );
+        assert_eq!(
+            CallError::NoSocket(SocketKind::Req).to_string(),
+            "the client has no REQ socket: no `req` endpoint was configured"
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! [`Proxy`]: the standard proxies, forwarding each frame as bytes to a REQ or PUB output.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::ErrorCode;
+
+use super::{relay_methods, side_setters, ProxyKind, ProxyStats, Sides, LOG_EVERY};
+use crate::dialect::{Dialect, Native};
+use crate::messaging::publisher::Publisher;
+use crate::messaging::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
+use crate::messaging::requester::Requester;
+use crate::socket::shutdown::Shutdown;
+use crate::socket::stats::{bump, set};
+use crate::{RequestError, TransportError};
+
+/// How soon a PUB output holding messages for a subscriber that fell behind tries again.
+const FLUSH_RETRY: Duration = Duration::from_millis(2);
+
+/// Builds a [`Proxy`].
+pub struct ProxyBuilder<D: Dialect = Native> {
+    dialect: D,
+    kind: ProxyKind,
+    sides: Sides,
+    pending_limit: usize,
+}
+
+impl<D: Dialect> ProxyBuilder<D> {
+    side_setters!();
+
+    /// An input endpoint: bound (REP) or connected to (SUB), as the kind says.
+    pub fn input(mut self, endpoint: impl Into<String>) -> Self {
+        let input = std::mem::take(&mut self.sides.input);
+        self.sides.input = if self.kind.rep_input() {
+            input.rep(endpoint)
+        } else {
+            input.subscribe(endpoint)
+        };
+        self
+    }
+
+    /// An output endpoint: connected to (REQ, used in turn) or bound (PUB), as the kind says.
+    pub fn output(mut self, endpoint: impl Into<String>) -> Self {
+        self.sides.outputs.push(endpoint.into());
+        self
+    }
+
+    /// Messages a PUB output holds while no subscriber is attached (default 1000).
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.pending_limit = limit;
+        self
+    }
+
+    /// Creates, binds and connects both sides.
+    pub fn bind(mut self) -> Result<Proxy<D>, TransportError> {
+        let (ctx, input) = self.sides.bind_input()?;
+        let sides = &self.sides;
+        let output = if self.kind.req_output() {
+            Output::Req(sides.requester(&ctx)?)
+        } else {
+            Output::Pub(Publisher::bind(
+                &ctx,
+                &sides.outputs,
+                &sides.output_options,
+                sides.credentials.as_ref(),
+                self.pending_limit,
+            )?)
+        };
+        Ok(Proxy {
+            forwarder: Forwarder {
+                dialect: self.dialect,
+                scratch: Vec::new(),
+                stop: input.shutdown(),
+                kind: self.kind,
+                output,
+                timeout: sides.timeout,
+                stats: Arc::default(),
+                last_log: Instant::now(),
+            },
+            input,
+        })
+    }
+}
+
+/// A running or ready-to-run proxy; see the [module docs](super).
+pub struct Proxy<D: Dialect = Native> {
+    input: Receiver,
+    forwarder: Forwarder<D>,
+}
+
+impl Proxy {
+    /// Starts building a proxy of `kind` for the native dialect.
+    pub fn builder(kind: ProxyKind) -> ProxyBuilder {
+        Proxy::builder_for(kind, Native)
+    }
+}
+
+impl<D: Dialect> Proxy<D> {
+    /// Starts building a proxy of `kind` that reads (and answers) `dialect`.
+    pub fn builder_for(kind: ProxyKind, dialect: D) -> ProxyBuilder<D> {
+        ProxyBuilder {
+            dialect,
+            kind,
+            sides: Sides::new(D::heartbeat_answer),
+            pending_limit: 1000,
+        }
+    }
+
+    /// The PUB output's endpoints as bound (empty for a REQ output).
+    pub fn output_endpoints(&self) -> &[String] {
+        match &self.forwarder.output {
+            Output::Pub(publisher) => publisher.endpoints(),
+            Output::Req(_) => &[],
+        }
+    }
+
+    relay_methods!(forwarder, "zmqrpc-proxy");
+}
+
+enum Output {
+    Req(Requester),
+    Pub(Publisher),
+}
+
+struct Forwarder<D: Dialect> {
+    dialect: D,
+    /// Lent to the dialect to read a request.
+    scratch: Vec<u8>,
+    /// The proxy's own stop: a wait for the downstream gives up when it is asked.
+    stop: Shutdown,
+    kind: ProxyKind,
+    output: Output,
+    timeout: Duration,
+    stats: Arc<ProxyStats>,
+    last_log: Instant,
+}
+
+impl<D: Dialect> Forwarder<D> {
+    /// The proxy's counters.
+    fn stats(&self) -> &Arc<ProxyStats> {
+        &self.stats
+    }
+}
+
+impl<D: Dialect> Handler for Forwarder<D> {
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        bump(&self.stats.received);
+        let answer = message.origin == Origin::Rep;
+        // The head only: to answer correctly and to refuse what is not a request.
+        let head = match self.dialect.read_request(message.bytes, &mut self.scratch) {
+            Ok(request) => request.head,
+            Err(refusal) => {
+                bump(&self.stats.failed);
+                if answer {
+                    refusal.answer(&self.dialect, reply);
+                }
+                return;
+            }
+        };
+        match &mut self.output {
+            Output::Pub(publisher) => {
+                let published = publisher.publish(message.bytes);
+                let counts = publisher.stats().snapshot();
+                set(&self.stats.queued, counts.queued);
+                set(&self.stats.dropped, counts.dropped);
+                match published {
+                    Ok(()) => {
+                        bump(&self.stats.forwarded);
+                        if answer {
+                            // Published (or held for a subscriber): an empty reply.
+                            self.dialect.encode_ack(&head, reply);
+                        }
+                    }
+                    Err(e) => {
+                        bump(&self.stats.failed);
+                        if answer {
+                            let why = e.to_string();
+                            self.dialect
+                                .encode_error(&head, ErrorCode::Unavailable, &why, reply);
+                        }
+                    }
+                }
+            }
+            Output::Req(requester) => {
+                match requester.request_unless(message.bytes, self.timeout, Some(&self.stop)) {
+                    Ok(downstream) => {
+                        bump(&self.stats.forwarded);
+                        if answer {
+                            reply.extend_from_slice(downstream.bytes);
+                        }
+                    }
+                    Err(e) => {
+                        bump(&self.stats.failed);
+                        log::debug!("{}: {e}", self.kind);
+                        if answer {
+                            let code = match e {
+                                RequestError::Timeout { .. } => ErrorCode::Timeout,
+                                _ => ErrorCode::Unavailable,
+                            };
+                            self.dialect
+                                .encode_error(&head, code, &e.to_string(), reply);
+                        }
+                    }
+                }
+            }
+        }
+        self.stats
+            .log_every(&self.kind, LOG_EVERY, &mut self.last_log);
+    }
+
+    fn watch(&self) -> Option<&zmq::Socket> {
+        match &self.output {
+            Output::Pub(publisher) => Some(publisher.socket()),
+            Output::Req(_) => None,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.output {
+            // Messages held while a subscriber catches up: try again shortly, even if nothing
+            // new arrives (the XPUB socket signals subscriptions, not room).
+            Output::Pub(publisher) if publisher.has_subscriber() && publisher.queued() > 0 => {
+                Some(Instant::now() + FLUSH_RETRY)
+            }
+            _ => None,
+        }
+    }
+
+    fn on_wake(&mut self) {
+        // A subscriber may have attached, or caught up: send what was held for it.
+        if let Output::Pub(publisher) = &mut self.output {
+            if let Ok(left) = publisher.flush() {
+                set(&self.stats.queued, left as u64);
+            }
+        }
+    }
+
+    fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+        bump(&self.stats.received);
+        bump(&self.stats.failed);
+        if origin == Origin::Rep {
+            let head = self.dialect.unreadable();
+            self.dialect
+                .encode_error(&head, ErrorCode::BadFrame, "multipart message", reply);
+        }
+    }
+}
