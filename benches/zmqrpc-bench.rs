@@ -197,7 +197,7 @@ fn case_pipelined(window: usize) {
 
     let (endpoint, _server) = blob_server("tcp://127.0.0.1:*");
     let mut pipeline = Pipeline::builder()
-        .connect_to(endpoint)
+        .req(endpoint)
         .window(window)
         .connect::<Blob>()
         .unwrap();
@@ -222,11 +222,7 @@ fn case_pipelined(window: usize) {
 }
 
 fn case_notify() {
-    let unlimited = SocketOptions {
-        send_hwm: 0,
-        recv_hwm: 0,
-        ..SocketOptions::default()
-    };
+    let unlimited = SocketOptions::default().with_send_hwm(0).with_recv_hwm(0);
     // Raw: PUB -> SUB, counting every message.
     let ctx = zmq::Context::new();
     let publisher = ctx.socket(zmq::PUB).unwrap();
@@ -526,7 +522,7 @@ fn case_rss() {
     let proxy_idle = rss(proxy.0.id());
     // Load: pipelined calls straight to the server, sequential ones through the proxy.
     let mut pipeline = Pipeline::builder()
-        .connect_to(&server_endpoint)
+        .req(&server_endpoint)
         .window(256)
         .connect::<Echo>()
         .unwrap();

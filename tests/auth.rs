@@ -25,7 +25,7 @@ fn users() -> Users {
 
 fn protected_server() -> ServerBuilder {
     standard_server()
-        .authenticate(users())
+        .users(users())
         .register(WithCaller(|_: WhoAmI, caller: &Caller| {
             Ok::<_, ServiceError>(caller.user_id.map(str::to_owned))
         }))
@@ -112,7 +112,7 @@ fn right_credentials_work_on_pub_sub() {
     let (mut publisher, endpoint) = publishing_client(Some(Credentials::new("sensor", "s3cret")));
     let samples = Samples::default();
     let _running = RpcServer::builder()
-        .authenticate(users())
+        .users(users())
         .register(samples.service())
         .unwrap()
         .subscribe(&endpoint)
@@ -137,7 +137,7 @@ fn an_unauthenticated_publisher_never_reaches_a_protected_service() {
         let stats = intruder.sender().publisher().unwrap().stats();
         let samples = Samples::default();
         let running = RpcServer::builder()
-            .authenticate(users())
+            .users(users())
             .register(samples.service())
             .unwrap()
             .subscribe(&endpoint)

@@ -125,10 +125,7 @@ fn a_heartbeat_over_req_is_answered_and_never_blocks_the_rep_socket() {
 
 #[test]
 fn an_oversize_message_is_refused_by_libzmq_and_the_server_serves_on() {
-    let options = SocketOptions {
-        max_message_size: Some(1024),
-        ..SocketOptions::default()
-    };
+    let options = SocketOptions::default().with_max_message_size(Some(1024));
     let server = standard_server()
         .options(options)
         .rep("tcp://127.0.0.1:*")

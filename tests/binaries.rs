@@ -228,7 +228,7 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, CallError>, endpoint: &s
 fn library_server(users: Option<Users>) -> (String, Running<ServerStats>) {
     let mut builder = standard_server().rep("tcp://127.0.0.1:*");
     if let Some(users) = users {
-        builder = builder.authenticate(users);
+        builder = builder.users(users);
     }
     let server = builder.bind().unwrap();
     let endpoint = server.rep_endpoints()[0].clone();
@@ -518,7 +518,7 @@ fn the_shipped_example_configs_run_once_their_paths_are_overridden_by_flags() {
     let samples = Samples::default();
     let server = samples
         .server()
-        .authenticate(Users::new().with("collector", "c-pass"))
+        .users(Users::new().with("collector", "c-pass"))
         .rep("tcp://127.0.0.1:*")
         .bind()
         .unwrap();

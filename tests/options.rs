@@ -131,10 +131,7 @@ fn by_default_a_request_over_1_mib_drops_its_connection_and_one_of_1_mib_is_serv
 
 #[test]
 fn a_servers_own_max_message_size_applies_to_its_rep_and_sub_sockets() {
-    let options = SocketOptions {
-        max_message_size: Some(1024),
-        ..SocketOptions::default()
-    };
+    let options = SocketOptions::default().with_max_message_size(Some(1024));
     let (mut sensor, sensor_endpoint) = publishing_client(None);
     let heard = Arc::new(Mutex::new(Vec::new()));
     let store = heard.clone();
@@ -276,10 +273,7 @@ fn a_server_subscriber_holds_its_receive_high_water_mark_default_1000() {
         delivered_past_a_stuck_service(None),
         (0..=1000).collect::<Vec<u32>>()
     );
-    let options = SocketOptions {
-        recv_hwm: 10,
-        ..SocketOptions::default()
-    };
+    let options = SocketOptions::default().with_recv_hwm(10);
     assert_eq!(
         delivered_past_a_stuck_service(Some(options)),
         (0..=10).collect::<Vec<u32>>()
@@ -331,10 +325,7 @@ fn a_publisher_holds_its_send_high_water_mark_default_1000() {
         (2001, 99, 0),
         "{counts:?}"
     );
-    let options = SocketOptions {
-        send_hwm: 10,
-        ..SocketOptions::default()
-    };
+    let options = SocketOptions::default().with_send_hwm(10);
     let counts = published_to_a_stuck_subscriber(Some(options), 5, 30);
     assert_eq!(
         (counts.published, counts.queued, counts.dropped),
@@ -485,10 +476,7 @@ fn closing_a_socket_lingers_200_ms_by_default_and_as_long_as_asked() {
     let took = time_to_close_a_stuck_publisher(None);
     assert!(took >= Duration::from_millis(190), "{took:?}");
     assert!(took < Duration::from_millis(1000) * slack(), "{took:?}");
-    let options = SocketOptions {
-        linger: Duration::from_millis(1500),
-        ..SocketOptions::default()
-    };
+    let options = SocketOptions::default().with_linger(Duration::from_millis(1500));
     let took = time_to_close_a_stuck_publisher(Some(options));
     assert!(took >= Duration::from_millis(1490), "{took:?}");
     assert!(took < Duration::from_millis(2500) * slack(), "{took:?}");
@@ -532,10 +520,8 @@ fn a_subscriber_backs_off_reconnecting_to_an_absent_publisher() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_millis(1500) * slack(), "{took:?}");
     // No backoff asked for: at most one interval (plus jitter).
-    let options = SocketOptions {
-        reconnect: (Duration::from_millis(100), Duration::from_millis(100)),
-        ..SocketOptions::default()
-    };
+    let options = SocketOptions::default()
+        .with_reconnect(Duration::from_millis(100), Duration::from_millis(100));
     let took = time_to_attach(Some(options), Duration::from_millis(2500));
     assert!(took < Duration::from_millis(400) * slack(), "{took:?}");
 }

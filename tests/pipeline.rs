@@ -15,7 +15,7 @@ fn a_window_of_calls_gets_every_answer_matched_to_its_call() {
     let endpoint = server.rep_endpoints()[0].clone();
     let _server = server.spawn().unwrap();
     let mut pipeline = Pipeline::builder()
-        .connect_to(&endpoint)
+        .req(&endpoint)
         .window(64)
         .timeout(secs(5))
         .connect::<Add>()
@@ -48,7 +48,7 @@ fn a_full_window_refuses_and_each_call_times_out_on_its_own() {
     let endpoint = silent.get_last_endpoint().unwrap().unwrap();
     let timeout = Duration::from_millis(200) * slack();
     let mut pipeline = Pipeline::builder()
-        .connect_to(&endpoint)
+        .req(&endpoint)
         .window(3)
         .timeout(timeout)
         .connect::<Add>()
@@ -83,7 +83,7 @@ fn remote_errors_come_back_for_their_own_call() {
     let endpoint = server.rep_endpoints()[0].clone();
     let _server = server.spawn().unwrap();
     let mut pipeline = Pipeline::builder()
-        .connect_to(&endpoint)
+        .req(&endpoint)
         .timeout(secs(5))
         .connect::<Fail>()
         .unwrap();

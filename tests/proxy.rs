@@ -200,7 +200,7 @@ fn rep2pub_acknowledges_calls_and_publishes_them() {
 fn a_two_hop_chain_with_different_credentials_per_hop_works() {
     // client --(alice)--> [proxy A] --(bob)--> [proxy B] --(carol)--> server
     let server = standard_server()
-        .authenticate(Users::new().with("carol", "c-pass"))
+        .users(Users::new().with("carol", "c-pass"))
         .rep("tcp://127.0.0.1:*")
         .bind()
         .unwrap();

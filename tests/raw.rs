@@ -14,7 +14,7 @@ use zmqrpc::transport::{
 fn a_raw_receiver_answers_requests_and_hears_publications() {
     let mut sender = Sender::builder()
         .publish_on("tcp://127.0.0.1:*")
-        .build()
+        .connect()
         .unwrap();
     let pub_endpoint = sender.publisher().unwrap().endpoints()[0].clone();
 
@@ -37,7 +37,7 @@ fn a_raw_receiver_answers_requests_and_hears_publications() {
         )
         .unwrap();
 
-    let mut requester = Sender::builder().req(&rep_endpoint).build().unwrap();
+    let mut requester = Sender::builder().req(&rep_endpoint).connect().unwrap();
     let reply = requester.request(b"hello", secs(5)).unwrap();
     assert_eq!(reply.bytes, b"echo:hello");
     assert_eq!(reply.endpoint, rep_endpoint);
@@ -61,7 +61,7 @@ fn a_raw_receiver_answers_requests_and_hears_publications() {
 
 #[test]
 fn a_sender_without_the_needed_side_says_so() {
-    let mut sender = Sender::builder().build().unwrap();
+    let mut sender = Sender::builder().connect().unwrap();
     assert!(matches!(
         sender.request(b"x", secs(1)),
         Err(RequestError::NoEndpoint)
@@ -72,7 +72,7 @@ fn a_sender_without_the_needed_side_says_so() {
 
 #[test]
 fn a_sender_without_a_pub_socket_names_it_for_heartbeats_too() {
-    let mut sender = Sender::builder().build().unwrap();
+    let mut sender = Sender::builder().connect().unwrap();
     let error = sender.heartbeat().unwrap_err();
     assert_eq!(error, TransportError::NoSocket(SocketKind::Pub));
     assert_eq!(error.zmq_error(), None);
@@ -87,7 +87,7 @@ fn a_panicking_handler_is_reported_by_join_with_its_message() {
     let running = receiver
         .spawn(|_: Incoming, _: &mut Vec<u8>| panic!("boom"))
         .unwrap();
-    let mut sender = Sender::builder().req(&endpoint).build().unwrap();
+    let mut sender = Sender::builder().req(&endpoint).connect().unwrap();
     // The handler panics on this request: no reply comes.
     let _ = sender.request(b"x", std::time::Duration::from_millis(200));
     assert!(eventually(secs(5), || running.is_finished()));
@@ -111,7 +111,7 @@ fn a_multipart_reply_is_refused_as_such() {
         rep.recv_bytes(0).unwrap();
         rep.send_multipart([&b"one"[..], &b"two"[..]], 0).unwrap();
     });
-    let mut sender = Sender::builder().req(&endpoint).build().unwrap();
+    let mut sender = Sender::builder().req(&endpoint).connect().unwrap();
     match sender.request(b"x", secs(5)) {
         Err(RequestError::MultipartReply { endpoint: from }) => assert_eq!(from, endpoint),
         other => panic!("{other:?}"),

@@ -34,10 +34,7 @@ impl Command for Bytes {
 }
 
 fn small_messages() -> SocketOptions {
-    SocketOptions {
-        max_message_size: Some(1024),
-        ..SocketOptions::default()
-    }
+    SocketOptions::default().with_max_message_size(Some(1024))
 }
 
 /// Regression: libzmq 4.3.4 drops a connection that carried a message over
@@ -101,7 +98,7 @@ fn a_pipeline_recovers_after_an_oversized_reply() {
     let _running = server.spawn().unwrap();
     let timeout = Duration::from_millis(500) * slack();
     let mut pipeline = Pipeline::builder()
-        .connect_to(&endpoint)
+        .req(&endpoint)
         .options(small_messages())
         .timeout(timeout)
         .connect::<Bytes>()
@@ -130,7 +127,7 @@ fn a_pipeline_recovers_after_an_oversized_reply() {
 #[test]
 fn a_pipeline_with_a_wrong_password_fails_with_auth_failed() {
     let server = RpcServer::builder()
-        .authenticate(Users::new().with("ops", "hunter2"))
+        .users(Users::new().with("ops", "hunter2"))
         .register(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))
         .unwrap()
         .rep("tcp://127.0.0.1:*")
@@ -139,7 +136,7 @@ fn a_pipeline_with_a_wrong_password_fails_with_auth_failed() {
     let endpoint = server.rep_endpoints()[0].clone();
     let _running = server.spawn().unwrap();
     let mut right = Pipeline::builder()
-        .connect_to(&endpoint)
+        .req(&endpoint)
         .credentials(Credentials::new("ops", "hunter2"))
         .timeout(secs(5))
         .connect::<Add>()
@@ -148,7 +145,7 @@ fn a_pipeline_with_a_wrong_password_fails_with_auth_failed() {
     assert_eq!(right.recv(secs(5)).unwrap().unwrap().1.unwrap(), 3);
 
     let mut wrong = Pipeline::builder()
-        .connect_to(&endpoint)
+        .req(&endpoint)
         .credentials(Credentials::new("ops", "wrong"))
         .timeout(secs(30))
         .connect::<Add>()

@@ -33,7 +33,7 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
         let running = server.spawn().unwrap();
         // A protected receiver also runs a ZAP handler thread.
         let receiver = Receiver::builder()
-            .authenticate(Users::new().with("u", "p"))
+            .users(Users::new().with("u", "p"))
             .rep("tcp://127.0.0.1:*")
             .bind()
             .unwrap();
@@ -47,7 +47,7 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
         let mut raw = Sender::builder()
             .req(&receiver_endpoint)
             .credentials(zmqrpc::transport::Credentials::new("u", "p"))
-            .build()
+            .connect()
             .unwrap();
         assert_eq!(raw.request(b"hi", secs(5)).unwrap().bytes, b"ok");
         client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();

@@ -36,7 +36,7 @@ fn four_workers_serve_slow_calls_in_parallel() {
     assert!(endpoint.starts_with("tcp://127.0.0.1:"));
     let running = server.spawn().unwrap();
     let mut pipeline = Pipeline::builder()
-        .connect_to(&endpoint)
+        .req(&endpoint)
         .timeout(secs(10))
         .connect::<Slow>()
         .unwrap();
@@ -113,7 +113,7 @@ fn a_pool_refuses_publishers_without_the_right_credentials() {
         let samples = Samples::default();
         let service = samples.service();
         let running = RpcServer::builder()
-            .authenticate(pool_users())
+            .users(pool_users())
             .workers(2)
             .register_clone(Shared::new(service))
             .unwrap()
@@ -144,7 +144,7 @@ fn a_pool_refuses_publishers_without_the_right_credentials() {
     let (mut sensor, endpoint) = publishing_client(Some(Credentials::new("sensor", "s3cret")));
     let samples = Samples::default();
     let _running = RpcServer::builder()
-        .authenticate(pool_users())
+        .users(pool_users())
         .workers(2)
         .register_clone(Shared::new(samples.service()))
         .unwrap()
@@ -185,7 +185,7 @@ impl<F: FnMut(Sample) -> Result<(), ServiceError> + Send + 'static> Service<Samp
 fn a_pool_tells_services_who_called_like_a_single_thread_server() {
     for workers in [1, 3] {
         let server = RpcServer::builder()
-            .authenticate(pool_users())
+            .users(pool_users())
             .workers(workers)
             .register_clone(WithCaller(|_: WhoAmI, caller: &Caller<'_>| {
                 Ok::<_, ServiceError>(caller.user_id.map(str::to_owned))

@@ -124,7 +124,7 @@ fn serve(settings: Settings) -> Result<(), CliError> {
         builder = builder.subscribe(endpoint);
     }
     if let Some(users) = cli::users(settings.users.as_deref())? {
-        builder = builder.authenticate(users);
+        builder = builder.users(users);
     }
     let server = builder.bind()?;
     let signals = cli::stop_on_signals(server.shutdown())?;

@@ -3,11 +3,22 @@
 //! A [`Receiver`] owns a REP socket and any number of SUB sockets on one thread and hands
 //! each message to a [`Handler`]; a [`Sender`] owns a [`Publisher`] (XPUB, holding messages
 //! while nobody listens) and a [`Requester`] (one REQ socket per endpoint, used in turn,
-//! recreated after a timeout). [`RpcServer`] and [`RpcClient`] put typed [`Command`]s on top:
-//! the server dispatches frames to the [`Service`] registered for their key, the client
-//! encodes calls and decodes answers, with per-call timeouts. Every loop stops the same way,
-//! through a [`Shutdown`] handle or a [`Running`] handle's `stop`/`join`. Sockets use one
-//! [`zmq::Context`] per object unless you pass one in, which `inproc://` needs.
+//! recreated after a timeout). Those move bytes. [`RpcServer`] and [`RpcClient`] put typed
+//! [`Command`]s on top, and every byte they read or write goes through a [`Dialect`]: the
+//! server reads each request through it, finds the [`Service`] registered for its key and
+//! has the dialect write the answer; the client has it encode each call and interpret what
+//! comes back, with per-call timeouts. The proxies forward bytes, reading only as much as the
+//! dialect needs to answer or refuse. Every loop stops the same way, through a [`Shutdown`]
+//! handle or a [`Running`] handle's `stop`/`join`. Sockets use one [`zmq::Context`] per
+//! object unless you pass one in, which `inproc://` needs.
+//!
+//! Builders speak alike: endpoints by the socket that uses them (`rep`, `subscribe`, `req`,
+//! `publish_on`; a proxy's `input` and `output`), protection by what a side holds (`users`
+//! on a receiving side, `credentials` on a sending one; `input_users` and
+//! `output_credentials` on a proxy), and the last call says what it does: what serves ends in
+//! `bind()` (receiver, server, proxies), what calls ends in `connect()` (sender, client,
+//! pipeline). Mistakes a builder can see are errors there ([`ConfigError`],
+//! [`RegisterError`]), not at the first message.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};

@@ -71,7 +71,7 @@ impl SenderBuilder {
     }
 
     /// Creates, binds and connects the sockets.
-    pub fn build(self) -> Result<Sender, TransportError> {
+    pub fn connect(self) -> Result<Sender, TransportError> {
         let ctx = self.ctx.unwrap_or_default();
         let publisher = if self.publish.is_empty() {
             None

@@ -64,7 +64,7 @@ macro_rules! side_setters {
 
         /// Accepts on the input only peers presenting credentials of one of `users`.
         pub fn input_users(mut self, users: $crate::Users) -> Self {
-            self.sides.input = self.sides.input.authenticate(users);
+            self.sides.input = self.sides.input.users(users);
             self
         }
 

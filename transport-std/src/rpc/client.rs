@@ -78,7 +78,7 @@ impl<D: Dialect> ClientBuilder<D> {
     pub fn connect(self) -> Result<RpcClient<D>, TransportError> {
         Ok(RpcClient {
             dialect: self.dialect,
-            sender: self.sender.build()?,
+            sender: self.sender.connect()?,
             max_frame: self.options.max_frame(),
             timeout: self.timeout,
             retries: self.retries,

@@ -55,10 +55,11 @@ impl<D: Dialect> PipelineBuilder<D> {
         self
     }
 
-    /// The server's REP (or ROUTER) endpoint. Required: without it
+    /// The server's REP (or ROUTER) endpoint, as for a client's `req` (one: a pipeline talks to
+    /// one server, so a second call replaces the first). Required: without it
     /// [`connect`](PipelineBuilder::connect) fails with
     /// [`ConfigError::NoEndpoint`](crate::ConfigError::NoEndpoint).
-    pub fn connect_to(mut self, endpoint: impl Into<String>) -> Self {
+    pub fn req(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self
     }
@@ -195,7 +196,7 @@ impl Link {
 /// # use zmqrpc_transport_std::Pipeline;
 /// # #[derive(Serialize, Deserialize)] struct Add(i32, i32);
 /// # impl zmqrpc_core::Command for Add { const NAME: &'static str = "add"; type Response = i32; }
-/// let mut pipeline = Pipeline::builder().connect_to("tcp://127.0.0.1:30000").connect::<Add>()?;
+/// let mut pipeline = Pipeline::builder().req("tcp://127.0.0.1:30000").connect::<Add>()?;
 /// for i in 0..100 {
 ///     pipeline.send(&Add(i, i))?;
 /// }

@@ -9,8 +9,19 @@ use crate::TransportError;
 ///
 /// The defaults suit a small device on a flaky link: bounded buffers, bounded message size,
 /// ZMTP heartbeats that notice a dead TCP peer within seconds, and a short linger so closing
-/// a socket never blocks for long.
+/// a socket never blocks for long. Start from the defaults and change what you need, so a
+/// later release can add options without breaking your code:
+///
+/// ```
+/// use std::time::Duration;
+/// use zmqrpc_transport_std::SocketOptions;
+/// let options = SocketOptions::default()
+///     .with_max_message_size(Some(64 << 10))
+///     .with_linger(Duration::ZERO);
+/// assert_eq!(options.send_hwm, 1000);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SocketOptions {
     /// How long a closing socket keeps trying to deliver queued messages (`ZMQ_LINGER`).
     /// Default 200 ms. REQ sockets always use 0: a timed-out request still queued in libzmq is
@@ -46,6 +57,44 @@ impl Default for SocketOptions {
 }
 
 impl SocketOptions {
+    /// With [`linger`](SocketOptions::linger) `linger`.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// With [`send_hwm`](SocketOptions::send_hwm) `messages` (0: no limit).
+    pub fn with_send_hwm(mut self, messages: i32) -> Self {
+        self.send_hwm = messages;
+        self
+    }
+
+    /// With [`recv_hwm`](SocketOptions::recv_hwm) `messages` (0: no limit).
+    pub fn with_recv_hwm(mut self, messages: i32) -> Self {
+        self.recv_hwm = messages;
+        self
+    }
+
+    /// With [`max_message_size`](SocketOptions::max_message_size) `bytes` (`None`: no limit).
+    pub fn with_max_message_size(mut self, bytes: Option<u64>) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// With ZMTP [`heartbeat`](SocketOptions::heartbeat)s every `interval`, dropping a peer
+    /// silent for `timeout`; `None` for none.
+    pub fn with_heartbeat(mut self, heartbeat: Option<(Duration, Duration)>) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// With [`reconnect`](SocketOptions::reconnect) intervals from `first`, backing off to
+    /// `longest`.
+    pub fn with_reconnect(mut self, first: Duration, longest: Duration) -> Self {
+        self.reconnect = (first, longest);
+        self
+    }
+
     /// Applies the options to `socket`.
     pub fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
         socket.set_linger(millis(self.linger))?;

@@ -93,7 +93,7 @@ impl ReceiverBuilder {
     /// Protects every socket (REP and SUB) with username/password: only peers presenting
     /// the credentials of one of `users` get through. A ZAP handler for them runs in the
     /// receiver's context from [`bind`](ReceiverBuilder::bind) until the receiver ends.
-    pub fn authenticate(mut self, users: Users) -> Self {
+    pub fn users(mut self, users: Users) -> Self {
         self.users = Some(users);
         self
     }

@@ -191,8 +191,8 @@ impl<D: Dialect> ServerBuilder<D> {
     }
 
     /// Accepts only peers presenting credentials of one of `users`, on every socket.
-    pub fn authenticate(mut self, users: Users) -> Self {
-        self.receiver = self.receiver.authenticate(users);
+    pub fn users(mut self, users: Users) -> Self {
+        self.receiver = self.receiver.users(users);
         self
     }
 

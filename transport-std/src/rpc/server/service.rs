@@ -47,7 +47,7 @@ pub struct Caller<'a> {
     /// The socket the command came in on.
     pub origin: Origin,
     /// The user the sender authenticated as, on a server protected with
-    /// [`ServerBuilder::authenticate`](crate::ServerBuilder::authenticate).
+    /// [`ServerBuilder::users`](crate::ServerBuilder::users).
     pub user_id: Option<&'a str>,
     /// The caller's sequence number for this call (0 for a notification). Each client
     /// numbers its calls in turn from a random start, and a retried or re-delivered call
