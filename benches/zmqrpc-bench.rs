@@ -40,12 +40,16 @@ impl zmqrpc::Command for Tick {
     type Response = ();
 }
 
+/// How long each case runs: `BENCH_SECONDS`, default 2; read once (a loop asks every turn).
 fn seconds() -> Duration {
-    let secs = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(secs)
+    static SECONDS: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SECONDS.get_or_init(|| {
+        let secs = std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2.0);
+        Duration::from_secs_f64(secs)
+    })
 }
 
 /// Calls per second and latency percentiles of a sequential loop.
@@ -76,7 +80,10 @@ fn sequential(mut call: impl FnMut()) -> Sequential {
 }
 
 /// A raw libzmq REP echo server on `endpoint`; stops when `stop` is set.
-fn raw_echo(ctx: &zmq::Context, endpoint: &str, stop: Arc<AtomicBool>) -> String {
+/// A raw REP echo server in a context of its own, as a zmqrpc server (and any server in
+/// another process) has: the caller's context and I/O thread are not shared with it.
+fn raw_echo(endpoint: &str, stop: Arc<AtomicBool>) -> String {
+    let ctx = zmq::Context::new();
     let rep = ctx.socket(zmq::REP).unwrap();
     rep.set_linger(0).unwrap();
     rep.set_rcvtimeo(100).unwrap();
@@ -129,7 +136,7 @@ fn case_sequential(transport: &str, size: usize) -> f64 {
     };
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let raw_endpoint = raw_echo(&ctx, &endpoint("raw"), stop.clone());
+    let raw_endpoint = raw_echo(&endpoint("raw"), stop.clone());
     let req = ctx.socket(zmq::REQ).unwrap();
     req.connect(&raw_endpoint).unwrap();
     let mut msg = zmq::Message::new();
@@ -172,7 +179,7 @@ fn case_pipelined(window: usize) {
     let payload = vec![7u8; 32];
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let raw_endpoint = raw_echo(&ctx, "tcp://127.0.0.1:*", stop.clone());
+    let raw_endpoint = raw_echo("tcp://127.0.0.1:*", stop.clone());
     let dealer = ctx.socket(zmq::DEALER).unwrap();
     dealer.set_sndhwm(0).unwrap();
     dealer.set_rcvhwm(0).unwrap();
