@@ -209,10 +209,10 @@ impl std::error::Error for CallError {
 }
 
 impl CallError {
-    /// A call's result from what its answer said ([`Frame::outcome`]), naming `endpoint`
+    /// A call's result from what its answer said ([`AnswerView::outcome`]), naming `endpoint`
     /// in the errors.
     ///
-    /// [`Frame::outcome`]: zmqrpc_core::Frame::outcome
+    /// [`AnswerView::outcome`]: crate::dialect::AnswerView::outcome
     pub(crate) fn from_outcome<R>(
         endpoint: &str,
         outcome: Result<Result<R, RemoteError>, DecodeError>,

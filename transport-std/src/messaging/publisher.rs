@@ -17,9 +17,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::{frame, BoundedQueue, OverflowPolicy, Pushed};
+use zmqrpc_core::{BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::auth::{Credentials, Role};
+use crate::dialect::{Dialect, Native};
 use crate::socket::monitor::{Event, Monitor, Watch};
 use crate::socket::nodrop::set_xpub_nodrop;
 use crate::socket::options::{later, SocketOptions};
@@ -150,7 +151,7 @@ impl Publisher {
     /// Sends a heartbeat to every subscriber, so their silence timeouts do not fire. Never
     /// queued: a heartbeat for nobody is pointless.
     pub fn heartbeat(&mut self) -> Result<(), TransportError> {
-        self.send_heartbeat(&frame::HEARTBEAT)
+        self.send_heartbeat(Native::HEARTBEAT)
     }
 
     /// Sends `heartbeat` (a dialect's) to every subscriber, never queued.
