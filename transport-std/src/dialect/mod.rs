@@ -15,14 +15,26 @@
 //! the command by [`Key::of`] its name (the same key the server's table is indexed by), and
 //! decodes a compressed body into the `scratch` buffer [`Dialect::read_request`] lends it.
 //! Two dialects on one socket are one dialect that tells them apart by their first bytes.
+//!
+//! With the `pyzmqrpc3` feature, `Pyzmqrpc3` speaks the Python package's format (named
+//! commands, JSON in zlib and base64) and `Mixed` takes both on one socket, answering each
+//! message in the dialect it came in.
 
+#[cfg(feature = "pyzmqrpc3")]
+pub mod mixed;
 mod native;
+#[cfg(feature = "pyzmqrpc3")]
+pub mod pyzmqrpc3;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zmqrpc_core::{Command, DecodeError, EncodeError, ErrorCode, Key, RemoteError};
 
+#[cfg(feature = "pyzmqrpc3")]
+pub use mixed::{Mixed, MixedHead};
 pub use native::Native;
+#[cfg(feature = "pyzmqrpc3")]
+pub use pyzmqrpc3::{error_code, status_code, Pyzmqrpc3, PYZMQRPC3_HEARTBEAT};
 
 /// A wire format: how requests, answers and heartbeats are written.
 ///

@@ -1,0 +1,505 @@
+//! [`Pyzmqrpc3`]: the wire format of the Python package pyzmqrpc3 (3.2.2), so Rust and
+//! Python peers call each other and share proxies.
+//!
+//! - A command (over REQ and PUB alike) is one message part: ASCII base64 (standard
+//!   alphabet, padded) of zlib of UTF-8 JSON `{"_icmd_": ["<ClassName>", {<state>}]}`. The
+//!   class name is the command's identity; its state is the command's serde fields as a
+//!   JSON object.
+//! - An answer is plain JSON: `{"status_code": <int>, "status_message": <str>}` with
+//!   `"response_message": <value>` added when the service returned something. Codes: 200
+//!   OK; 400 bad serialisation; 451 no service for the command; 463 the service raised;
+//!   482 a proxy's downstream failed.
+//! - The heartbeat is the bare string `zmq_sub_heartbeat`. pyzmqrpc3's own server never
+//!   answers one that comes over REQ, leaving the caller stuck; this dialect answers it with
+//!   an OK status.
+//!
+//! A command's class name is its [`Command::NAME`] unless [`Pyzmqrpc3::class`] names it
+//! otherwise, so Rust names need not be Python class names. A command meant for a Python
+//! peer has named fields (pyzmqrpc3's state is always a JSON object); a command with no
+//! fields travels as `{}`. Answers carry no sequence number: a REQ socket pairs them with
+//! their call, so a [`Pipeline`](crate::Pipeline) cannot use this dialect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use zmqrpc_core::{Command, DecodeError, EncodeError, ErrorCode, Key, RemoteError};
+
+use super::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request};
+
+/// The heartbeat pyzmqrpc3 publishes.
+pub const PYZMQRPC3_HEARTBEAT: &[u8] = b"zmq_sub_heartbeat";
+
+/// What a REP socket answers a pyzmqrpc3 heartbeat with: an OK status.
+const OK_ANSWER: &[u8] = br#"{"status_code": 200, "status_message": "OK"}"#;
+
+/// pyzmqrpc3's status codes.
+const OK: u16 = 200;
+const BAD_SERIALISATION: u16 = 400;
+const NO_SERVICE: u16 = 451;
+const SERVICE_RAISED: u16 = 463;
+const PROXY_FAILED: u16 = 482;
+
+/// The largest command this dialect inflates: a zlib bomb stops here.
+const MAX_INFLATED: usize = 16 << 20;
+
+/// pyzmqrpc3's wire format; see the [module docs](self).
+#[derive(Clone, Debug, Default)]
+pub struct Pyzmqrpc3 {
+    names: Arc<ClassNames>,
+}
+
+/// Class names that differ from the commands' `NAME`s.
+#[derive(Clone, Debug, Default)]
+struct ClassNames {
+    by_key: HashMap<Key, String>,
+    by_class: HashMap<String, Key>,
+}
+
+impl Pyzmqrpc3 {
+    /// The dialect, every command named by its [`Command::NAME`].
+    pub fn new() -> Pyzmqrpc3 {
+        Pyzmqrpc3::default()
+    }
+
+    /// Names command `C` `class` on the wire (its Python class name).
+    ///
+    /// ```
+    /// # use zmqrpc_transport_std::dialect::Pyzmqrpc3;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct SetLed { on: bool }
+    /// # impl zmqrpc_core::Command for SetLed { const NAME: &'static str = "led.set"; type Response = (); }
+    /// let dialect = Pyzmqrpc3::new().class::<SetLed>("SetLedCommand");
+    /// assert_eq!(dialect.class_of::<SetLed>(), "SetLedCommand");
+    /// ```
+    pub fn class<C: Command>(mut self, class: impl Into<String>) -> Pyzmqrpc3 {
+        let class = class.into();
+        let names = Arc::make_mut(&mut self.names);
+        names.by_class.insert(class.clone(), C::KEY);
+        names.by_key.insert(C::KEY, class);
+        self
+    }
+
+    /// The class name command `C` travels under.
+    pub fn class_of<C: Command>(&self) -> &str {
+        self.names
+            .by_key
+            .get(&C::KEY)
+            .map_or(C::NAME, String::as_str)
+    }
+
+    /// The key of the command a class name stands for.
+    fn key_of(&self, class: &str) -> Key {
+        self.names
+            .by_class
+            .get(class)
+            .copied()
+            .unwrap_or_else(|| Key::of(class))
+    }
+
+    /// Writes `command` as a pyzmqrpc3 command message into `out`.
+    fn encode_command<C: Command>(
+        &self,
+        command: &C,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), EncodeError> {
+        // A command without fields is an empty state, as pyzmqrpc3's are.
+        let state = json_value(command)?.unwrap_or_else(empty_object);
+        let json = serde_json::to_vec(&Envelope {
+            icmd: (self.class_of::<C>(), &state),
+        })
+        .map_err(|_| EncodeError::Body)?;
+        let compressed = miniz_oxide::deflate::compress_to_vec_zlib(&json, 6);
+        let text = base64::engine::general_purpose::STANDARD.encode(compressed);
+        if text.len() > max {
+            return Err(EncodeError::BufferTooSmall);
+        }
+        out.clear();
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+
+    /// Writes the answer `{"status_code", "status_message"[, "response_message"]}`.
+    fn encode_status(
+        out: &mut Vec<u8>,
+        code: u16,
+        message: &str,
+        response: Option<&RawValue>,
+    ) -> Result<(), EncodeError> {
+        out.clear();
+        serde_json::to_writer(
+            &mut *out,
+            &Status {
+                status_code: code,
+                status_message: message,
+                response_message: response,
+            },
+        )
+        .map_err(|_| EncodeError::Body)
+    }
+}
+
+/// A command on the wire: `{"_icmd_": [class, state]}`.
+#[derive(Serialize, Deserialize)]
+struct Envelope<S, C> {
+    #[serde(rename = "_icmd_")]
+    icmd: (C, S),
+}
+
+/// An answer on the wire.
+#[derive(Serialize)]
+struct Status<'a> {
+    status_code: u16,
+    status_message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_message: Option<&'a RawValue>,
+}
+
+/// An answer as read: the value stays raw JSON until its type is known.
+#[derive(Deserialize)]
+struct StatusIn<'a> {
+    status_code: u16,
+    #[serde(default)]
+    status_message: Option<String>,
+    #[serde(borrow, default)]
+    response_message: Option<&'a RawValue>,
+}
+
+/// The pyzmqrpc3 status code for an error code.
+pub fn status_code(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::UnknownCommand => NO_SERVICE,
+        ErrorCode::ServiceFailed => SERVICE_RAISED,
+        ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Unavailable => PROXY_FAILED,
+        ErrorCode::BadFrame | ErrorCode::VersionMismatch | ErrorCode::TooLarge => BAD_SERIALISATION,
+        ErrorCode::Other(code) => code,
+    }
+}
+
+/// The error code for a pyzmqrpc3 status code other than 200; [`status_code`] maps it back.
+pub fn error_code(status: u16) -> ErrorCode {
+    match status {
+        BAD_SERIALISATION => ErrorCode::BadFrame,
+        NO_SERVICE => ErrorCode::UnknownCommand,
+        SERVICE_RAISED => ErrorCode::ServiceFailed,
+        // A proxy's downstream failed: worth trying again, like a native Unavailable.
+        PROXY_FAILED => ErrorCode::Unavailable,
+        other => ErrorCode::Other(other),
+    }
+}
+
+fn refusal(message: String) -> Refusal<()> {
+    Refusal {
+        head: (),
+        code: ErrorCode::BadFrame,
+        message,
+    }
+}
+
+impl Dialect for Pyzmqrpc3 {
+    type Head = ();
+
+    const HEARTBEAT: &'static [u8] = PYZMQRPC3_HEARTBEAT;
+
+    fn heartbeat_answer(message: &[u8]) -> Option<&'static [u8]> {
+        (message == PYZMQRPC3_HEARTBEAT).then_some(OK_ANSWER)
+    }
+
+    fn read_request<'a>(
+        &self,
+        bytes: &'a [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<Request<'a, ()>, Refusal<()>> {
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(bytes)
+            .map_err(|e| refusal(format!("not a pyzmqrpc3 command (base64: {e})")))?;
+        *scratch =
+            miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&compressed, MAX_INFLATED)
+                .map_err(|e| refusal(format!("not a pyzmqrpc3 command (zlib: {:?})", e.status)))?;
+        let envelope: Envelope<&'a RawValue, std::borrow::Cow<'a, str>> =
+            serde_json::from_slice(scratch)
+                .map_err(|e| refusal(format!("not a pyzmqrpc3 command (JSON: {e})")))?;
+        let (class, state) = envelope.icmd;
+        Ok(Request {
+            head: (),
+            key: self.key_of(&class),
+            seq: 0,
+            body: state.get().as_bytes(),
+        })
+    }
+
+    fn decode_command<C: Command>(&self, request: &Request<'_, ()>) -> Result<C, DecodeError> {
+        decode_json(request.body)
+    }
+
+    fn encode_response<R: Serialize + ?Sized>(
+        &self,
+        _head: &(),
+        response: &R,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), EncodeError> {
+        // A service that returns nothing answers without a response message, as the peer's.
+        let value = json_value(response)?;
+        Pyzmqrpc3::encode_status(out, OK, "OK", value.as_deref())?;
+        if out.len() > max {
+            out.clear();
+            return Err(EncodeError::BufferTooSmall);
+        }
+        Ok(())
+    }
+
+    fn encode_error(&self, _head: &(), code: ErrorCode, message: &str, out: &mut Vec<u8>) {
+        // Only a broken serializer fails on a number and a string; the answer is then empty.
+        let _ = Pyzmqrpc3::encode_status(out, status_code(code), message, None);
+    }
+
+    fn encode_ack(&self, _head: &(), out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(OK_ANSWER);
+    }
+
+    fn unreadable(&self) {}
+
+    fn encode_call<C: Command>(
+        &self,
+        seq: u32,
+        command: &C,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<CallTag, EncodeError> {
+        self.encode_command(command, out, max)?;
+        Ok(CallTag { seq, key: C::KEY })
+    }
+
+    fn encode_notify<C: Command>(
+        &self,
+        command: &C,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), EncodeError> {
+        self.encode_command(command, out, max)
+    }
+
+    fn read_answer<'a>(&self, bytes: &'a [u8]) -> Result<AnswerView<'a>, DecodeError> {
+        let status: StatusIn<'a> =
+            serde_json::from_slice(bytes).map_err(|_| DecodeError::BadBody)?;
+        // Answers name no call: one call at a time per REQ socket pairs them.
+        let to = Addressee::Anyone;
+        if status.status_code == OK {
+            let body = status
+                .response_message
+                .map_or(&b"null"[..], |value| value.get().as_bytes());
+            return Ok(AnswerView { to, says: Ok(body) });
+        }
+        let message = status
+            .status_message
+            .unwrap_or_else(|| format!("error status {}", status.status_code));
+        Ok(AnswerView {
+            to,
+            says: Err(RemoteError::new(error_code(status.status_code), &message)),
+        })
+    }
+
+    fn decode_response<R: DeserializeOwned>(&self, body: &[u8]) -> Result<R, DecodeError> {
+        decode_json(body)
+    }
+}
+
+/// `value` as JSON, in its fields' order; `None` for `null` (a unit value).
+fn json_value<T: Serialize + ?Sized>(value: &T) -> Result<Option<Box<RawValue>>, EncodeError> {
+    let json = serde_json::to_string(value).map_err(|_| EncodeError::Body)?;
+    if json == "null" {
+        return Ok(None);
+    }
+    RawValue::from_string(json)
+        .map(Some)
+        .map_err(|_| EncodeError::Body)
+}
+
+fn empty_object() -> Box<RawValue> {
+    // `{}` is valid JSON: this cannot fail.
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!())
+}
+
+/// Decodes JSON as a `T`. An empty object also stands for a value with no fields (a unit
+/// struct, `()`), as pyzmqrpc3 sends a command without state.
+fn decode_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(json).or_else(|error| {
+        let empty = json.iter().filter(|b| !b.is_ascii_whitespace()).eq(b"{}");
+        if empty {
+            serde_json::from_slice(b"null").map_err(|_| json_error(&error))
+        } else {
+            Err(json_error(&error))
+        }
+    })
+}
+
+fn json_error(error: &serde_json::Error) -> DecodeError {
+    if error.is_eof() {
+        DecodeError::BodyTruncated
+    } else {
+        DecodeError::BadBody
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
+mod tests {
+    use super::*;
+    use crate::dialect::{interpret, Interpretation};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct SetLed {
+        on: bool,
+        level: u8,
+    }
+    impl Command for SetLed {
+        const NAME: &'static str = "SetLed";
+        type Response = String;
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Ping;
+    impl Command for Ping {
+        const NAME: &'static str = "Ping";
+        type Response = ();
+    }
+
+    /// What pyzmqrpc3 3.2.2's `json_zip` makes of `SetLed(on=True, level=7)` and `Ping()`.
+    const PY_SET_LED: &[u8] =
+        b"eJyrVorPTM5NiVeyUohWCk4t8UlNUdJRqFbKzwOKlBSVpuooKOWklqXmALnmtbG1AGx+Duc=";
+    const PY_PING: &[u8] = b"eJyrVorPTM5NiVeyUohWCsjMS1fSUaiuja0FAF/sB8A=";
+
+    #[test]
+    fn a_python_command_is_read_by_its_class_name_and_state() {
+        let mut scratch = Vec::new();
+        let dialect = Pyzmqrpc3::new();
+        let request = dialect.read_request(PY_SET_LED, &mut scratch).unwrap();
+        assert_eq!(request.key, SetLed::KEY);
+        let command: SetLed = dialect.decode_command(&request).unwrap();
+        assert_eq!(command, SetLed { on: true, level: 7 });
+        let request = dialect.read_request(PY_PING, &mut scratch).unwrap();
+        assert_eq!(request.key, Ping::KEY);
+        assert_eq!(dialect.decode_command::<Ping>(&request), Ok(Ping));
+    }
+
+    #[test]
+    fn a_rust_command_reads_back_the_same_and_a_class_name_can_differ_from_the_name() {
+        let dialect = Pyzmqrpc3::new().class::<SetLed>("LedCommand");
+        let mut out = Vec::new();
+        dialect
+            .encode_call(
+                1,
+                &SetLed {
+                    on: false,
+                    level: 3,
+                },
+                &mut out,
+                1 << 20,
+            )
+            .unwrap();
+        assert!(out.starts_with(b"eJ"), "zlib, base64: {out:?}");
+        let mut scratch = Vec::new();
+        let request = dialect.read_request(&out, &mut scratch).unwrap();
+        assert_eq!(request.key, SetLed::KEY);
+        let json = miniz_oxide::inflate::decompress_to_vec_zlib(
+            &base64::engine::general_purpose::STANDARD
+                .decode(&out)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&json).unwrap(),
+            r#"{"_icmd_":["LedCommand",{"on":false,"level":3}]}"#
+        );
+        // Under its own name the class is unknown to this dialect's map: another key.
+        let plain = Pyzmqrpc3::new();
+        let request = plain.read_request(&out, &mut scratch).unwrap();
+        assert_eq!(request.key, Key::of("LedCommand"));
+        // A command without fields travels as an empty state.
+        plain.encode_notify(&Ping, &mut out, 1 << 20).unwrap();
+        let request = plain.read_request(&out, &mut scratch).unwrap();
+        assert_eq!(request.body, b"{}");
+    }
+
+    #[test]
+    fn answers_are_the_peers_status_json() {
+        let dialect = Pyzmqrpc3::new();
+        let mut out = Vec::new();
+        dialect.encode_response(&(), "lit", &mut out, 1024).unwrap();
+        assert_eq!(
+            out,
+            br#"{"status_code":200,"status_message":"OK","response_message":"lit"}"#
+        );
+        dialect.encode_response(&(), &(), &mut out, 1024).unwrap();
+        assert_eq!(out, br#"{"status_code":200,"status_message":"OK"}"#);
+        dialect.encode_error(&(), ErrorCode::UnknownCommand, "no service", &mut out);
+        assert_eq!(out, br#"{"status_code":451,"status_message":"no service"}"#);
+        for (code, status) in [
+            (ErrorCode::BadFrame, 400),
+            (ErrorCode::ServiceFailed, 463),
+            (ErrorCode::Unavailable, 482),
+            (ErrorCode::Timeout, 482),
+        ] {
+            assert_eq!(status_code(code), status);
+        }
+        let call = CallTag {
+            seq: 1,
+            key: SetLed::KEY,
+        };
+        let python_ok =
+            br#"{"status_code": 200, "status_message": "OK", "response_message": "lit"}"#;
+        assert_eq!(
+            interpret::<_, String>(&dialect, &call, python_ok),
+            Interpretation::Answer(Ok("lit".to_owned()))
+        );
+        let python_nothing = br#"{"status_code": 200, "status_message": "OK"}"#;
+        assert_eq!(
+            interpret::<_, ()>(&dialect, &call, python_nothing),
+            Interpretation::Answer(Ok(()))
+        );
+        let python_raised =
+            br#"{"status_code": 463, "status_message": "Exception raised when calling service"}"#;
+        match interpret::<_, String>(&dialect, &call, python_raised) {
+            Interpretation::Answer(Err(e)) => {
+                assert_eq!(e.code, ErrorCode::ServiceFailed);
+                assert!(e.message.starts_with("Exception raised"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match interpret::<_, String>(&dialect, &call, br#"{"status_code": 499}"#) {
+            Interpretation::Answer(Err(e)) => assert_eq!(e.code, ErrorCode::Other(499)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            interpret::<_, String>(&dialect, &call, b"not json"),
+            Interpretation::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn garbage_is_refused_with_a_400_and_the_heartbeat_answered() {
+        let dialect = Pyzmqrpc3::new();
+        let mut scratch = Vec::new();
+        for garbage in [
+            &b"!!not base64"[..],
+            b"aGVsbG8=",
+            b"eJyrVorPTM5NiVeyUohWCg==",
+        ] {
+            let refusal = dialect.read_request(garbage, &mut scratch).unwrap_err();
+            assert_eq!(refusal.code, ErrorCode::BadFrame);
+            let mut out = Vec::new();
+            refusal.answer(&dialect, &mut out);
+            assert!(out.starts_with(br#"{"status_code":400,"#), "{out:?}");
+        }
+        assert_eq!(
+            Pyzmqrpc3::heartbeat_answer(PYZMQRPC3_HEARTBEAT),
+            Some(OK_ANSWER)
+        );
+        assert_eq!(Pyzmqrpc3::heartbeat_answer(PY_PING), None);
+    }
+}
