@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::transport::{ServerBuilder, ServiceError};
+use crate::transport::{Dialect, ServerBuilder, ServiceError};
 use crate::Command;
 
 /// Is the agent there?
@@ -69,7 +69,9 @@ impl Command for Echo {
 }
 
 /// Registers the agent's services on `builder`.
-pub fn register(builder: ServerBuilder) -> Result<ServerBuilder, crate::transport::RegisterError> {
+pub fn register<D: Dialect>(
+    builder: ServerBuilder<D>,
+) -> Result<ServerBuilder<D>, crate::transport::RegisterError> {
     let started = Instant::now();
     builder
         .register(move |_: Ping| {
@@ -137,4 +139,16 @@ fn cpu_temperature() -> Option<f32> {
         }
     }
     best
+}
+
+/// `dialect` with the pyzmqrpc3 class names of the agent's commands: a Python pyzmqrpc3
+/// client calls them as `Ping`, `GetNodeInfo` and `Echo` (see the README).
+#[cfg(feature = "pyzmqrpc3")]
+pub fn pyzmqrpc3_classes(
+    dialect: crate::transport::dialect::Pyzmqrpc3,
+) -> crate::transport::dialect::Pyzmqrpc3 {
+    dialect
+        .class::<Ping>("Ping")
+        .class::<GetNodeInfo>("GetNodeInfo")
+        .class::<Echo>("Echo")
 }

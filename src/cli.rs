@@ -7,6 +7,30 @@ use serde::de::DeserializeOwned;
 
 use crate::transport::{Credentials, Shutdown, Users};
 
+/// The wire dialect the binaries serve and forward: native frames and, with the
+/// `pyzmqrpc3` feature (on by default), pyzmqrpc3's messages on the same sockets, each
+/// answered in the dialect it came in.
+#[cfg(feature = "pyzmqrpc3")]
+pub type WireDialect = crate::transport::dialect::Mixed;
+/// The wire dialect the binaries serve and forward: native frames only (the `pyzmqrpc3`
+/// feature is off).
+#[cfg(not(feature = "pyzmqrpc3"))]
+pub type WireDialect = crate::transport::Native;
+
+/// The binaries' dialect, with the node agent's pyzmqrpc3 class names.
+pub fn wire_dialect() -> WireDialect {
+    #[cfg(feature = "pyzmqrpc3")]
+    {
+        crate::transport::dialect::Mixed::new(crate::agent::pyzmqrpc3_classes(
+            crate::transport::dialect::Pyzmqrpc3::new(),
+        ))
+    }
+    #[cfg(not(feature = "pyzmqrpc3"))]
+    {
+        crate::transport::Native
+    }
+}
+
 /// A failure the binaries report and exit on.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -3,6 +3,7 @@
 //! `tests/py/peer.py`. Without that Python the tests say so loudly and pass, unless
 //! `ZMQRPC_REQUIRE_PYTHON` is set (CI sets it): then they fail. They run on the host only: a
 //! cross-built test under qemu cannot start the host's Python.
+#![cfg(feature = "pyzmqrpc3")]
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -91,11 +92,27 @@ struct Peer {
 }
 
 impl Peer {
+    /// `peer.py` with `args`.
     fn start(python: &PathBuf, args: &[&str]) -> Peer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/peer.py");
-        let mut child = Process::new(python)
-            .arg(script)
+        let mut command = Process::new(python);
+        command.arg(script).args(args);
+        Peer::spawn(command)
+    }
+
+    /// One of the crate's binaries with `args` (host only: see the file's docs).
+    fn binary(program: &str, args: &[&str]) -> Peer {
+        let mut command = Process::new(program);
+        command
             .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("ZMQRPC_USER")
+            .env_remove("ZMQRPC_PASSWORD");
+        Peer::spawn(command)
+    }
+
+    fn spawn(mut command: Process) -> Peer {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -224,4 +241,73 @@ fn a_python_client_calls_a_rust_server_beside_a_rust_client() {
         ),
         (4, 1, 1, 1)
     );
+}
+
+/// A `user:password` file in the temp directory.
+fn users_file(name: &str, line: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("zmqrpc-py-{name}-{}", std::process::id()));
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    path
+}
+
+#[test]
+fn a_python_client_calls_the_node_agent() {
+    let Some(python) = python() else { return };
+    let endpoint = ipc_endpoint("py-agent");
+    let agent = Peer::binary(env!("CARGO_BIN_EXE_zmqrpc-server"), &["--bind", &endpoint]);
+    assert!(agent.line().starts_with("ready"));
+    let caller = Peer::start(&python, &["agent", &endpoint]);
+    let pong: serde_json::Value = serde_json::from_str(&caller.line()).unwrap();
+    assert_eq!(pong["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(caller.line(), r#""hello from Python""#);
+    let info: serde_json::Value = serde_json::from_str(&caller.line()).unwrap();
+    assert!(info.get("uptime_secs").is_some(), "{info}");
+}
+
+#[test]
+fn a_python_client_reaches_a_python_server_through_a_protected_rust_proxy() {
+    let Some(python) = python() else { return };
+    let server_endpoint = ipc_endpoint("py-behind-proxy");
+    let server = Peer::start(&python, &["serve", &server_endpoint, "site", "s3rver"]);
+    assert_eq!(server.line(), "ready");
+    let proxy_endpoint = ipc_endpoint("rust-proxy");
+    let users = users_file("proxy-users", "sensor:s3nsor");
+    let credentials = users_file("proxy-credentials", "site:s3rver");
+    let proxy = Peer::binary(
+        env!("CARGO_BIN_EXE_zmqrpc-proxy"),
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &proxy_endpoint,
+            "--out",
+            &server_endpoint,
+            "--users",
+            users.to_str().unwrap(),
+            "--credentials",
+            credentials.to_str().unwrap(),
+        ],
+    );
+    assert!(proxy.line().starts_with("ready"));
+    let caller = Peer::start(&python, &["call", &proxy_endpoint, "sensor", "s3nsor"]);
+    let answers: Vec<serde_json::Value> = (0..7)
+        .map(|_| serde_json::from_str(&caller.line()).unwrap())
+        .collect();
+    let codes: Vec<_> = answers.iter().map(|a| a["status_code"].clone()).collect();
+    // SetLed, Unknown (a class without service), Fail, garbage, the heartbeat (answered by
+    // the proxy itself), Nothing, SetLed again: the Python server's own answers.
+    assert_eq!(codes, [200, 451, 463, 400, 200, 200, 200]);
+    assert_eq!(answers[0]["response_message"], "led True 7");
+    assert_eq!(answers[6]["response_message"], "led False 1");
+    // A wrong password gets nothing through.
+    let mut refused = Process::new(&python);
+    refused
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/peer.py"))
+        .args(["call", &proxy_endpoint, "sensor", "wrong", "1"])
+        .env("PEER_TIMEOUT_MS", "1500");
+    let refused = Peer::spawn(refused);
+    assert_eq!(refused.line(), r#"{"timeout": true}"#);
+    for file in [users, credentials] {
+        let _ = std::fs::remove_file(file);
+    }
 }

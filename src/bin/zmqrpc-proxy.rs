@@ -110,8 +110,8 @@ fn parse() -> Result<(Settings, i8), CliError> {
 
 /// A started proxy of either family.
 enum Started {
-    Plain(Proxy),
-    Buffered(BufferedProxy),
+    Plain(Proxy<cli::WireDialect>),
+    Buffered(BufferedProxy<cli::WireDialect>),
 }
 
 fn start(settings: Settings) -> Result<Started, CliError> {
@@ -123,7 +123,7 @@ fn start(settings: Settings) -> Result<Started, CliError> {
     let users = cli::users(settings.users.as_deref())?;
     let credentials = cli::credentials(settings.credentials.as_deref())?;
     if kind.eq_ignore_ascii_case("buffered") {
-        let mut builder = BufferedProxy::builder()
+        let mut builder = BufferedProxy::builder_for(cli::wire_dialect())
             .timeout(timeout)
             .capacity(settings.capacity.unwrap_or(1000));
         for endpoint in settings.input {
@@ -147,7 +147,7 @@ fn start(settings: Settings) -> Result<Started, CliError> {
         return Err("--spool and --capacity apply to --kind buffered only".into());
     }
     let kind: ProxyKind = kind.parse()?;
-    let mut builder = Proxy::builder(kind).timeout(timeout);
+    let mut builder = Proxy::builder_for(kind, cli::wire_dialect()).timeout(timeout);
     for endpoint in settings.input {
         builder = builder.input(endpoint);
     }

@@ -116,7 +116,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
 }
 
 fn serve(settings: Settings) -> Result<(), CliError> {
-    let mut builder = agent::register(RpcServer::builder())?;
+    let mut builder = agent::register(RpcServer::builder_for(cli::wire_dialect()))?;
     for endpoint in settings.bind {
         builder = builder.rep(endpoint);
     }

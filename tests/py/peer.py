@@ -2,8 +2,12 @@
 
     peer.py serve ENDPOINT [USER PASSWORD]   a pyzmqrpc3 server; prints "ready", serves
                                             until its stdin closes
-    peer.py call ENDPOINT [USER PASSWORD]    pyzmqrpc3 messages over a raw REQ socket; prints
-                                            each JSON answer on a line of its own
+    peer.py call ENDPOINT [USER PASSWORD [N]] pyzmqrpc3 messages over a raw REQ socket
+                                            (the first N); prints each JSON answer on a
+                                            line of its own ({"timeout": true} after
+                                            $PEER_TIMEOUT_MS, default 20000)
+    peer.py agent ENDPOINT                  calls zmqrpc-server's Ping, Echo and GetNodeInfo
+                                            with ZmqRpcClient; prints each response as JSON
 
 The commands, with the services the server runs:
     SetLed(on, level) -> "led <on> <level>"     Fail(why) -> raises RuntimeError(why)
@@ -57,6 +61,37 @@ class Unknown(ICommand):
         return {}
 
 
+class Ping(ICommand):
+    """zmqrpc-server's `agent.ping`, as a pyzmqrpc3 user writes it."""
+
+    def set_command_state(self, state):
+        pass
+
+    def get_command_state(self):
+        return {}
+
+
+class Echo(ICommand):
+    """zmqrpc-server's `agent.echo`: its state is the text itself."""
+
+    def __init__(self, text=""):
+        self.text = text
+
+    def set_command_state(self, state):
+        self.text = state
+
+    def get_command_state(self):
+        return self.text
+
+
+class GetNodeInfo(ICommand):
+    def set_command_state(self, state):
+        pass
+
+    def get_command_state(self):
+        return {}
+
+
 class SetLedService(IService):
     def __call__(self, command):
         return "led %s %s" % (command.on, command.level)
@@ -86,7 +121,10 @@ def serve(endpoint, user, password):
     server.stop()
 
 
-def call(endpoint, user, password):
+def call(endpoint, user, password, count=None):
+    import os
+
+    timeout = int(os.environ.get("PEER_TIMEOUT_MS", "20000"))
     ctx = zmq.Context()
     messages = [
         json_zip(SetLed(True, 7)),
@@ -97,10 +135,10 @@ def call(endpoint, user, password):
         json_zip(Nothing()),
         json_zip(SetLed(False, 1)),
     ]
-    for message in messages:
+    for message in messages[: int(count) if count else None]:
         socket = ctx.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.RCVTIMEO, 20000)
+        socket.setsockopt(zmq.RCVTIMEO, timeout)
         if user is not None:
             socket.plain_username = user.encode()
             socket.plain_password = password.encode()
@@ -114,7 +152,24 @@ def call(endpoint, user, password):
         socket.close()
 
 
+def agent(endpoint):
+    from zmqrpc.client import ZmqRpcClient
+
+    client = ZmqRpcClient(zmq_req_endpoints=(endpoint,))
+    for command in (Ping(), Echo("hello from Python"), GetNodeInfo()):
+        (response,) = client.execute_remote(command, time_out_in_sec=20)
+        print(json.dumps(response), flush=True)
+    client.destroy()
+
+
 if __name__ == "__main__":
-    what, endpoint = sys.argv[1], sys.argv[2]
-    user, password = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else (None, None)
-    {"serve": serve, "call": call}[what](endpoint, user, password)
+    what, endpoint, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if what == "agent":
+        agent(endpoint)
+    else:
+        user, password = (rest[0], rest[1]) if len(rest) >= 2 else (None, None)
+        count = rest[2] if len(rest) >= 3 else None
+        if what == "serve":
+            serve(endpoint, user, password)
+        else:
+            call(endpoint, user, password, count)
