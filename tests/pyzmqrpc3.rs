@@ -311,3 +311,128 @@ fn a_python_client_reaches_a_python_server_through_a_protected_rust_proxy() {
         let _ = std::fs::remove_file(file);
     }
 }
+
+/// Waits for `peer` to print `line`, skipping others; whether it did within `within`.
+fn saw(peer: &Peer, line: &str, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match peer.lines.recv_timeout(left) {
+            Ok(got) if got == line => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn rust_notifications_reach_a_python_subscriber() {
+    let Some(python) = python() else { return };
+    let endpoint = ipc_endpoint("rust-pub");
+    let mut client = RpcClient::builder_for(dialect())
+        .publish_on(&endpoint)
+        .connect()
+        .unwrap();
+    let subscriber = Peer::start(&python, &["subscribe", &endpoint]);
+    assert_eq!(subscriber.line(), "ready");
+    // Held while nobody listens, then sent: the first one is served once it has attached.
+    client.heartbeat().unwrap();
+    client.notify(&LedSet { on: true, level: 1 }).unwrap();
+    let deadline = std::time::Instant::now() + secs(10);
+    while client.flush().unwrap() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(saw(&subscriber, "served led True 1", secs(10)));
+    client
+        .notify(&LedSet {
+            on: false,
+            level: 2,
+        })
+        .unwrap();
+    assert!(saw(&subscriber, "served led False 2", secs(10)));
+}
+
+#[test]
+fn python_publications_reach_a_rust_subscriber() {
+    let Some(python) = python() else { return };
+    let endpoint = ipc_endpoint("py-pub");
+    let (tx, served) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = RpcServer::builder_for(Mixed::new(dialect()))
+        .register(move |led: LedSet| {
+            let _ = tx.lock().unwrap().send(led.level);
+            Ok::<_, ServiceError>(String::new())
+        })
+        .unwrap()
+        .subscribe(&endpoint)
+        .bind()
+        .unwrap();
+    let _running = server.spawn().unwrap();
+    let publisher = Peer::start(&python, &["publish", &endpoint, "40"]);
+    // A subscriber may miss the first publications while it connects; the rest arrive in order.
+    let levels: Vec<u8> = std::iter::from_fn(|| served.recv_timeout(secs(5)).ok())
+        .take_while(|&level| level < 39)
+        .collect();
+    assert!(!levels.is_empty());
+    assert!(levels.windows(2).all(|w| w[1] == w[0] + 1), "{levels:?}");
+    assert_eq!(publisher.line(), "published");
+}
+
+#[test]
+fn python_traffic_crosses_every_other_proxy_kind() {
+    let Some(python) = python() else { return };
+    let proxy = |kind: &str, input: &str, output: &str| {
+        let peer = Peer::binary(
+            env!("CARGO_BIN_EXE_zmqrpc-proxy"),
+            &["--kind", kind, "--in", input, "--out", output],
+        );
+        assert!(peer.line().starts_with("ready"), "{kind}");
+        peer
+    };
+
+    // sub2pub and sub2req: a Python publisher, through the proxy, to Python servers.
+    let published = ipc_endpoint("py-pub-in");
+    let relayed = ipc_endpoint("sub2pub-out");
+    let rep_server = ipc_endpoint("py-rep-behind-sub2req");
+    let _sub2pub = proxy("sub2pub", &published, &relayed);
+    let _sub2req = proxy("sub2req", &published, &rep_server);
+    let subscriber = Peer::start(&python, &["subscribe", &relayed]);
+    assert_eq!(subscriber.line(), "ready");
+    let server = Peer::start(&python, &["serve", &rep_server]);
+    assert_eq!(server.line(), "ready");
+    let _publisher = Peer::start(&python, &["publish", &published, "60"]);
+    assert!(saw(&subscriber, "served led True 59", secs(20)), "sub2pub");
+    assert!(saw(&server, "served led True 59", secs(20)), "sub2req");
+
+    // rep2pub and buffered: a Python caller, acknowledged in its own dialect.
+    for kind in ["rep2pub", "buffered"] {
+        let input = ipc_endpoint(&format!("{kind}-in"));
+        let output = ipc_endpoint(&format!("{kind}-out"));
+        let (_proxy, server) = if kind == "rep2pub" {
+            let proxy = proxy(kind, &input, &output);
+            (proxy, Peer::start(&python, &["subscribe", &output]))
+        } else {
+            let server = Peer::start(&python, &["serve", &output]);
+            (proxy(kind, &input, &output), server)
+        };
+        assert_eq!(server.line(), "ready");
+        let mut acknowledged = false;
+        // A subscriber attaches a moment after it says ready: call until it hears one.
+        for _ in 0..20 {
+            let caller = Peer::start(&python, &["call", &input, "-", "-", "1"]);
+            let answer: serde_json::Value = serde_json::from_str(&caller.line()).unwrap();
+            assert_eq!(answer["status_code"], 200, "{kind}: {answer}");
+            assert_eq!(answer["status_message"], "OK", "{kind}");
+            acknowledged = true;
+            if saw(
+                &server,
+                "served led True 7",
+                std::time::Duration::from_millis(500),
+            ) {
+                break;
+            }
+            acknowledged = false;
+        }
+        assert!(acknowledged, "{kind}: acknowledged, then served");
+    }
+}

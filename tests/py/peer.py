@@ -6,6 +6,11 @@
                                             (the first N); prints each JSON answer on a
                                             line of its own ({"timeout": true} after
                                             $PEER_TIMEOUT_MS, default 20000)
+    peer.py subscribe ENDPOINT              a pyzmqrpc3 server taking commands from the
+                                            publisher at ENDPOINT; prints "ready", then
+                                            "served led <on> <level>" for each SetLed
+    peer.py publish ENDPOINT N              binds PUB at ENDPOINT, publishes SetLed(True, i)
+                                            for i < N, 50 ms apart; prints "published"
     peer.py agent ENDPOINT                  calls zmqrpc-server's Ping, Echo and GetNodeInfo
                                             with ZmqRpcClient; prints each response as JSON
 
@@ -94,7 +99,9 @@ class GetNodeInfo(ICommand):
 
 class SetLedService(IService):
     def __call__(self, command):
-        return "led %s %s" % (command.on, command.level)
+        served = "led %s %s" % (command.on, command.level)
+        print("served " + served, flush=True)
+        return served
 
 
 class FailService(IService):
@@ -107,9 +114,12 @@ class NothingService(IService):
         return None
 
 
-def serve(endpoint, user, password):
+def serve(endpoint, user, password, subscribe=None):
     server = ZmqRpcServerThread(
-        zmq_rep_bind_address=endpoint, username=user, password=password
+        zmq_rep_bind_address=endpoint or None,
+        zmq_sub_connect_addresses=(subscribe,) if subscribe else None,
+        username=user,
+        password=password,
     )
     server.register_service(SetLed, SetLedService())
     server.register_service(Fail, FailService())
@@ -152,6 +162,22 @@ def call(endpoint, user, password, count=None):
         socket.close()
 
 
+def publish(endpoint, count):
+    """Binds a PUB socket and publishes SetLed(True, i) for i in 0..count, one every 50 ms
+    (a subscriber joining late misses the first few: pub/sub is not reliable)."""
+    import time
+
+    from zmqrpc.client import ZmqRpcClient
+
+    client = ZmqRpcClient(zmq_pub_endpoint=endpoint)
+    for i in range(int(count)):
+        client.execute_remote(SetLed(True, i), time_out_in_sec=1)
+        time.sleep(0.05)
+    print("published", flush=True)
+    sys.stdin.read()
+    client.destroy()
+
+
 def agent(endpoint):
     from zmqrpc.client import ZmqRpcClient
 
@@ -166,8 +192,14 @@ if __name__ == "__main__":
     what, endpoint, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     if what == "agent":
         agent(endpoint)
+    elif what == "publish":
+        publish(endpoint, rest[0])
+    elif what == "subscribe":
+        serve(None, None, None, subscribe=endpoint)
     else:
         user, password = (rest[0], rest[1]) if len(rest) >= 2 else (None, None)
+        if user == "-":
+            user, password = None, None
         count = rest[2] if len(rest) >= 3 else None
         if what == "serve":
             serve(endpoint, user, password)
