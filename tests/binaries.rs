@@ -1064,3 +1064,40 @@ fn rep2pub_acknowledges_calls_and_publishes_them_to_a_subscribing_server() {
     }
     assert_eq!(samples.wait_for(3, secs(5)), [0, 1, 2]);
 }
+
+/// Regression: a proxy said nothing of a failure until it stopped (at most a counter line a
+/// minute while busy); now the log says so as it happens, rate-limited.
+#[test]
+fn a_proxy_logs_failures_as_they_happen() {
+    let input = ipc_endpoint("failing-in");
+    let nowhere = ipc_endpoint("nobody-there");
+    let (proxy, _) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &input,
+            "--out",
+            &nowhere,
+            "--timeout",
+            "200",
+        ],
+    );
+    let mut client = client(&input);
+    assert!(matches!(
+        client.call(&Add(1, 1)),
+        Err(zmqrpc::transport::CallError::Remote { .. })
+    ));
+    assert!(proxy.wait_for_log("not forwarded", secs(5)));
+    let ctx = zmq::Context::new();
+    let req = ctx.socket(zmq::REQ).unwrap();
+    req.set_linger(0).unwrap();
+    req.set_rcvtimeo(5_000 * slack() as i32).unwrap();
+    req.connect(&input).unwrap();
+    // Past the rate limit of one line a second: the next failure is told too.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    req.send(&b"garbage"[..], 0).unwrap();
+    req.recv_bytes(0).unwrap();
+    assert!(proxy.wait_for_log("refused a message", secs(5)));
+}

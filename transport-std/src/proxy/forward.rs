@@ -1,11 +1,12 @@
 //! [`Proxy`]: the standard proxies, forwarding each frame as bytes to a REQ or PUB output.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zmqrpc_core::ErrorCode;
 
-use super::{relay_methods, side_setters, ProxyKind, ProxyStats, Sides, LOG_EVERY};
+use super::{relay_methods, side_setters, FailureLog, ProxyKind, ProxyStats, Sides, LOG_EVERY};
 use crate::dialect::{Dialect, Native};
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
@@ -76,6 +77,7 @@ impl<D: Dialect> ProxyBuilder<D> {
                 timeout: sides.timeout,
                 stats: Arc::default(),
                 last_log: Instant::now(),
+                failures: FailureLog::default(),
             },
             input,
         })
@@ -133,6 +135,7 @@ struct Forwarder<D: Dialect> {
     timeout: Duration,
     stats: Arc<ProxyStats>,
     last_log: Instant,
+    failures: FailureLog,
 }
 
 impl<D: Dialect> Forwarder<D> {
@@ -151,6 +154,8 @@ impl<D: Dialect> Handler for Forwarder<D> {
             Ok(request) => request.head,
             Err(refusal) => {
                 bump(&self.stats.failed);
+                let what = format_args!("refused a message: {}", refusal.message);
+                self.failures.warn(&self.kind, &what);
                 if answer {
                     refusal.answer(&self.dialect, reply);
                 }
@@ -162,7 +167,16 @@ impl<D: Dialect> Handler for Forwarder<D> {
                 let published = publisher.publish(message.bytes);
                 let counts = publisher.stats().snapshot();
                 set(&self.stats.queued, counts.queued);
-                set(&self.stats.dropped, counts.dropped);
+                let dropped = self.stats.dropped.swap(counts.dropped, Ordering::Relaxed);
+                if counts.dropped > dropped {
+                    let what = format_args!(
+                        "dropped {} held messages, the oldest: no subscriber took them in time \
+                         ({} dropped in all)",
+                        counts.dropped - dropped,
+                        counts.dropped
+                    );
+                    self.failures.warn(&self.kind, &what);
+                }
                 match published {
                     Ok(()) => {
                         bump(&self.stats.forwarded);
@@ -173,6 +187,8 @@ impl<D: Dialect> Handler for Forwarder<D> {
                     }
                     Err(e) => {
                         bump(&self.stats.failed);
+                        self.failures
+                            .warn(&self.kind, &format_args!("publish failed: {e}"));
                         if answer {
                             let why = e.to_string();
                             self.dialect
@@ -191,7 +207,8 @@ impl<D: Dialect> Handler for Forwarder<D> {
                     }
                     Err(e) => {
                         bump(&self.stats.failed);
-                        log::debug!("{}: {e}", self.kind);
+                        self.failures
+                            .warn(&self.kind, &format_args!("not forwarded: {e}"));
                         if answer {
                             let code = match e {
                                 RequestError::Timeout { .. } => ErrorCode::Timeout,
@@ -238,6 +255,8 @@ impl<D: Dialect> Handler for Forwarder<D> {
     fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         bump(&self.stats.failed);
+        self.failures
+            .warn(&self.kind, &"refused a multipart message");
         if origin == Origin::Rep {
             let head = self.dialect.unreadable();
             self.dialect

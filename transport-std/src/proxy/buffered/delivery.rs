@@ -12,7 +12,7 @@ use crate::dialect::{AnswerView, Dialect};
 use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
 use crate::messaging::requester::Requester;
 use crate::proxy::spool::Spool;
-use crate::proxy::{ProxyStats, LOG_EVERY};
+use crate::proxy::{FailureLog, ProxyStats, LOG_EVERY};
 use crate::socket::options::later;
 use crate::socket::stats::{bump, set};
 
@@ -39,6 +39,7 @@ pub(super) struct Buffer<D: Dialect> {
     max_bytes: usize,
     stats: Arc<ProxyStats>,
     last_log: Instant,
+    failures: FailureLog,
 }
 
 /// How a buffer delivers: the wait for each answer, the backoff after a failure (first,
@@ -76,6 +77,7 @@ impl<D: Dialect> Buffer<D> {
             max_bytes: delivery.max_bytes,
             stats,
             last_log: Instant::now(),
+            failures: FailureLog::default(),
         }
     }
 
@@ -165,6 +167,8 @@ impl<D: Dialect> Buffer<D> {
         if refused {
             // The downstream answered with an error: delivered, but worth counting.
             bump(&self.stats.failed);
+            let what = "the downstream refused a request (delivered, not retried)";
+            self.failures.warn(&NAME, &what);
         }
         self.backoff = self.retry.0;
         if let Some(spool) = &mut self.spool {
@@ -177,14 +181,15 @@ impl<D: Dialect> Buffer<D> {
 
     fn failed(&mut self, why: &str) {
         bump(&self.stats.retried);
-        log::debug!(
-            "buffered proxy: delivery failed ({why}); retrying in {:?}",
-            self.backoff
-        );
+        let what = format_args!("delivery failed ({why}); retrying in {:?}", self.backoff);
+        self.failures.warn(&NAME, &what);
         self.retry_at = Some(later(Instant::now(), self.backoff));
         self.backoff = self.backoff.saturating_mul(2).min(self.retry.1);
     }
 }
+
+/// The proxy's name in the log.
+const NAME: &str = "buffered proxy";
 
 /// What a downstream answer means for the request it answers.
 #[derive(Debug, PartialEq, Eq)]
@@ -219,6 +224,8 @@ impl<D: Dialect> Handler for Buffer<D> {
             Ok(request) => request.head,
             Err(refusal) => {
                 bump(&self.stats.failed);
+                let what = format_args!("refused a message: {}", refusal.message);
+                self.failures.warn(&NAME, &what);
                 refusal.answer(&self.dialect, reply);
                 return;
             }
@@ -231,18 +238,20 @@ impl<D: Dialect> Handler for Buffer<D> {
             }
             Err((code, why)) => {
                 bump(&self.stats.dropped);
-                if message.origin != Origin::Rep {
-                    log::warn!("buffered proxy: dropped a published message: {why}");
-                }
+                let what = match message.origin {
+                    Origin::Rep => format_args!("refused a request: {why}"),
+                    Origin::Sub(_) => format_args!("dropped a published message: {why}"),
+                };
+                self.failures.warn(&NAME, &what);
                 self.dialect.encode_error(&head, code, &why, reply);
             }
         }
-        self.stats
-            .log_every(&"buffered proxy", LOG_EVERY, &mut self.last_log);
+        self.stats.log_every(&NAME, LOG_EVERY, &mut self.last_log);
     }
 
     fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
+        self.failures.warn(&NAME, &"refused a multipart message");
         if origin == Origin::Rep {
             let head = self.dialect.unreadable();
             self.dialect
