@@ -436,3 +436,66 @@ fn python_traffic_crosses_every_other_proxy_kind() {
         assert!(acknowledged, "{kind}: acknowledged, then served");
     }
 }
+
+#[test]
+fn a_buffered_proxy_killed_and_restarted_delivers_every_acknowledged_python_command() {
+    let Some(python) = python() else { return };
+    let input = ipc_endpoint("py-buffered-in");
+    let downstream = ipc_endpoint("py-buffered-down");
+    let spool = std::env::temp_dir().join(format!("zmqrpc-py-spool-{}", std::process::id()));
+    let _ = std::fs::remove_file(&spool);
+    let users = users_file("buffered-users", "sensor:s3nsor");
+    let credentials = users_file("buffered-credentials", "site:s3rver");
+    let args = [
+        "--kind",
+        "buffered",
+        "--in",
+        &input,
+        "--out",
+        &downstream,
+        "--timeout",
+        "500",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--users",
+        users.to_str().unwrap(),
+        "--credentials",
+        credentials.to_str().unwrap(),
+    ];
+    const N: usize = 20;
+    {
+        // The server is down: every command is acknowledged (on disk), none delivered.
+        let proxy = Peer::binary(env!("CARGO_BIN_EXE_zmqrpc-proxy"), &args);
+        assert!(proxy.line().starts_with("ready"));
+        let caller = Peer::start(
+            &python,
+            &["calls", &input, "sensor", "s3nsor", &N.to_string()],
+        );
+        for _ in 0..N {
+            assert_eq!(caller.line(), "200");
+        }
+        let killed = Process::new("kill")
+            .args(["-KILL", &proxy.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+    let server = Peer::start(&python, &["serve", &downstream, "site", "s3rver"]);
+    assert_eq!(server.line(), "ready");
+    let _proxy = Peer::binary(env!("CARGO_BIN_EXE_zmqrpc-proxy"), &args);
+    // At-least-once, in order: each command is served, a late answer may repeat one.
+    let mut served = Vec::new();
+    let deadline = std::time::Instant::now() + secs(30);
+    while served.last() != Some(&(N - 1)) && std::time::Instant::now() < deadline {
+        if let Ok(line) = server.lines.recv_timeout(secs(1)) {
+            if let Some(level) = line.strip_prefix("served led True ") {
+                served.push(level.parse::<usize>().unwrap());
+            }
+        }
+    }
+    served.dedup();
+    assert_eq!(served, (0..N).collect::<Vec<_>>());
+    for file in [spool, users, credentials] {
+        let _ = std::fs::remove_file(file);
+    }
+}

@@ -11,6 +11,8 @@
                                             "served led <on> <level>" for each SetLed
     peer.py publish ENDPOINT N              binds PUB at ENDPOINT, publishes SetLed(True, i)
                                             for i < N, 50 ms apart; prints "published"
+    peer.py calls ENDPOINT USER PASSWORD N  SetLed(True, i) for i < N over raw REQ ("-" for no
+                                            credentials); prints each status code
     peer.py agent ENDPOINT                  calls zmqrpc-server's Ping, Echo and GetNodeInfo
                                             with ZmqRpcClient; prints each response as JSON
 
@@ -178,6 +180,22 @@ def publish(endpoint, count):
     client.destroy()
 
 
+def calls(endpoint, user, password, count):
+    """SetLed(True, i) for i < count over raw REQ sockets; prints each status code."""
+    ctx = zmq.Context()
+    for i in range(int(count)):
+        socket = ctx.socket(zmq.REQ)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVTIMEO, 20000)
+        if user is not None:
+            socket.plain_username = user.encode()
+            socket.plain_password = password.encode()
+        socket.connect(endpoint)
+        socket.send_string(json_zip(SetLed(True, i)))
+        print(json.loads(socket.recv_string())["status_code"], flush=True)
+        socket.close()
+
+
 def agent(endpoint):
     from zmqrpc.client import ZmqRpcClient
 
@@ -203,5 +221,7 @@ if __name__ == "__main__":
         count = rest[2] if len(rest) >= 3 else None
         if what == "serve":
             serve(endpoint, user, password)
+        elif what == "calls":
+            calls(endpoint, user, password, count)
         else:
             call(endpoint, user, password, count)
