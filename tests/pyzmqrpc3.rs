@@ -474,6 +474,13 @@ fn a_buffered_proxy_killed_and_restarted_delivers_every_acknowledged_python_comm
         for _ in 0..N {
             assert_eq!(caller.line(), "200");
         }
+        // A wrong password gets nothing in, so nothing of it is acknowledged or spooled.
+        let mut refused = Process::new(&python);
+        refused
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/peer.py"))
+            .args(["call", &input, "sensor", "wrong", "1"])
+            .env("PEER_TIMEOUT_MS", "1500");
+        assert_eq!(Peer::spawn(refused).line(), r#"{"timeout": true}"#);
         let killed = Process::new("kill")
             .args(["-KILL", &proxy.child.id().to_string()])
             .status()

@@ -351,4 +351,28 @@ mod tests {
             Verdict::TryAgain(_)
         ));
     }
+
+    /// The buffered proxy judges a pyzmqrpc3 downstream's answers by the peer's codes: 482
+    /// (its own downstream failed) is tried again, 451 and 463 are delivered and refused.
+    #[cfg(feature = "pyzmqrpc3")]
+    #[test]
+    fn a_pyzmqrpc3_downstream_is_judged_by_its_status_codes() {
+        let mixed = crate::dialect::Mixed::default();
+        let ok = br#"{"status_code": 200, "status_message": "OK"}"#;
+        assert_eq!(judge(&mixed, ok), Verdict::Done);
+        for refused in [451, 463, 400] {
+            let answer = format!(r#"{{"status_code": {refused}, "status_message": "no"}}"#);
+            assert_eq!(
+                judge(&mixed, answer.as_bytes()),
+                Verdict::Refused,
+                "{refused}"
+            );
+        }
+        let proxy_failed = br#"{"status_code": 482, "status_message": "down"}"#;
+        assert!(matches!(judge(&mixed, proxy_failed), Verdict::TryAgain(_)));
+        // And native answers through the same dialect, as before.
+        let mut ack = Vec::new();
+        Native.encode_ack(&Header::request(1, Key::of("sample")), &mut ack);
+        assert_eq!(judge(&mixed, &ack), Verdict::Done);
+    }
 }
