@@ -506,3 +506,51 @@ fn a_buffered_proxy_killed_and_restarted_delivers_every_acknowledged_python_comm
         let _ = std::fs::remove_file(file);
     }
 }
+
+/// The peer's `SetLed` under its own class name: no class map needed.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct SetLed {
+    on: bool,
+    level: u8,
+}
+impl Command for SetLed {
+    const NAME: &'static str = "SetLed";
+    type Response = String;
+}
+
+#[test]
+fn a_default_server_and_proxy_take_python_callers_as_they_come() {
+    let Some(python) = python() else { return };
+    let server = RpcServer::builder()
+        .register(|led: SetLed| Ok::<_, ServiceError>(format!("led {} {}", led.on, led.level)))
+        .unwrap()
+        .rep(ipc_endpoint("default-server"))
+        .bind()
+        .unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let proxy = zmqrpc::transport::Proxy::builder(zmqrpc::transport::ProxyKind::Rep2Req)
+        .input(ipc_endpoint("default-proxy"))
+        .output(&server_endpoint)
+        .bind()
+        .unwrap();
+    let proxy_endpoint = proxy.input_endpoints()[0].clone();
+    let _proxy = proxy.spawn().unwrap();
+    for endpoint in [&server_endpoint, &proxy_endpoint] {
+        let caller = Peer::start(&python, &["call", endpoint, "-", "-", "1"]);
+        let answer: serde_json::Value = serde_json::from_str(&caller.line()).unwrap();
+        assert_eq!(answer["status_code"], 200, "{answer}");
+        assert_eq!(answer["response_message"], "led true 7");
+    }
+    // Native callers, as ever.
+    let mut native = client(&proxy_endpoint);
+    assert_eq!(
+        native
+            .call(&SetLed {
+                on: false,
+                level: 1
+            })
+            .unwrap(),
+        "led false 1"
+    );
+}

@@ -32,6 +32,21 @@ use zmqrpc_core::{Command, DecodeError, EncodeError, ErrorCode, Key, RemoteError
 
 #[cfg(feature = "pyzmqrpc3")]
 pub use mixed::{Mixed, MixedHead};
+
+/// What servers and proxies speak unless told otherwise ([`RpcServer::builder`],
+/// [`Proxy::builder`], [`BufferedProxy::builder`]): `Mixed` with the `pyzmqrpc3` feature
+/// (native frames and pyzmqrpc3's messages on one socket, each answered in its own),
+/// [`Native`] without it. Clients and pipelines speak [`Native`] unless told otherwise.
+///
+/// [`RpcServer::builder`]: crate::RpcServer::builder
+/// [`Proxy::builder`]: crate::Proxy::builder
+/// [`BufferedProxy::builder`]: crate::BufferedProxy::builder
+#[cfg(feature = "pyzmqrpc3")]
+pub type DefaultDialect = Mixed;
+/// What servers and proxies speak unless told otherwise: [`Native`] (with the `pyzmqrpc3`
+/// feature, `Mixed`: native frames and pyzmqrpc3's messages on one socket).
+#[cfg(not(feature = "pyzmqrpc3"))]
+pub type DefaultDialect = Native;
 pub use native::Native;
 #[cfg(feature = "pyzmqrpc3")]
 pub use pyzmqrpc3::{error_code, status_code, Pyzmqrpc3, PYZMQRPC3_HEARTBEAT};

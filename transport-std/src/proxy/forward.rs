@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::ErrorCode;
 
 use super::{relay_methods, side_setters, FailureLog, ProxyKind, ProxyStats, Sides, LOG_EVERY};
-use crate::dialect::{Dialect, Native};
+use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
 use crate::messaging::requester::Requester;
@@ -19,7 +19,7 @@ use crate::{RequestError, TransportError};
 const FLUSH_RETRY: Duration = Duration::from_millis(2);
 
 /// Builds a [`Proxy`].
-pub struct ProxyBuilder<D: Dialect = Native> {
+pub struct ProxyBuilder<D: Dialect = DefaultDialect> {
     dialect: D,
     kind: ProxyKind,
     sides: Sides,
@@ -85,15 +85,15 @@ impl<D: Dialect> ProxyBuilder<D> {
 }
 
 /// A running or ready-to-run proxy; see the [module docs](super).
-pub struct Proxy<D: Dialect = Native> {
+pub struct Proxy<D: Dialect = DefaultDialect> {
     input: Receiver,
     forwarder: Forwarder<D>,
 }
 
 impl Proxy {
-    /// Starts building a proxy of `kind` for the native dialect.
+    /// Starts building a proxy of `kind` of the [`DefaultDialect`](crate::dialect::DefaultDialect).
     pub fn builder(kind: ProxyKind) -> ProxyBuilder {
-        Proxy::builder_for(kind, Native)
+        Proxy::builder_for(kind, DefaultDialect::default())
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use zmqrpc_core::{BoundedQueue, OverflowPolicy};
 
-use crate::dialect::{Dialect, Native};
+use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::receiver::Receiver;
 use crate::proxy::spool::{Spool, SpoolError};
 use crate::proxy::{relay_methods, side_setters, ProxyStats, Sides};
@@ -37,7 +37,7 @@ use delivery::{Buffer, Delivery};
 pub const MAX_BUFFERED: usize = 16_384;
 
 /// Builds a [`BufferedProxy`].
-pub struct BufferedProxyBuilder<D: Dialect = Native> {
+pub struct BufferedProxyBuilder<D: Dialect = DefaultDialect> {
     dialect: D,
     sides: Sides,
     retry: (Duration, Duration),
@@ -194,15 +194,15 @@ impl From<SpoolError> for BufferedProxyError {
 }
 
 /// A store-and-forward REP→REQ proxy; see the [module docs](self).
-pub struct BufferedProxy<D: Dialect = Native> {
+pub struct BufferedProxy<D: Dialect = DefaultDialect> {
     input: Receiver,
     buffer: Buffer<D>,
 }
 
 impl BufferedProxy {
-    /// Starts building a buffered proxy for the native dialect.
+    /// Starts building a buffered proxy of the [`DefaultDialect`].
     pub fn builder() -> BufferedProxyBuilder {
-        BufferedProxy::builder_for(Native)
+        BufferedProxy::builder_for(DefaultDialect::default())
     }
 }
 

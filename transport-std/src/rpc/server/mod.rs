@@ -21,7 +21,7 @@ use std::time::Duration;
 use zmqrpc_core::Command;
 
 use crate::auth::Users;
-use crate::dialect::{Dialect, Native};
+use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::receiver::{Receiver, ReceiverBuilder, ReceiverStats};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown};
@@ -42,7 +42,7 @@ pub struct ServerStats {
 }
 
 /// Builds an [`RpcServer`]: endpoints, options and services, for one wire [`Dialect`].
-pub struct ServerBuilder<D: Dialect = Native> {
+pub struct ServerBuilder<D: Dialect = DefaultDialect> {
     receiver: ReceiverBuilder,
     options: SocketOptions,
     dialect: D,
@@ -55,7 +55,7 @@ pub struct ServerBuilder<D: Dialect = Native> {
 pub const DEFAULT_MAX_BODY: usize = 256 << 10;
 
 /// Serves registered [`Service`]s; see the [module docs](self).
-pub struct RpcServer<D: Dialect = Native> {
+pub struct RpcServer<D: Dialect = DefaultDialect> {
     inner: Inner<D>,
 }
 
@@ -73,9 +73,9 @@ enum Inner<D: Dialect> {
 }
 
 impl RpcServer {
-    /// Starts building a server of the native dialect.
+    /// Starts building a server of the [`DefaultDialect`].
     pub fn builder() -> ServerBuilder {
-        RpcServer::builder_for(Native)
+        RpcServer::builder_for(DefaultDialect::default())
     }
 }
 
