@@ -1,10 +1,13 @@
 //! [`Mixed`]: the native dialect and pyzmqrpc3's on one socket, each message answered in
 //! the dialect it came in.
 //!
-//! A native frame starts with its version byte (below 0x20); everything pyzmqrpc3 sends is
-//! text (base64 commands, JSON answers, the heartbeat string). So the first byte tells them
-//! apart, and a server (or proxy) speaking `Mixed` serves Rust and Python callers on one
-//! endpoint with the same registered services. As a caller, `Mixed` speaks native.
+//! Everything pyzmqrpc3 sends is text (base64 commands, JSON answers, the heartbeat word);
+//! a native frame starts with its version byte, 1, which no text does. So a message of
+//! text without control characters is taken as pyzmqrpc3's (and answered in its JSON,
+//! even if it is no command), anything else as native (and answered with a native error
+//! frame if it is no frame): a server (or proxy) speaking `Mixed` serves Rust and Python
+//! callers on one endpoint with the same registered services. As a caller, `Mixed`
+//! speaks native.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,9 +42,15 @@ impl Mixed {
     }
 }
 
-/// Whether `bytes` are a native frame: a version byte, which no text starts with.
+/// Whether `bytes` are native: not pyzmqrpc3's text. A native frame's first byte (the
+/// version, 1) settles it at once.
 fn is_native(bytes: &[u8]) -> bool {
-    bytes.first().is_some_and(|&byte| byte < 0x20)
+    let text_char = |c: char| !c.is_control() || matches!(c, '\n' | '\r' | '\t');
+    match bytes.first() {
+        None => true,
+        Some(&first) if first < 0x20 && !first.is_ascii_whitespace() => true,
+        Some(_) => !std::str::from_utf8(bytes).is_ok_and(|text| text.chars().all(text_char)),
+    }
 }
 
 fn lift<'a, H>(
@@ -166,5 +175,30 @@ impl Dialect for Mixed {
     fn decode_response<R: DeserializeOwned>(&self, body: &[u8]) -> Result<R, DecodeError> {
         // As a caller `Mixed` speaks native, so the answers whose values it decodes are too.
         Native.decode_response(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_pyzmqrpc3s_and_everything_else_native() {
+        for native in [
+            &b""[..],
+            b"\x01\x00 a frame",
+            b"\xde\xad\xbe\xef",
+            b"text with a \x07 bell",
+        ] {
+            assert!(is_native(native), "{native:?}");
+        }
+        for text in [
+            &b"eJyrVorPTM5NiVeyUohWCsjMS1fSUaiuja0FAF/sB8A="[..],
+            b"{\"status_code\": 200}\n",
+            b"garbage",
+            "d\u{e9}j\u{e0} vu".as_bytes(),
+        ] {
+            assert!(!is_native(text), "{text:?}");
+        }
     }
 }
