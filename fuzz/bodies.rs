@@ -17,6 +17,11 @@ pub enum Probe {
     Nothing,
 }
 
+impl zmqrpc_core::Command for Probe {
+    const NAME: &'static str = "fuzz.probe";
+    type Response = Probe;
+}
+
 /// The frame decoder: any bytes decode to a frame or a typed error, never a panic; a frame
 /// that decodes re-encodes to the same header, and a body that decodes re-encodes to the
 /// same value.
@@ -88,6 +93,52 @@ pub fn stream_deframe(data: &[u8]) {
                 }
                 Feed::Error { rest: more, .. } => rest = more,
             }
+        }
+    }
+}
+
+/// The device server: any byte stream from a serial link is served frame by frame, never a
+/// panic; damaged frames are counted, not answered; every answer written back is a whole
+/// frame (an answer or a heartbeat) that the host can read.
+pub fn device_serve(data: &[u8]) {
+    use zmqrpc_core::device::{on, DeviceServer, Failure, ServeError};
+    use zmqrpc_core::stream::{FrameReader, FrameWriter, StreamError};
+    use zmqrpc_core::{Command, Kind};
+
+    #[derive(Serialize, Deserialize)]
+    struct Led(bool);
+    impl Command for Led {
+        const NAME: &'static str = "fuzz.led";
+        type Response = bool;
+    }
+    let mut led = on(|Led(on): Led| if on { Ok(on) } else { Err(Failure("off")) });
+    let mut probe = on(|p: Probe| Ok::<_, Failure>(p));
+    let mut server: DeviceServer<'_, 2> = DeviceServer::new();
+    server.register(&mut led).expect("room for two");
+    server.register(&mut probe).expect("room for two");
+    let mut reader: FrameReader<&[u8], 128, 16> = FrameReader::new(data);
+    let mut writer: FrameWriter<Vec<u8>, 160> = FrameWriter::new(Vec::new());
+    let mut out = [0u8; 128];
+    loop {
+        match server.serve_next(&mut reader, &mut writer, &mut out) {
+            Ok(()) => {}
+            Err(ServeError::Read(StreamError::Eof)) => break,
+            Err(other) => panic!("an in-memory stream cannot fail: {other:?}"),
+        }
+    }
+    let answers = writer.into_inner();
+    let mut back: FrameReader<&[u8], 160> = FrameReader::new(&answers[..]);
+    loop {
+        match back.read_frame() {
+            Ok(bytes) => {
+                let frame = Frame::decode(bytes).expect("the server writes whole frames");
+                assert!(matches!(
+                    frame.header.kind,
+                    Kind::Reply | Kind::Error | Kind::Heartbeat
+                ));
+            }
+            Err(StreamError::Eof) => break,
+            Err(other) => panic!("the server's own stream is clean: {other:?}"),
         }
     }
 }

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 seconds=${1:-60}
-for target in frame_decode stream_deframe; do
+for target in frame_decode stream_deframe device_serve; do
     echo "== $target, ${seconds}s"
     cargo +nightly fuzz run "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -max_len=1024 -print_final_stats=1 2>&1 |

@@ -36,6 +36,8 @@
 //! - [`remote_error`]: [`RemoteError`] and its [`ErrorCode`].
 //! - [`queue`]: [`BoundedQueue`] and its [`OverflowPolicy`].
 //! - [`stream`]: COBS stream framing over `embedded-io`.
+//! - [`device`]: [`DeviceServer`](device::DeviceServer), a typed server for a
+//!   microcontroller: handlers by command, answers and errors, over stream framing.
 //!
 //! # Features
 //! - `defmt`: derives `defmt::Format` on every public type.
@@ -45,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod device;
 pub mod frame;
 pub mod key;
 pub mod queue;

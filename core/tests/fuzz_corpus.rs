@@ -40,3 +40,11 @@ fn stream_deframer_corpus_replays_clean() {
         "corpus is empty"
     );
 }
+
+#[test]
+fn device_server_corpus_replays_clean() {
+    assert!(
+        replay("device_serve", bodies::device_serve) > 0,
+        "corpus is empty"
+    );
+}
