@@ -55,7 +55,9 @@
 //!   (REP + SUB in, one thread), [`Publisher`] (XPUB out, nothing dropped uncounted),
 //!   [`Requester`] (REQ out, round-robin, Lazy Pirate), [`Sender`] (both).
 //! - [`dialect`]: the wire-dialect seam: [`Dialect`], through which everything that reads or
-//!   writes a message goes; [`Native`] (the core's frame) is the default.
+//!   writes a message goes; [`Native`] (the core's frame); with the `pyzmqrpc3` feature,
+//!   pyzmqrpc3's format and `Mixed` (both on one socket, what servers and proxies speak by
+//!   default then).
 //! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
 //! - [`socket`]: what every socket and loop shares: [`SocketOptions`], [`Shutdown`] and
 //!   [`Running`] (how every loop stops), monitors (refused handshakes, dropped
