@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc;
@@ -141,9 +141,8 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"");
-        }
+        // Closing its stdin tells a serving peer to stop; the kill makes sure.
+        drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
