@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use zmqrpc::cli::{self, CliError};
-use zmqrpc::transport::{BufferedProxy, Proxy, ProxyKind};
+#[cfg(feature = "serial")]
+use zmqrpc::transport::bridge::SerialBridge;
+use zmqrpc::transport::{BufferedProxy, Credentials, Proxy, ProxyKind, Users};
 
 const HELP: &str = "\
 zmqrpc-proxy: forwards zmqrpc frames from one socket to another.
@@ -21,11 +23,17 @@ KINDS:
     rep2pub     calls in (REP, bound), published (PUB, bound), acknowledged at once
     sub2req     publications in (SUB, connects), forwarded to a server (REQ)
     sub2pub     publications in (SUB, connects), published again (PUB, bound)
+    rep2serial  calls in (REP, bound), carried to a microcontroller on a serial port
+                (--device) and answered by it; its notifications published (--out,
+                PUB, bound; optional). A missing device is reopened with backoff
+                while callers get `Unavailable` errors
 
 OPTIONS:
     --in ENDPOINT          input endpoint (repeatable), e.g. tcp://*:30000
     --out ENDPOINT         output endpoint (repeatable), e.g. tcp://10.0.0.2:30001
     --timeout MS           wait for each downstream answer at most this long [5000]
+    --device PATH          rep2serial: the serial device, e.g. /dev/ttyACM0
+    --baud N               rep2serial: the line speed [115200]
     --users FILE           the input accepts only these users (`user:password` lines)
     --credentials FILE     the output presents these (`user:password`); without it,
                            $ZMQRPC_USER and $ZMQRPC_PASSWORD if set
@@ -61,6 +69,8 @@ struct Settings {
     capacity: Option<usize>,
     spool: Option<PathBuf>,
     spool_max: Option<u64>,
+    device: Option<PathBuf>,
+    baud: Option<u32>,
 }
 
 fn parse() -> Result<(Settings, i8), CliError> {
@@ -83,6 +93,8 @@ fn parse() -> Result<(Settings, i8), CliError> {
             Long("capacity") => flags.capacity = Some(parser.value()?.parse()?),
             Long("spool") => flags.spool = Some(cli::path(&mut parser)?),
             Long("spool-max") => flags.spool_max = Some(parser.value()?.parse()?),
+            Long("device") => flags.device = Some(cli::path(&mut parser)?),
+            Long("baud") => flags.baud = Some(parser.value()?.parse()?),
             Long("config") => config = Some(cli::path(&mut parser)?),
             _ => return Err(format!("{}; try --help", arg.unexpected()).into()),
         }
@@ -105,23 +117,37 @@ fn parse() -> Result<(Settings, i8), CliError> {
     settings.capacity = flags.capacity.or(settings.capacity);
     settings.spool = flags.spool.or(settings.spool);
     settings.spool_max = flags.spool_max.or(settings.spool_max);
+    settings.device = flags.device.or(settings.device);
+    settings.baud = flags.baud.or(settings.baud);
     Ok((settings, verbosity))
 }
 
-/// A started proxy of either family.
+/// A started proxy of any family.
 enum Started {
     Plain(Proxy<cli::WireDialect>),
     Buffered(BufferedProxy<cli::WireDialect>),
+    #[cfg(feature = "serial")]
+    Serial(SerialBridge),
 }
 
 fn start(settings: Settings) -> Result<Started, CliError> {
-    let kind = settings.kind.ok_or("--kind is required; try --help")?;
-    if settings.input.is_empty() || settings.output.is_empty() {
-        return Err("at least one --in and one --out are required; try --help".into());
-    }
+    let kind = settings
+        .kind
+        .clone()
+        .ok_or("--kind is required; try --help")?;
     let timeout = Duration::from_millis(settings.timeout_ms.unwrap_or(5000));
     let users = cli::users(settings.users.as_deref())?;
     let credentials = cli::credentials(settings.credentials.as_deref())?;
+    let serial = kind.eq_ignore_ascii_case("rep2serial");
+    if !serial && (settings.device.is_some() || settings.baud.is_some()) {
+        return Err("--device and --baud apply to --kind rep2serial only".into());
+    }
+    if serial {
+        return start_serial(settings, timeout, users, credentials);
+    }
+    if settings.input.is_empty() || settings.output.is_empty() {
+        return Err("at least one --in and one --out are required; try --help".into());
+    }
     if kind.eq_ignore_ascii_case("buffered") {
         let mut builder = BufferedProxy::builder_for(cli::wire_dialect())
             .timeout(timeout)
@@ -163,6 +189,51 @@ fn start(settings: Settings) -> Result<Started, CliError> {
     Ok(Started::Plain(builder.bind()?))
 }
 
+/// The serial bridge: `--in` and `--device` required, `--out` optional.
+#[cfg(feature = "serial")]
+fn start_serial(
+    settings: Settings,
+    timeout: Duration,
+    users: Option<Users>,
+    credentials: Option<Credentials>,
+) -> Result<Started, CliError> {
+    let device = settings
+        .device
+        .ok_or("--kind rep2serial needs --device; try --help")?;
+    if settings.input.is_empty() {
+        return Err("at least one --in is required; try --help".into());
+    }
+    if settings.spool.is_some() || settings.capacity.is_some() {
+        return Err("--spool and --capacity apply to --kind buffered only".into());
+    }
+    let mut builder = SerialBridge::builder(device)
+        .baud(settings.baud.unwrap_or(115_200))
+        .timeout(timeout);
+    for endpoint in settings.input {
+        builder = builder.input(endpoint);
+    }
+    for endpoint in settings.output {
+        builder = builder.output(endpoint);
+    }
+    if let Some(users) = users {
+        builder = builder.input_users(users);
+    }
+    if let Some(credentials) = credentials {
+        builder = builder.output_credentials(credentials);
+    }
+    Ok(Started::Serial(builder.bind()?))
+}
+
+#[cfg(not(feature = "serial"))]
+fn start_serial(
+    _: Settings,
+    _: Duration,
+    _: Option<Users>,
+    _: Option<Credentials>,
+) -> Result<Started, CliError> {
+    Err("this zmqrpc-proxy was built without the `serial` feature".into())
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("zmqrpc-proxy: {e}");
@@ -174,28 +245,48 @@ fn run() -> Result<(), CliError> {
     let (settings, verbosity) = parse()?;
     cli::init_logging(verbosity);
     let started = start(settings)?;
-    let (shutdown, stats, input, output) = match &started {
-        Started::Plain(p) => (
-            p.shutdown(),
-            p.stats(),
-            p.input_endpoints().to_vec(),
-            p.output_endpoints().to_vec(),
-        ),
-        Started::Buffered(p) => (
-            p.shutdown(),
-            p.stats(),
-            p.input_endpoints().to_vec(),
-            vec![],
-        ),
+    // The counters are read once more after the loop: a closure over the live ones.
+    type Counts = Box<dyn Fn() -> String>;
+    let (shutdown, counts, input, output): (_, Counts, _, _) = match &started {
+        Started::Plain(p) => {
+            let stats = p.stats();
+            (
+                p.shutdown(),
+                Box::new(move || format!("{:?}", stats.snapshot())),
+                p.input_endpoints().to_vec(),
+                p.output_endpoints().to_vec(),
+            )
+        }
+        Started::Buffered(p) => {
+            let stats = p.stats();
+            (
+                p.shutdown(),
+                Box::new(move || format!("{:?}", stats.snapshot())),
+                p.input_endpoints().to_vec(),
+                vec![],
+            )
+        }
+        #[cfg(feature = "serial")]
+        Started::Serial(p) => {
+            let stats = p.stats();
+            (
+                p.shutdown(),
+                Box::new(move || format!("{:?}", stats.snapshot())),
+                p.input_endpoints().to_vec(),
+                p.output_endpoints().to_vec(),
+            )
+        }
     };
     let signals = cli::stop_on_signals(shutdown)?;
     println!("ready in={} out={}", input.join(","), output.join(","));
     match started {
         Started::Plain(proxy) => proxy.run()?,
         Started::Buffered(proxy) => proxy.run()?,
+        #[cfg(feature = "serial")]
+        Started::Serial(bridge) => bridge.run()?,
     }
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
-    log::info!("stopped: {:?}", stats.snapshot());
+    log::info!("stopped: {}", counts());
     Ok(())
 }

@@ -70,6 +70,8 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+#[cfg(feature = "serial")]
+pub mod bridge;
 pub mod dialect;
 pub mod error;
 pub mod messaging;

@@ -116,7 +116,7 @@ impl<D: Dialect> Proxy<D> {
         }
     }
 
-    relay_methods!(forwarder, "zmqrpc-proxy");
+    relay_methods!(forwarder, "zmqrpc-proxy", ProxyStats);
 }
 
 enum Output {
@@ -225,9 +225,9 @@ impl<D: Dialect> Handler for Forwarder<D> {
             .log_every(&self.kind, LOG_EVERY, &mut self.last_log);
     }
 
-    fn watch(&self) -> Option<&zmq::Socket> {
+    fn watch(&self) -> Option<zmq::PollItem<'_>> {
         match &self.output {
-            Output::Pub(publisher) => Some(publisher.socket()),
+            Output::Pub(publisher) => Some(publisher.socket().as_poll_item(zmq::POLLIN)),
             Output::Req(_) => None,
         }
     }

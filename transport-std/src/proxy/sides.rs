@@ -101,9 +101,10 @@ macro_rules! side_setters {
 pub(crate) use side_setters;
 
 /// The methods every proxy shares, over its `input` receiver and the handler in field
-/// `$handler` (whose `stats()` are the proxy's counters): one definition for both.
+/// `$handler` (whose `stats()` are the proxy's counters, of type `$stats`): one definition
+/// for all of them.
 macro_rules! relay_methods {
-    ($handler:ident, $thread:literal) => {
+    ($handler:ident, $thread:literal, $stats:ident) => {
         /// The REP input's endpoints as bound (empty with only SUB inputs).
         pub fn input_endpoints(&self) -> &[String] {
             self.input.rep_endpoints()
@@ -115,7 +116,7 @@ macro_rules! relay_methods {
         }
 
         /// The live counters.
-        pub fn stats(&self) -> std::sync::Arc<$crate::ProxyStats> {
+        pub fn stats(&self) -> std::sync::Arc<$stats> {
             self.$handler.stats().clone()
         }
 
@@ -125,7 +126,7 @@ macro_rules! relay_methods {
         }
 
         /// Serves on a new thread; the handle stops (also on drop) and joins it.
-        pub fn spawn(self) -> std::io::Result<$crate::Running<$crate::ProxyStats>> {
+        pub fn spawn(self) -> std::io::Result<$crate::Running<$stats>> {
             let shutdown = self.shutdown();
             let stats = self.stats();
             $crate::Running::spawn($thread, shutdown, stats, move || self.run())

@@ -46,9 +46,11 @@ pub trait Handler: Send + 'static {
         let _ = (reason, origin, reply);
     }
 
-    /// A socket of the handler's own for the receiver to poll with its own (for example a
-    /// publisher's XPUB, which learns of subscribers, or a REQ awaiting a reply).
-    fn watch(&self) -> Option<&zmq::Socket> {
+    /// Something of the handler's own for the receiver to poll with its sockets: a socket
+    /// (a publisher's XPUB, which learns of subscribers, or a REQ awaiting a reply) or a file
+    /// descriptor (a serial device), as a poll item (`socket.as_poll_item(zmq::POLLIN)`,
+    /// `zmq::PollItem::from_fd(fd, zmq::POLLIN)`).
+    fn watch(&self) -> Option<zmq::PollItem<'_>> {
         None
     }
 
@@ -58,8 +60,8 @@ pub trait Handler: Send + 'static {
         None
     }
 
-    /// Called every time the receiver wakes: a message arrived, the watched socket is
-    /// readable, or the deadline passed.
+    /// Called every time the receiver wakes: a message arrived, the watched item is ready,
+    /// or the deadline passed.
     fn on_wake(&mut self) {}
 }
 

@@ -160,14 +160,21 @@ impl Receiver {
     }
 
     /// Waits until a socket is readable, a stop is asked for, or `timeout_ms` passes.
-    fn poll(&self, timeout_ms: i64, watch: Option<&zmq::Socket>) -> Result<Ready, TransportError> {
+    fn poll(
+        &self,
+        timeout_ms: i64,
+        watch: Option<zmq::PollItem<'_>>,
+    ) -> Result<Ready, TransportError> {
         let first_own = 1 + usize::from(watch.is_some());
         let first_sub = first_own + usize::from(self.rep.is_some());
         let count = first_sub + 2 * self.subs.len();
-        let items = std::iter::once(&self.stop.socket)
+        let items = std::iter::once(self.stop.socket.as_poll_item(zmq::POLLIN))
             .chain(watch)
-            .chain(self.rep.iter().map(|rep| &rep.socket))
-            .map(|socket| socket.as_poll_item(zmq::POLLIN))
+            .chain(
+                self.rep
+                    .iter()
+                    .map(|rep| rep.socket.as_poll_item(zmq::POLLIN)),
+            )
             .chain(self.subs.iter().flat_map(|sub| sub.poll_items(zmq::POLLIN)));
         let has_rep = self.rep.is_some();
         socket::poll(&self.stop.socket, items, count, timeout_ms, |items| {

@@ -259,10 +259,11 @@ impl<D: Dialect> Handler for Buffer<D> {
         }
     }
 
-    fn watch(&self) -> Option<&zmq::Socket> {
+    fn watch(&self) -> Option<zmq::PollItem<'_>> {
         self.in_flight
             .as_ref()
             .and_then(|f| self.requester.socket(f.endpoint))
+            .map(|socket| socket.as_poll_item(zmq::POLLIN))
     }
 
     fn deadline(&self) -> Option<Instant> {

@@ -220,5 +220,5 @@ impl<D: Dialect> BufferedProxy<D> {
     }
 
     // The spool is synced when `run` ends (the buffer's drop).
-    relay_methods!(buffer, "zmqrpc-buffered");
+    relay_methods!(buffer, "zmqrpc-buffered", ProxyStats);
 }

@@ -1,0 +1,524 @@
+//! The serial bridge end to end on this machine: an `RpcClient` calls through ZeroMQ, the
+//! bridge carries each call over a pseudo-terminal to the core's `DeviceServer` and back,
+//! and the device's notifications reach a subscriber. The line gets noise and damaged
+//! frames, the device goes silent, answers late, vanishes mid-call and comes back, and is
+//! missing when the bridge starts: callers get typed errors in bounded time, never a hang,
+//! and the bridge keeps serving.
+#![cfg(feature = "serial")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/device.rs"]
+mod device;
+#[path = "common/process.rs"]
+mod process;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{eventually, ipc_endpoint, secs, slack};
+use device::commands::{Ping, Sample, SetLed};
+use device::{link_path, FakeDevice};
+use process::{ready_field, Process, PROXY};
+use zmqrpc::transport::bridge::{BridgeStats, SerialBridge};
+use zmqrpc::transport::{CallError, RpcClient, RpcServer, Running, ServiceError};
+use zmqrpc::{Command, ErrorCode};
+
+/// `n` milliseconds, scaled for emulation.
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n) * slack()
+}
+
+/// How long the bridge waits for the device in these tests.
+fn device_timeout() -> Duration {
+    ms(400)
+}
+
+/// A bridge to the device behind `link`, its REP and PUB endpoints.
+fn bridge(link: &Path) -> (Running<BridgeStats>, String, String) {
+    let bridge = SerialBridge::builder(link)
+        .input("tcp://127.0.0.1:*")
+        .output("tcp://127.0.0.1:*")
+        .timeout(device_timeout())
+        .reopen_max(ms(100))
+        .bind()
+        .unwrap();
+    let rep = bridge.input_endpoints()[0].clone();
+    let publish = bridge.output_endpoints()[0].clone();
+    (bridge.spawn().unwrap(), rep, publish)
+}
+
+fn client(endpoint: &str) -> RpcClient {
+    RpcClient::builder()
+        .req(endpoint)
+        .timeout(secs(5))
+        .connect()
+        .unwrap()
+}
+
+/// The code of the remote error a call ended with.
+#[track_caller]
+fn remote_code<T: std::fmt::Debug>(result: Result<T, CallError>) -> ErrorCode {
+    match result {
+        Err(CallError::Remote { error, .. }) => error.code,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+/// Calls `Ping` until the device answers (the bridge opens it within its backoff); the
+/// answer's number.
+fn ping_until_answered(client: &mut RpcClient, n: u32, within: Duration) -> u32 {
+    let deadline = Instant::now() + within;
+    loop {
+        match client.call(&Ping { n }) {
+            Ok(answer) => return answer,
+            Err(e) if Instant::now() >= deadline => panic!("the device never answered: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+#[test]
+fn typed_calls_cross_the_serial_line_and_come_back() {
+    let link = link_path("typed");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+
+    assert_eq!(ping_until_answered(&mut client, 7, secs(5)), 7);
+    assert_eq!(client.call(&SetLed { led: 3, on: true }).unwrap(), 0b1000);
+    assert_eq!(client.call(&SetLed { led: 0, on: true }).unwrap(), 0b1001);
+    // The device's own errors come back typed: a handler's failure, an unknown command.
+    match client.call(&SetLed { led: 9, on: true }) {
+        Err(CallError::Remote { error, .. }) => {
+            assert_eq!(error.code, ErrorCode::ServiceFailed);
+            assert_eq!(error.message.as_str(), "no such LED");
+        }
+        other => panic!("expected the device's failure, got {other:?}"),
+    }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct NotOnTheDevice;
+    impl Command for NotOnTheDevice {
+        const NAME: &'static str = "device.self_destruct";
+        type Response = ();
+    }
+    assert_eq!(
+        remote_code(client.call(&NotOnTheDevice)),
+        ErrorCode::UnknownCommand
+    );
+    // Many calls in a row, each matched to its own answer.
+    for n in 0..200 {
+        assert_eq!(client.call(&Ping { n }).unwrap(), n);
+    }
+
+    let counts = running.stats().snapshot();
+    assert_eq!(counts.opened, 1);
+    assert_eq!(counts.answered, counts.received);
+    assert_eq!(
+        (counts.timeouts, counts.unavailable, counts.lost),
+        (0, 0, 0)
+    );
+    drop(client);
+    running.join().unwrap();
+    let device = device.unplug();
+    assert_eq!(device.unknown, 1);
+    assert_eq!(device.failed, 1);
+}
+
+#[test]
+fn line_noise_and_damaged_answers_cost_only_the_calls_they_hit() {
+    let link = link_path("noise");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+
+    // Noise before every answer: each burst is one lost frame, and no call is lost.
+    device.behaviour.noise.store(true, Ordering::SeqCst);
+    for n in 0..20 {
+        assert_eq!(client.call(&Ping { n }).unwrap(), n);
+    }
+    assert_eq!(running.stats().snapshot().link_errors, 20);
+    device.behaviour.noise.store(false, Ordering::SeqCst);
+
+    // An answer damaged on the line is lost: its call times out, the next one is answered.
+    device.behaviour.damage.store(1, Ordering::SeqCst);
+    let started = Instant::now();
+    assert_eq!(
+        remote_code(client.call(&Ping { n: 100 })),
+        ErrorCode::Timeout
+    );
+    assert!(
+        started.elapsed() < device_timeout() + secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.call(&Ping { n: 101 }).unwrap(), 101);
+
+    let counts = running.stats().snapshot();
+    assert_eq!(counts.link_errors, 21);
+    assert_eq!(counts.timeouts, 1);
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn an_answer_that_comes_after_its_call_gave_up_is_never_taken_for_the_next_call() {
+    let link = link_path("late");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+
+    // The device answers 1.5 timeouts late: the caller gets a Timeout error …
+    device.behaviour.delay_ms.store(
+        (device_timeout().as_millis() * 3 / 2) as u64,
+        Ordering::SeqCst,
+    );
+    assert_eq!(
+        remote_code(client.call(&Ping { n: 10 })),
+        ErrorCode::Timeout
+    );
+    // … and the next call, made while that late answer is on its way (the same command
+    // and, from the caller's side, possibly the same number), gets its own answer.
+    device.behaviour.delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(client.call(&Ping { n: 11 }).unwrap(), 11);
+    assert_eq!(client.call(&Ping { n: 12 }).unwrap(), 12);
+    assert!(eventually(secs(2), || running.stats().snapshot().stray >= 1));
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn a_silent_device_gets_its_callers_a_timeout_in_bounded_time() {
+    let link = link_path("silent");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+
+    device.behaviour.silent.store(true, Ordering::SeqCst);
+    for n in 0..3 {
+        let started = Instant::now();
+        assert_eq!(remote_code(client.call(&Ping { n })), ErrorCode::Timeout);
+        let took = started.elapsed();
+        assert!(
+            took >= device_timeout() && took < device_timeout() + secs(2),
+            "{took:?}"
+        );
+    }
+    device.behaviour.silent.store(false, Ordering::SeqCst);
+    assert_eq!(client.call(&Ping { n: 5 }).unwrap(), 5);
+    assert_eq!(running.stats().snapshot().timeouts, 3);
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn a_device_that_goes_away_mid_call_fails_that_call_at_once_and_is_reopened_when_back() {
+    let link = link_path("reset");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+
+    // The board resets with its USB adapter while a call is on the line.
+    device
+        .behaviour
+        .vanish_on_request
+        .store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    assert_eq!(
+        remote_code(client.call(&Ping { n: 2 })),
+        ErrorCode::Unavailable
+    );
+    assert!(
+        started.elapsed() < device_timeout(),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(device.vanished());
+    drop(device);
+
+    // While it is away, every caller is told at once.
+    for n in 0..3 {
+        let started = Instant::now();
+        match client.call(&Ping { n }) {
+            Err(CallError::Remote { error, .. }) => {
+                assert_eq!(error.code, ErrorCode::Unavailable);
+                assert!(
+                    error.message.as_str().contains("not open"),
+                    "{}",
+                    error.message
+                );
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < device_timeout(),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    // It comes back (a new line behind the same link): the bridge opens it again.
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    assert_eq!(ping_until_answered(&mut client, 3, secs(5)), 3);
+    assert_eq!(client.call(&SetLed { led: 1, on: true }).unwrap(), 0b10);
+    let counts = running.stats().snapshot();
+    assert_eq!(counts.opened, 2);
+    assert!(counts.lost >= 1, "{counts:?}");
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+    let _ = std::fs::remove_file(&link);
+}
+
+#[test]
+fn a_device_unplugged_while_idle_fails_the_next_call_at_once() {
+    let link = link_path("idle");
+    let device = FakeDevice::plug(&link, Duration::from_millis(20));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+    drop(device);
+    let started = Instant::now();
+    assert_eq!(
+        remote_code(client.call(&Ping { n: 2 })),
+        ErrorCode::Unavailable
+    );
+    assert!(
+        started.elapsed() < device_timeout(),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(client);
+    running.join().unwrap();
+    let _ = std::fs::remove_file(&link);
+}
+
+#[test]
+fn the_bridge_keeps_its_device_from_the_processes_it_starts() {
+    let link = link_path("cloexec");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+    // The descriptors this process holds on the device's line, and their open flags.
+    let line = std::fs::canonicalize(&link).unwrap();
+    let flags: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            (std::fs::read_link(entry.path()).ok()? == line).then_some(())?;
+            let fd = entry.file_name().into_string().ok()?;
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+            u32::from_str_radix(flags.trim(), 8).ok()
+        })
+        .collect();
+    const O_CLOEXEC: u32 = 0o2000000;
+    assert_eq!(flags.len(), 1, "the bridge holds the line once: {flags:?}");
+    assert_ne!(flags[0] & O_CLOEXEC, 0, "flags {:o}", flags[0]);
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+    let _ = std::fs::remove_file(&link);
+}
+
+#[test]
+fn a_device_missing_when_the_bridge_starts_is_opened_when_it_appears() {
+    let link = link_path("missing");
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    let started = Instant::now();
+    assert_eq!(
+        remote_code(client.call(&Ping { n: 1 })),
+        ErrorCode::Unavailable
+    );
+    assert!(
+        started.elapsed() < device_timeout(),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(running.stats().snapshot().opened, 0);
+
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    assert_eq!(ping_until_answered(&mut client, 4, secs(5)), 4);
+    assert_eq!(running.stats().snapshot().opened, 1);
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+    let _ = std::fs::remove_file(&link);
+}
+
+#[test]
+fn the_devices_notifications_reach_a_subscriber_while_calls_go_on() {
+    let link = link_path("notify");
+    let device = FakeDevice::plug(&link, Duration::from_millis(20));
+    let (running, rep, publish) = bridge(&link);
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let store = samples.clone();
+    let subscriber = RpcServer::builder()
+        .subscribe(publish)
+        .register(move |sample: Sample| {
+            store.lock().unwrap().push(sample);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+    for n in 0..20 {
+        assert_eq!(client.call(&Ping { n }).unwrap(), n);
+    }
+    assert!(eventually(secs(5), || samples.lock().unwrap().len() >= 10));
+    // In order, and none missing between the first and the last that arrived.
+    let seqs: Vec<u32> = samples.lock().unwrap().iter().map(|s| s.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert!(running.stats().snapshot().published >= 10);
+    drop(client);
+    subscriber.join().unwrap();
+    running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn garbage_from_the_network_is_refused_and_the_bridge_keeps_serving() {
+    let link = link_path("garbage");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::REQ).unwrap();
+    raw.set_rcvtimeo(5000 * slack() as i32).unwrap();
+    raw.set_linger(0).unwrap();
+    raw.connect(&rep).unwrap();
+    for garbage in [
+        &b"not a frame"[..],
+        &[],
+        &[1u8, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ] {
+        raw.send(garbage, 0).unwrap();
+        let answer = raw.recv_bytes(0).unwrap();
+        let frame = zmqrpc::Frame::decode(&answer).unwrap();
+        let error = frame.remote_error().unwrap();
+        assert!(
+            matches!(error.code, ErrorCode::BadFrame | ErrorCode::VersionMismatch),
+            "{error:?}"
+        );
+    }
+    // A frame too large for the link is refused before it reaches the line.
+    let mut huge = vec![0; zmqrpc::HEADER_LEN];
+    zmqrpc::Header::request(5, Ping::KEY)
+        .write(&mut huge)
+        .unwrap();
+    huge.resize(4000, 7);
+    raw.send(&huge, 0).unwrap();
+    let answer = raw.recv_bytes(0).unwrap();
+    let error = zmqrpc::Frame::decode(&answer)
+        .unwrap()
+        .remote_error()
+        .unwrap();
+    assert_eq!(error.code, ErrorCode::TooLarge);
+
+    let mut client = client(&rep);
+    assert_eq!(ping_until_answered(&mut client, 9, secs(5)), 9);
+    assert_eq!(running.stats().snapshot().refused, 3);
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn the_proxy_binary_bridges_a_serial_device_and_publishes_its_notifications() {
+    let link = link_path("binary");
+    let device = FakeDevice::plug(&link, Duration::from_millis(20));
+    let timeout = device_timeout().as_millis().to_string();
+    let (input, output) = (ipc_endpoint("bridge-in"), ipc_endpoint("bridge-out"));
+    let (proxy, ready) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "rep2serial",
+            "--device",
+            link.to_str().unwrap(),
+            "--baud",
+            "115200",
+            "--in",
+            &input,
+            "--out",
+            &output,
+            "--timeout",
+            &timeout,
+        ],
+    );
+    let rep = ready_field(&ready, "in")[0].clone();
+    let publish = ready_field(&ready, "out")[0].clone();
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let store = samples.clone();
+    let subscriber = RpcServer::builder()
+        .subscribe(publish)
+        .register(move |sample: Sample| {
+            store.lock().unwrap().push(sample.seq);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut client = client(&rep);
+    assert_eq!(ping_until_answered(&mut client, 42, secs(10)), 42);
+    assert_eq!(client.call(&SetLed { led: 7, on: true }).unwrap(), 0x80);
+    assert!(eventually(secs(5), || samples.lock().unwrap().len() >= 3));
+
+    // Unplugged: callers are told, and the log says so.
+    drop(device);
+    assert_eq!(
+        remote_code(client.call(&Ping { n: 1 })),
+        ErrorCode::Unavailable
+    );
+    assert!(proxy.wait_for_log("failed: I/O error", secs(5)));
+    drop(client);
+    subscriber.join().unwrap();
+    drop(proxy);
+    let _ = std::fs::remove_file(&link);
+}
+
+#[test]
+fn the_proxy_binary_refuses_a_serial_bridge_without_a_device() {
+    let out = process::bin(
+        PROXY,
+        &["--kind", "rep2serial", "--in", "tcp://127.0.0.1:0"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--device"), "{stderr}");
+    let out = process::bin(
+        PROXY,
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            "tcp://127.0.0.1:0",
+            "--out",
+            "tcp://127.0.0.1:1",
+            "--device",
+            "/dev/null",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rep2serial only"));
+}

@@ -1,0 +1,228 @@
+//! [`SerialBridge`]: calls from the ZeroMQ network to a microcontroller on a serial port, and
+//! the microcontroller's notifications back out (feature `serial`).
+//!
+//! The bridge binds a REP input like a `rep2req` proxy, but its downstream is a serial
+//! device (a UART, a USB adapter, a pseudo-terminal) carrying the core's frames in its COBS
+//! stream framing: what [`zmqrpc_core::device::DeviceServer`] serves on the other end. The
+//! frames are the same on both sides; only the sequence number changes. Each call goes to
+//! the device under a link sequence number of the bridge's own and its answer comes back
+//! under the caller's, so an answer that arrives after its call was given up on (a reset
+//! device catching up) can never be taken for a later call's: it is counted as `stray` and
+//! dropped. One call is on the line at a time.
+//!
+//! What a caller gets:
+//! - the device's reply or error, relabelled to its call;
+//! - a `Timeout` error when the device does not answer within the bridge's timeout (a
+//!   device that reset mid-call, a frame damaged on the line);
+//! - an `Unavailable` error at once when the device is not open, or went away during the
+//!   call (unplugged, its USB adapter reset): the bridge closes it and tries to open it
+//!   again, after 50 ms and then twice as long each time up to a limit, while every caller
+//!   gets that error meanwhile — nothing waits on a missing device;
+//! - `TooLarge` for a frame over [`LINK_FRAME_MAX`] bytes, `BadFrame` for what is no frame;
+//! - a notification is written to the device and acknowledged; a heartbeat is answered by
+//!   the bridge itself.
+//!
+//! What the device sends of its own accord (notifications: sensor samples) is published on
+//! the PUB output, if the bridge has one (held while no subscriber is attached, like a
+//! [`Publisher`]'s), and counted as dropped if not. Frames damaged on the line are counted
+//! in `link_errors` and skipped; the link is back in step at the next frame.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use zmqrpc_transport_std::bridge::SerialBridge;
+//!
+//! let bridge = SerialBridge::builder("/dev/ttyACM0")
+//!     .baud(115_200)
+//!     .input("tcp://*:30010")       // calls in
+//!     .output("tcp://*:30011")      // the device's notifications out
+//!     .timeout(Duration::from_millis(500))
+//!     .bind()?;
+//! let running = bridge.spawn()?;
+//! # running.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod link;
+mod relay;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use link::LinkError;
+
+use crate::dialect::{Dialect, Native};
+use crate::messaging::publisher::Publisher;
+use crate::messaging::receiver::Receiver;
+use crate::proxy::{relay_methods, side_setters, FailureLog, Sides};
+use crate::socket::stats::counters;
+use crate::TransportError;
+use link::SerialLink;
+use relay::Relay;
+
+/// The largest frame that crosses the serial link, in bytes (before COBS encoding).
+pub const LINK_FRAME_MAX: usize = 1024;
+
+counters! {
+    /// Live counters of a [`SerialBridge`].
+    BridgeStats;
+    /// A [`BridgeStats`] reading.
+    BridgeCounts {
+        /// Messages taken from the input.
+        received,
+        /// Calls the device answered (with a reply or an error of its own).
+        answered,
+        /// Notifications written to the device.
+        forwarded,
+        /// Calls the device did not answer in time.
+        timeouts,
+        /// Calls and notifications refused because the device was not open or went away
+        /// (or the bridge was stopping), or too large for the link.
+        unavailable,
+        /// Messages from the input that were no request (answered with `BadFrame`).
+        refused,
+        /// Frames from the device that answered no waiting call (late answers after a
+        /// timeout, heartbeats, requests).
+        stray,
+        /// Frames lost on the line: damaged, too large or unreadable, skipped.
+        link_errors,
+        /// The device's notifications published.
+        published,
+        /// The device's notifications waiting for a subscriber now.
+        queued,
+        /// The device's notifications lost: no PUB output, or its queue was full.
+        dropped,
+        /// Times the device was opened.
+        opened,
+        /// Times the device went away (a read or write failed) and was closed.
+        lost,
+    }
+}
+
+/// Builds a [`SerialBridge`].
+pub struct SerialBridgeBuilder {
+    sides: Sides,
+    device: PathBuf,
+    baud: u32,
+    reopen_max: Duration,
+    write_timeout: Duration,
+    pending_limit: usize,
+}
+
+impl SerialBridgeBuilder {
+    side_setters!();
+
+    /// A REP input endpoint, bound: calls come in here.
+    pub fn input(mut self, endpoint: impl Into<String>) -> Self {
+        self.sides.input = std::mem::take(&mut self.sides.input).rep(endpoint);
+        self
+    }
+
+    /// A PUB output endpoint, bound: the device's notifications go out here. Without one,
+    /// they are counted as dropped.
+    pub fn output(mut self, endpoint: impl Into<String>) -> Self {
+        self.sides.outputs.push(endpoint.into());
+        self
+    }
+
+    /// The line's speed in bits per second (default 115200; ignored by pseudo-terminals
+    /// and USB CDC devices).
+    pub fn baud(mut self, baud: u32) -> Self {
+        self.baud = baud;
+        self
+    }
+
+    /// The longest wait between two tries to open a missing device (default 2 s).
+    pub fn reopen_max(mut self, wait: Duration) -> Self {
+        self.reopen_max = wait;
+        self
+    }
+
+    /// How long writing one frame to the device may take before it counts as gone (default
+    /// 1 s: a line without flow control never blocks that long).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Notifications the PUB output holds while no subscriber is attached (default 1000).
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.pending_limit = limit;
+        self
+    }
+
+    /// Binds the input (and the output, if any) and tries to open the device once. A device
+    /// that is missing does not fail the bridge: it is tried again while it runs.
+    pub fn bind(mut self) -> Result<SerialBridge, TransportError> {
+        let (ctx, input) = self.sides.bind_input()?;
+        let sides = &self.sides;
+        let publisher = match sides.outputs.is_empty() {
+            true => None,
+            false => Some(Publisher::bind(
+                &ctx,
+                &sides.outputs,
+                &sides.output_options,
+                sides.credentials.as_ref(),
+                self.pending_limit,
+            )?),
+        };
+        let link = SerialLink::new(self.device, self.baud, self.write_timeout, self.reopen_max);
+        let mut relay = Relay {
+            link,
+            publisher,
+            timeout: sides.timeout,
+            stop: input.shutdown(),
+            stats: Arc::default(),
+            next_seq: first_seq(),
+            failures: FailureLog::default(),
+            outgoing: Vec::new(),
+        };
+        relay.open_if_due();
+        Ok(SerialBridge { input, relay })
+    }
+}
+
+/// A bridge between a REP/PUB pair and a serial device; see the [module docs](self).
+pub struct SerialBridge {
+    input: Receiver,
+    relay: Relay,
+}
+
+impl SerialBridge {
+    /// Starts building a bridge to the serial device at `device` (a path such as
+    /// `/dev/ttyACM0`, or a stable link such as `/dev/serial/by-id/…`).
+    pub fn builder(device: impl Into<PathBuf>) -> SerialBridgeBuilder {
+        SerialBridgeBuilder {
+            sides: Sides::new(Native::heartbeat_answer),
+            device: device.into(),
+            baud: 115_200,
+            reopen_max: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(1),
+            pending_limit: 1000,
+        }
+    }
+
+    /// The PUB output's endpoints as bound (empty without one).
+    pub fn output_endpoints(&self) -> &[String] {
+        self.relay
+            .publisher
+            .as_ref()
+            .map_or(&[], Publisher::endpoints)
+    }
+
+    /// Whether the device is open now.
+    pub fn device_open(&self) -> bool {
+        self.relay.link.is_open()
+    }
+
+    relay_methods!(relay, "zmqrpc-bridge", BridgeStats);
+}
+
+/// The first link sequence number: from the clock, so that a bridge restarted while its
+/// device still answers an old call does not take that answer for a new call's.
+fn first_seq() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |since| since.subsec_nanos() ^ since.as_secs() as u32);
+    nanos.max(1)
+}
