@@ -47,6 +47,10 @@
 //!
 //! # Layout
 //! One folder a layer, arrows pointing down only: a layer uses the ones listed after it.
+//! - [`bridge`] (feature `serial`): [`SerialBridge`](bridge::SerialBridge), calls from a REP
+//!   endpoint to a microcontroller on a serial port (the core's
+//!   [`DeviceServer`](zmqrpc_core::device::DeviceServer) on its UART) and back, its
+//!   notifications published; it reuses the proxies' sides and the receiver loop.
 //! - [`proxy`]: [`Proxy`] (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req, sharing one definition of
 //!   their two sides), [`BufferedProxy`] (store-and-forward) and its [`Spool`].
 //! - [`rpc`]: [`RpcServer`] (its [`Service`] API, the type-erased dispatch, the worker
