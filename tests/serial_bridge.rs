@@ -528,6 +528,45 @@ fn the_proxy_binary_bridges_a_serial_device_and_publishes_its_notifications() {
 }
 
 #[test]
+fn the_shipped_bridge_config_runs_once_its_device_and_paths_are_given_by_flags() {
+    if !device::lines_open() {
+        return;
+    }
+    let link = link_path("deployed");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let users = process::TempPath::with("bridge-users", "ops:s3cret\n");
+    let input = ipc_endpoint("deployed-in");
+    let output = ipc_endpoint("deployed-out");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy/bridge.toml");
+    let (_proxy, ready) = Process::start(
+        PROXY,
+        &[
+            "--config",
+            config,
+            "--device",
+            link.to_str().unwrap(),
+            "--in",
+            &input,
+            "--out",
+            &output,
+            "--users",
+            users.as_str(),
+        ],
+    );
+    assert_eq!(ready, format!("ready in={input} out={output}"));
+    let mut client = RpcClient::builder()
+        .req(&input)
+        .credentials(zmqrpc::transport::Credentials::new("ops", "s3cret"))
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    assert_eq!(ping_until_answered(&mut client, 8, secs(10)), 8);
+    drop(client);
+    drop(device);
+    let _ = std::fs::remove_file(&link);
+}
+
+#[test]
 fn the_proxy_binary_refuses_a_serial_bridge_without_a_device() {
     let out = process::bin(
         PROXY,

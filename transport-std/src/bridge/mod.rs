@@ -8,7 +8,8 @@
 //! the device under a link sequence number of the bridge's own and its answer comes back
 //! under the caller's, so an answer that arrives after its call was given up on (a reset
 //! device catching up) can never be taken for a later call's: it is counted as `stray` and
-//! dropped. One call is on the line at a time.
+//! dropped. One call is on the line at a time. Both sides speak native frames only (the
+//! device's): a pyzmqrpc3 message is refused with `BadFrame`.
 //!
 //! What a caller gets:
 //! - the device's reply or error, relabelled to its call;
