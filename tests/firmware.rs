@@ -22,14 +22,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{eventually, ipc_endpoint, secs};
-use device::commands::{DeviceStatsReply, Ping, ReadStats, Sample, SetLed};
-use device::link_path;
+use device::commands::{DeviceStatsReply, Ping, ReadStats, SetLed};
+use device::{link_path, ping_until_answered, sample_subscriber};
 use process::{ready_field, Process, PROXY};
-use zmqrpc::transport::{CallError, RpcClient, RpcServer, Running, ServerStats, ServiceError};
+use zmqrpc::transport::{CallError, RpcClient};
 use zmqrpc::ErrorCode;
 
 /// The firmware's ELF, if it has been built.
@@ -152,36 +151,6 @@ impl Drop for Board {
     }
 }
 
-/// A subscriber collecting the board's samples.
-fn subscriber(endpoint: String) -> (Running<ServerStats>, Arc<Mutex<Vec<Sample>>>) {
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let store = samples.clone();
-    let running = RpcServer::builder()
-        .subscribe(endpoint)
-        .register(move |sample: Sample| {
-            store.lock().unwrap().push(sample);
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
-    (running, samples)
-}
-
-/// Calls `Ping` until the board answers; the answer.
-fn ping_until_answered(client: &mut RpcClient, n: u32, within: Duration) -> u32 {
-    let deadline = Instant::now() + within;
-    loop {
-        match client.call(&Ping { n }) {
-            Ok(answer) => return answer,
-            Err(e) if Instant::now() >= deadline => panic!("the board never answered: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
 #[test]
 fn an_emulated_microcontroller_answers_typed_calls_through_the_proxy_binary() {
     let Some(elf) = prerequisites() else { return };
@@ -202,7 +171,7 @@ fn an_emulated_microcontroller_answers_typed_calls_through_the_proxy_binary() {
             "1000",
         ],
     );
-    let (sub, samples) = subscriber(ready_field(&ready, "out")[0].clone());
+    let (sub, samples) = sample_subscriber(ready_field(&ready, "out")[0].clone());
     let mut client = RpcClient::builder()
         .req(ready_field(&ready, "in")[0].clone())
         .timeout(secs(5))

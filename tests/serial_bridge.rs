@@ -16,15 +16,14 @@ mod process;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{eventually, ipc_endpoint, secs, slack};
-use device::commands::{Ping, Sample, SetLed};
-use device::{link_path, FakeDevice};
+use device::commands::{Ping, SetLed};
+use device::{link_path, ping_until_answered, sample_subscriber, FakeDevice};
 use process::{ready_field, Process, PROXY};
 use zmqrpc::transport::bridge::{BridgeStats, SerialBridge};
-use zmqrpc::transport::{CallError, RpcClient, RpcServer, Running, ServiceError};
+use zmqrpc::transport::{CallError, RpcClient, Running};
 use zmqrpc::{Command, ErrorCode};
 
 /// `n` milliseconds, scaled for emulation.
@@ -65,19 +64,6 @@ fn remote_code<T: std::fmt::Debug>(result: Result<T, CallError>) -> ErrorCode {
     match result {
         Err(CallError::Remote { error, .. }) => error.code,
         other => panic!("expected a remote error, got {other:?}"),
-    }
-}
-
-/// Calls `Ping` until the device answers (the bridge opens it within its backoff); the
-/// answer's number.
-fn ping_until_answered(client: &mut RpcClient, n: u32, within: Duration) -> u32 {
-    let deadline = Instant::now() + within;
-    loop {
-        match client.call(&Ping { n }) {
-            Ok(answer) => return answer,
-            Err(e) if Instant::now() >= deadline => panic!("the device never answered: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
     }
 }
 
@@ -172,6 +158,36 @@ fn line_noise_and_damaged_answers_cost_only_the_calls_they_hit() {
     drop(device);
 }
 
+/// A request frame for `Ping { n }` with the caller's sequence number `seq`.
+fn ping_frame(seq: u32, n: u32) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    zmqrpc::frame::encode(
+        &zmqrpc::Header::request(seq, Ping::KEY),
+        &Ping { n },
+        &mut buf,
+    )
+    .unwrap()
+    .to_vec()
+}
+
+/// A REQ socket connected to `endpoint`, its receive bounded.
+fn raw_req(ctx: &zmq::Context, endpoint: &str) -> zmq::Socket {
+    let raw = ctx.socket(zmq::REQ).unwrap();
+    raw.set_rcvtimeo(5000 * slack() as i32).unwrap();
+    raw.set_linger(0).unwrap();
+    raw.connect(endpoint).unwrap();
+    raw
+}
+
+/// Sends `request` and reads the answer's header and outcome.
+fn exchange(raw: &zmq::Socket, request: &[u8]) -> (zmqrpc::Header, Result<u32, ErrorCode>) {
+    raw.send(request, 0).unwrap();
+    let bytes = raw.recv_bytes(0).unwrap();
+    let frame = zmqrpc::Frame::decode(&bytes).unwrap();
+    let outcome = frame.outcome::<u32>().unwrap().map_err(|e| e.code);
+    (frame.header, outcome)
+}
+
 #[test]
 fn an_answer_that_comes_after_its_call_gave_up_is_never_taken_for_the_next_call() {
     if !device::lines_open() {
@@ -182,24 +198,131 @@ fn an_answer_that_comes_after_its_call_gave_up_is_never_taken_for_the_next_call(
     let (running, rep, _) = bridge(&link);
     let mut client = client(&rep);
     ping_until_answered(&mut client, 1, secs(5));
+    let ctx = zmq::Context::new();
+    let raw = raw_req(&ctx, &rep);
 
     // The device answers 1.5 timeouts late: the caller gets a Timeout error …
-    device.behaviour.delay_ms.store(
-        (device_timeout().as_millis() * 3 / 2) as u64,
-        Ordering::SeqCst,
-    );
-    assert_eq!(
-        remote_code(client.call(&Ping { n: 10 })),
-        ErrorCode::Timeout
-    );
-    // … and the next call, made while that late answer is on its way (the same command
-    // and, from the caller's side, possibly the same number), gets its own answer.
+    let late = (device_timeout().as_millis() * 3 / 2) as u64;
+    device.behaviour.delay_ms.store(late, Ordering::SeqCst);
+    let (header, outcome) = exchange(&raw, &ping_frame(7, 10));
+    assert_eq!((header.seq, outcome), (7, Err(ErrorCode::Timeout)));
+    // … and the next call, with the very same sequence number and command, made while that
+    // late answer is on its way, gets its own answer, not the late one.
     device.behaviour.delay_ms.store(0, Ordering::SeqCst);
-    assert_eq!(client.call(&Ping { n: 11 }).unwrap(), 11);
-    assert_eq!(client.call(&Ping { n: 12 }).unwrap(), 12);
+    let (header, outcome) = exchange(&raw, &ping_frame(7, 11));
+    assert_eq!((header.seq, outcome), (7, Ok(11)));
+    let (header, outcome) = exchange(&raw, &ping_frame(7, 12));
+    assert_eq!((header.seq, outcome), (7, Ok(12)));
     assert!(eventually(secs(2), || running.stats().snapshot().stray >= 1));
     drop(client);
     running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn the_devices_refusal_of_an_unreadable_frame_is_no_answer_to_the_waiting_call() {
+    if !device::lines_open() {
+        return;
+    }
+    let link = link_path("refusal");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let (running, rep, _) = bridge(&link);
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+    // The device answers a frame it could not read (seq 0, key 0) just before the real
+    // answer: the call gets its own answer.
+    device.behaviour.refuse_first.store(true, Ordering::SeqCst);
+    assert_eq!(client.call(&Ping { n: 77 }).unwrap(), 77);
+    assert_eq!(running.stats().snapshot().stray, 1);
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn a_device_that_takes_no_more_bytes_is_closed_instead_of_blocking_the_bridge() {
+    if !device::lines_open() {
+        return;
+    }
+    let link = link_path("wedged");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let bridge = SerialBridge::builder(&*link)
+        .input("tcp://127.0.0.1:*")
+        .timeout(ms(10))
+        .write_timeout(ms(200))
+        .reopen_max(ms(100))
+        .bind()
+        .unwrap();
+    let rep = bridge.input_endpoints()[0].clone();
+    let running = bridge.spawn().unwrap();
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+
+    // The device stops reading: requests (of 1000 bytes each) pile up in the line until it
+    // takes no more. Each call ends in bounded time, the first ones with Timeout, then one
+    // with Unavailable once a write finds no room for the write timeout.
+    device.behaviour.deaf.store(true, Ordering::SeqCst);
+    let ctx = zmq::Context::new();
+    let raw = raw_req(&ctx, &rep);
+    let mut big = vec![0; zmqrpc::HEADER_LEN];
+    zmqrpc::Header::request(3, zmqrpc::Key::of("device.unknown"))
+        .write(&mut big)
+        .unwrap();
+    big.resize(1000, 0x55);
+    let deadline = Instant::now() + secs(60);
+    let code = loop {
+        let started = Instant::now();
+        let (_, outcome) = exchange(&raw, &big);
+        assert!(
+            started.elapsed() < secs(2),
+            "a call took {:?}",
+            started.elapsed()
+        );
+        match outcome {
+            Err(ErrorCode::Timeout) if Instant::now() < deadline => continue,
+            Err(code) => break code,
+            Ok(n) => panic!("a deaf device answered {n}"),
+        }
+    };
+    assert_eq!(code, ErrorCode::Unavailable);
+    assert!(running.stats().snapshot().lost >= 1);
+
+    // It reads again: the bridge has opened it anew, and calls are answered.
+    device.behaviour.deaf.store(false, Ordering::SeqCst);
+    assert_eq!(ping_until_answered(&mut client, 5, secs(10)), 5);
+    drop(client);
+    running.join().unwrap();
+    drop(device);
+}
+
+#[test]
+fn a_bridge_stopped_during_a_call_answers_it_and_stops_in_bounded_time() {
+    if !device::lines_open() {
+        return;
+    }
+    let link = link_path("stopping");
+    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    let bridge = SerialBridge::builder(&*link)
+        .input("tcp://127.0.0.1:*")
+        .timeout(secs(30))
+        .bind()
+        .unwrap();
+    let rep = bridge.input_endpoints()[0].clone();
+    let running = bridge.spawn().unwrap();
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+    device.behaviour.silent.store(true, Ordering::SeqCst);
+    let caller = std::thread::spawn(move || client.call(&Ping { n: 2 }));
+    assert!(eventually(secs(5), || device
+        .behaviour
+        .requests
+        .load(Ordering::SeqCst)
+        >= 2));
+    let started = Instant::now();
+    running.stop();
+    running.join().unwrap();
+    assert!(started.elapsed() < secs(2), "took {:?}", started.elapsed());
+    assert_eq!(remote_code(caller.join().unwrap()), ErrorCode::Unavailable);
     drop(device);
 }
 
@@ -258,7 +381,7 @@ fn a_device_that_goes_away_mid_call_fails_that_call_at_once_and_is_reopened_when
         "took {:?}",
         started.elapsed()
     );
-    assert!(device.vanished());
+    assert!(eventually(secs(2), || device.vanished()));
     drop(device);
 
     // While it is away, every caller is told at once.
@@ -292,7 +415,6 @@ fn a_device_that_goes_away_mid_call_fails_that_call_at_once_and_is_reopened_when
     drop(client);
     running.join().unwrap();
     drop(device);
-    let _ = std::fs::remove_file(&link);
 }
 
 #[test]
@@ -318,7 +440,6 @@ fn a_device_unplugged_while_idle_fails_the_next_call_at_once() {
     );
     drop(client);
     running.join().unwrap();
-    let _ = std::fs::remove_file(&link);
 }
 
 #[test]
@@ -350,7 +471,6 @@ fn the_bridge_keeps_its_device_from_the_processes_it_starts() {
     drop(client);
     running.join().unwrap();
     drop(device);
-    let _ = std::fs::remove_file(&link);
 }
 
 #[test]
@@ -379,7 +499,6 @@ fn a_device_missing_when_the_bridge_starts_is_opened_when_it_appears() {
     drop(client);
     running.join().unwrap();
     drop(device);
-    let _ = std::fs::remove_file(&link);
 }
 
 #[test]
@@ -390,19 +509,7 @@ fn the_devices_notifications_reach_a_subscriber_while_calls_go_on() {
     let link = link_path("notify");
     let device = FakeDevice::plug(&link, Duration::from_millis(20));
     let (running, rep, publish) = bridge(&link);
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let store = samples.clone();
-    let subscriber = RpcServer::builder()
-        .subscribe(publish)
-        .register(move |sample: Sample| {
-            store.lock().unwrap().push(sample);
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let (subscriber, samples) = sample_subscriber(publish);
     let mut client = client(&rep);
     ping_until_answered(&mut client, 1, secs(5));
     for n in 0..20 {
@@ -428,10 +535,7 @@ fn garbage_from_the_network_is_refused_and_the_bridge_keeps_serving() {
     let device = FakeDevice::plug(&link, Duration::from_secs(3600));
     let (running, rep, _) = bridge(&link);
     let ctx = zmq::Context::new();
-    let raw = ctx.socket(zmq::REQ).unwrap();
-    raw.set_rcvtimeo(5000 * slack() as i32).unwrap();
-    raw.set_linger(0).unwrap();
-    raw.connect(&rep).unwrap();
+    let raw = raw_req(&ctx, &rep);
     for garbage in [
         &b"not a frame"[..],
         &[],
@@ -496,19 +600,7 @@ fn the_proxy_binary_bridges_a_serial_device_and_publishes_its_notifications() {
     );
     let rep = ready_field(&ready, "in")[0].clone();
     let publish = ready_field(&ready, "out")[0].clone();
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let store = samples.clone();
-    let subscriber = RpcServer::builder()
-        .subscribe(publish)
-        .register(move |sample: Sample| {
-            store.lock().unwrap().push(sample.seq);
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let (subscriber, samples) = sample_subscriber(publish);
     let mut client = client(&rep);
     assert_eq!(ping_until_answered(&mut client, 42, secs(10)), 42);
     assert_eq!(client.call(&SetLed { led: 7, on: true }).unwrap(), 0x80);
@@ -520,11 +612,11 @@ fn the_proxy_binary_bridges_a_serial_device_and_publishes_its_notifications() {
         remote_code(client.call(&Ping { n: 1 })),
         ErrorCode::Unavailable
     );
-    assert!(proxy.wait_for_log("failed: I/O error", secs(5)));
+    let said = format!("serial device {} failed", link.display());
+    assert!(proxy.wait_for_log(&said, secs(5)));
     drop(client);
     subscriber.join().unwrap();
     drop(proxy);
-    let _ = std::fs::remove_file(&link);
 }
 
 #[test]
@@ -563,7 +655,6 @@ fn the_shipped_bridge_config_runs_once_its_device_and_paths_are_given_by_flags()
     assert_eq!(ping_until_answered(&mut client, 8, secs(10)), 8);
     drop(client);
     drop(device);
-    let _ = std::fs::remove_file(&link);
 }
 
 #[test]

@@ -10,10 +10,11 @@ use zmqrpc::transport::bridge::SerialBridge;
 use zmqrpc::transport::{BufferedProxy, Credentials, Proxy, ProxyKind, Users};
 
 const HELP: &str = "\
-zmqrpc-proxy: forwards zmqrpc frames from one socket to another.
+zmqrpc-proxy: forwards zmqrpc frames from one socket to another, or to a serial device.
 
 USAGE:
     zmqrpc-proxy --kind KIND --in ENDPOINT --out ENDPOINT [OPTIONS]
+    zmqrpc-proxy --kind rep2serial --device PATH --in ENDPOINT [--out ENDPOINT] [OPTIONS]
     zmqrpc-proxy --config FILE [OPTIONS]
 
 KINDS:
@@ -26,12 +27,14 @@ KINDS:
     rep2serial  calls in (REP, bound), carried to a microcontroller on a serial port
                 (--device) and answered by it; its notifications published (--out,
                 PUB, bound; optional). A missing device is reopened with backoff
-                while callers get `Unavailable` errors
+                while callers get `Unavailable` errors. Native frames only: a
+                pyzmqrpc3 message is refused with `BadFrame`
 
 OPTIONS:
     --in ENDPOINT          input endpoint (repeatable), e.g. tcp://*:30000
     --out ENDPOINT         output endpoint (repeatable), e.g. tcp://10.0.0.2:30001
-    --timeout MS           wait for each downstream answer at most this long [5000]
+    --timeout MS           wait for each downstream answer at most this long
+                           [5000; rep2serial: 1000]
     --device PATH          rep2serial: the serial device, e.g. /dev/ttyACM0
     --baud N               rep2serial: the line speed [115200]
     --users FILE           the input accepts only these users (`user:password` lines)
@@ -130,108 +133,96 @@ enum Started {
     Serial(SerialBridge),
 }
 
+/// What every kind's builder takes from the settings (each builder has the same setters,
+/// one definition in the library; here, one place that calls them).
+struct Sides {
+    timeout: Duration,
+    input: Vec<String>,
+    output: Vec<String>,
+    users: Option<Users>,
+    credentials: Option<Credentials>,
+}
+
+/// Applies `sides` to `builder`, a proxy builder of any kind.
+macro_rules! with_sides {
+    ($builder:expr, $sides:expr) => {{
+        let sides: Sides = $sides;
+        let mut builder = $builder.timeout(sides.timeout);
+        for endpoint in sides.input {
+            builder = builder.input(endpoint);
+        }
+        for endpoint in sides.output {
+            builder = builder.output(endpoint);
+        }
+        if let Some(users) = sides.users {
+            builder = builder.input_users(users);
+        }
+        if let Some(credentials) = sides.credentials {
+            builder = builder.output_credentials(credentials);
+        }
+        builder
+    }};
+}
+
 fn start(settings: Settings) -> Result<Started, CliError> {
     let kind = settings
         .kind
         .clone()
-        .ok_or("--kind is required; try --help")?;
-    let timeout = Duration::from_millis(settings.timeout_ms.unwrap_or(5000));
-    let users = cli::users(settings.users.as_deref())?;
-    let credentials = cli::credentials(settings.credentials.as_deref())?;
-    let serial = kind.eq_ignore_ascii_case("rep2serial");
+        .ok_or("--kind is required; try --help")?
+        .to_ascii_lowercase();
+    let (serial, buffered) = (kind == "rep2serial", kind == "buffered");
     if !serial && (settings.device.is_some() || settings.baud.is_some()) {
         return Err("--device and --baud apply to --kind rep2serial only".into());
     }
+    if !buffered && (settings.spool.is_some() || settings.capacity.is_some()) {
+        return Err("--spool and --capacity apply to --kind buffered only".into());
+    }
+    if settings.input.is_empty() {
+        return Err("at least one --in is required; try --help".into());
+    }
+    if !serial && settings.output.is_empty() {
+        return Err("at least one --out is required; try --help".into());
+    }
+    // A serial device answers in milliseconds; the bridge's own timeout must also be well
+    // under a client's (5 s), so that callers get its typed `Timeout`.
+    let default_timeout = if serial { 1000 } else { 5000 };
+    let sides = Sides {
+        timeout: Duration::from_millis(settings.timeout_ms.unwrap_or(default_timeout)),
+        input: settings.input,
+        output: settings.output,
+        users: cli::users(settings.users.as_deref())?,
+        credentials: cli::credentials(settings.credentials.as_deref())?,
+    };
     if serial {
-        return start_serial(settings, timeout, users, credentials);
+        let device = settings
+            .device
+            .ok_or("--kind rep2serial needs --device; try --help")?;
+        return start_serial(device, settings.baud.unwrap_or(115_200), sides);
     }
-    if settings.input.is_empty() || settings.output.is_empty() {
-        return Err("at least one --in and one --out are required; try --help".into());
-    }
-    if kind.eq_ignore_ascii_case("buffered") {
-        let mut builder = BufferedProxy::builder_for(cli::wire_dialect())
-            .timeout(timeout)
+    if buffered {
+        let builder = BufferedProxy::builder_for(cli::wire_dialect())
             .capacity(settings.capacity.unwrap_or(1000));
-        for endpoint in settings.input {
-            builder = builder.input(endpoint);
-        }
-        for endpoint in settings.output {
-            builder = builder.output(endpoint);
-        }
-        if let Some(users) = users {
-            builder = builder.input_users(users);
-        }
-        if let Some(credentials) = credentials {
-            builder = builder.output_credentials(credentials);
-        }
+        let mut builder = with_sides!(builder, sides);
         if let Some(spool) = settings.spool {
             builder = builder.spool(spool, settings.spool_max.unwrap_or(64 << 20));
         }
         return Ok(Started::Buffered(builder.bind()?));
     }
-    if settings.spool.is_some() || settings.capacity.is_some() {
-        return Err("--spool and --capacity apply to --kind buffered only".into());
-    }
     let kind: ProxyKind = kind.parse()?;
-    let mut builder = Proxy::builder_for(kind, cli::wire_dialect()).timeout(timeout);
-    for endpoint in settings.input {
-        builder = builder.input(endpoint);
-    }
-    for endpoint in settings.output {
-        builder = builder.output(endpoint);
-    }
-    if let Some(users) = users {
-        builder = builder.input_users(users);
-    }
-    if let Some(credentials) = credentials {
-        builder = builder.output_credentials(credentials);
-    }
+    let builder = with_sides!(Proxy::builder_for(kind, cli::wire_dialect()), sides);
     Ok(Started::Plain(builder.bind()?))
 }
 
-/// The serial bridge: `--in` and `--device` required, `--out` optional.
+/// The serial bridge to `device`.
 #[cfg(feature = "serial")]
-fn start_serial(
-    settings: Settings,
-    timeout: Duration,
-    users: Option<Users>,
-    credentials: Option<Credentials>,
-) -> Result<Started, CliError> {
-    let device = settings
-        .device
-        .ok_or("--kind rep2serial needs --device; try --help")?;
-    if settings.input.is_empty() {
-        return Err("at least one --in is required; try --help".into());
-    }
-    if settings.spool.is_some() || settings.capacity.is_some() {
-        return Err("--spool and --capacity apply to --kind buffered only".into());
-    }
-    let mut builder = SerialBridge::builder(device)
-        .baud(settings.baud.unwrap_or(115_200))
-        .timeout(timeout);
-    for endpoint in settings.input {
-        builder = builder.input(endpoint);
-    }
-    for endpoint in settings.output {
-        builder = builder.output(endpoint);
-    }
-    if let Some(users) = users {
-        builder = builder.input_users(users);
-    }
-    if let Some(credentials) = credentials {
-        builder = builder.output_credentials(credentials);
-    }
+fn start_serial(device: PathBuf, baud: u32, sides: Sides) -> Result<Started, CliError> {
+    let builder = with_sides!(SerialBridge::builder(device).baud(baud), sides);
     Ok(Started::Serial(builder.bind()?))
 }
 
 #[cfg(not(feature = "serial"))]
-fn start_serial(
-    _: Settings,
-    _: Duration,
-    _: Option<Users>,
-    _: Option<Credentials>,
-) -> Result<Started, CliError> {
-    Err("this zmqrpc-proxy was built without the `serial` feature".into())
+fn start_serial(_: PathBuf, _: u32, _: Sides) -> Result<Started, CliError> {
+    Err("this zmqrpc-proxy was built without the `serial` feature (rep2serial)".into())
 }
 
 fn main() {

@@ -9,11 +9,12 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serialport::{SerialPort, TTYPort};
+use zmqrpc::transport::{RpcClient, RpcServer, Running, ServerStats, ServiceError};
 use zmqrpc_core::device::{on, DeviceServer, DeviceStats, Failure};
 use zmqrpc_core::stream::{self, Deframer, Feed};
 use zmqrpc_core::{frame, Command, Header};
@@ -51,8 +52,13 @@ pub struct Behaviour {
     pub noise: AtomicBool,
     /// Damages the next this-many answers on the line (their COBS is broken).
     pub damage: AtomicU32,
+    /// Sends the unaddressed error (as for a frame it could not read) before the next
+    /// answer.
+    pub refuse_first: AtomicBool,
     /// Goes away (closes the line) when the next request arrives, without answering.
     pub vanish_on_request: AtomicBool,
+    /// Stops reading the line (a wedged device): what is sent to it piles up.
+    pub deaf: AtomicBool,
     /// Requests seen.
     pub requests: AtomicU32,
 }
@@ -64,14 +70,49 @@ pub struct FakeDevice {
     thread: Option<JoinHandle<DeviceStats>>,
 }
 
-/// A path for a device link in the temp directory, nothing there yet.
-pub fn link_path(name: &str) -> PathBuf {
+/// A path for a device link in the temp directory (nothing there yet), removed when dropped.
+pub struct LinkPath(PathBuf);
+
+impl std::ops::Deref for LinkPath {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for LinkPath {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for LinkPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A fresh [`LinkPath`].
+pub fn link_path(name: &str) -> LinkPath {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("zmqrpc-tty-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    path
+    LinkPath(path)
 }
+
+/// Points `link` at `target`, atomically.
+fn point(link: &Path, target: &Path) {
+    let staged = link.with_extension("new");
+    let _ = std::fs::remove_file(&staged);
+    std::os::unix::fs::symlink(target, &staged).unwrap();
+    std::fs::rename(&staged, link).unwrap();
+}
+
+/// Where an unplugged device's link points: nowhere. (Left at its old pty, the link could
+/// reach another test's device once the kernel hands that pty's number out again.)
+const NOWHERE: &str = "/nonexistent/zmqrpc-unplugged";
 
 impl FakeDevice {
     /// A device on a new pty pair, `link` pointing at its line; sends a `Sample` every
@@ -84,15 +125,19 @@ impl FakeDevice {
         let line = slave.name().unwrap();
         // The bridge opens the line by its path, exclusively: this end lets go of it.
         drop(slave);
-        let staged = link.with_extension("new");
-        let _ = std::fs::remove_file(&staged);
-        std::os::unix::fs::symlink(&line, &staged).unwrap();
-        std::fs::rename(&staged, link).unwrap();
+        point(link, Path::new(&line));
         let behaviour = Arc::new(Behaviour::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (behaviour, stop) = (behaviour.clone(), stop.clone());
-            std::thread::spawn(move || serve(master, &behaviour, &stop, sample_every))
+            let (behaviour, stop, link) = (behaviour.clone(), stop.clone(), link.to_owned());
+            std::thread::spawn(move || {
+                let mut master = master;
+                let stats = serve(&mut master, &behaviour, &stop, sample_every);
+                // Unplugged: the link goes nowhere before the line closes.
+                point(&link, Path::new(NOWHERE));
+                drop(master);
+                stats
+            })
         };
         FakeDevice {
             behaviour,
@@ -123,9 +168,40 @@ impl Drop for FakeDevice {
     }
 }
 
+/// Calls `Ping` until the device answers (a bridge opens it within its backoff, a board
+/// boots); the answer's number.
+pub fn ping_until_answered(client: &mut RpcClient, n: u32, within: Duration) -> u32 {
+    let deadline = Instant::now() + within;
+    loop {
+        match client.call(&Ping { n }) {
+            Ok(answer) => return answer,
+            Err(e) if Instant::now() >= deadline => panic!("the device never answered: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// A server subscribed to `endpoint`, collecting the device's samples.
+pub fn sample_subscriber(endpoint: String) -> (Running<ServerStats>, Arc<Mutex<Vec<Sample>>>) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let store = samples.clone();
+    let running = RpcServer::builder()
+        .subscribe(endpoint)
+        .register(move |sample: Sample| {
+            store.lock().unwrap().push(sample);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    (running, samples)
+}
+
 /// The device's loop: what a firmware's main loop does, on the pty master.
 fn serve(
-    mut line: TTYPort,
+    line: &mut TTYPort,
     behaviour: &Behaviour,
     stop: &AtomicBool,
     sample_every: Duration,
@@ -159,8 +235,12 @@ fn serve(
             samples += 1;
             let mut buf = [0u8; 64];
             if let Ok(frame) = frame::encode(&Header::notify(Sample::KEY), &sample, &mut buf) {
-                send(&mut line, frame, false);
+                send(line, frame, false);
             }
+        }
+        if behaviour.deaf.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
         }
         let n = match line.read(&mut chunk) {
             Ok(n) => n,
@@ -194,6 +274,12 @@ fn serve(
             let Some(reply) = server.dispatch(frame, &mut answer) else {
                 continue;
             };
+            if behaviour.refuse_first.swap(false, Ordering::SeqCst) {
+                let mut buf = [0u8; 64];
+                if let Some(refusal) = server.dispatch(&[9, 9, 9], &mut buf) {
+                    send(line, refusal, false);
+                }
+            }
             if behaviour.noise.load(Ordering::SeqCst) {
                 // Bytes that are no COBS frame, then their delimiter: one lost frame.
                 let _ = line.write_all(&[0x13, 0x37, 0xfe, 0x00]);
@@ -202,7 +288,7 @@ fn serve(
                 .damage
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
-            send(&mut line, reply, damage);
+            send(line, reply, damage);
         }
     }
     server.stats()

@@ -4,8 +4,9 @@
 //! emulates it. Its UART0 carries zmqrpc frames, COBS-framed ([`zmqrpc_core::stream`]): a
 //! [`DeviceServer`](zmqrpc_core::device::DeviceServer) answers the three [commands]
 //! `device.ping`, `led.set` and `device.stats`, and every 250 ms the device sends a
-//! `sensor.sample` notification of its own. Damaged or unknown input is answered with an
-//! error and counted, never a panic. Nothing is allocated: the frame buffers (answer,
+//! `sensor.sample` notification of its own. A frame that does not decode or names an
+//! unknown command is answered with an error and counted; one damaged on the line is
+//! counted and skipped; never a panic. Nothing is allocated: the frame buffers (answer,
 //! deframer, writer: about 128 bytes each), the server and its handlers live on `main`'s
 //! stack.
 //!

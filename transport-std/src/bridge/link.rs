@@ -1,13 +1,18 @@
 //! The serial side of a bridge: a device opened by path in raw mode, frames in the core's
-//! COBS stream framing, and reopening with backoff when the device goes away.
+//! COBS stream framing, and reopening with backoff when the device goes away or stalls.
+//!
+//! The device is opened exclusively, close-on-exec and non-blocking: a read takes what has
+//! arrived, a write what fits, and a frame that cannot be written within the write timeout
+//! (a wedged USB device) closes the device instead of blocking the bridge. Output still
+//! queued is discarded before closing, so a close never waits on a dead line either.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serialport::{SerialPort, TTYPort};
+use serialport::{ClearBuffer, SerialPort, TTYPort};
 use zmqrpc_core::stream::{self, Deframer, Feed, StreamError};
 
 use super::LINK_FRAME_MAX;
@@ -18,13 +23,16 @@ const ENCODED_MAX: usize = stream::encoded_len(LINK_FRAME_MAX);
 /// Bytes read from the device at a time.
 const READ_CHUNK: usize = 512;
 
-/// The first wait before reopening a device that went away; it doubles on each failed try.
+/// The first wait before reopening a device that went away; it doubles on each try that
+/// fails (or opens a device that fails before carrying a frame).
 const FIRST_REOPEN: Duration = Duration::from_millis(50);
+
+/// The longest a write waits for room at a time, between two looks at whether to give up.
+const WRITE_SLICE: Duration = Duration::from_millis(20);
 
 /// Why the serial side could not carry a frame.
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// The device is not open: it went away, or never came, and the bridge is trying to open
     /// it again.
     NotOpen {
@@ -43,12 +51,20 @@ pub enum LinkError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// A frame could not be written within the write timeout (the device takes no more
+    /// bytes); the bridge closes it and tries to open it again.
+    Stalled {
+        /// The device's path.
+        path: PathBuf,
+        /// The write timeout.
+        after: Duration,
+    },
+    /// The bridge is stopping: the write was given up.
+    Stopping,
     /// The frame is larger than a link frame may be.
     TooLarge {
         /// The frame's size.
         len: usize,
-        /// [`LINK_FRAME_MAX`].
-        max: usize,
     },
 }
 
@@ -63,9 +79,16 @@ impl fmt::Display for LinkError {
             LinkError::Lost { path, source } => {
                 write!(f, "serial device {} failed: {source}", path.display())
             }
-            LinkError::TooLarge { len, max } => write!(
+            LinkError::Stalled { path, after } => write!(
                 f,
-                "a frame of {len} bytes is larger than the serial link takes ({max} bytes)"
+                "serial device {} took no more bytes for {after:?}: closed, to be opened again",
+                path.display()
+            ),
+            LinkError::Stopping => f.write_str("the bridge is stopping"),
+            LinkError::TooLarge { len } => write!(
+                f,
+                "a frame of {len} bytes is larger than the serial link takes \
+                 ({LINK_FRAME_MAX} bytes)"
             ),
         }
     }
@@ -88,6 +111,8 @@ pub(crate) enum Arrival<'a> {
     /// Bytes between two delimiters that were no frame (line noise, a frame cut by a reset)
     /// or too large for the link: skipped.
     Damaged(StreamError<()>),
+    /// Bytes of a frame not yet whole: read on.
+    Partial,
 }
 
 /// A serial device, open or waiting to be reopened.
@@ -97,6 +122,9 @@ pub(crate) struct SerialLink {
     write_timeout: Duration,
     reopen_max: Duration,
     port: Option<TTYPort>,
+    /// Whether the open device has carried a frame yet: only then does the backoff start
+    /// over (a device that opens and fails at once is retried ever more slowly).
+    proven: bool,
     /// Why the device is closed, for the errors callers get meanwhile.
     closed_because: String,
     next_try: Instant,
@@ -125,6 +153,7 @@ impl SerialLink {
             write_timeout,
             reopen_max: reopen_max.max(FIRST_REOPEN),
             port: None,
+            proven: false,
             closed_because: "not opened yet".into(),
             next_try: Instant::now(),
             delay: FIRST_REOPEN,
@@ -165,14 +194,19 @@ impl SerialLink {
             return None;
         }
         let opened = serialport::new(self.path.to_string_lossy(), self.baud)
-            .timeout(self.write_timeout)
+            .timeout(WRITE_SLICE)
             // Exclusively (TIOCEXCL) and close-on-exec: a process this one starts does not
             // keep the device open after the bridge let go of it.
-            .open_native();
+            .open_native()
+            .and_then(|port| {
+                use nix::fcntl::{fcntl, FcntlArg, OFlag};
+                fcntl(port.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+                Ok(port)
+            });
         Some(match opened {
             Ok(port) => {
                 self.port = Some(port);
-                self.delay = FIRST_REOPEN;
+                self.proven = false;
                 // Whatever was half-read from the device before belongs to no frame.
                 *self.deframer = Deframer::new();
                 self.start = self.end;
@@ -186,10 +220,15 @@ impl SerialLink {
         })
     }
 
-    /// Closes the device after `error` and schedules the next try to open it.
-    pub(crate) fn lose(&mut self, error: &std::io::Error) {
-        self.port = None;
-        self.closed_because = format!("it failed: {error}");
+    /// Closes the device, discarding output it never took, and schedules the next try to
+    /// open it; `why` is what callers are told meanwhile.
+    fn close(&mut self, why: String) {
+        if let Some(port) = self.port.take() {
+            // A close waits for queued output to drain (up to the driver's closing wait):
+            // a dead line never drains.
+            let _ = port.clear(ClearBuffer::Output);
+        }
+        self.closed_because = why;
         self.schedule_reopen();
     }
 
@@ -209,31 +248,55 @@ impl SerialLink {
 
     /// Writes `frame` to the device: a delimiter first (so the device drops whatever partial
     /// garbage it holds and takes this frame whole), then the COBS encoding and its
-    /// delimiter. A failure closes the device.
-    pub(crate) fn write_frame(&mut self, frame: &[u8]) -> Result<(), LinkError> {
+    /// delimiter. Waits for room at most the write timeout (or until `give_up`); a device
+    /// that takes nothing for that long, or fails, is closed.
+    pub(crate) fn write_frame(
+        &mut self,
+        frame: &[u8],
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<(), LinkError> {
         if frame.len() > LINK_FRAME_MAX {
-            return Err(LinkError::TooLarge {
-                len: frame.len(),
-                max: LINK_FRAME_MAX,
-            });
+            return Err(LinkError::TooLarge { len: frame.len() });
         }
+        self.encoded[0] = stream::DELIMITER;
+        let len = stream::encode(frame, &mut self.encoded[1..])
+            .map_err(|_| LinkError::TooLarge { len: frame.len() })?
+            .len();
         let Some(port) = self.port.as_mut() else {
             return Err(self.not_open());
         };
-        self.encoded[0] = stream::DELIMITER;
-        let len = match stream::encode(frame, &mut self.encoded[1..]) {
-            Ok(encoded) => encoded.len(),
-            Err(_) => {
-                return Err(LinkError::TooLarge {
-                    len: frame.len(),
-                    max: LINK_FRAME_MAX,
-                })
+        let deadline = Instant::now() + self.write_timeout;
+        let mut written = 0;
+        let failure = loop {
+            if written == len + 1 {
+                break None;
+            }
+            match port.write(&self.encoded[written..=len]) {
+                Ok(0) => break Some(ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                // No room yet (serialport waits up to a slice for it).
+                Err(e) if is_not_yet(&e) => {
+                    if give_up() {
+                        // The rest is never sent: the device resyncs at our next delimiter.
+                        return Err(LinkError::Stopping);
+                    }
+                    if Instant::now() >= deadline {
+                        let after = self.write_timeout;
+                        self.close(format!("it took no more bytes for {after:?}"));
+                        let path = self.path.clone();
+                        return Err(LinkError::Stalled { path, after });
+                    }
+                }
+                Err(e) => break Some(e),
             }
         };
-        let written = port
-            .write_all(&self.encoded[..=len])
-            .and_then(|()| port.flush());
-        written.map_err(|source| self.lost(source))
+        match failure {
+            None => {
+                prove(&mut self.proven, &mut self.delay);
+                Ok(())
+            }
+            Some(source) => Err(self.lost(source)),
+        }
     }
 
     /// Waits at most `timeout` for the device to have bytes (or to fail); whether it has.
@@ -247,23 +310,23 @@ impl SerialLink {
         zmq::poll(&mut items, timeout_ms).is_ok_and(|n| n > 0)
     }
 
-    /// The next frame from what has been read, reading the device once if nothing is left
-    /// (without waiting: call it after [`wait_readable`](Self::wait_readable) or a poll said
-    /// so). `Ok(None)`: nothing more for now.
+    /// The next frame from what the device has sent, reading what it has without waiting.
+    /// `Ok(None)`: nothing more for now.
     pub(crate) fn next(&mut self) -> Result<Option<Arrival<'_>>, LinkError> {
         if self.start == self.end && !self.fill()? {
             return Ok(None);
         }
         let input = &self.read[self.start..self.end];
         let (used, arrival) = match self.deframer.feed(input) {
-            Feed::NeedMore => (input.len(), None),
-            Feed::Frame { frame, rest } => (input.len() - rest.len(), Some(Arrival::Frame(frame))),
-            Feed::Error { error, rest } => {
-                (input.len() - rest.len(), Some(Arrival::Damaged(error)))
-            }
+            Feed::NeedMore => (input.len(), Arrival::Partial),
+            Feed::Frame { frame, rest } => (input.len() - rest.len(), Arrival::Frame(frame)),
+            Feed::Error { error, rest } => (input.len() - rest.len(), Arrival::Damaged(error)),
         };
         self.start += used;
-        Ok(arrival)
+        if let Arrival::Frame(_) = arrival {
+            prove(&mut self.proven, &mut self.delay);
+        }
+        Ok(Some(arrival))
     }
 
     /// Reads what the device has (if anything); whether bytes arrived.
@@ -285,24 +348,40 @@ impl SerialLink {
             return Ok(false);
         };
         match port.read(&mut self.read[..]) {
-            Ok(0) => Err(self.lost(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => Err(self.lost(ErrorKind::UnexpectedEof.into())),
             Ok(n) => {
                 self.start = 0;
                 self.end = n;
                 Ok(true)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Ok(false),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(false),
+            Err(e) if is_not_yet(&e) => Ok(false),
             Err(e) => Err(self.lost(e)),
         }
     }
 
     /// Closes the device after `source` and says so.
     fn lost(&mut self, source: std::io::Error) -> LinkError {
-        self.lose(&source);
+        self.close(format!("it failed: {source}"));
         LinkError::Lost {
             path: self.path.clone(),
             source,
         }
     }
+}
+
+/// The open device carried a frame: its next loss starts the backoff over. (On fields, not
+/// `self`: a frame read still borrows the deframer.)
+fn prove(proven: &mut bool, delay: &mut Duration) {
+    if !*proven {
+        *proven = true;
+        *delay = FIRST_REOPEN;
+    }
+}
+
+/// Whether `error` only says "not now": no bytes or no room yet, or a signal.
+fn is_not_yet(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
 }

@@ -13,13 +13,17 @@
 //!
 //! What a caller gets:
 //! - the device's reply or error, relabelled to its call;
-//! - a `Timeout` error when the device does not answer within the bridge's timeout (a
-//!   device that reset mid-call, a frame damaged on the line);
+//! - a `Timeout` error when the device does not answer within the bridge's timeout (1 s
+//!   unless set; a device that reset mid-call, a frame damaged on the line);
 //! - an `Unavailable` error at once when the device is not open, or went away during the
-//!   call (unplugged, its USB adapter reset): the bridge closes it and tries to open it
-//!   again, after 50 ms and then twice as long each time up to a limit, while every caller
-//!   gets that error meanwhile — nothing waits on a missing device;
-//! - `TooLarge` for a frame over [`LINK_FRAME_MAX`] bytes, `BadFrame` for what is no frame;
+//!   call (unplugged, its USB adapter reset), or took no bytes for the write timeout (a
+//!   wedged USB device): the bridge closes it and tries to open it again, after 50 ms and
+//!   then twice as long each time up to a limit (starting over once a reopened device has
+//!   carried a frame), while every caller gets that error meanwhile — nothing waits on a
+//!   missing device;
+//! - `TooLarge` for a frame over [`LINK_FRAME_MAX`] bytes, `BadFrame` for what is no frame
+//!   (a frame under that limit but over the device's own buffer is lost on the device, as a
+//!   link error there: its caller gets `Timeout`);
 //! - a notification is written to the device and acknowledged; a heartbeat is answered by
 //!   the bridge itself.
 //!
@@ -47,15 +51,12 @@ mod link;
 mod relay;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-pub use link::LinkError;
+use std::time::Duration;
 
 use crate::dialect::{Dialect, Native};
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::Receiver;
-use crate::proxy::{relay_methods, side_setters, FailureLog, Sides};
+use crate::proxy::{relay_methods, side_setters, Sides};
 use crate::socket::stats::counters;
 use crate::TransportError;
 use link::SerialLink;
@@ -87,7 +88,8 @@ counters! {
         stray,
         /// Frames lost on the line: damaged, too large or unreadable, skipped.
         link_errors,
-        /// The device's notifications published.
+        /// The device's notifications handed to libzmq for a subscriber (the publisher's
+        /// own count).
         published,
         /// The device's notifications waiting for a subscriber now.
         queued,
@@ -139,8 +141,9 @@ impl SerialBridgeBuilder {
         self
     }
 
-    /// How long writing one frame to the device may take before it counts as gone (default
-    /// 1 s: a line without flow control never blocks that long).
+    /// How long writing one frame may wait for the device to take its bytes before the
+    /// device counts as stalled and is closed (and reopened), default 1 s: a line without
+    /// flow control takes a frame at once, a wedged USB device never.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self
@@ -168,16 +171,7 @@ impl SerialBridgeBuilder {
             )?),
         };
         let link = SerialLink::new(self.device, self.baud, self.write_timeout, self.reopen_max);
-        let mut relay = Relay {
-            link,
-            publisher,
-            timeout: sides.timeout,
-            stop: input.shutdown(),
-            stats: Arc::default(),
-            next_seq: first_seq(),
-            failures: FailureLog::default(),
-            outgoing: Vec::new(),
-        };
+        let mut relay = Relay::new(link, publisher, sides.timeout, input.shutdown());
         relay.open_if_due();
         Ok(SerialBridge { input, relay })
     }
@@ -193,8 +187,12 @@ impl SerialBridge {
     /// Starts building a bridge to the serial device at `device` (a path such as
     /// `/dev/ttyACM0`, or a stable link such as `/dev/serial/by-id/…`).
     pub fn builder(device: impl Into<PathBuf>) -> SerialBridgeBuilder {
+        let mut sides = Sides::new(Native::heartbeat_answer);
+        // Shorter than a client's own default (5 s), so callers get the bridge's typed
+        // `Timeout` rather than giving up first.
+        sides.timeout = Duration::from_secs(1);
         SerialBridgeBuilder {
-            sides: Sides::new(Native::heartbeat_answer),
+            sides,
             device: device.into(),
             baud: 115_200,
             reopen_max: Duration::from_secs(2),
@@ -205,25 +203,13 @@ impl SerialBridge {
 
     /// The PUB output's endpoints as bound (empty without one).
     pub fn output_endpoints(&self) -> &[String] {
-        self.relay
-            .publisher
-            .as_ref()
-            .map_or(&[], Publisher::endpoints)
+        self.relay.publisher().map_or(&[], Publisher::endpoints)
     }
 
     /// Whether the device is open now.
     pub fn device_open(&self) -> bool {
-        self.relay.link.is_open()
+        self.relay.link().is_open()
     }
 
     relay_methods!(relay, "zmqrpc-bridge", BridgeStats);
-}
-
-/// The first link sequence number: from the clock, so that a bridge restarted while its
-/// device still answers an old call does not take that answer for a new call's.
-fn first_seq() -> u32 {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(1, |since| since.subsec_nanos() ^ since.as_secs() as u32);
-    nanos.max(1)
 }

@@ -3,7 +3,7 @@
 //! caller's; what the device sends on its own is published.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use zmqrpc_core::{ErrorCode, Header, Kind, HEADER_LEN};
 
@@ -25,21 +25,28 @@ const FLUSH_RETRY: Duration = Duration::from_millis(2);
 /// How often held notifications look for a subscriber while none is attached.
 const SUBSCRIBER_CHECK: Duration = Duration::from_millis(100);
 
+/// The most frames read from the device in one pass: a device streaming notifications
+/// cannot keep a waiting call from its deadline, nor the bridge from a stop.
+const FRAMES_PER_PASS: usize = 64;
+
 /// What the bridge calls itself in the log.
 const NAME: &str = "rep2serial";
 
 /// The handler the bridge's receiver runs.
 pub(crate) struct Relay {
-    pub(crate) link: SerialLink,
-    pub(crate) publisher: Option<Publisher>,
-    pub(crate) timeout: Duration,
-    pub(crate) stop: Shutdown,
-    pub(crate) stats: Arc<BridgeStats>,
+    link: SerialLink,
+    notifications: Notifications,
+    timeout: Duration,
+    stop: Shutdown,
+    stats: Arc<BridgeStats>,
     /// The link sequence number of the next call (never 0, which notifications carry).
-    pub(crate) next_seq: u32,
-    pub(crate) failures: FailureLog,
+    next_seq: u32,
+    /// Whether the device answered an unreadable frame with its unaddressed error while the
+    /// current call waited (the request may have been damaged on the line).
+    refused_meanwhile: bool,
+    failures: FailureLog,
     /// A frame for the device, being put together.
-    pub(crate) outgoing: Vec<u8>,
+    outgoing: Vec<u8>,
 }
 
 /// The call waiting for the device's answer.
@@ -51,10 +58,55 @@ struct Waiting {
     caller: Header,
 }
 
+/// What one pass over the device's frames found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The waiting call's answer, now in the reply.
+    Answered,
+    /// Nothing more to read for now.
+    Drained,
+    /// The pass read its most frames; more may be waiting.
+    Busy,
+}
+
 impl Relay {
+    /// A relay between `link` and, for the device's notifications, `publisher`; it waits
+    /// `timeout` for each answer and gives up waiting when `stop` is asked.
+    pub(crate) fn new(
+        link: SerialLink,
+        publisher: Option<Publisher>,
+        timeout: Duration,
+        stop: Shutdown,
+    ) -> Relay {
+        Relay {
+            link,
+            notifications: Notifications {
+                publisher,
+                unpublished: 0,
+            },
+            timeout,
+            stop,
+            stats: Arc::default(),
+            next_seq: first_seq(),
+            refused_meanwhile: false,
+            failures: FailureLog::default(),
+            outgoing: Vec::new(),
+        }
+    }
+
     /// The bridge's counters.
     pub(crate) fn stats(&self) -> &Arc<BridgeStats> {
         &self.stats
+    }
+
+    /// The serial side.
+    pub(crate) fn link(&self) -> &SerialLink {
+        &self.link
+    }
+
+    /// The PUB output, if there is one.
+    pub(crate) fn publisher(&self) -> Option<&Publisher> {
+        self.notifications.publisher.as_ref()
     }
 
     fn take_seq(&mut self) -> u32 {
@@ -85,24 +137,29 @@ impl Relay {
         // The buffer has its header's room: writing the header cannot fail.
         let _ = header.write(&mut self.outgoing);
         self.outgoing.extend_from_slice(body);
-        let sent = self.link.write_frame(&self.outgoing);
-        if let Err(LinkError::Lost { .. }) = &sent {
+        let stop = self.stop.clone();
+        let sent = self
+            .link
+            .write_frame(&self.outgoing, &|| stop.is_requested());
+        if let Err(LinkError::Lost { .. } | LinkError::Stalled { .. }) = &sent {
             bump(&self.stats.lost);
         }
         sent
     }
 
-    /// Reads what the device has sent until `waiting`'s answer is among it (written to
-    /// `reply` under the caller's sequence number: `true`) or nothing is left to read.
+    /// Reads what the device has sent, up to [`FRAMES_PER_PASS`] frames: the answer of
+    /// `waiting` is written to `reply` under the caller's sequence number; notifications
+    /// are published; anything else is counted.
     fn take_arrivals(
         &mut self,
         waiting: Option<Waiting>,
         reply: &mut Vec<u8>,
-    ) -> Result<bool, LinkError> {
-        loop {
+    ) -> Result<Pass, LinkError> {
+        let mut frames = 0;
+        while frames < FRAMES_PER_PASS {
             let arrival = match self.link.next() {
                 Ok(Some(arrival)) => arrival,
-                Ok(None) => return Ok(false),
+                Ok(None) => return Ok(Pass::Drained),
                 Err(e) => {
                     bump(&self.stats.lost);
                     return Err(e);
@@ -110,13 +167,16 @@ impl Relay {
             };
             let frame = match arrival {
                 Arrival::Frame(frame) => frame,
+                Arrival::Partial => continue,
                 Arrival::Damaged(error) => {
+                    frames += 1;
                     bump(&self.stats.link_errors);
                     let what = format_args!("a frame from the device was lost: {error}");
                     self.failures.warn(&NAME, &what);
                     continue;
                 }
             };
+            frames += 1;
             let header = match Header::read(frame) {
                 Ok(header) => header,
                 Err(error) => {
@@ -127,8 +187,10 @@ impl Relay {
                 }
             };
             match header.kind {
+                // Only the call's own answer: the unaddressed error says the device could
+                // not read *a* frame (line noise, a frame cut by a reset), not which.
                 Kind::Reply | Kind::Error => match waiting {
-                    Some(w) if w.on_link.takes_answer(&header) => {
+                    Some(w) if w.on_link.is_answered_by(&header) => {
                         let answer = Header {
                             seq: w.caller.seq,
                             key: w.caller.key,
@@ -138,30 +200,24 @@ impl Relay {
                         reply.resize(HEADER_LEN, 0);
                         let _ = answer.write(reply);
                         reply.extend_from_slice(frame.get(HEADER_LEN..).unwrap_or_default());
-                        return Ok(true);
+                        return Ok(Pass::Answered);
                     }
-                    // An answer to a call that was given up on (timed out) or to nothing.
-                    _ => bump(&self.stats.stray),
-                },
-                Kind::Notify => match self.publisher.as_mut() {
-                    Some(publisher) => {
-                        let published = publisher.publish(frame);
-                        set(&self.stats.queued, publisher.queued() as u64);
-                        match published {
-                            Ok(()) => bump(&self.stats.published),
-                            Err(e) => {
-                                bump(&self.stats.dropped);
-                                let what = format_args!("a notification was not published: {e}");
-                                self.failures.warn(&NAME, &what);
-                            }
+                    _ => {
+                        if waiting.is_some() && header.is_unaddressed_error() {
+                            self.refused_meanwhile = true;
                         }
+                        bump(&self.stats.stray);
                     }
-                    None => bump(&self.stats.dropped),
                 },
+                Kind::Notify => {
+                    let (stats, failures) = (&self.stats, &mut self.failures);
+                    self.notifications.publish(frame, stats, failures);
+                }
                 // The device echoes heartbeats; it has no business calling the host.
                 Kind::Heartbeat | Kind::Request => bump(&self.stats.stray),
             }
         }
+        Ok(Pass::Busy)
     }
 
     /// Sends the call to the device and waits for its answer, at most the timeout.
@@ -170,30 +226,32 @@ impl Relay {
         if let Err(e) = self.send(&on_link, body) {
             return self.fail(&caller, &e, reply);
         }
+        self.refused_meanwhile = false;
         let waiting = Some(Waiting { on_link, caller });
         let deadline = Instant::now() + self.timeout;
         loop {
             match self.take_arrivals(waiting, reply) {
-                Ok(true) => {
+                Ok(Pass::Answered) => {
                     bump(&self.stats.answered);
                     return;
                 }
-                Ok(false) => {}
+                Ok(Pass::Drained | Pass::Busy) => {}
                 Err(e) => return self.fail(&caller, &e, reply),
             }
-            let left = deadline.saturating_duration_since(Instant::now());
             if self.stop.is_requested() {
-                bump(&self.stats.unavailable);
-                let why = "the bridge is stopping";
-                return Native.encode_error(&caller, ErrorCode::Unavailable, why, reply);
+                return self.fail(&caller, &LinkError::Stopping, reply);
             }
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 bump(&self.stats.timeouts);
-                let why = format!(
+                let mut why = format!(
                     "the device on {} did not answer within {:?}",
                     self.link.path().display(),
                     self.timeout
                 );
+                if self.refused_meanwhile {
+                    why.push_str(" (it refused a frame it could not read meanwhile)");
+                }
                 self.failures.warn(&NAME, &why);
                 return Native.encode_error(&caller, ErrorCode::Timeout, &why, reply);
             }
@@ -216,7 +274,8 @@ impl Relay {
 impl Handler for Relay {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
-        let answer = message.origin == Origin::Rep;
+        // The bridge's input is a REP socket: every message gets an answer in `reply`.
+        debug_assert_eq!(message.origin, Origin::Rep);
         let mut no_scratch = Vec::new();
         let request = match Native.read_request(message.bytes, &mut no_scratch) {
             Ok(request) => request,
@@ -224,42 +283,37 @@ impl Handler for Relay {
                 bump(&self.stats.refused);
                 let what = format_args!("refused a message: {}", refusal.message);
                 self.failures.warn(&NAME, &what);
-                if answer {
-                    refusal.answer(&Native, reply);
-                }
-                return;
+                return refusal.answer(&Native, reply);
             }
         };
         self.open_if_due();
         if request.head.kind == Kind::Notify {
-            match self.send(&request.head, request.body) {
+            return match self.send(&request.head, request.body) {
                 Ok(()) => {
                     bump(&self.stats.forwarded);
                     Native.encode_ack(&request.head, reply);
                 }
                 Err(e) => self.fail(&request.head, &e, reply),
-            }
-            return;
+            };
         }
-        // Whatever the device sent before this call is no answer to it: out of the way first.
-        if let Err(e) = self.take_arrivals(None, reply) {
-            return self.fail(&request.head, &e, reply);
+        // Whatever the device sent before this call is no answer to it: out of the way
+        // first (a pass at a time, so a chatty device cannot hold the call back for long).
+        for _ in 0..4 {
+            match self.take_arrivals(None, reply) {
+                Ok(Pass::Busy) => {}
+                Ok(_) => break,
+                Err(e) => return self.fail(&request.head, &e, reply),
+            }
         }
         self.call(request.head, request.body, reply);
     }
 
-    fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+    fn reject(&mut self, _: Rejection, _: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         bump(&self.stats.refused);
         self.failures.warn(&NAME, &"refused a multipart message");
-        if origin == Origin::Rep {
-            Native.encode_error(
-                &Native.unreadable(),
-                ErrorCode::BadFrame,
-                "multipart message",
-                reply,
-            );
-        }
+        let head = Native.unreadable();
+        Native.encode_error(&head, ErrorCode::BadFrame, "multipart message", reply);
     }
 
     fn watch(&self) -> Option<zmq::PollItem<'_>> {
@@ -270,6 +324,7 @@ impl Handler for Relay {
         // Notifications held for a subscriber: try again soon (the XPUB socket, which would
         // say a subscriber came, is not polled: the device is).
         let flush = self
+            .notifications
             .publisher
             .as_ref()
             .filter(|publisher| publisher.queued() > 0)
@@ -283,16 +338,68 @@ impl Handler for Relay {
     fn on_wake(&mut self) {
         self.open_if_due();
         if self.link.is_open() {
-            // Notifications (and late answers) the device sent while no call was waiting.
+            // Notifications (and late answers) the device sent while no call was waiting;
+            // a pass at a time: if more wait, the device polls readable and the loop is
+            // back at once.
             let mut unused = Vec::new();
             if let Err(e) = self.take_arrivals(None, &mut unused) {
                 self.failures.warn(&NAME, &e);
             }
         }
+        self.notifications.flush(&self.stats, &mut self.failures);
+    }
+}
+
+/// Where the device's notifications go: the PUB output, if there is one.
+struct Notifications {
+    publisher: Option<Publisher>,
+    /// Notifications dropped for want of a PUB output.
+    unpublished: u64,
+}
+
+impl Notifications {
+    /// Publishes a notification from the device (or counts it, without a PUB output).
+    fn publish(&mut self, frame: &[u8], stats: &BridgeStats, failures: &mut FailureLog) {
+        let Some(publisher) = self.publisher.as_mut() else {
+            self.unpublished += 1;
+            set(&stats.dropped, self.unpublished);
+            return;
+        };
+        if let Err(e) = publisher.publish(frame) {
+            let what = format_args!("a notification was not published: {e}");
+            failures.warn(&NAME, &what);
+        }
+        self.mirror(stats);
+    }
+
+    /// Offers held notifications to the subscribers again.
+    fn flush(&mut self, stats: &BridgeStats, failures: &mut FailureLog) {
         if let Some(publisher) = self.publisher.as_mut() {
-            if let Ok(left) = publisher.flush() {
-                set(&self.stats.queued, left as u64);
+            if let Err(e) = publisher.flush() {
+                let what = format_args!("held notifications not sent: {e}");
+                failures.warn(&NAME, &what);
             }
+            self.mirror(stats);
         }
     }
+
+    /// The bridge's publication counters are the publisher's: what it sent, holds and
+    /// dropped (plus what had no output to go to).
+    fn mirror(&self, stats: &BridgeStats) {
+        if let Some(publisher) = &self.publisher {
+            let counts = publisher.stats().snapshot();
+            set(&stats.published, counts.published);
+            set(&stats.queued, counts.queued);
+            set(&stats.dropped, counts.dropped + self.unpublished);
+        }
+    }
+}
+
+/// The first link sequence number: from the clock, so that a bridge restarted while its
+/// device still answers an old call does not take that answer for a new call's.
+fn first_seq() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |since| since.subsec_nanos() ^ since.as_secs() as u32);
+    nanos.max(1)
 }

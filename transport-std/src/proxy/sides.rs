@@ -86,7 +86,8 @@ macro_rules! side_setters {
             self
         }
 
-        /// How long a REQ output waits for each answer, one delivery attempt (default 5 s).
+        /// How long the output waits for each answer: a REQ output's delivery attempt
+        /// (default 5 s), a serial device's answer (default 1 s).
         pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
             self.sides.timeout = timeout;
             self
