@@ -5,7 +5,8 @@
 //! `zmqrpc-server` and `zmqrpc-proxy` processes. `BENCH_SECONDS` sets the time per case
 //! (default 2); the whole run takes well under a minute.
 //!
-//! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies`, `rss`);
+//! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies` (with the
+//! serial bridge), `rss`);
 //! none runs them all. `ZMQRPC_BIN_DIR` points the RSS case at other builds of the binaries
 //! (`scripts/footprint.sh` passes the `device` profile's).
 
@@ -23,6 +24,11 @@ use zmqrpc::transport::{
     SocketOptions,
 };
 use zmqrpc::{frame, Command as _, Header};
+
+/// The tests' fake microcontroller (a `DeviceServer` on a pseudo-terminal).
+#[cfg(feature = "serial")]
+#[path = "../tests/common/device.rs"]
+mod device;
 
 #[derive(Serialize, Deserialize)]
 struct Blob(Vec<u8>);
@@ -435,6 +441,51 @@ fn case_proxies(direct: f64) {
         direct,
         acked.rate,
         "calls/s",
+    );
+    #[cfg(feature = "serial")]
+    case_serial_bridge(direct);
+}
+
+/// A call through the serial bridge to the core's `DeviceServer` on a pseudo-terminal (the
+/// tests' fake device: the bridge's cost and a pty's, not a UART's line rate).
+#[cfg(feature = "serial")]
+fn case_serial_bridge(direct: f64) {
+    use device::commands::Ping;
+    use zmqrpc::transport::bridge::SerialBridge;
+
+    if !device::lines_open() {
+        return;
+    }
+    let link = device::link_path("bench");
+    let _device = device::FakeDevice::plug(&link, Duration::from_secs(3600));
+    let bridge = SerialBridge::builder(&*link)
+        .input("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = bridge.input_endpoints()[0].clone();
+    let _bridge = bridge.spawn().unwrap();
+    let mut client = RpcClient::builder().req(endpoint).connect().unwrap();
+    device::ping_until_answered(&mut client, 0, Duration::from_secs(5));
+    let mut n = 0;
+    let via = sequential(|| {
+        n += 1;
+        assert_eq!(client.call(&Ping { n }).unwrap(), n);
+    });
+    row(
+        "4. call via the serial bridge (pty) vs direct",
+        direct,
+        via.rate,
+        "calls/s",
+    );
+    println!(
+        "{:<46} {:>12} {:>12}",
+        "   p50 / p99 (µs)",
+        "",
+        format!(
+            "{:.0} / {:.0}",
+            via.p50.as_secs_f64() * 1e6,
+            via.p99.as_secs_f64() * 1e6
+        )
     );
 }
 
