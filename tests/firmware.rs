@@ -25,11 +25,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use common::{eventually, ipc_endpoint, secs};
-use device::commands::{DeviceStatsReply, Ping, ReadStats, SetLed};
+use device::commands::{Ping, ReadStats, SetLed};
 use device::{link_path, ping_until_answered, sample_subscriber};
 use process::{ready_field, Process, PROXY};
 use zmqrpc::transport::{CallError, RpcClient};
 use zmqrpc::ErrorCode;
+use zmqrpc_core::device::DeviceStats;
 
 /// The firmware's ELF, if it has been built.
 fn firmware() -> Option<PathBuf> {
@@ -195,7 +196,7 @@ fn an_emulated_microcontroller_answers_typed_calls_through_the_proxy_binary() {
     for n in 0..50 {
         assert_eq!(client.call(&Ping { n }).unwrap(), n);
     }
-    let stats: DeviceStatsReply = client.call(&ReadStats).unwrap();
+    let stats: DeviceStats = client.call(&ReadStats).unwrap();
     assert!(stats.served >= 53 && stats.failed == 1, "{stats:?}");
 
     // The board's own samples reach the subscriber, in order.
@@ -226,7 +227,7 @@ fn an_emulated_microcontroller_answers_typed_calls_through_the_proxy_binary() {
         let samples = samples.lock().unwrap();
         samples.windows(2).any(|w| w[1].seq < w[0].seq)
     }));
-    let stats: DeviceStatsReply = client.call(&ReadStats).unwrap();
+    let stats: DeviceStats = client.call(&ReadStats).unwrap();
     assert!(stats.served < 10, "counters start over: {stats:?}");
 
     drop(client);

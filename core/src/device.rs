@@ -37,7 +37,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use embedded_io::{Read, Write};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stream::{FrameReader, FrameWriter, StreamError};
 use crate::{frame, Command, DecodeError, ErrorCode, Frame, Header, Key, Kind, RemoteError};
@@ -180,8 +180,9 @@ impl fmt::Display for RegisterError {
 
 impl core::error::Error for RegisterError {}
 
-/// What a [`DeviceServer`] has seen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a [`DeviceServer`] has seen. Serializable, so a firmware can answer a host's
+/// request for it as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DeviceStats {
     /// Requests and notifications whose handler answered.

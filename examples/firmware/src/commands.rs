@@ -41,37 +41,7 @@ pub struct ReadStats;
 
 impl Command for ReadStats {
     const NAME: &'static str = "device.stats";
-    type Response = DeviceStatsReply;
-}
-
-/// The device's counters, as [`ReadStats`] answers them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceStatsReply {
-    /// Requests whose handler answered.
-    pub served: u32,
-    /// Requests whose handler failed.
-    pub failed: u32,
-    /// Requests for a command the device does not serve.
-    pub unknown: u32,
-    /// Frames that arrived whole but did not decode.
-    pub bad_frames: u32,
-    /// Frames lost on the link: damaged, or larger than the device's buffer.
-    pub link_errors: u32,
-    /// Heartbeats echoed.
-    pub heartbeats: u32,
-}
-
-impl From<DeviceStats> for DeviceStatsReply {
-    fn from(s: DeviceStats) -> Self {
-        DeviceStatsReply {
-            served: s.served,
-            failed: s.failed,
-            unknown: s.unknown,
-            bad_frames: s.bad_frames,
-            link_errors: s.link_errors,
-            heartbeats: s.heartbeats,
-        }
-    }
+    type Response = DeviceStats;
 }
 
 /// A sensor reading the device sends on its own, as a notification, every 250 ms: nothing

@@ -5,7 +5,7 @@ use core::cell::Cell;
 
 use zmqrpc_core::device::{on, DeviceServer, DeviceStats, Failure, Handler};
 
-use crate::commands::{DeviceStatsReply, Ping, ReadStats, SetLed};
+use crate::commands::{Ping, ReadStats, SetLed};
 
 /// The LEDs `SetLed` drives.
 const LEDS: u8 = 8;
@@ -23,7 +23,7 @@ pub fn handlers(stats: &Cell<DeviceStats>) -> (impl Handler, impl Handler, impl 
         leds = if on { leds | bit } else { leds & !bit };
         Ok(leds)
     });
-    let read_stats = on(|ReadStats| Ok::<_, Failure>(DeviceStatsReply::from(stats.get())));
+    let read_stats = on(|ReadStats| Ok::<_, Failure>(stats.get()));
     (ping, set_led, read_stats)
 }
 
