@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, ipc_endpoint, secs, slack};
 use device::commands::{Ping, SetLed};
-use device::{link_path, ping_until_answered, sample_subscriber, FakeDevice};
+use device::{link_path, ping_until_answered, sample_subscriber, FakeDevice, LinkPath};
 use process::{ready_field, Process, PROXY};
 use zmqrpc::transport::bridge::{BridgeStats, SerialBridge};
 use zmqrpc::transport::{CallError, RpcClient, Running};
 use zmqrpc::{Command, ErrorCode};
+use zmqrpc_core::device::DeviceStats;
 
 /// `n` milliseconds, scaled for emulation.
 fn ms(n: u64) -> Duration {
@@ -58,6 +59,50 @@ fn client(endpoint: &str) -> RpcClient {
         .unwrap()
 }
 
+/// What most tests start from: a fake device behind a bridge, and a client its first call
+/// has reached the device through. `None` where serial lines cannot be set up.
+struct Rig {
+    client: RpcClient,
+    running: Running<BridgeStats>,
+    rep: String,
+    publish: String,
+    device: FakeDevice,
+    link: LinkPath,
+}
+
+/// A device that sends no samples in a test's time.
+const NO_SAMPLES: Duration = Duration::from_secs(3600);
+
+impl Rig {
+    /// A rig whose device (at a link named after `name`) sends a sample every
+    /// `sample_every`.
+    fn start(name: &str, sample_every: Duration) -> Option<Rig> {
+        if !device::lines_open() {
+            return None;
+        }
+        let link = link_path(name);
+        let device = FakeDevice::plug(&link, sample_every);
+        let (running, rep, publish) = bridge(&link);
+        let mut client = client(&rep);
+        ping_until_answered(&mut client, 1, secs(5));
+        Some(Rig {
+            client,
+            running,
+            rep,
+            publish,
+            device,
+            link,
+        })
+    }
+
+    /// Stops the bridge (after the client) and unplugs the device; what its server counted.
+    fn stop(self) -> DeviceStats {
+        drop(self.client);
+        self.running.join().unwrap();
+        self.device.unplug()
+    }
+}
+
 /// The code of the remote error a call ended with.
 #[track_caller]
 fn remote_code<T: std::fmt::Debug>(result: Result<T, CallError>) -> ErrorCode {
@@ -69,15 +114,14 @@ fn remote_code<T: std::fmt::Debug>(result: Result<T, CallError>) -> ErrorCode {
 
 #[test]
 fn typed_calls_cross_the_serial_line_and_come_back() {
-    if !device::lines_open() {
+    let Some(mut rig) = Rig::start("typed", NO_SAMPLES) else {
         return;
-    }
-    let link = link_path("typed");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
-    let (running, rep, _) = bridge(&link);
-    let mut client = client(&rep);
+    };
+    let Rig {
+        client, running, ..
+    } = &mut rig;
 
-    assert_eq!(ping_until_answered(&mut client, 7, secs(5)), 7);
+    assert_eq!(ping_until_answered(client, 7, secs(5)), 7);
     assert_eq!(client.call(&SetLed { led: 3, on: true }).unwrap(), 0b1000);
     assert_eq!(client.call(&SetLed { led: 0, on: true }).unwrap(), 0b1001);
     // The device's own errors come back typed: a handler's failure, an unknown command.
@@ -110,23 +154,22 @@ fn typed_calls_cross_the_serial_line_and_come_back() {
         (counts.timeouts, counts.unavailable, counts.lost),
         (0, 0, 0)
     );
-    drop(client);
-    running.join().unwrap();
-    let device = device.unplug();
+    let device = rig.stop();
     assert_eq!(device.unknown, 1);
     assert_eq!(device.failed, 1);
 }
 
 #[test]
 fn line_noise_and_damaged_answers_cost_only_the_calls_they_hit() {
-    if !device::lines_open() {
+    let Some(mut rig) = Rig::start("noise", NO_SAMPLES) else {
         return;
-    }
-    let link = link_path("noise");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
-    let (running, rep, _) = bridge(&link);
-    let mut client = client(&rep);
-    ping_until_answered(&mut client, 1, secs(5));
+    };
+    let Rig {
+        client,
+        running,
+        device,
+        ..
+    } = &mut rig;
 
     // Noise before every answer: each burst is one lost frame, and no call is lost.
     device.behaviour.noise.store(true, Ordering::SeqCst);
@@ -153,9 +196,7 @@ fn line_noise_and_damaged_answers_cost_only_the_calls_they_hit() {
     let counts = running.stats().snapshot();
     assert_eq!(counts.link_errors, 21);
     assert_eq!(counts.timeouts, 1);
-    drop(client);
-    running.join().unwrap();
-    drop(device);
+    rig.stop();
 }
 
 /// A request frame for `Ping { n }` with the caller's sequence number `seq`.
@@ -190,16 +231,17 @@ fn exchange(raw: &zmq::Socket, request: &[u8]) -> (zmqrpc::Header, Result<u32, E
 
 #[test]
 fn an_answer_that_comes_after_its_call_gave_up_is_never_taken_for_the_next_call() {
-    if !device::lines_open() {
+    let Some(mut rig) = Rig::start("late", NO_SAMPLES) else {
         return;
-    }
-    let link = link_path("late");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
-    let (running, rep, _) = bridge(&link);
-    let mut client = client(&rep);
-    ping_until_answered(&mut client, 1, secs(5));
+    };
+    let Rig {
+        running,
+        device,
+        rep,
+        ..
+    } = &mut rig;
     let ctx = zmq::Context::new();
-    let raw = raw_req(&ctx, &rep);
+    let raw = raw_req(&ctx, rep);
 
     // The device answers 1.5 timeouts late: the caller gets a Timeout error …
     let late = (device_timeout().as_millis() * 3 / 2) as u64;
@@ -214,29 +256,26 @@ fn an_answer_that_comes_after_its_call_gave_up_is_never_taken_for_the_next_call(
     let (header, outcome) = exchange(&raw, &ping_frame(7, 12));
     assert_eq!((header.seq, outcome), (7, Ok(12)));
     assert!(eventually(secs(2), || running.stats().snapshot().stray >= 1));
-    drop(client);
-    running.join().unwrap();
-    drop(device);
+    rig.stop();
 }
 
 #[test]
 fn the_devices_refusal_of_an_unreadable_frame_is_no_answer_to_the_waiting_call() {
-    if !device::lines_open() {
+    let Some(mut rig) = Rig::start("refusal", NO_SAMPLES) else {
         return;
-    }
-    let link = link_path("refusal");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
-    let (running, rep, _) = bridge(&link);
-    let mut client = client(&rep);
-    ping_until_answered(&mut client, 1, secs(5));
+    };
+    let Rig {
+        client,
+        running,
+        device,
+        ..
+    } = &mut rig;
     // The device answers a frame it could not read (seq 0, key 0) just before the real
     // answer: the call gets its own answer.
     device.behaviour.refuse_first.store(true, Ordering::SeqCst);
     assert_eq!(client.call(&Ping { n: 77 }).unwrap(), 77);
     assert_eq!(running.stats().snapshot().stray, 1);
-    drop(client);
-    running.join().unwrap();
-    drop(device);
+    rig.stop();
 }
 
 #[test]
@@ -328,14 +367,15 @@ fn a_bridge_stopped_during_a_call_answers_it_and_stops_in_bounded_time() {
 
 #[test]
 fn a_silent_device_gets_its_callers_a_timeout_in_bounded_time() {
-    if !device::lines_open() {
+    let Some(mut rig) = Rig::start("silent", NO_SAMPLES) else {
         return;
-    }
-    let link = link_path("silent");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
-    let (running, rep, _) = bridge(&link);
-    let mut client = client(&rep);
-    ping_until_answered(&mut client, 1, secs(5));
+    };
+    let Rig {
+        client,
+        running,
+        device,
+        ..
+    } = &mut rig;
 
     device.behaviour.silent.store(true, Ordering::SeqCst);
     for n in 0..3 {
@@ -350,9 +390,7 @@ fn a_silent_device_gets_its_callers_a_timeout_in_bounded_time() {
     device.behaviour.silent.store(false, Ordering::SeqCst);
     assert_eq!(client.call(&Ping { n: 5 }).unwrap(), 5);
     assert_eq!(running.stats().snapshot().timeouts, 3);
-    drop(client);
-    running.join().unwrap();
-    drop(device);
+    rig.stop();
 }
 
 #[test]
@@ -444,16 +482,11 @@ fn a_device_unplugged_while_idle_fails_the_next_call_at_once() {
 
 #[test]
 fn the_bridge_keeps_its_device_from_the_processes_it_starts() {
-    if !device::lines_open() {
+    let Some(rig) = Rig::start("cloexec", NO_SAMPLES) else {
         return;
-    }
-    let link = link_path("cloexec");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
-    let (running, rep, _) = bridge(&link);
-    let mut client = client(&rep);
-    ping_until_answered(&mut client, 1, secs(5));
+    };
     // The descriptors this process holds on the device's line, and their open flags.
-    let line = std::fs::canonicalize(&link).unwrap();
+    let line = std::fs::canonicalize(&rig.link).unwrap();
     let flags: Vec<u32> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|entry| {
@@ -468,9 +501,7 @@ fn the_bridge_keeps_its_device_from_the_processes_it_starts() {
     const O_CLOEXEC: u32 = 0o2000000;
     assert_eq!(flags.len(), 1, "the bridge holds the line once: {flags:?}");
     assert_ne!(flags[0] & O_CLOEXEC, 0, "flags {:o}", flags[0]);
-    drop(client);
-    running.join().unwrap();
-    drop(device);
+    rig.stop();
 }
 
 #[test]
@@ -503,15 +534,16 @@ fn a_device_missing_when_the_bridge_starts_is_opened_when_it_appears() {
 
 #[test]
 fn the_devices_notifications_reach_a_subscriber_while_calls_go_on() {
-    if !device::lines_open() {
+    let Some(mut rig) = Rig::start("notify", Duration::from_millis(20)) else {
         return;
-    }
-    let link = link_path("notify");
-    let device = FakeDevice::plug(&link, Duration::from_millis(20));
-    let (running, rep, publish) = bridge(&link);
-    let (subscriber, samples) = sample_subscriber(publish);
-    let mut client = client(&rep);
-    ping_until_answered(&mut client, 1, secs(5));
+    };
+    let Rig {
+        client,
+        running,
+        publish,
+        ..
+    } = &mut rig;
+    let (subscriber, samples) = sample_subscriber(publish.clone());
     for n in 0..20 {
         assert_eq!(client.call(&Ping { n }).unwrap(), n);
     }
@@ -520,10 +552,8 @@ fn the_devices_notifications_reach_a_subscriber_while_calls_go_on() {
     let seqs: Vec<u32> = samples.lock().unwrap().iter().map(|s| s.seq).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     assert!(running.stats().snapshot().published >= 10);
-    drop(client);
     subscriber.join().unwrap();
-    running.join().unwrap();
-    drop(device);
+    rig.stop();
 }
 
 #[test]
