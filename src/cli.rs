@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
-use crate::transport::{Credentials, Shutdown, Users};
+use crate::transport::{Credentials, Shutdown, Users, UsersError};
 
 /// The wire dialect the binaries serve and forward: native frames and, with the
 /// `pyzmqrpc3` feature (on by default), pyzmqrpc3's messages on the same sockets, each
@@ -98,23 +98,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Credentials from `file` (its first line, `user:password`), or else from the environment
-/// variables `ZMQRPC_USER` and `ZMQRPC_PASSWORD`; none if neither is there. Never from the
-/// command line, where other users of the machine could read them.
+/// Credentials from `file` (its first line, `user:password`; refused if group or others may
+/// read it), or else from the environment variables `ZMQRPC_USER` and `ZMQRPC_PASSWORD`; none
+/// if neither is there. Never from the command line, where other users of the machine could
+/// read them. Only sockets that connect present them: the binaries never give them to a
+/// bound socket.
 pub fn credentials(file: Option<&Path>) -> Result<Option<Credentials>, CliError> {
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read credentials {}: {e}", file.display()))?;
-        let line = text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('\r');
-        let (user, password) = line
-            .split_once(':')
-            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
-            .ok_or_else(|| format!("{}: first line is not `user:password`", file.display()))?;
-        return Ok(Some(Credentials::new(user, password)));
+        return match Credentials::from_file(file) {
+            Ok(credentials) => Ok(Some(credentials)),
+            Err(UsersError::BadLine { .. }) => {
+                Err(format!("{}: first line is not `user:password`", file.display()).into())
+            }
+            Err(e) => Err(format!("credentials: {e}").into()),
+        };
     }
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     match (var("ZMQRPC_USER"), var("ZMQRPC_PASSWORD")) {
@@ -127,9 +124,12 @@ pub fn credentials(file: Option<&Path>) -> Result<Option<Credentials>, CliError>
     }
 }
 
-/// The users file at `path`, if given.
+/// The users file at `path`, if given (refused if group or others may read it). Only sockets
+/// that bind verify them.
 pub fn users(path: Option<&Path>) -> Result<Option<Users>, CliError> {
-    Ok(path.map(Users::from_file).transpose()?)
+    path.map(Users::from_file)
+        .transpose()
+        .map_err(|e| format!("users: {e}").into())
 }
 
 /// A TOML config file.

@@ -109,10 +109,11 @@ fn wrong_or_missing_credentials_fail_fast_with_auth_failed() {
 
 #[test]
 fn right_credentials_work_on_pub_sub() {
-    let (mut publisher, endpoint) = publishing_client(Some(Credentials::new("sensor", "s3cret")));
+    // The bound publisher verifies; the server's SUB socket, which connects, presents.
+    let (mut publisher, endpoint) = publishing_client(Some(users()));
     let samples = Samples::default();
     let _running = RpcServer::builder()
-        .users(users())
+        .credentials(Credentials::new("sensor", "s3cret"))
         .register(samples.service())
         .unwrap()
         .subscribe(&endpoint)
@@ -126,26 +127,20 @@ fn right_credentials_work_on_pub_sub() {
 }
 
 #[test]
-fn an_unauthenticated_publisher_never_reaches_a_protected_service() {
+fn a_protected_publisher_never_feeds_a_subscriber_without_the_right_credentials() {
     for credentials in [None, Some(Credentials::new("sensor", "wrong"))] {
-        let mut builder = RpcClient::builder().publish_on("tcp://127.0.0.1:*");
+        let (mut intruder, endpoint) = publishing_client(Some(users()));
+        let stats = intruder.sender().publisher().unwrap().stats();
+        let samples = Samples::default();
+        let mut builder = RpcServer::builder()
+            .register(samples.service())
+            .unwrap()
+            .subscribe(&endpoint);
         if let Some(credentials) = credentials.clone() {
             builder = builder.credentials(credentials);
         }
-        let mut intruder = builder.connect().unwrap();
-        let endpoint = intruder.sender().publisher().unwrap().endpoints()[0].clone();
-        let stats = intruder.sender().publisher().unwrap().stats();
-        let samples = Samples::default();
-        let running = RpcServer::builder()
-            .users(users())
-            .register(samples.service())
-            .unwrap()
-            .subscribe(&endpoint)
-            .bind()
-            .unwrap()
-            .spawn()
-            .unwrap();
-        // The publisher learns it was refused ...
+        let running = builder.bind().unwrap().spawn().unwrap();
+        // The publisher refuses the subscriber ...
         assert!(
             eventually(secs(5), || {
                 intruder.sender().publisher().unwrap().flush().unwrap();
@@ -227,15 +222,22 @@ fn a_protected_server_survives_garbage_from_an_authenticated_peer() {
     assert_eq!(counts.unknown, 50);
 }
 
+/// Writes a private (0600) file of secrets.
+fn private_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[test]
 fn users_load_from_a_file_and_bad_lines_are_named() {
     let path = std::env::temp_dir().join(format!("zmqrpc-users-{}", std::process::id()));
-    std::fs::write(&path, "# site A\n\nsensor:s3cret\nops:pass:with:colons\r\n").unwrap();
+    private_file(&path, "# site A\n\nsensor:s3cret\nops:pass:with:colons\r\n");
     let users = Users::from_file(&path).unwrap();
     assert_eq!(users.len(), 2);
     assert!(users.verify("ops", "pass:with:colons"));
     assert!(!users.verify("ops", "pass"));
-    std::fs::write(&path, "sensor:s3cret\nno-colon-here\n").unwrap();
+    private_file(&path, "sensor:s3cret\nno-colon-here\n");
     let error = Users::from_file(&path).unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -265,4 +267,55 @@ fn the_zap_handler_stops_with_its_server() {
         let running = server.spawn().unwrap();
         running.join().unwrap();
     }
+}
+
+#[test]
+fn files_of_secrets_open_to_others_or_naming_a_user_twice_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use zmqrpc::transport::UsersError;
+    let path = std::env::temp_dir().join(format!("zmqrpc-secrets-{}", std::process::id()));
+    let content = "ops:do-not-show-me\n";
+    for mode in [0o644, 0o640, 0o604, 0o660] {
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        for error in [
+            Users::from_file(&path).unwrap_err(),
+            Credentials::from_file(&path).unwrap_err(),
+        ] {
+            assert_eq!(
+                error,
+                UsersError::Exposed {
+                    path: path.display().to_string(),
+                    mode
+                }
+            );
+            let said = error.to_string();
+            assert!(said.contains(&path.display().to_string()), "{said}");
+            assert!(said.contains(&format!("{mode:04o}")), "{said}");
+            assert!(!said.contains("do-not-show-me"), "{said}");
+        }
+    }
+    for mode in [0o600, 0o400] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert!(Users::from_file(&path)
+            .unwrap()
+            .verify("ops", "do-not-show-me"));
+        assert_eq!(Credentials::from_file(&path).unwrap().username(), "ops");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&path, "# site\nops:first\nsensor:s\n\nops:second\n").unwrap();
+    let error = Users::from_file(&path).unwrap_err();
+    assert_eq!(
+        error,
+        UsersError::Duplicate {
+            user: "ops".into(),
+            line: 5,
+            first: 2
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "users file line 5 names user \"ops\" again (first on line 2)"
+    );
+    let _ = std::fs::remove_file(&path);
 }

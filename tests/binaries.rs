@@ -437,6 +437,90 @@ fn users_files_let_the_right_password_in_and_refuse_a_wrong_one() {
     assert_eq!(running.stats().receiver.snapshot().received, 1);
 }
 
+#[test]
+fn the_binaries_refuse_files_of_secrets_open_to_others_or_naming_a_user_twice() {
+    let secret = "ops:never-printed\n";
+    let open_users = TempPath::with_mode("open-users", secret, 0o644);
+    let open_credentials = TempPath::with_mode("open-credentials", secret, 0o640);
+    let twice = TempPath::with("twice-users", "ops:a\nsensor:b\nops:never-printed\n");
+    let agent = ipc_endpoint("secrets-agent");
+    let input = ipc_endpoint("secrets-proxy");
+    type Case<'a> = (&'a str, Vec<&'a str>, i32, String);
+    let cases: [Case; 5] = [
+        (
+            SERVER,
+            vec!["--bind", &agent, "--users", open_users.as_str()],
+            1,
+            format!(
+                "{} holds secrets but group or others may read it (mode 0644)",
+                open_users.as_str()
+            ),
+        ),
+        (
+            SERVER,
+            vec![
+                "call",
+                "ping",
+                "--connect",
+                &agent,
+                "--credentials",
+                open_credentials.as_str(),
+            ],
+            1,
+            format!(
+                "{} holds secrets but group or others may read it (mode 0640)",
+                open_credentials.as_str()
+            ),
+        ),
+        (
+            PROXY,
+            vec![
+                "--kind",
+                "rep2req",
+                "--in",
+                &input,
+                "--out",
+                &agent,
+                "--users",
+                open_users.as_str(),
+            ],
+            2,
+            format!(
+                "(mode 0644): refused; make it readable by its owner only (chmod 600 {})",
+                open_users.as_str()
+            ),
+        ),
+        (
+            PROXY,
+            vec![
+                "--kind",
+                "rep2req",
+                "--in",
+                &input,
+                "--out",
+                &agent,
+                "--credentials",
+                open_credentials.as_str(),
+            ],
+            2,
+            format!("{} holds secrets", open_credentials.as_str()),
+        ),
+        (
+            SERVER,
+            vec!["--bind", &agent, "--users", twice.as_str()],
+            1,
+            "users file line 3 names user \"ops\" again (first on line 1)".to_owned(),
+        ),
+    ];
+    for (program, args, code, said) in cases {
+        let out = bin(program, &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(&said), "{args:?}: {stderr}");
+        assert!(!stderr.contains("never-printed"), "{stderr}");
+    }
+}
+
 /// `zmqrpc-server call echo TEXT` against `endpoint`.
 fn call_echo(
     endpoint: &str,

@@ -104,25 +104,26 @@ fn pool_users() -> Users {
     Users::new().with("ops", "hunter2").with("sensor", "s3cret")
 }
 
-/// Regression: the users were taken for the ROUTER before the first worker's SUB sockets
-/// were made, so a pool's SUB side accepted any publisher.
+/// A pool's SUB sockets present its credentials to a protected publisher, which refuses
+/// them when they are wrong or missing (every SUB socket, the first worker's too).
 #[test]
-fn a_pool_refuses_publishers_without_the_right_credentials() {
+fn a_protected_publisher_refuses_a_pool_without_the_right_credentials() {
     for credentials in [None, Some(Credentials::new("sensor", "wrong"))] {
-        let (mut intruder, endpoint) = publishing_client(credentials.clone());
+        let (mut publisher, endpoint) = publishing_client(Some(pool_users()));
         let samples = Samples::default();
         let service = samples.service();
-        let running = RpcServer::builder()
+        let mut builder = RpcServer::builder()
             .users(pool_users())
             .workers(2)
             .register_clone(Shared::new(service))
             .unwrap()
             .rep("tcp://127.0.0.1:*")
-            .subscribe(&endpoint)
-            .bind()
-            .unwrap()
-            .spawn()
-            .unwrap();
+            .subscribe(&endpoint);
+        if let Some(credentials) = credentials.clone() {
+            builder = builder.credentials(credentials);
+        }
+        let running = builder.bind().unwrap().spawn().unwrap();
+        let intruder = &mut publisher;
         let stats = intruder.sender().publisher().unwrap().stats();
         assert!(
             eventually(secs(5), || {
@@ -141,10 +142,10 @@ fn a_pool_refuses_publishers_without_the_right_credentials() {
         assert_eq!(running.stats().receiver.snapshot().received, 0);
     }
     // The right credentials get through the same pool.
-    let (mut sensor, endpoint) = publishing_client(Some(Credentials::new("sensor", "s3cret")));
+    let (mut sensor, endpoint) = publishing_client(Some(pool_users()));
     let samples = Samples::default();
     let _running = RpcServer::builder()
-        .users(pool_users())
+        .credentials(Credentials::new("sensor", "s3cret"))
         .workers(2)
         .register_clone(Shared::new(samples.service()))
         .unwrap()

@@ -37,8 +37,10 @@ OPTIONS:
                            [5000; rep2serial: 1000]
     --device PATH          rep2serial: the serial device, e.g. /dev/ttyACM0
     --baud N               rep2serial: the line speed [115200]
-    --users FILE           the input accepts only these users (`user:password` lines)
-    --credentials FILE     the output presents these (`user:password`); without it,
+    --users FILE           every bound side (REP input, PUB output) accepts only
+                           these users (`user:password` lines; mode 600)
+    --credentials FILE     every connecting side (SUB input, REQ output) presents
+                           these (`user:password`; mode 600); without it,
                            $ZMQRPC_USER and $ZMQRPC_PASSWORD if set
     --capacity N           buffered: requests held at most [1000]
     --spool FILE           buffered: keep requests in FILE too, so a restart loses nothing
@@ -52,6 +54,12 @@ OPTIONS:
     -q, --quiet            log less
     -h, --help             print this help
     -V, --version          print the version
+
+PROTECTION: a socket that binds verifies who connects (--users); a socket that
+connects presents credentials (--credentials). Never the other way round: a
+bound socket never presents a password. --users for a kind with no bound side,
+or --credentials for one with no connecting side, is refused; files of secrets
+readable by group or others are refused.
 
 Stops cleanly on SIGINT or SIGTERM (the spool is synced); prints one line
 `ready in=... out=...` to stdout once its sockets are bound.
@@ -139,11 +147,63 @@ struct Sides {
     timeout: Duration,
     input: Vec<String>,
     output: Vec<String>,
+    /// Whether the input binds (REP) and the output binds (PUB), as the kind says.
+    input_binds: bool,
+    output_binds: bool,
+    /// Verified by every side that binds.
     users: Option<Users>,
+    /// Presented by every side that connects.
     credentials: Option<Credentials>,
 }
 
-/// Applies `sides` to `builder`, a proxy builder of any kind.
+impl Sides {
+    /// Sides of a kind whose input and output bind or connect as given, with the users
+    /// (for the bound sides) and credentials (for the connecting ones) of `settings`. A
+    /// users or credentials file no side could use is refused; the environment's
+    /// credentials are taken only where a side connects.
+    fn new(settings: &Settings, input_binds: bool, output_binds: bool) -> Result<Sides, CliError> {
+        let kind = settings.kind.as_deref().unwrap_or_default();
+        let binds = input_binds || (output_binds && !settings.output.is_empty());
+        let connects = !input_binds || !output_binds;
+        if settings.users.is_some() && !binds {
+            return Err(format!(
+                "--users: no socket of {kind} binds (users protect bound sockets; \
+                 connecting ones present --credentials)"
+            )
+            .into());
+        }
+        if settings.credentials.is_some() && !connects {
+            return Err(format!(
+                "--credentials: no socket of {kind} connects (a bound socket verifies \
+                 --users and never presents credentials)"
+            )
+            .into());
+        }
+        let credentials = match connects {
+            true => cli::credentials(settings.credentials.as_deref())?,
+            false => None,
+        };
+        // A serial device answers in milliseconds; the bridge's own timeout must also be
+        // well under a client's (5 s), so that callers get its typed `Timeout`.
+        let default_timeout = if kind.eq_ignore_ascii_case("rep2serial") {
+            1000
+        } else {
+            5000
+        };
+        Ok(Sides {
+            timeout: Duration::from_millis(settings.timeout_ms.unwrap_or(default_timeout)),
+            input: settings.input.clone(),
+            output: settings.output.clone(),
+            input_binds,
+            output_binds,
+            users: cli::users(settings.users.as_deref())?,
+            credentials,
+        })
+    }
+}
+
+/// Applies `sides` to `builder`, a proxy builder of any kind: the users to the sides that
+/// bind, the credentials to those that connect.
 macro_rules! with_sides {
     ($builder:expr, $sides:expr) => {{
         let sides: Sides = $sides;
@@ -155,10 +215,20 @@ macro_rules! with_sides {
             builder = builder.output(endpoint);
         }
         if let Some(users) = sides.users {
-            builder = builder.input_users(users);
+            if sides.input_binds {
+                builder = builder.input_users(users.clone());
+            }
+            if sides.output_binds {
+                builder = builder.output_users(users);
+            }
         }
         if let Some(credentials) = sides.credentials {
-            builder = builder.output_credentials(credentials);
+            if !sides.input_binds {
+                builder = builder.input_credentials(credentials.clone());
+            }
+            if !sides.output_binds {
+                builder = builder.output_credentials(credentials);
+            }
         }
         builder
     }};
@@ -183,23 +253,15 @@ fn start(settings: Settings) -> Result<Started, CliError> {
     if !serial && settings.output.is_empty() {
         return Err("at least one --out is required; try --help".into());
     }
-    // A serial device answers in milliseconds; the bridge's own timeout must also be well
-    // under a client's (5 s), so that callers get its typed `Timeout`.
-    let default_timeout = if serial { 1000 } else { 5000 };
-    let sides = Sides {
-        timeout: Duration::from_millis(settings.timeout_ms.unwrap_or(default_timeout)),
-        input: settings.input,
-        output: settings.output,
-        users: cli::users(settings.users.as_deref())?,
-        credentials: cli::credentials(settings.credentials.as_deref())?,
-    };
     if serial {
+        let sides = Sides::new(&settings, true, true)?;
         let device = settings
             .device
             .ok_or("--kind rep2serial needs --device; try --help")?;
         return start_serial(device, settings.baud.unwrap_or(115_200), sides);
     }
     if buffered {
+        let sides = Sides::new(&settings, true, false)?;
         let builder = BufferedProxy::builder_for(cli::wire_dialect())
             .capacity(settings.capacity.unwrap_or(1000));
         let mut builder = with_sides!(builder, sides);
@@ -209,6 +271,7 @@ fn start(settings: Settings) -> Result<Started, CliError> {
         return Ok(Started::Buffered(builder.bind()?));
     }
     let kind: ProxyKind = kind.parse()?;
+    let sides = Sides::new(&settings, kind.rep_input(), !kind.req_output())?;
     let builder = with_sides!(Proxy::builder_for(kind, cli::wire_dialect()), sides);
     Ok(Started::Plain(builder.bind()?))
 }

@@ -18,7 +18,11 @@ USAGE:
 SERVE OPTIONS:
     --bind ENDPOINT        serve calls on this REP endpoint (repeatable) [tcp://*:30000]
     --subscribe ENDPOINT   also take one-way commands from this publisher (repeatable)
-    --users FILE           accept only these users (`user:password` lines)
+    --users FILE           the bound endpoints accept only these users
+                           (`user:password` lines; mode 600)
+    --credentials FILE     the subscriptions present these to their publishers
+                           (`user:password`; mode 600); without it, $ZMQRPC_USER
+                           and $ZMQRPC_PASSWORD if set
     --config FILE          read these settings from a TOML file (flags win), e.g.
                                bind = [\"tcp://*:30000\"]
                                users = \"/etc/zmqrpc/users\"
@@ -26,8 +30,13 @@ SERVE OPTIONS:
 CALL OPTIONS:
     --connect ENDPOINT     the agent to ask, e.g. tcp://10.0.0.7:30000
     --timeout MS           give up after this long [3000]
-    --credentials FILE     present these (`user:password`); without it,
+    --credentials FILE     present these (`user:password`; mode 600); without it,
                            $ZMQRPC_USER and $ZMQRPC_PASSWORD if set
+
+PROTECTION: a socket that binds verifies who connects (--users); a socket that
+connects presents credentials (--credentials). Never the other way round: a
+bound socket never presents a password. Files of secrets readable by group or
+others are refused.
 
 COMMON OPTIONS:
     -v, --verbose          log more (RUST_LOG overrides)
@@ -47,6 +56,7 @@ struct Settings {
     #[serde(default)]
     subscribe: Vec<String>,
     users: Option<PathBuf>,
+    credentials: Option<PathBuf>,
 }
 
 enum Mode {
@@ -109,6 +119,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
         settings.subscribe = flags.subscribe;
     }
     settings.users = flags.users.or(settings.users);
+    settings.credentials = credentials.or(settings.credentials);
     if settings.bind.is_empty() && settings.subscribe.is_empty() {
         settings.bind.push("tcp://*:30000".into());
     }
@@ -117,6 +128,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
 
 fn serve(settings: Settings) -> Result<(), CliError> {
     let mut builder = agent::register(RpcServer::builder_for(cli::wire_dialect()))?;
+    let subscribes = !settings.subscribe.is_empty();
     for endpoint in settings.bind {
         builder = builder.rep(endpoint);
     }
@@ -125,6 +137,13 @@ fn serve(settings: Settings) -> Result<(), CliError> {
     }
     if let Some(users) = cli::users(settings.users.as_deref())? {
         builder = builder.users(users);
+    }
+    // The environment's credentials go to the subscriptions, if there are any; a file named
+    // for a server that subscribes to nothing is a mistake the builder reports.
+    if settings.credentials.is_some() || subscribes {
+        if let Some(credentials) = cli::credentials(settings.credentials.as_deref())? {
+            builder = builder.credentials(credentials);
+        }
     }
     let server = builder.bind()?;
     let signals = cli::stop_on_signals(server.shutdown())?;

@@ -169,14 +169,12 @@ pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool
     }
 }
 
-/// A client publishing on a fresh TCP port (presenting `credentials` if given), and that
-/// port's endpoint for servers to subscribe to.
-pub fn publishing_client(
-    credentials: Option<zmqrpc::transport::Credentials>,
-) -> (RpcClient, String) {
+/// A client publishing on a fresh TCP port (letting only `users` subscribe, if given), and
+/// that port's endpoint for servers to subscribe to.
+pub fn publishing_client(users: Option<zmqrpc::transport::Users>) -> (RpcClient, String) {
     let mut builder = RpcClient::builder().publish_on("tcp://127.0.0.1:*");
-    if let Some(credentials) = credentials {
-        builder = builder.credentials(credentials);
+    if let Some(users) = users {
+        builder = builder.users(users);
     }
     let mut client = builder.connect().unwrap();
     let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();

@@ -173,10 +173,17 @@ impl TempPath {
         TempPath(path)
     }
 
-    /// A file holding `contents`.
+    /// A file holding `contents`, readable by its owner only (as files of secrets must be).
     pub fn with(name: &str, contents: &str) -> TempPath {
+        TempPath::with_mode(name, contents, 0o600)
+    }
+
+    /// A file holding `contents`, with permission bits `mode`.
+    pub fn with_mode(name: &str, contents: &str, mode: u32) -> TempPath {
+        use std::os::unix::fs::PermissionsExt;
         let path = TempPath::new(name);
         std::fs::write(&path.0, contents).unwrap();
+        std::fs::set_permissions(&path.0, std::fs::Permissions::from_mode(mode)).unwrap();
         path
     }
 

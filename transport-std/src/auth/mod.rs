@@ -1,14 +1,20 @@
 //! Username/password on every link: ZMQ PLAIN, verified by a ZAP handler (RFC 27).
 //!
-//! A protected receiver (the REP and SUB sides of a server or proxy) is a PLAIN *server*: it
-//! asks the ZAP handler about every peer's [`Credentials`] and checks them against its
-//! [`Users`]. A sender (the REQ and PUB sides of a client or proxy) presents its credentials.
-//! PLAIN sends the password in clear: it keeps strangers out of a network, not eavesdroppers
-//! (the seed's requirement; CURVE is not needed here).
+//! One rule for every socket: **a socket that binds verifies the peers that connect to it; a
+//! socket that connects presents its credentials.** Never the other way round, whatever the
+//! socket carries: a bound REP, ROUTER or PUB checks every peer's [`Credentials`] against its
+//! [`Users`] (a PLAIN *server*), and a REQ, DEALER or SUB that connects presents its own (a
+//! PLAIN *client*). libzmq takes a socket's PLAIN role from its own options, not from bind or
+//! connect, so a bound socket made a PLAIN client would hand its password to any stranger
+//! who connects and claims the server's part; zmqrpc never configures one that way, and a
+//! builder given credentials for sockets that only bind (or users for sockets that only
+//! connect) refuses with a [`ConfigError`](crate::ConfigError).
 //!
-//! The library starts the ZAP handler itself, in the receiver's context and before any of its
-//! sockets binds, and stops it with the receiver. One ZAP handler serves one context: give
-//! each protected receiver its own context (the default).
+//! PLAIN sends the password in clear: it keeps strangers out of a network, not eavesdroppers.
+//!
+//! The library runs the ZAP handler itself, one per context, started before the first
+//! verifying socket of the context binds and stopped after the last one closes; each bound
+//! socket (or side) that verifies has its own users.
 
 mod zap;
 
@@ -16,11 +22,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-pub(crate) use zap::start_zap_handler;
+pub(crate) use zap::Verifier;
 pub use zap::{AuthCounts, AuthStats};
-
-/// The ZAP domain zmqrpc's protected sockets use.
-pub(crate) const ZAP_DOMAIN: &str = "zmqrpc";
 
 /// A username and password a sender presents.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,12 +41,31 @@ impl Credentials {
         }
     }
 
+    /// Reads credentials from a file: its first line is `user:password` (the password is
+    /// everything after the first `:`). Refused if group or others may read it (see
+    /// [`read_secret_file`]).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Credentials, UsersError> {
+        let text = read_secret_file(path.as_ref())?;
+        let line = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('\r');
+        match line.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                Ok(Credentials::new(user, password))
+            }
+            _ => Err(UsersError::BadLine { line: 1 }),
+        }
+    }
+
     /// The username.
     pub fn username(&self) -> &str {
         &self.username
     }
 
-    /// Makes `socket` present these credentials (call before connecting or binding).
+    /// Makes `socket` present these credentials (call before it connects; never on a socket
+    /// that binds).
     pub(crate) fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
         socket.set_plain_username(Some(&self.username))?;
         socket.set_plain_password(Some(&self.password))
@@ -88,9 +110,11 @@ impl Users {
         self
     }
 
-    /// Reads `user:password` lines.
+    /// Reads `user:password` lines. A user named on two lines is refused (naming both): the
+    /// later password silently winning would hide a mistake in the file.
     pub fn parse(text: &str) -> Result<Users, UsersError> {
         let mut users = Users::new();
+        let mut first_seen = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -98,6 +122,14 @@ impl Users {
             }
             match line.split_once(':') {
                 Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                    if let Some(&first) = first_seen.get(user) {
+                        return Err(UsersError::Duplicate {
+                            user: user.to_owned(),
+                            line: index + 1,
+                            first,
+                        });
+                    }
+                    first_seen.insert(user, index + 1);
                     users = users.with(user, password);
                 }
                 _ => return Err(UsersError::BadLine { line: index + 1 }),
@@ -106,13 +138,10 @@ impl Users {
         Ok(users)
     }
 
-    /// Reads a users file (see [`Users::parse`]).
+    /// Reads a users file (see [`Users::parse`]); refused if group or others may read it
+    /// (see [`read_secret_file`]).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Users, UsersError> {
-        let text = std::fs::read_to_string(path.as_ref()).map_err(|e| UsersError::Read {
-            path: path.as_ref().display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Users::parse(&text)
+        Users::parse(&read_secret_file(path.as_ref())?)
     }
 
     /// Whether `username` exists with this `password`.
@@ -139,12 +168,36 @@ impl fmt::Debug for Users {
     }
 }
 
+/// Reads a file holding secrets (users, credentials, keys), refusing one that group or others
+/// may read, as ssh refuses an open private key: its mode is read from the open file, and
+/// nothing of its content is read or shown when it is refused.
+pub fn read_secret_file(path: &Path) -> Result<String, UsersError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let shown = || path.display().to_string();
+    let read_error = |e: std::io::Error| UsersError::Read {
+        path: shown(),
+        reason: e.to_string(),
+    };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let mode = file.metadata().map_err(read_error)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(UsersError::Exposed {
+            path: shown(),
+            mode: mode & 0o7777,
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read_error)?;
+    Ok(text)
+}
+
 /// Compares without an early exit, so timing does not reveal how much of a password matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A users file could not be read.
+/// A users file (or another file of secrets) could not be read or is not valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsersError {
     /// The file could not be read.
@@ -159,58 +212,43 @@ pub enum UsersError {
         /// Its number, from 1.
         line: usize,
     },
+    /// The file may be read by group or others; it must be readable by its owner only
+    /// (`chmod 600`).
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A user is named a second time.
+    Duplicate {
+        /// The user.
+        user: String,
+        /// The line naming it again, from 1.
+        line: usize,
+        /// The line that named it first.
+        first: usize,
+    },
 }
 
 impl fmt::Display for UsersError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UsersError::Read { path, reason } => {
-                write!(f, "cannot read users file {path}: {reason}")
-            }
+            UsersError::Read { path, reason } => write!(f, "cannot read {path}: {reason}"),
+            UsersError::Exposed { path, mode } => write!(
+                f,
+                "{path} holds secrets but group or others may read it (mode {mode:04o}): \
+                 refused; make it readable by its owner only (chmod 600 {path})"
+            ),
             UsersError::BadLine { line } => {
                 write!(f, "users file line {line} is not `user:password`")
             }
+            UsersError::Duplicate { user, line, first } => write!(
+                f,
+                "users file line {line} names user {user:?} again (first on line {first})"
+            ),
         }
     }
 }
 
 impl std::error::Error for UsersError {}
-
-/// A socket's part in authentication.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Role<'a> {
-    /// No security mechanism (NULL).
-    Open,
-    /// PLAIN server: verifies peers through the ZAP handler.
-    Verify,
-    /// PLAIN client: presents these credentials.
-    Present(&'a Credentials),
-}
-
-impl Role<'_> {
-    /// The role of a receiving socket.
-    pub(crate) fn verifier(protected: bool) -> Role<'static> {
-        if protected {
-            Role::Verify
-        } else {
-            Role::Open
-        }
-    }
-
-    /// The role of a sending socket.
-    pub(crate) fn presenter(credentials: Option<&Credentials>) -> Role<'_> {
-        credentials.map_or(Role::Open, Role::Present)
-    }
-
-    /// Configures `socket` for the role (before it binds or connects).
-    pub(crate) fn apply(self, socket: &zmq::Socket) -> zmq::Result<()> {
-        match self {
-            Role::Open => Ok(()),
-            Role::Verify => {
-                socket.set_plain_server(true)?;
-                socket.set_zap_domain(ZAP_DOMAIN)
-            }
-            Role::Present(credentials) => credentials.apply(socket),
-        }
-    }
-}

@@ -1,7 +1,21 @@
-//! The ZAP handler (RFC 27): a thread in the receiver's context that judges each peer's
-//! PLAIN credentials against the [`Users`].
+//! The ZAP handler (RFC 27): one thread per context, judging the handshakes of every bound
+//! socket of that context that verifies its peers.
+//!
+//! Each verifying socket registers a ZAP domain of its own with the users it accepts
+//! ([`Verifier::start`]), and the handler judges a peer by the domain its socket names. The
+//! first registration in a context starts the handler (bound to `inproc://zeromq.zap.01`,
+//! before the socket that needs it binds); later ones in the same context join it, so a
+//! proxy's two bound sides, or a server and a client sharing a context for `inproc://`, each
+//! keep their own users. The handler stops when the last registration of its context drops.
+//!
+//! A context cannot be asked which handler it has, so each handler also binds a marker,
+//! `inproc://zmqrpc.zap.<id>`, in its context: a registration finds its context's handler
+//! as the one whose marker its context refuses to bind again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use super::Users;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
@@ -11,66 +25,176 @@ use crate::TransportError;
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 
 counters! {
-    /// Live counters of a ZAP handler.
+    /// Live counters of the peers one bound socket (or one side) verified.
     AuthStats;
     /// An [`AuthStats`] reading.
     AuthCounts {
         /// Handshakes allowed.
         allowed,
-        /// Handshakes refused (wrong user or password, or a mechanism other than PLAIN).
+        /// Handshakes refused (wrong user or password, or another mechanism).
         denied,
     }
 }
 
-/// Starts a ZAP handler for `users` in `ctx`, on its own thread.
-pub(crate) fn start_zap_handler(
-    ctx: &zmq::Context,
+/// A bound socket's part in the handshake: it verifies every peer that connects against its
+/// users, through its context's ZAP handler. Cheap to clone; the registration ends when the
+/// last clone drops.
+#[derive(Clone)]
+pub(crate) struct Verifier(Arc<Registration>);
+
+struct Registration {
+    service: Arc<ZapService>,
+    domain: String,
+    stats: Arc<AuthStats>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.service.domains).remove(&self.domain);
+    }
+}
+
+impl Verifier {
+    /// Registers `users` with the ZAP handler of `ctx`, starting it if `ctx` has none.
+    pub(crate) fn start(ctx: &zmq::Context, users: Users) -> Result<Verifier, TransportError> {
+        static NEXT_DOMAIN: AtomicU64 = AtomicU64::new(0);
+        let service = ZapService::of(ctx)?;
+        let domain = format!("zmqrpc.{}", NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed));
+        let stats = Arc::new(AuthStats::default());
+        let entry = Arc::new(Domain {
+            users,
+            stats: stats.clone(),
+        });
+        lock(&service.domains).insert(domain.clone(), entry);
+        Ok(Verifier(Arc::new(Registration {
+            service,
+            domain,
+            stats,
+        })))
+    }
+
+    /// Makes `socket` verify its peers (call before it binds).
+    pub(crate) fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
+        socket.set_plain_server(true)?;
+        socket.set_zap_domain(&self.0.domain)
+    }
+
+    /// The counters of the peers this registration judged.
+    pub(crate) fn stats(&self) -> &AuthStats {
+        &self.0.stats
+    }
+}
+
+/// What one registered domain accepts.
+struct Domain {
     users: Users,
-) -> Result<Running<AuthStats>, TransportError> {
-    let socket = ctx
-        .socket(zmq::REP)
-        .map_err(|e| TransportError::new("socket", ZAP_ENDPOINT, e))?;
-    socket
-        .set_linger(0)
-        .map_err(|e| TransportError::new("set_linger", ZAP_ENDPOINT, e))?;
-    // EADDRINUSE means another ZAP handler serves this context — or a stopped one whose
-    // socket libzmq's reaper has not closed yet: wait a moment for that.
-    let mut attempts = 0;
-    loop {
-        match socket.bind(ZAP_ENDPOINT) {
-            Ok(()) => break,
-            Err(zmq::Error::EADDRINUSE) if attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
+    stats: Arc<AuthStats>,
+}
+
+type Domains = Arc<Mutex<HashMap<String, Arc<Domain>>>>;
+
+/// A context's ZAP handler thread and the domains it judges.
+struct ZapService {
+    id: u64,
+    domains: Domains,
+    /// Stops and joins the thread when the service drops (its last registration went).
+    _running: Running<AuthStats>,
+}
+
+/// Every live handler, one per context that has one.
+static SERVICES: Mutex<Vec<Weak<ZapService>>> = Mutex::new(Vec::new());
+
+impl ZapService {
+    /// The handler of `ctx`: the one running there, or a new one.
+    fn of(ctx: &zmq::Context) -> Result<Arc<ZapService>, TransportError> {
+        // Held throughout, so two registrations in one new context cannot both start one.
+        let mut services = lock(&SERVICES);
+        let mut attempts = 0;
+        loop {
+            services.retain(|service| service.strong_count() > 0);
+            for service in services.iter().filter_map(Weak::upgrade) {
+                if service.lives_in(ctx)? {
+                    return Ok(service);
+                }
             }
-            Err(e) => {
-                return Err(TransportError::new(
-                    "bind (one protected receiver per context)",
-                    ZAP_ENDPOINT,
-                    e,
-                ))
+            match ZapService::spawn(ctx) {
+                Ok(service) => {
+                    services.push(Arc::downgrade(&service));
+                    return Ok(service);
+                }
+                // A stopped handler whose socket libzmq's reaper has not closed yet: wait a
+                // moment for it. Longer, and it is a handler that is not zmqrpc's.
+                Err(e) if e.is_address_in_use() && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
             }
         }
     }
-    let shutdown = Shutdown::new();
-    let stop = StopListener::new(ctx, shutdown.clone())?;
-    let stats = Arc::new(AuthStats::default());
-    let counters = stats.clone();
-    const THREAD: &str = "zmqrpc-zap";
-    Running::spawn(THREAD, shutdown, stats, move || {
-        serve_zap(&socket, &stop, &users, &counters)
-    })
-    .map_err(|e| TransportError::Spawn {
-        thread: THREAD.to_owned(),
-        reason: e.to_string(),
-    })
+
+    fn marker(id: u64) -> String {
+        format!("inproc://zmqrpc.zap.{id}")
+    }
+
+    /// Whether this handler runs in `ctx`: there its marker is taken.
+    fn lives_in(&self, ctx: &zmq::Context) -> Result<bool, TransportError> {
+        let marker = ZapService::marker(self.id);
+        let probe = ctx
+            .socket(zmq::PAIR)
+            .map_err(|e| TransportError::new("socket", &marker, e))?;
+        match probe.bind(&marker) {
+            Ok(()) => Ok(false),
+            Err(zmq::Error::EADDRINUSE) => Ok(true),
+            Err(e) => Err(TransportError::new("bind", &marker, e)),
+        }
+    }
+
+    /// Binds the ZAP endpoint and the marker in `ctx` and starts the thread.
+    fn spawn(ctx: &zmq::Context) -> Result<Arc<ZapService>, TransportError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let bound = |endpoint: &str, kind| {
+            let err = |op| move |e| TransportError::new(op, endpoint, e);
+            let socket = ctx.socket(kind).map_err(err("socket"))?;
+            socket.set_linger(0).map_err(err("set_linger"))?;
+            socket.bind(endpoint).map_err(err("bind"))?;
+            Ok::<_, TransportError>(socket)
+        };
+        let socket = bound(ZAP_ENDPOINT, zmq::REP)?;
+        let marker = bound(&ZapService::marker(id), zmq::PAIR)?;
+        let shutdown = Shutdown::new();
+        let stop = StopListener::new(ctx, shutdown.clone())?;
+        let domains = Domains::default();
+        let judged = domains.clone();
+        let totals = Arc::new(AuthStats::default());
+        let counters = totals.clone();
+        const THREAD: &str = "zmqrpc-zap";
+        let running = Running::spawn(THREAD, shutdown, totals, move || {
+            let _marker = marker;
+            serve_zap(&socket, &stop, &judged, &counters)
+        })
+        .map_err(|e| TransportError::Spawn {
+            thread: THREAD.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::new(ZapService {
+            id,
+            domains,
+            _running: running,
+        }))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn serve_zap(
     socket: &zmq::Socket,
     stop: &StopListener,
-    users: &Users,
-    stats: &AuthStats,
+    domains: &Mutex<HashMap<String, Arc<Domain>>>,
+    totals: &AuthStats,
 ) -> Result<(), TransportError> {
     loop {
         let mut items = [
@@ -89,11 +213,18 @@ fn serve_zap(
             Err(zmq::Error::EAGAIN) => continue,
             Err(e) => return Err(TransportError::new("recv", ZAP_ENDPOINT, e)),
         };
-        let verdict = judge(&request, users);
-        if verdict.0 == b"200" {
-            bump(&stats.allowed);
-        } else {
-            bump(&stats.denied);
+        let domain = request
+            .get(2)
+            .and_then(|name| std::str::from_utf8(name).ok())
+            .and_then(|name| lock(domains).get(name).cloned());
+        let verdict = judge(&request, domain.as_ref().map(|d| &d.users));
+        let allowed = verdict.0 == b"200";
+        for stats in std::iter::once(totals).chain(domain.as_ref().map(|d| &*d.stats)) {
+            bump(if allowed {
+                &stats.allowed
+            } else {
+                &stats.denied
+            });
         }
         let request_id = request.get(1).map_or(&[][..], Vec::as_slice);
         let (status, text, user_id) = verdict;
@@ -103,9 +234,16 @@ fn serve_zap(
     }
 }
 
-/// The ZAP verdict on one request: status code, status text, user id.
-fn judge<'r>(request: &'r [Vec<u8>], users: &Users) -> (&'static [u8], &'static [u8], &'r [u8]) {
+/// The ZAP verdict on one request, by the users of its domain (none: a domain nobody
+/// registered): status code, status text, user id.
+fn judge<'r>(
+    request: &'r [Vec<u8>],
+    users: Option<&Users>,
+) -> (&'static [u8], &'static [u8], &'r [u8]) {
     const DENIED: (&[u8], &[u8], &[u8]) = (b"400", b"invalid username or password", b"");
+    let Some(users) = users else {
+        return (b"400", b"no zmqrpc socket verifies this domain", b"");
+    };
     // version, request id, domain, address, routing id, mechanism, credentials…
     match request {
         [version, _, _, _, _, mechanism, username, password]
@@ -121,13 +259,13 @@ fn judge<'r>(request: &'r [Vec<u8>], users: &Users) -> (&'static [u8], &'static 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
 mod tests {
     use super::*;
-    use crate::auth::ZAP_DOMAIN;
 
     /// A ZAP request (RFC 27) for `mechanism` with `credentials`.
     fn request(version: &str, mechanism: &str, credentials: &[&str]) -> Vec<Vec<u8>> {
-        let head = [version, "7", ZAP_DOMAIN, "127.0.0.1", "", mechanism];
+        let head = [version, "7", "zmqrpc.0", "127.0.0.1", "", mechanism];
         head.iter()
             .chain(credentials)
             .map(|part| part.as_bytes().to_vec())
@@ -139,7 +277,7 @@ mod tests {
         let users = Users::new().with("ops", "s3cret");
         let request = request("1.0", "PLAIN", &["ops", "s3cret"]);
         assert_eq!(
-            judge(&request, &users),
+            judge(&request, Some(&users)),
             (&b"200"[..], &b"OK"[..], &b"ops"[..])
         );
     }
@@ -149,17 +287,17 @@ mod tests {
         let users = Users::new().with("ops", "s3cret");
         for credentials in [["ops", "wrong"], ["nobody", "s3cret"], ["ops", ""]] {
             let request = request("1.0", "PLAIN", &credentials);
-            let verdict = judge(&request, &users);
+            let verdict = judge(&request, Some(&users));
             assert_eq!(verdict.0, b"400", "{credentials:?}");
             assert_eq!(verdict.2, b"", "a denied peer gets no user id");
         }
         let mut bad_utf8 = request("1.0", "PLAIN", &["ops", "s3cret"]);
         bad_utf8[6] = vec![0xff, 0xfe];
-        assert_eq!(judge(&bad_utf8, &users).0, b"400");
+        assert_eq!(judge(&bad_utf8, Some(&users)).0, b"400");
     }
 
     #[test]
-    fn another_mechanism_version_or_shape_is_denied() {
+    fn another_mechanism_version_shape_or_an_unknown_domain_is_denied() {
         let users = Users::new().with("ops", "s3cret");
         for request in [
             request("1.0", "NULL", &[]),
@@ -169,8 +307,32 @@ mod tests {
             request("1.0", "PLAIN", &["ops", "s3cret", "extra"]),
             Vec::new(),
         ] {
-            let verdict = judge(&request, &users);
+            let verdict = judge(&request, Some(&users));
             assert_eq!((verdict.0, verdict.2), (&b"400"[..], &b""[..]));
         }
+        let right = request("1.0", "PLAIN", &["ops", "s3cret"]);
+        assert_eq!(judge(&right, None).0, b"400");
+    }
+
+    #[test]
+    fn registrations_in_one_context_share_its_handler_and_keep_their_users() {
+        let ctx = zmq::Context::new();
+        let first = Verifier::start(&ctx, Users::new().with("a", "1")).unwrap();
+        let second = Verifier::start(&ctx, Users::new().with("b", "2")).unwrap();
+        assert!(Arc::ptr_eq(&first.0.service, &second.0.service));
+        assert_ne!(first.0.domain, second.0.domain);
+        let elsewhere = Verifier::start(&zmq::Context::new(), Users::new()).unwrap();
+        assert!(!Arc::ptr_eq(&first.0.service, &elsewhere.0.service));
+        let service = Arc::downgrade(&first.0.service);
+        drop(first);
+        assert_eq!(lock(&second.0.service.domains).len(), 1);
+        drop(second);
+        assert!(
+            service.upgrade().is_none(),
+            "the last registration stops it"
+        );
+        // And a new one starts in the same context.
+        let again = Verifier::start(&ctx, Users::new()).unwrap();
+        assert_eq!(lock(&again.0.service.domains).len(), 1);
     }
 }

@@ -162,13 +162,7 @@ impl SerialBridgeBuilder {
         let sides = &self.sides;
         let publisher = match sides.outputs.is_empty() {
             true => None,
-            false => Some(Publisher::bind(
-                &ctx,
-                &sides.outputs,
-                &sides.output_options,
-                sides.credentials.as_ref(),
-                self.pending_limit,
-            )?),
+            false => Some(sides.publisher(&ctx, self.pending_limit)?),
         };
         let link = SerialLink::new(self.device, self.baud, self.write_timeout, self.reopen_max);
         let mut relay = Relay::new(link, publisher, sides.timeout, input.shutdown());
@@ -187,7 +181,7 @@ impl SerialBridge {
     /// Starts building a bridge to the serial device at `device` (a path such as
     /// `/dev/ttyACM0`, or a stable link such as `/dev/serial/by-id/…`).
     pub fn builder(device: impl Into<PathBuf>) -> SerialBridgeBuilder {
-        let mut sides = Sides::new(Native::heartbeat_answer);
+        let mut sides = Sides::new(Native::heartbeat_answer, true);
         // Shorter than a client's own default (5 s), so callers get the bridge's typed
         // `Timeout` rather than giving up first.
         sides.timeout = Duration::from_secs(1);

@@ -49,6 +49,19 @@ pub enum ConfigError {
         /// What lacks the endpoint: "pipeline", …
         what: &'static str,
     },
+    /// Credentials were given where no socket connects: a socket that binds verifies the
+    /// peers that connect to it (with users) and never presents credentials, which would
+    /// hand them to whoever connects.
+    CredentialsWithoutConnect {
+        /// What was given them: "receiver", "sender", "proxy output", …
+        what: &'static str,
+    },
+    /// Users were given where no socket binds: a socket that connects presents
+    /// credentials and verifies nobody.
+    UsersWithoutBind {
+        /// What was given them: "receiver", "sender", "proxy input", …
+        what: &'static str,
+    },
     /// A server with several workers has a service registered with
     /// [`register`](crate::ServerBuilder::register), which cannot be copied to each worker:
     /// it must be registered with [`register_clone`](crate::ServerBuilder::register_clone).
@@ -66,6 +79,16 @@ impl fmt::Display for ConfigError {
             ConfigError::NoEndpoint { what } => {
                 write!(f, "the {what} has no endpoint to connect to")
             }
+            ConfigError::CredentialsWithoutConnect { what } => write!(
+                f,
+                "credentials given to the {what}, which connects no socket: a bound socket \
+                 verifies who connects (give it users) and never presents credentials"
+            ),
+            ConfigError::UsersWithoutBind { what } => write!(
+                f,
+                "users given to the {what}, which binds no socket: a connecting socket \
+                 presents credentials (give it credentials) and verifies nobody"
+            ),
             ConfigError::NotCloneable { command, workers } => write!(
                 f,
                 "the service for {command:?} cannot be copied to {workers} workers: \

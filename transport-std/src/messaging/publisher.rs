@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::{BoundedQueue, OverflowPolicy, Pushed};
 
-use crate::auth::{Credentials, Role};
+use crate::auth::{AuthStats, Users, Verifier};
 use crate::dialect::{Dialect, Native};
 use crate::socket::monitor::{Event, Monitor, Watch};
 use crate::socket::nodrop::set_xpub_nodrop;
@@ -48,8 +48,9 @@ counters! {
         attached,
         /// Times the last subscriber left.
         detached,
-        /// Security handshakes a subscriber failed with this publisher: it refused our
-        /// credentials, or expected some and got none (or the reverse).
+        /// Security handshakes a subscriber failed with this publisher: the publisher has
+        /// users and the subscriber presented no credentials or wrong ones (or the
+        /// reverse: it presented some to a publisher without users).
         refused,
     }
 }
@@ -66,6 +67,9 @@ pub struct Publisher {
     /// When subscriptions were last read.
     last_read: Instant,
     stats: Arc<PublisherStats>,
+    /// How a protected publisher verifies its subscribers; its registration with the ZAP
+    /// handler ends after the socket closes (fields drop in declaration order).
+    verifier: Option<Verifier>,
 }
 
 /// How often a busy publisher reads subscription changes.
@@ -74,15 +78,16 @@ const READ_EVERY: Duration = Duration::from_millis(1);
 impl Publisher {
     /// Binds an XPUB socket to every endpoint; holds up to `pending_limit` (at most
     /// [`MAX_PENDING`]) messages while no subscriber is attached, dropping the oldest first.
-    /// Presents `credentials` to subscribers that require them.
+    /// With `users`, only subscribers presenting the credentials of one of them attach (the
+    /// [`auth`](crate::auth) rule: a bound socket verifies; it presents nothing).
     pub fn bind(
         ctx: &zmq::Context,
         endpoints: &[String],
         options: &SocketOptions,
-        credentials: Option<&Credentials>,
+        users: Option<Users>,
         pending_limit: usize,
     ) -> Result<Publisher, TransportError> {
-        let role = Role::presenter(credentials);
+        let verifier = users.map(|users| Verifier::start(ctx, users)).transpose()?;
         // What is held for a subscriber goes out in one burst when it attaches: each
         // subscriber's pipe must take that burst on top of its usual high-water mark, or
         // libzmq's PUB would drop the excess without a word.
@@ -95,7 +100,8 @@ impl Publisher {
             },
             ..options.clone()
         };
-        let (mut socket, bound) = options.bound_socket(ctx, zmq::XPUB, role, endpoints)?;
+        let (mut socket, bound) =
+            options.bound_socket(ctx, zmq::XPUB, verifier.as_ref(), endpoints)?;
         // A full subscriber pipe refuses the send instead of dropping the message: it stays
         // in the pending queue, where overflow is counted.
         set_xpub_nodrop(&mut socket).map_err(|e| {
@@ -114,6 +120,7 @@ impl Publisher {
             monitor,
             last_read: Instant::now(),
             stats: Arc::default(),
+            verifier,
         })
     }
 
@@ -208,6 +215,11 @@ impl Publisher {
     /// The live counters.
     pub fn stats(&self) -> Arc<PublisherStats> {
         self.stats.clone()
+    }
+
+    /// The counters of the subscribers a protected publisher verified.
+    pub fn auth_stats(&self) -> Option<&AuthStats> {
+        self.verifier.as_ref().map(Verifier::stats)
     }
 
     fn read_subscriptions(&mut self) -> Result<(), TransportError> {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::{Credentials, Role};
+use crate::auth::Credentials;
 use crate::socket::monitor::{HandshakeFailure, Handshakes, Monitor, Watch};
 use crate::socket::options::{later, SocketOptions};
 use crate::socket::shutdown::Shutdown;
@@ -239,8 +239,9 @@ impl Endpoint {
             None => {
                 let address = self.address.as_str();
                 let err = |op| move |e| TransportError::new(op, address, e);
-                let role = Role::presenter(credentials);
-                let socket = options.socket(ctx, zmq::REQ, role).map_err(err("socket"))?;
+                let socket = options
+                    .connecting_socket(ctx, zmq::REQ, credentials)
+                    .map_err(err("socket"))?;
                 socket.set_linger(0).map_err(err("set_linger"))?;
                 let monitor = Monitor::attach(ctx, &socket, Watch::Handshakes)?;
                 socket.connect(address).map_err(err("connect"))?;

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Users};
+use crate::error::ConfigError;
 use crate::messaging::publisher::{Publisher, MAX_PENDING};
 use crate::messaging::requester::{Reply, Requester};
 use crate::socket::options::SocketOptions;
@@ -17,6 +18,9 @@ pub struct SenderBuilder {
     options: SocketOptions,
     pending_limit: usize,
     credentials: Option<Credentials>,
+    users: Option<Users>,
+    /// What the sender is, in configuration errors.
+    what: &'static str,
 }
 
 impl Default for SenderBuilder {
@@ -28,11 +32,19 @@ impl Default for SenderBuilder {
             options: SocketOptions::default(),
             pending_limit: 1000,
             credentials: None,
+            users: None,
+            what: "sender",
         }
     }
 }
 
 impl SenderBuilder {
+    /// Names what the sender serves (a "client", …) in configuration errors.
+    pub(crate) fn named(mut self, what: &'static str) -> Self {
+        self.what = what;
+        self
+    }
+
     /// Uses `ctx` (needed for `inproc://`); by default the sender makes its own context.
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.ctx = Some(ctx.clone());
@@ -64,14 +76,31 @@ impl SenderBuilder {
         self
     }
 
-    /// Presents `credentials` on every socket (REQ and PUB) to peers that require them.
+    /// Presents `credentials` to the servers the REQ sockets connect to (the
+    /// [`auth`](crate::auth) rule: a connecting socket presents; the bound publisher never
+    /// does). Without a `req` endpoint, `connect` refuses with
+    /// [`ConfigError::CredentialsWithoutConnect`].
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
         self
     }
 
+    /// Protects the bound publisher: only subscribers presenting the credentials of one of
+    /// `users` attach (a bound socket verifies). Without a `publish_on` endpoint, `connect`
+    /// refuses with [`ConfigError::UsersWithoutBind`].
+    pub fn users(mut self, users: Users) -> Self {
+        self.users = Some(users);
+        self
+    }
+
     /// Creates, binds and connects the sockets.
     pub fn connect(self) -> Result<Sender, TransportError> {
+        if self.credentials.is_some() && self.req.is_empty() {
+            return Err(ConfigError::CredentialsWithoutConnect { what: self.what }.into());
+        }
+        if self.users.is_some() && self.publish.is_empty() {
+            return Err(ConfigError::UsersWithoutBind { what: self.what }.into());
+        }
         let ctx = self.ctx.unwrap_or_default();
         let publisher = if self.publish.is_empty() {
             None
@@ -80,7 +109,7 @@ impl SenderBuilder {
                 &ctx,
                 &self.publish,
                 &self.options,
-                self.credentials.as_ref(),
+                self.users,
                 self.pending_limit,
             )?)
         };

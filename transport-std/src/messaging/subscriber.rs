@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::Role;
+use crate::auth::Credentials;
 use crate::messaging::receiver::Heartbeats;
 use crate::socket::drain_parts;
 use crate::socket::monitor::{Event, Monitor, Watch};
@@ -33,6 +33,8 @@ pub(crate) enum Received {
 /// A connected SUB socket, its monitor and its silence deadline.
 pub(crate) struct SubSide {
     pub(crate) endpoint: String,
+    /// Presented to the publisher (again by every socket made anew).
+    credentials: Option<Credentials>,
     pub(crate) socket: zmq::Socket,
     monitor: Monitor,
     silence: Option<Duration>,
@@ -45,22 +47,26 @@ pub(crate) struct SubSide {
 }
 
 impl SubSide {
-    /// A SUB socket subscribed to everything at `endpoint`.
+    /// A SUB socket subscribed to everything at `endpoint`, presenting `credentials` to the
+    /// publisher there.
     pub(crate) fn connect(
         ctx: &zmq::Context,
         options: &SocketOptions,
-        role: Role<'_>,
+        credentials: Option<Credentials>,
         endpoint: String,
         silence: Option<Duration>,
     ) -> Result<SubSide, TransportError> {
         let name = endpoint.as_str();
         let err = |op| move |e| TransportError::new(op, name, e);
-        let socket = options.socket(ctx, zmq::SUB, role).map_err(err("socket"))?;
+        let socket = options
+            .connecting_socket(ctx, zmq::SUB, credentials.as_ref())
+            .map_err(err("socket"))?;
         socket.set_subscribe(b"").map_err(err("subscribe"))?;
         let monitor = Monitor::attach(ctx, &socket, Watch::HandshakesAndDisconnects)?;
         socket.connect(&endpoint).map_err(err("connect"))?;
         Ok(SubSide {
             endpoint,
+            credentials,
             socket,
             monitor,
             silence,
@@ -113,7 +119,6 @@ impl SubSide {
         &mut self,
         ctx: &zmq::Context,
         options: &SocketOptions,
-        role: Role<'_>,
         now: Instant,
         events: bool,
     ) -> Result<bool, TransportError> {
@@ -139,7 +144,8 @@ impl SubSide {
         }
         let endpoint = self.endpoint.clone();
         // The old socket (and its monitor) close here.
-        *self = SubSide::connect(ctx, options, role, endpoint, self.silence)?;
+        let credentials = self.credentials.clone();
+        *self = SubSide::connect(ctx, options, credentials, endpoint, self.silence)?;
         Ok(true)
     }
 }

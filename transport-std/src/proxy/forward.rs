@@ -59,13 +59,7 @@ impl<D: Dialect> ProxyBuilder<D> {
         let output = if self.kind.req_output() {
             Output::Req(sides.requester(&ctx)?)
         } else {
-            Output::Pub(Publisher::bind(
-                &ctx,
-                &sides.outputs,
-                &sides.output_options,
-                sides.credentials.as_ref(),
-                self.pending_limit,
-            )?)
+            Output::Pub(sides.publisher(&ctx, self.pending_limit)?)
         };
         Ok(Proxy {
             forwarder: Forwarder {
@@ -103,7 +97,7 @@ impl<D: Dialect> Proxy<D> {
         ProxyBuilder {
             dialect,
             kind,
-            sides: Sides::new(D::heartbeat_answer),
+            sides: Sides::new(D::heartbeat_answer, !kind.req_output()),
             pending_limit: 1000,
         }
     }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Users};
+use crate::error::ConfigError;
+use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{Heartbeats, Receiver, ReceiverBuilder};
 use crate::messaging::requester::Requester;
 use crate::socket::options::SocketOptions;
@@ -16,38 +18,92 @@ pub(crate) struct Sides {
     pub(crate) ctx: Option<zmq::Context>,
     pub(crate) input: ReceiverBuilder,
     pub(crate) outputs: Vec<String>,
+    /// Whether the output binds (PUB) rather than connects (REQ).
+    output_binds: bool,
     pub(crate) output_options: SocketOptions,
-    pub(crate) credentials: Option<Credentials>,
+    /// What a connecting (REQ) output presents.
+    pub(crate) output_credentials: Option<Credentials>,
+    /// Whom a bound (PUB) output lets subscribe.
+    pub(crate) output_users: Option<Users>,
     pub(crate) timeout: Duration,
 }
 
 impl Sides {
-    /// Sides with no endpoints, an input that tells heartbeats by `heartbeats`.
-    pub(crate) fn new(heartbeats: Heartbeats) -> Sides {
+    /// Sides with no endpoints, an input that tells heartbeats by `heartbeats`, and an
+    /// output that binds (PUB) or connects (REQ).
+    pub(crate) fn new(heartbeats: Heartbeats, output_binds: bool) -> Sides {
         Sides {
             ctx: None,
-            input: Receiver::builder().heartbeats(heartbeats),
+            input: Receiver::builder()
+                .heartbeats(heartbeats)
+                .named("proxy input"),
             outputs: Vec::new(),
+            output_binds,
             output_options: SocketOptions::default(),
-            credentials: None,
+            output_credentials: None,
+            output_users: None,
             timeout: Duration::from_secs(5),
         }
     }
 
-    /// Binds the input in the proxy's context (made here unless one was given).
+    /// Refuses protection the sides cannot carry (the [`auth`](crate::auth) rule): users
+    /// where a side only connects, credentials where it only binds.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        const OUTPUT: &str = "proxy output";
+        let (binds, connects) = self.input.binds_and_connects();
+        if self.input.users.is_some() && !binds {
+            return Err(ConfigError::UsersWithoutBind {
+                what: "proxy input",
+            });
+        }
+        if self.input.credentials.is_some() && !connects {
+            return Err(ConfigError::CredentialsWithoutConnect {
+                what: "proxy input",
+            });
+        }
+        match self.output_binds {
+            true if self.output_credentials.is_some() => {
+                Err(ConfigError::CredentialsWithoutConnect { what: OUTPUT })
+            }
+            false if self.output_users.is_some() => {
+                Err(ConfigError::UsersWithoutBind { what: OUTPUT })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Binds the input in the proxy's context (made here unless one was given), once the
+    /// protection of both sides is [checked](Sides::check).
     pub(crate) fn bind_input(&mut self) -> Result<(zmq::Context, Receiver), TransportError> {
+        self.check()?;
         let ctx = self.ctx.take().unwrap_or_default();
         let input = std::mem::take(&mut self.input).context(&ctx).bind()?;
         Ok((ctx, input))
     }
 
-    /// A REQ output: the endpoints, used in turn.
+    /// A REQ output: the endpoints, used in turn, presenting the output credentials.
     pub(crate) fn requester(&self, ctx: &zmq::Context) -> Result<Requester, TransportError> {
         Requester::connect(
             ctx,
             &self.outputs,
             &self.output_options,
-            self.credentials.clone(),
+            self.output_credentials.clone(),
+        )
+    }
+
+    /// A PUB output: bound to the endpoints, verifying subscribers against the output
+    /// users; holds up to `pending_limit` messages while none is attached.
+    pub(crate) fn publisher(
+        &self,
+        ctx: &zmq::Context,
+        pending_limit: usize,
+    ) -> Result<Publisher, TransportError> {
+        Publisher::bind(
+            ctx,
+            &self.outputs,
+            &self.output_options,
+            self.output_users.clone(),
+            pending_limit,
         )
     }
 }
@@ -62,15 +118,37 @@ macro_rules! side_setters {
             self
         }
 
-        /// Accepts on the input only peers presenting credentials of one of `users`.
+        /// Accepts on a bound (REP) input only callers presenting the credentials of one of
+        /// `users` (the [`auth`](crate::auth) rule: a bound socket verifies). On an input
+        /// that only connects (SUB), `bind` refuses with
+        /// [`ConfigError::UsersWithoutBind`](crate::ConfigError::UsersWithoutBind).
         pub fn input_users(mut self, users: $crate::Users) -> Self {
             self.sides.input = self.sides.input.users(users);
             self
         }
 
-        /// Presents `credentials` on the output.
+        /// Presents `credentials` to the publishers a SUB input connects to (a connecting
+        /// socket presents). On an input that only binds (REP), `bind` refuses with
+        /// [`ConfigError::CredentialsWithoutConnect`](crate::ConfigError::CredentialsWithoutConnect).
+        pub fn input_credentials(mut self, credentials: $crate::Credentials) -> Self {
+            self.sides.input = self.sides.input.credentials(credentials);
+            self
+        }
+
+        /// Presents `credentials` to the servers a REQ output connects to. On an output
+        /// that binds (PUB), `bind` refuses with
+        /// [`ConfigError::CredentialsWithoutConnect`](crate::ConfigError::CredentialsWithoutConnect):
+        /// a bound socket never presents credentials.
         pub fn output_credentials(mut self, credentials: $crate::Credentials) -> Self {
-            self.sides.credentials = Some(credentials);
+            self.sides.output_credentials = Some(credentials);
+            self
+        }
+
+        /// Lets only subscribers presenting the credentials of one of `users` attach to a
+        /// bound (PUB) output. On an output that connects (REQ), `bind` refuses with
+        /// [`ConfigError::UsersWithoutBind`](crate::ConfigError::UsersWithoutBind).
+        pub fn output_users(mut self, users: $crate::Users) -> Self {
+            self.sides.output_users = Some(users);
             self
         }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use zmqrpc_core::Command;
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Users};
 use crate::dialect::{interpret, CallTag, Dialect, Interpretation, Native};
 use crate::messaging::sender::{Sender, SenderBuilder};
 use crate::socket::monitor::HandshakeFailure;
@@ -61,9 +61,21 @@ impl<D: Dialect> ClientBuilder<D> {
         self
     }
 
-    /// Presents `credentials` on every socket to servers that require them.
+    /// Presents `credentials` to the servers the REQ sockets connect to (the
+    /// [`auth`](crate::auth) rule: a connecting socket presents; the bound publisher never
+    /// does). Without a `req` endpoint, `connect` refuses with
+    /// [`ConfigError::CredentialsWithoutConnect`](crate::ConfigError::CredentialsWithoutConnect).
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.sender = self.sender.credentials(credentials);
+        self
+    }
+
+    /// Protects the bound publisher ([`publish_on`](ClientBuilder::publish_on)): only
+    /// servers presenting the credentials of one of `users` subscribe (a bound socket
+    /// verifies). Without a `publish_on` endpoint, `connect` refuses with
+    /// [`ConfigError::UsersWithoutBind`](crate::ConfigError::UsersWithoutBind).
+    pub fn users(mut self, users: Users) -> Self {
+        self.sender = self.sender.users(users);
         self
     }
 
@@ -121,7 +133,7 @@ impl<D: Dialect> RpcClient<D> {
     pub fn builder_for(dialect: D) -> ClientBuilder<D> {
         ClientBuilder {
             dialect,
-            sender: Sender::builder(),
+            sender: Sender::builder().named("client"),
             options: SocketOptions::default(),
             timeout: Duration::from_secs(5),
             retries: 0,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::Command;
 
-use crate::auth::{Credentials, Role};
+use crate::auth::Credentials;
 use crate::dialect::{Addressee, Dialect, Native};
 use crate::socket::monitor::{Event, Handshakes, Monitor, Watch};
 use crate::socket::options::{later, SocketOptions};
@@ -146,9 +146,8 @@ impl Link {
         window: usize,
     ) -> Result<Link, TransportError> {
         let err = |op| move |e| TransportError::new(op, endpoint, e);
-        let role = Role::presenter(credentials);
         let socket = options
-            .socket(ctx, zmq::DEALER, role)
+            .connecting_socket(ctx, zmq::DEALER, credentials)
             .map_err(err("socket"))?;
         // Calls not yet sent when the pipeline closes are abandoned, like a timed-out REQ's.
         socket.set_linger(0).map_err(err("set_linger"))?;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::Role;
+use crate::auth::{Credentials, Verifier};
 use crate::TransportError;
 
 /// Options applied to every socket a receiver, sender, server or client creates.
@@ -121,33 +121,40 @@ impl SocketOptions {
             .unwrap_or(64 << 20)
     }
 
-    /// A new socket of `kind` in `ctx` with these options and `role` applied.
-    pub(crate) fn socket(
+    /// A new socket of `kind` in `ctx` with these options, to connect: it presents
+    /// `credentials` to the socket it connects to, if given.
+    pub(crate) fn connecting_socket(
         &self,
         ctx: &zmq::Context,
         kind: zmq::SocketType,
-        role: Role<'_>,
+        credentials: Option<&Credentials>,
     ) -> zmq::Result<zmq::Socket> {
         let socket = ctx.socket(kind)?;
         self.apply(&socket)?;
-        role.apply(&socket)?;
+        if let Some(credentials) = credentials {
+            credentials.apply(&socket)?;
+        }
         Ok(socket)
     }
-}
 
-impl SocketOptions {
     /// A new socket of `kind` bound to every endpoint, and the endpoints as bound (wildcard
-    /// ports resolved).
+    /// ports resolved). It verifies the peers that connect to it through `verifier`, if
+    /// given; a bound socket never presents credentials (see [`auth`](crate::auth)).
     pub(crate) fn bound_socket(
         &self,
         ctx: &zmq::Context,
         kind: zmq::SocketType,
-        role: Role<'_>,
+        verifier: Option<&Verifier>,
         endpoints: &[String],
     ) -> Result<(zmq::Socket, Vec<String>), TransportError> {
-        let socket = self
-            .socket(ctx, kind, role)
-            .map_err(|e| TransportError::new("socket", &format!("{kind:?}"), e))?;
+        let name = format!("{kind:?}");
+        let name = name.as_str();
+        let err = |op| move |e| TransportError::new(op, name, e);
+        let socket = ctx.socket(kind).map_err(err("socket"))?;
+        self.apply(&socket).map_err(err("set options"))?;
+        if let Some(verifier) = verifier {
+            verifier.apply(&socket).map_err(err("set ZAP domain"))?;
+        }
         let mut bound = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             refuse_live_ipc_path(endpoint)?;

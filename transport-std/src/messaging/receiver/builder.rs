@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use super::rep::RepSide;
 use super::{Heartbeats, Receiver, ReceiverStats};
-use crate::auth::{start_zap_handler, AuthStats, Role, Users};
+use crate::auth::{Credentials, Users, Verifier};
 use crate::dialect::{Dialect, Native};
+use crate::error::ConfigError;
 use crate::messaging::subscriber::SubSide;
 use crate::socket::options::SocketOptions;
-use crate::socket::shutdown::{Running, Shutdown, StopListener};
+use crate::socket::shutdown::{Shutdown, StopListener};
 use crate::TransportError;
 
 /// Builds a [`Receiver`]: endpoints, options, context.
@@ -22,7 +23,10 @@ pub struct ReceiverBuilder {
     pub(crate) options: SocketOptions,
     pub(crate) shutdown: Shutdown,
     pub(crate) users: Option<Users>,
+    pub(crate) credentials: Option<Credentials>,
     pub(crate) stats: Arc<ReceiverStats>,
+    /// What the receiver serves (a "server", a "proxy input"), in configuration errors.
+    pub(crate) what: &'static str,
 }
 
 impl Default for ReceiverBuilder {
@@ -35,7 +39,9 @@ impl Default for ReceiverBuilder {
             options: SocketOptions::default(),
             shutdown: Shutdown::new(),
             users: None,
+            credentials: None,
             stats: Arc::default(),
+            what: "receiver",
         }
     }
 }
@@ -45,6 +51,12 @@ impl ReceiverBuilder {
     /// or service that stops its own loop).
     pub fn shutdown(&self) -> Shutdown {
         self.shutdown.clone()
+    }
+
+    /// Names what the receiver serves in configuration errors.
+    pub(crate) fn named(mut self, what: &'static str) -> Self {
+        self.what = what;
+        self
     }
 
     /// Recognises heartbeats with `heartbeats` (default: the native dialect's).
@@ -90,11 +102,21 @@ impl ReceiverBuilder {
         self
     }
 
-    /// Protects every socket (REP and SUB) with username/password: only peers presenting
-    /// the credentials of one of `users` get through. A ZAP handler for them runs in the
-    /// receiver's context from [`bind`](ReceiverBuilder::bind) until the receiver ends.
+    /// Protects the bound REP socket with username/password: only callers presenting the
+    /// credentials of one of `users` get through (the [`auth`](crate::auth) rule: a bound
+    /// socket verifies). A ZAP handler judges them from [`bind`](ReceiverBuilder::bind)
+    /// until the receiver ends. Without a REP endpoint, `bind` refuses with
+    /// [`ConfigError::UsersWithoutBind`].
     pub fn users(mut self, users: Users) -> Self {
         self.users = Some(users);
+        self
+    }
+
+    /// Presents `credentials` to the publishers the SUB sockets connect to (the
+    /// [`auth`](crate::auth) rule: a connecting socket presents). Without a SUB endpoint,
+    /// `bind` refuses with [`ConfigError::CredentialsWithoutConnect`].
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -104,11 +126,10 @@ impl ReceiverBuilder {
         let rep = if inputs.rep.is_empty() {
             None
         } else {
-            let role = inputs.role;
             Some(RepSide::bind(
                 &inputs.ctx,
                 &inputs.options,
-                role,
+                inputs.verifier.as_ref(),
                 &inputs.rep,
             )?)
         };
@@ -122,36 +143,48 @@ impl ReceiverBuilder {
             stats: inputs.stats,
             user: String::new(),
             lost_rep: None,
-            auth: inputs.zap,
+            verifier: inputs.verifier,
         })
     }
 
+    /// Whether the receiver binds a socket (a REP endpoint) and connects one (a SUB
+    /// endpoint): what its users and its credentials would apply to.
+    pub(crate) fn binds_and_connects(&self) -> (bool, bool) {
+        (!self.rep.is_empty(), !self.subs.is_empty())
+    }
+
     /// Sets up what a receiving loop faces the network with, the same way for a receiver
-    /// and a worker pool: the ZAP handler first (a PLAIN socket without one refuses
-    /// everyone), the stop signal and the SUB sockets. The REP endpoints are left for the
-    /// loop to bind in the socket type it uses.
+    /// and a worker pool: the REP side's registration with the ZAP handler first (a PLAIN
+    /// socket without a handler refuses everyone), the stop signal and the SUB sockets. The
+    /// REP endpoints are left for the loop to bind in the socket type it uses.
     pub(crate) fn inputs(self) -> Result<Inputs, TransportError> {
+        let (binds, connects) = self.binds_and_connects();
+        if self.users.is_some() && !binds {
+            return Err(ConfigError::UsersWithoutBind { what: self.what }.into());
+        }
+        if self.credentials.is_some() && !connects {
+            return Err(ConfigError::CredentialsWithoutConnect { what: self.what }.into());
+        }
         let ctx = self.ctx.unwrap_or_default();
-        let zap = self
+        let verifier = self
             .users
-            .map(|users| start_zap_handler(&ctx, users))
+            .map(|users| Verifier::start(&ctx, users))
             .transpose()?;
-        let role = Role::verifier(zap.is_some());
         let stop = StopListener::new(&ctx, self.shutdown)?;
         let subs = self
             .subs
             .into_iter()
             .map(|(endpoint, silence)| {
-                SubSide::connect(&ctx, &self.options, role, endpoint, silence)
+                let credentials = self.credentials.clone();
+                SubSide::connect(&ctx, &self.options, credentials, endpoint, silence)
             })
             .collect::<Result<_, _>>()?;
         Ok(Inputs {
             ctx,
             options: self.options,
-            role,
             stop,
             subs,
-            zap,
+            verifier,
             rep: self.rep,
             heartbeats: self.heartbeats,
             stats: self.stats,
@@ -164,11 +197,11 @@ impl ReceiverBuilder {
 pub(crate) struct Inputs {
     pub(crate) ctx: zmq::Context,
     pub(crate) options: SocketOptions,
-    pub(crate) role: Role<'static>,
     pub(crate) stop: StopListener,
     pub(crate) subs: Vec<SubSide>,
-    /// The ZAP handler of a protected loop; to drop (stop) after the sockets.
-    pub(crate) zap: Option<Running<AuthStats>>,
+    /// How the REP (or ROUTER) socket of a protected loop verifies its peers; to drop after
+    /// the sockets.
+    pub(crate) verifier: Option<Verifier>,
     /// The endpoints to bind the REP (or ROUTER) socket to.
     pub(crate) rep: Vec<String>,
     pub(crate) heartbeats: Heartbeats,

@@ -13,7 +13,7 @@ mod rep;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auth::{AuthStats, Role};
+use crate::auth::{AuthStats, Verifier};
 use crate::messaging::subscriber::{Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
@@ -66,9 +66,10 @@ pub struct Receiver {
     user: String,
     /// The endpoints of a REP socket that could not be rebound yet (retried on every wake).
     lost_rep: Option<Vec<String>>,
-    /// The ZAP handler of a protected receiver; stopped and joined when the receiver drops,
-    /// after its sockets (fields drop in declaration order).
-    auth: Option<Running<AuthStats>>,
+    /// How a protected receiver's REP socket verifies its peers; its registration with the
+    /// ZAP handler ends when the receiver drops, after its sockets (fields drop in
+    /// declaration order).
+    verifier: Option<Verifier>,
 }
 
 impl Receiver {
@@ -92,13 +93,9 @@ impl Receiver {
         self.stats.clone()
     }
 
-    /// The ZAP handler's counters, on a protected receiver.
+    /// The counters of the peers the REP socket verified, on a protected receiver.
     pub fn auth_stats(&self) -> Option<&AuthStats> {
-        self.auth.as_ref().map(Running::stats)
-    }
-
-    fn role(&self) -> Role<'static> {
-        Role::verifier(self.auth.is_some())
+        self.verifier.as_ref().map(Verifier::stats)
     }
 
     /// Serves on the calling thread until [`Shutdown::request`].
@@ -189,7 +186,8 @@ impl Receiver {
         let Some(endpoints) = &self.lost_rep else {
             return;
         };
-        if let Ok(rep) = RepSide::bind(&self.ctx, &self.options, self.role(), endpoints) {
+        if let Ok(rep) = RepSide::bind(&self.ctx, &self.options, self.verifier.as_ref(), endpoints)
+        {
             log::info!("REP socket bound again");
             self.rep = Some(rep);
             self.lost_rep = None;
@@ -240,7 +238,7 @@ impl Receiver {
                 reply.extend_from_slice(answer);
             } else {
                 bump(&self.stats.received);
-                let user = self.auth.is_some().then_some(&mut self.user);
+                let user = self.verifier.is_some().then_some(&mut self.user);
                 handler.handle(incoming(message, Origin::Rep, user), reply);
             }
             match rep.socket.send(&reply[..], zmq::DONTWAIT) {
@@ -249,9 +247,13 @@ impl Receiver {
                 // socket would wait for it forever. Start afresh.
                 Err(_) => {
                     let endpoints = rep.endpoints.clone();
-                    let role = self.role();
                     self.rep = None;
-                    match RepSide::rebind(&self.ctx, &self.options, role, &endpoints) {
+                    match RepSide::rebind(
+                        &self.ctx,
+                        &self.options,
+                        self.verifier.as_ref(),
+                        &endpoints,
+                    ) {
                         Ok(rep) => {
                             self.rep = Some(rep);
                             bump(&self.stats.rep_recreated);
@@ -290,8 +292,9 @@ impl Receiver {
                 }
                 Received::Message => {
                     bump(&self.stats.received);
-                    let user = self.auth.is_some().then_some(&mut self.user);
-                    handler.handle(incoming(message, origin, user), reply);
+                    // A SUB socket connects: it presented credentials, it verified nobody,
+                    // so a publication has no user id.
+                    handler.handle(incoming(message, origin, None), reply);
                 }
             }
         }
@@ -301,9 +304,8 @@ impl Receiver {
     /// Makes anew the SUB sockets that lost their connection or stayed silent too long.
     fn revive_subs(&mut self, ready: SubsReady) -> Result<(), TransportError> {
         let now = Instant::now();
-        let role = self.role();
         for (index, sub) in self.subs.iter_mut().enumerate() {
-            if sub.revive(&self.ctx, &self.options, role, now, ready.events(index))? {
+            if sub.revive(&self.ctx, &self.options, now, ready.events(index))? {
                 bump(&self.stats.sub_recreated);
             }
         }

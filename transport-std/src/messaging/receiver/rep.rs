@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::auth::Role;
+use crate::auth::Verifier;
 use crate::socket::options::SocketOptions;
 use crate::socket::RecvTimeout;
 use crate::TransportError;
@@ -22,10 +22,10 @@ impl RepSide {
     pub(super) fn bind(
         ctx: &zmq::Context,
         options: &SocketOptions,
-        role: Role<'_>,
+        verifier: Option<&Verifier>,
         endpoints: &[String],
     ) -> Result<RepSide, TransportError> {
-        let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, role, endpoints)?;
+        let (socket, endpoints) = options.bound_socket(ctx, zmq::REP, verifier, endpoints)?;
         Ok(RepSide {
             socket,
             endpoints,
@@ -37,12 +37,12 @@ impl RepSide {
     pub(super) fn rebind(
         ctx: &zmq::Context,
         options: &SocketOptions,
-        role: Role<'_>,
+        verifier: Option<&Verifier>,
         endpoints: &[String],
     ) -> Result<RepSide, TransportError> {
         let mut attempt = 0;
         loop {
-            match RepSide::bind(ctx, options, role, endpoints) {
+            match RepSide::bind(ctx, options, verifier, endpoints) {
                 Err(e) if e.is_address_in_use() && attempt < 5 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(20));

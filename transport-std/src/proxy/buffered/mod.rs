@@ -96,6 +96,8 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
 
     /// Opens the spool (recovering what it holds), binds and connects both sides.
     pub fn bind(mut self) -> Result<BufferedProxy<D>, BufferedProxyError> {
+        // Before the spool is opened: a configuration mistake must not touch it.
+        self.sides.check().map_err(TransportError::from)?;
         let mut queue = Box::new(BoundedQueue::with_limit(
             OverflowPolicy::RejectNew,
             self.capacity,
@@ -211,7 +213,7 @@ impl<D: Dialect> BufferedProxy<D> {
     pub fn builder_for(dialect: D) -> BufferedProxyBuilder<D> {
         BufferedProxyBuilder {
             dialect,
-            sides: Sides::new(D::heartbeat_answer),
+            sides: Sides::new(D::heartbeat_answer, false),
             retry: (Duration::from_millis(100), Duration::from_secs(5)),
             capacity: 1000,
             max_bytes: 16 << 20,

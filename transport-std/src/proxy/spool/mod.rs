@@ -33,8 +33,9 @@
 mod replay;
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use replay::{record_header, replay, DELIVERED, MESSAGE_HEADER};
@@ -113,8 +114,12 @@ impl Spool {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(PRIVATE)
             .open(&path)
             .map_err(io("open"))?;
+        // It holds every acknowledged payload: its owner's alone, whoever made it before.
+        file.set_permissions(Permissions::from_mode(PRIVATE))
+            .map_err(io("chmod 600"))?;
         if !existed {
             // A new file's name must survive a power cut as well as its contents.
             sync_parent(&path).map_err(io("fsync directory"))?;
@@ -255,7 +260,16 @@ impl Spool {
             let path = aside.clone();
             move |source| SpoolError::Io { op, path, source }
         };
-        let mut out = File::create(&aside).map_err(io("create"))?;
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(PRIVATE)
+            .open(&aside)
+            .map_err(io("create"))?;
+        // A copy left by a crash keeps the mode it was made with: set it again.
+        out.set_permissions(Permissions::from_mode(PRIVATE))
+            .map_err(io("chmod 600"))?;
         let mut len = 0;
         let mut sizes = std::collections::VecDeque::with_capacity(self.pending.len());
         for message in pending {
@@ -350,12 +364,20 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// The mode of the spool and of every copy of it: they hold acknowledged payloads.
+const PRIVATE: u32 = 0o600;
+
 /// Writes `bytes` to the first free `<spool>.damaged.<n>`, so no damage overwrites the
 /// evidence of an earlier one; returns its path.
 fn save_aside(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     for n in 1u32.. {
         let aside = sibling(path, &format!("damaged.{n}"));
-        match OpenOptions::new().write(true).create_new(true).open(&aside) {
+        let created = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE)
+            .open(&aside);
+        match created {
             Ok(mut file) => {
                 file.write_all(bytes)?;
                 file.sync_all()?;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use zmqrpc_core::Command;
 
-use crate::auth::Users;
+use crate::auth::{Credentials, Users};
 use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::receiver::{Receiver, ReceiverBuilder, ReceiverStats};
 use crate::socket::options::SocketOptions;
@@ -83,7 +83,9 @@ impl<D: Dialect> RpcServer<D> {
     /// Starts building a server that reads and answers `dialect`.
     pub fn builder_for(dialect: D) -> ServerBuilder<D> {
         ServerBuilder {
-            receiver: Receiver::builder().heartbeats(D::heartbeat_answer),
+            receiver: Receiver::builder()
+                .heartbeats(D::heartbeat_answer)
+                .named("server"),
             options: SocketOptions::default(),
             dialect,
             services: Services::new(),
@@ -190,9 +192,20 @@ impl<D: Dialect> ServerBuilder<D> {
         self
     }
 
-    /// Accepts only peers presenting credentials of one of `users`, on every socket.
+    /// Accepts on the bound REP endpoints only callers presenting the credentials of one of
+    /// `users` (the [`auth`](crate::auth) rule: a bound socket verifies). Without a `rep`
+    /// endpoint, `bind` refuses with
+    /// [`ConfigError::UsersWithoutBind`](crate::ConfigError::UsersWithoutBind).
     pub fn users(mut self, users: Users) -> Self {
         self.receiver = self.receiver.users(users);
+        self
+    }
+
+    /// Presents `credentials` to the publishers it subscribes to (a connecting socket
+    /// presents). Without a `subscribe` endpoint, `bind` refuses with
+    /// [`ConfigError::CredentialsWithoutConnect`](crate::ConfigError::CredentialsWithoutConnect).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.receiver = self.receiver.credentials(credentials);
         self
     }
 

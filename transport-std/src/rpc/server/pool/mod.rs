@@ -25,14 +25,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::auth::{AuthStats, Role};
+use crate::auth::Verifier;
 use crate::error::panic_message;
 use crate::messaging::receiver::{
     Handler, Heartbeats, Origin, ReceiverBuilder, ReceiverStats, BATCH,
 };
 use crate::messaging::subscriber::{Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
-use crate::socket::shutdown::{Running, Shutdown, StopListener};
+use crate::socket::shutdown::{Shutdown, StopListener};
 use crate::socket::stats::bump;
 use crate::socket::{self, inproc_endpoint};
 use crate::TransportError;
@@ -66,8 +66,8 @@ pub(crate) struct Pool<H: Handler> {
     /// Each worker's REQ socket (connected to the backend) and handler.
     workers: Vec<(zmq::Socket, H)>,
     stop: StopListener,
-    /// The ZAP handler of a protected pool; dropped (stopped) after the sockets.
-    zap: Option<Running<AuthStats>>,
+    /// How a protected pool's ROUTER verifies its peers; dropped after the sockets.
+    verifier: Option<Verifier>,
 }
 
 impl<H: Handler> Pool<H> {
@@ -82,10 +82,12 @@ impl<H: Handler> Pool<H> {
         let (frontend, endpoints) = if inputs.rep.is_empty() {
             (None, Vec::new())
         } else {
-            let (socket, endpoints) =
-                inputs
-                    .options
-                    .bound_socket(&ctx, zmq::ROUTER, inputs.role, &inputs.rep)?;
+            let (socket, endpoints) = inputs.options.bound_socket(
+                &ctx,
+                zmq::ROUTER,
+                inputs.verifier.as_ref(),
+                &inputs.rep,
+            )?;
             (Some(socket), endpoints)
         };
         let backend_endpoint = inproc_endpoint("pool");
@@ -103,7 +105,6 @@ impl<H: Handler> Pool<H> {
                 heartbeats: inputs.heartbeats,
                 ctx,
                 options: inputs.options,
-                role: inputs.role,
                 frontend,
                 subs: inputs.subs,
                 backend,
@@ -116,7 +117,7 @@ impl<H: Handler> Pool<H> {
             endpoints,
             workers,
             stop: inputs.stop,
-            zap: inputs.zap,
+            verifier: inputs.verifier,
         })
     }
 
@@ -142,7 +143,7 @@ impl<H: Handler> Pool<H> {
             mut broker,
             workers,
             stop,
-            zap,
+            verifier,
             ..
         } = self;
         let mut served = Ok(());
@@ -172,7 +173,7 @@ impl<H: Handler> Pool<H> {
         }
         let finished = broker.finish();
         drop(broker);
-        drop(zap);
+        drop(verifier);
         served.and(finished)
     }
 }
@@ -182,7 +183,6 @@ struct Broker {
     heartbeats: Heartbeats,
     ctx: zmq::Context,
     options: SocketOptions,
-    role: Role<'static>,
     frontend: Option<zmq::Socket>,
     subs: Vec<SubSide>,
     backend: zmq::Socket,
@@ -220,7 +220,7 @@ impl Broker {
             let now = Instant::now();
             for (index, sub) in self.subs.iter_mut().enumerate() {
                 let events = ready.subs.events(index);
-                if sub.revive(&self.ctx, &self.options, self.role, now, events)? {
+                if sub.revive(&self.ctx, &self.options, now, events)? {
                     bump(&self.stats.sub_recreated);
                 }
             }
@@ -378,9 +378,9 @@ impl Broker {
                     HANDLE
                 }
             };
-            copy_user(&mut self.part, &mut self.user);
+            // A SUB socket connects: it verified nobody, so a publication has no user id.
             let header = task_header(what, Origin::Sub(index));
-            send_task(&self.backend, worker, header, &self.user, &self.part)?;
+            send_task(&self.backend, worker, header, "", &self.part)?;
             self.slots[worker].busy = Busy::Notification;
             self.free.pop_front();
         }
