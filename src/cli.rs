@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
-use crate::transport::{Credentials, Shutdown, Users, UsersError};
+use crate::transport::auth::Permissions;
+use crate::transport::{Credentials, KeyPair, PublicKey, Shutdown, Users, UsersError};
 
 /// The wire dialect the binaries serve and forward: native frames and, with the
 /// `pyzmqrpc3` feature (on by default), pyzmqrpc3's messages on the same sockets, each
@@ -130,6 +131,105 @@ pub fn users(path: Option<&Path>) -> Result<Option<Users>, CliError> {
     path.map(Users::from_file)
         .transpose()
         .map_err(|e| format!("users: {e}").into())
+}
+
+/// The files of secrets a binary was given (flags or config), by what they protect: bound
+/// sockets verify `users` (PLAIN) or `clients` (CURVE), connecting sockets present
+/// `credentials` (PLAIN) or prove themselves to `server_key` (CURVE); `curve_key` is the
+/// node's own key pair for CURVE on either side.
+#[derive(Debug, Default, Clone)]
+pub struct SecretFiles {
+    /// `--users`: `user:password` lines.
+    pub users: Option<PathBuf>,
+    /// `--credentials`: a `user:password` line.
+    pub credentials: Option<PathBuf>,
+    /// `--curve-key`: the node's key pair (`zmqrpc-server keygen`).
+    pub curve_key: Option<PathBuf>,
+    /// `--clients`: `user-id:<public key>` lines, the clients a CURVE socket lets in.
+    pub clients: Option<PathBuf>,
+    /// `--server-key`: the public key file of the server the connecting sockets pin.
+    pub server_key: Option<PathBuf>,
+}
+
+/// What a node's sockets use: `users` for those that bind, `credentials` for those that
+/// connect.
+#[derive(Debug, Default)]
+pub struct Protection {
+    /// Verified by every socket that binds.
+    pub users: Option<Users>,
+    /// Presented by every socket that connects.
+    pub credentials: Option<Credentials>,
+}
+
+impl SecretFiles {
+    /// Reads the files for a node whose sockets bind (`binds`) and connect (`connects`),
+    /// refusing a file no socket would use, two mechanisms for one side, and half a CURVE
+    /// configuration. The environment's credentials (`$ZMQRPC_USER`, `$ZMQRPC_PASSWORD`) go
+    /// to the connecting sockets, when no file says otherwise.
+    pub fn protection(&self, binds: bool, connects: bool) -> Result<Protection, CliError> {
+        let given = |flag: &str, file: &Option<PathBuf>, used: bool, verb: &str| match (file, used)
+        {
+            (Some(_), false) => Err(format!(
+                "{flag}: no socket here {verb} (bound sockets verify --users or \
+                     --clients; connecting ones present --credentials or --server-key)"
+            )),
+            _ => Ok(()),
+        };
+        given("--users", &self.users, binds, "binds")?;
+        given("--clients", &self.clients, binds, "binds")?;
+        given("--credentials", &self.credentials, connects, "connects")?;
+        given("--server-key", &self.server_key, connects, "connects")?;
+        if self.users.is_some() && self.clients.is_some() {
+            return Err("--users and --clients: one mechanism for the bound sockets".into());
+        }
+        if self.credentials.is_some() && self.server_key.is_some() {
+            return Err("--credentials and --server-key: one mechanism for connecting".into());
+        }
+        let keys = match &self.curve_key {
+            Some(path) => {
+                if self.clients.is_none() && self.server_key.is_none() {
+                    return Err("--curve-key needs --clients (for the sockets that bind) \
+                                or --server-key (for those that connect)"
+                        .into());
+                }
+                Some(KeyPair::from_file(path).map_err(|e| format!("--curve-key: {e}"))?)
+            }
+            None if self.clients.is_some() || self.server_key.is_some() => {
+                return Err(
+                    "--clients and --server-key need --curve-key, the node's own \
+                            key pair (zmqrpc-server keygen)"
+                        .into(),
+                )
+            }
+            None => None,
+        };
+        let users = match (&self.clients, &keys) {
+            (Some(clients), Some(keys)) => Some(
+                Users::curve(keys.clone())
+                    .with_keys_file(clients)
+                    .map_err(|e| format!("--clients: {e}"))?,
+            ),
+            _ => users(self.users.as_deref())?,
+        };
+        let credentials = match (&self.server_key, &keys, connects) {
+            (Some(server), Some(keys), _) => {
+                let server =
+                    PublicKey::from_file(server).map_err(|e| format!("--server-key: {e}"))?;
+                Some(Credentials::curve(keys.clone(), server))
+            }
+            (_, _, true) => credentials(self.credentials.as_deref())?,
+            _ => None,
+        };
+        Ok(Protection { users, credentials })
+    }
+}
+
+/// The permissions file at `path`, if given: one `USER ACTION PATTERN` rule a line (see
+/// [`Permissions::parse`]).
+pub fn permissions(path: Option<&Path>) -> Result<Option<Permissions>, CliError> {
+    path.map(Permissions::from_file)
+        .transpose()
+        .map_err(|e| format!("permissions: {e}").into())
 }
 
 /// A TOML config file.

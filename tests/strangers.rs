@@ -476,5 +476,8 @@ fn the_binaries_refuse_credentials_no_socket_would_present() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("never presents credentials"), "{stderr}");
+    assert!(
+        stderr.contains("--credentials: no socket here connects"),
+        "{stderr}"
+    );
 }

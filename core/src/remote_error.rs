@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The request was larger than the receiver accepts.
     TooLarge,
+    /// The caller may not call (or notify) this command: no permission allows it.
+    Forbidden,
     /// A code this version does not know.
     Other(u16),
 }
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Timeout => 6,
             ErrorCode::Unavailable => 7,
             ErrorCode::TooLarge => 8,
+            ErrorCode::Forbidden => 9,
             ErrorCode::Other(code) => code,
         }
     }
@@ -72,6 +75,7 @@ impl ErrorCode {
             6 => ErrorCode::Timeout,
             7 => ErrorCode::Unavailable,
             8 => ErrorCode::TooLarge,
+            9 => ErrorCode::Forbidden,
             other => ErrorCode::Other(other),
         }
     }
@@ -88,6 +92,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::Timeout => f.write_str("downstream timeout"),
             ErrorCode::Unavailable => f.write_str("downstream unavailable"),
             ErrorCode::TooLarge => f.write_str("request too large"),
+            ErrorCode::Forbidden => f.write_str("forbidden"),
             ErrorCode::Other(code) => write!(f, "error code {code}"),
         }
     }

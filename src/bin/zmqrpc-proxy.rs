@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use zmqrpc::cli::{self, CliError};
+use zmqrpc::transport::auth::Permissions;
 #[cfg(feature = "serial")]
 use zmqrpc::transport::bridge::SerialBridge;
 use zmqrpc::transport::{BufferedProxy, Credentials, Proxy, ProxyKind, Users};
@@ -42,6 +43,14 @@ OPTIONS:
     --credentials FILE     every connecting side (SUB input, REQ output) presents
                            these (`user:password`; mode 600); without it,
                            $ZMQRPC_USER and $ZMQRPC_PASSWORD if set
+    --curve-key FILE       CURVE: this node's key pair (`zmqrpc-server keygen`)
+    --clients FILE         CURVE: every bound side lets in only these client keys
+                           (`user-id:<public key>` lines), instead of --users
+    --server-key FILE      CURVE: every connecting side talks only to the server
+                           with this public key, instead of --credentials
+    --permissions FILE     forward from the input only what each caller may call
+                           or notify: `USER ACTION PATTERN` lines (a proxy sees
+                           command keys: patterns are exact names, or `*`)
     --capacity N           buffered: requests held at most [1000]
     --spool FILE           buffered: keep requests in FILE too, so a restart loses nothing
     --spool-max BYTES      buffered: the spool's size bound [67108864]
@@ -77,6 +86,10 @@ struct Settings {
     timeout_ms: Option<u64>,
     users: Option<PathBuf>,
     credentials: Option<PathBuf>,
+    curve_key: Option<PathBuf>,
+    clients: Option<PathBuf>,
+    server_key: Option<PathBuf>,
+    permissions: Option<PathBuf>,
     capacity: Option<usize>,
     spool: Option<PathBuf>,
     spool_max: Option<u64>,
@@ -101,6 +114,10 @@ fn parse() -> Result<(Settings, i8), CliError> {
             Long("timeout") => flags.timeout_ms = Some(parser.value()?.parse()?),
             Long("users") => flags.users = Some(cli::path(&mut parser)?),
             Long("credentials") => flags.credentials = Some(cli::path(&mut parser)?),
+            Long("curve-key") => flags.curve_key = Some(cli::path(&mut parser)?),
+            Long("clients") => flags.clients = Some(cli::path(&mut parser)?),
+            Long("server-key") => flags.server_key = Some(cli::path(&mut parser)?),
+            Long("permissions") => flags.permissions = Some(cli::path(&mut parser)?),
             Long("capacity") => flags.capacity = Some(parser.value()?.parse()?),
             Long("spool") => flags.spool = Some(cli::path(&mut parser)?),
             Long("spool-max") => flags.spool_max = Some(parser.value()?.parse()?),
@@ -125,6 +142,10 @@ fn parse() -> Result<(Settings, i8), CliError> {
     settings.timeout_ms = flags.timeout_ms.or(settings.timeout_ms);
     settings.users = flags.users.or(settings.users);
     settings.credentials = flags.credentials.or(settings.credentials);
+    settings.curve_key = flags.curve_key.or(settings.curve_key);
+    settings.clients = flags.clients.or(settings.clients);
+    settings.server_key = flags.server_key.or(settings.server_key);
+    settings.permissions = flags.permissions.or(settings.permissions);
     settings.capacity = flags.capacity.or(settings.capacity);
     settings.spool = flags.spool.or(settings.spool);
     settings.spool_max = flags.spool_max.or(settings.spool_max);
@@ -154,6 +175,8 @@ struct Sides {
     users: Option<Users>,
     /// Presented by every side that connects.
     credentials: Option<Credentials>,
+    /// Checked at the input.
+    permissions: Option<Permissions>,
 }
 
 impl Sides {
@@ -165,24 +188,16 @@ impl Sides {
         let kind = settings.kind.as_deref().unwrap_or_default();
         let binds = input_binds || (output_binds && !settings.output.is_empty());
         let connects = !input_binds || !output_binds;
-        if settings.users.is_some() && !binds {
-            return Err(format!(
-                "--users: no socket of {kind} binds (users protect bound sockets; \
-                 connecting ones present --credentials)"
-            )
-            .into());
-        }
-        if settings.credentials.is_some() && !connects {
-            return Err(format!(
-                "--credentials: no socket of {kind} connects (a bound socket verifies \
-                 --users and never presents credentials)"
-            )
-            .into());
-        }
-        let credentials = match connects {
-            true => cli::credentials(settings.credentials.as_deref())?,
-            false => None,
+        let files = cli::SecretFiles {
+            users: settings.users.clone(),
+            credentials: settings.credentials.clone(),
+            curve_key: settings.curve_key.clone(),
+            clients: settings.clients.clone(),
+            server_key: settings.server_key.clone(),
         };
+        let protection = files
+            .protection(binds, connects)
+            .map_err(|e| format!("{kind}: {e}"))?;
         // A serial device answers in milliseconds; the bridge's own timeout must also be
         // well under a client's (5 s), so that callers get its typed `Timeout`.
         let default_timeout = if kind.eq_ignore_ascii_case("rep2serial") {
@@ -196,8 +211,9 @@ impl Sides {
             output: settings.output.clone(),
             input_binds,
             output_binds,
-            users: cli::users(settings.users.as_deref())?,
-            credentials,
+            users: protection.users,
+            credentials: protection.credentials,
+            permissions: cli::permissions(settings.permissions.as_deref())?,
         })
     }
 }
@@ -221,6 +237,9 @@ macro_rules! with_sides {
             if sides.output_binds {
                 builder = builder.output_users(users);
             }
+        }
+        if let Some(permissions) = sides.permissions {
+            builder = builder.input_permissions(permissions);
         }
         if let Some(credentials) = sides.credentials {
             if !sides.input_binds {

@@ -1,12 +1,12 @@
 //! `zmqrpc-server`: the node agent, and a client to query one; see `--help`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use zmqrpc::agent::{self, Echo, GetNodeInfo, Ping};
 use zmqrpc::cli::{self, CliError};
-use zmqrpc::transport::{RpcClient, RpcServer};
+use zmqrpc::transport::{KeyPair, RpcClient, RpcServer};
 
 const HELP: &str = "\
 zmqrpc-server: a node agent answering ping, info and echo over zmqrpc.
@@ -14,6 +14,8 @@ zmqrpc-server: a node agent answering ping, info and echo over zmqrpc.
 USAGE:
     zmqrpc-server [--bind ENDPOINT]... [OPTIONS]          serve
     zmqrpc-server call ping|info|echo TEXT --connect ENDPOINT [OPTIONS]
+    zmqrpc-server keygen PATH/NAME                        make a CURVE key pair:
+                           NAME.key (the pair, mode 600) and NAME.pub (to hand out)
 
 SERVE OPTIONS:
     --bind ENDPOINT        serve calls on this REP endpoint (repeatable) [tcp://*:30000]
@@ -23,9 +25,20 @@ SERVE OPTIONS:
     --credentials FILE     the subscriptions present these to their publishers
                            (`user:password`; mode 600); without it, $ZMQRPC_USER
                            and $ZMQRPC_PASSWORD if set
+    --permissions FILE     serve each caller only what it may call or notify: one
+                           `USER ACTION PATTERN` rule a line, e.g. `ops any *`,
+                           `* call agent.ping`; without it, every caller the
+                           sockets let in may call everything
     --config FILE          read these settings from a TOML file (flags win), e.g.
                                bind = [\"tcp://*:30000\"]
                                users = \"/etc/zmqrpc/users\"
+
+CURVE (instead of passwords; serve and call):
+    --curve-key FILE       this node's key pair (NAME.key from keygen)
+    --clients FILE         the bound endpoints let in only these client keys
+                           (`user-id:<public key>` lines, the id services see)
+    --server-key FILE      connect only to the server with this public key
+                           (NAME.pub): subscriptions when serving, the agent for call
 
 CALL OPTIONS:
     --connect ENDPOINT     the agent to ask, e.g. tcp://10.0.0.7:30000
@@ -57,6 +70,22 @@ struct Settings {
     subscribe: Vec<String>,
     users: Option<PathBuf>,
     credentials: Option<PathBuf>,
+    curve_key: Option<PathBuf>,
+    clients: Option<PathBuf>,
+    server_key: Option<PathBuf>,
+    permissions: Option<PathBuf>,
+}
+
+impl Settings {
+    fn secret_files(&self) -> cli::SecretFiles {
+        cli::SecretFiles {
+            users: self.users.clone(),
+            credentials: self.credentials.clone(),
+            curve_key: self.curve_key.clone(),
+            clients: self.clients.clone(),
+            server_key: self.server_key.clone(),
+        }
+    }
 }
 
 enum Mode {
@@ -65,8 +94,9 @@ enum Mode {
         command: Vec<String>,
         connect: String,
         timeout: Duration,
-        credentials: Option<PathBuf>,
+        secrets: cli::SecretFiles,
     },
+    Keygen(PathBuf),
 }
 
 fn parse() -> Result<(Mode, i8), CliError> {
@@ -89,21 +119,37 @@ fn parse() -> Result<(Mode, i8), CliError> {
             Long("connect") => connect = Some(cli::string(&mut parser)?),
             Long("timeout") => timeout = Duration::from_millis(parser.value()?.parse()?),
             Long("credentials") => credentials = Some(cli::path(&mut parser)?),
+            Long("curve-key") => flags.curve_key = Some(cli::path(&mut parser)?),
+            Long("clients") => flags.clients = Some(cli::path(&mut parser)?),
+            Long("server-key") => flags.server_key = Some(cli::path(&mut parser)?),
+            Long("permissions") => flags.permissions = Some(cli::path(&mut parser)?),
             Value(word) => words.push(word.string()?),
             _ => return Err(format!("{}; try --help", arg.unexpected()).into()),
         }
     }
     if words.first().map(String::as_str) == Some("call") {
         let connect = connect.ok_or("call needs --connect ENDPOINT")?;
+        let secrets = cli::SecretFiles {
+            credentials,
+            curve_key: flags.curve_key,
+            server_key: flags.server_key,
+            ..cli::SecretFiles::default()
+        };
         return Ok((
             Mode::Call {
                 command: words.split_off(1),
                 connect,
                 timeout,
-                credentials,
+                secrets,
             },
             verbosity,
         ));
+    }
+    if words.first().map(String::as_str) == Some("keygen") {
+        return match &words[1..] {
+            [base] => Ok((Mode::Keygen(PathBuf::from(base)), verbosity)),
+            _ => Err("keygen needs one PATH/NAME (writes NAME.key and NAME.pub)".into()),
+        };
     }
     if let Some(word) = words.first().filter(|w| *w != "serve") {
         return Err(format!("unknown command {word:?}; try --help").into());
@@ -120,6 +166,10 @@ fn parse() -> Result<(Mode, i8), CliError> {
     }
     settings.users = flags.users.or(settings.users);
     settings.credentials = credentials.or(settings.credentials);
+    settings.curve_key = flags.curve_key.or(settings.curve_key);
+    settings.clients = flags.clients.or(settings.clients);
+    settings.server_key = flags.server_key.or(settings.server_key);
+    settings.permissions = flags.permissions.or(settings.permissions);
     if settings.bind.is_empty() && settings.subscribe.is_empty() {
         settings.bind.push("tcp://*:30000".into());
     }
@@ -129,21 +179,23 @@ fn parse() -> Result<(Mode, i8), CliError> {
 fn serve(settings: Settings) -> Result<(), CliError> {
     let mut builder = agent::register(RpcServer::builder_for(cli::wire_dialect()))?;
     let subscribes = !settings.subscribe.is_empty();
-    for endpoint in settings.bind {
+    for endpoint in &settings.bind {
         builder = builder.rep(endpoint);
     }
-    for endpoint in settings.subscribe {
+    for endpoint in &settings.subscribe {
         builder = builder.subscribe(endpoint);
     }
-    if let Some(users) = cli::users(settings.users.as_deref())? {
+    let protection = settings
+        .secret_files()
+        .protection(!settings.bind.is_empty(), subscribes)?;
+    if let Some(users) = protection.users {
         builder = builder.users(users);
     }
-    // The environment's credentials go to the subscriptions, if there are any; a file named
-    // for a server that subscribes to nothing is a mistake the builder reports.
-    if settings.credentials.is_some() || subscribes {
-        if let Some(credentials) = cli::credentials(settings.credentials.as_deref())? {
-            builder = builder.credentials(credentials);
-        }
+    if let Some(credentials) = protection.credentials {
+        builder = builder.credentials(credentials);
+    }
+    if let Some(permissions) = cli::permissions(settings.permissions.as_deref())? {
+        builder = builder.permissions(permissions);
     }
     let server = builder.bind()?;
     let signals = cli::stop_on_signals(server.shutdown())?;
@@ -160,14 +212,29 @@ fn serve(settings: Settings) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Writes a new CURVE key pair to `base.key` (mode 600) and `base.pub`.
+fn keygen(base: &Path) -> Result<(), CliError> {
+    let pair = KeyPair::generate()?;
+    let (secret, public) = pair
+        .write_files(base)
+        .map_err(|e| format!("cannot write {}.key and .pub: {e}", base.display()))?;
+    println!("{}", pair.public);
+    eprintln!(
+        "wrote {} (keep it private) and {}",
+        secret.display(),
+        public.display()
+    );
+    Ok(())
+}
+
 fn call(
     command: &[String],
     connect: String,
     timeout: Duration,
-    credentials: Option<PathBuf>,
+    secrets: cli::SecretFiles,
 ) -> Result<(), CliError> {
     let mut builder = RpcClient::builder().req(connect).timeout(timeout);
-    if let Some(credentials) = cli::credentials(credentials.as_deref())? {
+    if let Some(credentials) = secrets.protection(false, true)?.credentials {
         builder = builder.credentials(credentials);
     }
     let mut client = builder.connect()?;
@@ -221,8 +288,9 @@ fn main() {
                 command,
                 connect,
                 timeout,
-                credentials,
-            } => call(&command, connect, timeout, credentials),
+                secrets,
+            } => call(&command, connect, timeout, secrets),
+            Mode::Keygen(base) => keygen(&base),
         }
     });
     if let Err(e) = result {

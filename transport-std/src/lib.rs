@@ -73,7 +73,11 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+// libzmq itself (4.3.5 with CURVE), which the zmq crate calls; nothing of it is named.
+extern crate zmqrpc_libzmq;
+
 pub mod auth;
+
 #[cfg(feature = "serial")]
 pub mod bridge;
 pub mod dialect;
@@ -83,7 +87,9 @@ pub mod proxy;
 pub mod rpc;
 pub mod socket;
 
-pub use auth::{AuthCounts, AuthStats, Credentials, Users, UsersError};
+pub use auth::{
+    AuthCounts, AuthStats, Credentials, KeyError, KeyPair, PublicKey, Users, UsersError,
+};
 pub use dialect::{Dialect, Native};
 pub use error::{CallError, ConfigError, RequestError, SocketKind, TransportError};
 pub use messaging::publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};

@@ -16,7 +16,12 @@
 //! verifying socket of the context binds and stopped after the last one closes; each bound
 //! socket (or side) that verifies has its own users.
 
+pub mod curve;
+mod permissions;
 mod zap;
+
+pub use curve::{KeyError, KeyPair, PublicKey};
+pub use permissions::{Action, Permissions, PermissionsError, ADMIN_PREFIX};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,19 +30,35 @@ use std::path::Path;
 pub(crate) use zap::Verifier;
 pub use zap::{AuthCounts, AuthStats};
 
-/// A username and password a sender presents.
+/// What a connecting socket presents to the socket it connects to: a username and password
+/// (PLAIN), or a CURVE key pair with the server's public key pinned.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
-    username: String,
-    password: String,
+    presented: Presented,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Presented {
+    Plain { username: String, password: String },
+    Curve { keys: KeyPair, server: PublicKey },
 }
 
 impl Credentials {
-    /// Credentials for `username`.
+    /// PLAIN credentials for `username`.
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
         Credentials {
-            username: username.into(),
-            password: password.into(),
+            presented: Presented::Plain {
+                username: username.into(),
+                password: password.into(),
+            },
+        }
+    }
+
+    /// CURVE credentials: the socket proves itself with `keys` and talks only to the server
+    /// holding the secret half of `server` (a wrong server fails the handshake).
+    pub fn curve(keys: KeyPair, server: PublicKey) -> Credentials {
+        Credentials {
+            presented: Presented::Curve { keys, server },
         }
     }
 
@@ -59,29 +80,51 @@ impl Credentials {
         }
     }
 
-    /// The username.
-    pub fn username(&self) -> &str {
-        &self.username
+    /// The username of PLAIN credentials (none for CURVE, where the server names the
+    /// client by its key).
+    pub fn username(&self) -> Option<&str> {
+        match &self.presented {
+            Presented::Plain { username, .. } => Some(username),
+            Presented::Curve { .. } => None,
+        }
     }
 
     /// Makes `socket` present these credentials (call before it connects; never on a socket
     /// that binds).
     pub(crate) fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
-        socket.set_plain_username(Some(&self.username))?;
-        socket.set_plain_password(Some(&self.password))
+        match &self.presented {
+            Presented::Plain { username, password } => {
+                socket.set_plain_username(Some(username))?;
+                socket.set_plain_password(Some(password))
+            }
+            Presented::Curve { keys, server } => {
+                socket.set_curve_serverkey(server.as_bytes())?;
+                socket.set_curve_publickey(keys.public.as_bytes())?;
+                socket.set_curve_secretkey(keys.secret.as_bytes())
+            }
+        }
     }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
+        match &self.presented {
+            Presented::Plain { username, .. } => f
+                .debug_struct("Credentials")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Presented::Curve { keys, server } => f
+                .debug_struct("Credentials")
+                .field("public", &keys.public)
+                .field("server", server)
+                .finish(),
+        }
     }
 }
 
-/// The users a protected receiver accepts.
+/// Who a bound socket lets connect: users with passwords (PLAIN), or, with a server key
+/// pair ([`Users::curve`]), clients by their CURVE public keys, each under a user id.
 ///
 /// Built in code, or read from a file with one `user:password` a line (blank lines and lines
 /// starting with `#` are skipped; the password is everything after the first `:`).
@@ -96,6 +139,10 @@ impl fmt::Debug for Credentials {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Users {
     passwords: HashMap<String, String>,
+    /// The server's key pair: set, the socket speaks CURVE and checks `keys`.
+    server: Option<KeyPair>,
+    /// Client public keys allowed, with the user id each is known by.
+    keys: HashMap<PublicKey, String>,
 }
 
 impl Users {
@@ -144,6 +191,79 @@ impl Users {
         Users::parse(&read_secret_file(path.as_ref())?)
     }
 
+    /// A CURVE allow-list: the bound socket proves itself with `server` (clients pin its
+    /// public half) and lets in the clients whose keys are added with
+    /// [`with_key`](Users::with_key) or [`with_keys_file`](Users::with_keys_file).
+    pub fn curve(server: KeyPair) -> Users {
+        Users {
+            server: Some(server),
+            ..Users::default()
+        }
+    }
+
+    /// Allows the client holding the secret half of `key`, known to services as `user_id`
+    /// (`caller.user_id`).
+    pub fn with_key(mut self, user_id: impl Into<String>, key: PublicKey) -> Users {
+        self.keys.insert(key, user_id.into());
+        self
+    }
+
+    /// Adds the clients of a keys file: one `user-id:<40 characters of Z85>` a line (blank
+    /// lines and `#` comments skipped). A user id or a key named twice is refused, naming
+    /// the line; so is a line that is not a key, without showing it.
+    pub fn with_keys_file(mut self, path: impl AsRef<Path>) -> Result<Users, UsersError> {
+        let text = std::fs::read_to_string(path.as_ref()).map_err(|e| UsersError::Read {
+            path: path.as_ref().display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut first_user: HashMap<&str, usize> = HashMap::new();
+        let mut first_key: HashMap<PublicKey, usize> = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user, key) = line
+                .split_once(':')
+                .filter(|(user, _)| !user.is_empty())
+                .and_then(|(user, key)| Some((user, PublicKey::from_z85(key).ok()?)))
+                .ok_or(UsersError::BadLine { line: index + 1 })?;
+            let line = index + 1;
+            if let Some(first) = first_user.get(user).or_else(|| first_key.get(&key)) {
+                return Err(UsersError::Duplicate {
+                    user: user.to_owned(),
+                    line,
+                    first: *first,
+                });
+            }
+            first_user.insert(user, line);
+            first_key.insert(key, line);
+            self.keys.insert(key, user.to_owned());
+        }
+        Ok(self)
+    }
+
+    /// Whether any user has a password.
+    pub(crate) fn has_passwords(&self) -> bool {
+        !self.passwords.is_empty()
+    }
+
+    /// Whether any client key is allowed.
+    pub(crate) fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The server key pair of a CURVE allow-list.
+    pub(crate) fn server_keys(&self) -> Option<&KeyPair> {
+        self.server.as_ref()
+    }
+
+    /// The user id of the client with `key`, if it is allowed.
+    pub fn user_of_key(&self, key: &[u8]) -> Option<&str> {
+        let key = PublicKey::from_bytes(<[u8; 32]>::try_from(key).ok()?);
+        self.keys.get(&key).map(String::as_str)
+    }
+
     /// Whether `username` exists with this `password`.
     pub fn verify(&self, username: &str, password: &str) -> bool {
         self.passwords
@@ -151,20 +271,22 @@ impl Users {
             .is_some_and(|expected| constant_time_eq(expected.as_bytes(), password.as_bytes()))
     }
 
-    /// How many users there are.
+    /// How many users there are (with a password or a key).
     pub fn len(&self) -> usize {
-        self.passwords.len()
+        self.passwords.len() + self.keys.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.passwords.is_empty()
+        self.len() == 0
     }
 }
 
 impl fmt::Debug for Users {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.passwords.keys()).finish()
+        f.debug_set()
+            .entries(self.passwords.keys().chain(self.keys.values()))
+            .finish()
     }
 }
 

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use super::curve::SecretKey;
 use super::Users;
+use crate::error::ConfigError;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
 use crate::socket::stats::{bump, counters};
 use crate::TransportError;
@@ -46,6 +48,8 @@ struct Registration {
     service: Arc<ZapService>,
     domain: String,
     stats: Arc<AuthStats>,
+    /// A CURVE server's secret key (none: PLAIN).
+    curve: Option<SecretKey>,
 }
 
 impl Drop for Registration {
@@ -58,6 +62,22 @@ impl Verifier {
     /// Registers `users` with the ZAP handler of `ctx`, starting it if `ctx` has none.
     pub(crate) fn start(ctx: &zmq::Context, users: Users) -> Result<Verifier, TransportError> {
         static NEXT_DOMAIN: AtomicU64 = AtomicU64::new(0);
+        let curve = users.server_keys().map(|keys| keys.secret.clone());
+        match (&curve, users.has_passwords(), users.has_keys()) {
+            (Some(_), true, _) => {
+                return Err(ConfigError::MixedAuth {
+                    reason: "users with passwords on a CURVE socket (one mechanism a socket)",
+                }
+                .into())
+            }
+            (None, _, true) => {
+                return Err(ConfigError::MixedAuth {
+                    reason: "client keys without a server key pair (make them with Users::curve)",
+                }
+                .into())
+            }
+            _ => {}
+        }
         let service = ZapService::of(ctx)?;
         let domain = format!("zmqrpc.{}", NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed));
         let stats = Arc::new(AuthStats::default());
@@ -70,12 +90,20 @@ impl Verifier {
             service,
             domain,
             stats,
+            curve,
         })))
     }
 
-    /// Makes `socket` verify its peers (call before it binds).
+    /// Makes `socket` verify its peers (call before it binds): a PLAIN server, or a CURVE
+    /// server proving itself with its secret key.
     pub(crate) fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
-        socket.set_plain_server(true)?;
+        match &self.0.curve {
+            Some(secret) => {
+                socket.set_curve_server(true)?;
+                socket.set_curve_secretkey(secret.as_bytes())?;
+            }
+            None => socket.set_plain_server(true)?,
+        }
         socket.set_zap_domain(&self.0.domain)
     }
 
@@ -236,25 +264,34 @@ fn serve_zap(
 
 /// The ZAP verdict on one request, by the users of its domain (none: a domain nobody
 /// registered): status code, status text, user id.
-fn judge<'r>(
-    request: &'r [Vec<u8>],
-    users: Option<&Users>,
-) -> (&'static [u8], &'static [u8], &'r [u8]) {
+fn judge<'a>(
+    request: &'a [Vec<u8>],
+    users: Option<&'a Users>,
+) -> (&'static [u8], &'static [u8], &'a [u8]) {
     const DENIED: (&[u8], &[u8], &[u8]) = (b"400", b"invalid username or password", b"");
     let Some(users) = users else {
         return (b"400", b"no zmqrpc socket verifies this domain", b"");
     };
+    let curve = users.server_keys().is_some();
     // version, request id, domain, address, routing id, mechanism, credentials…
     match request {
         [version, _, _, _, _, mechanism, username, password]
-            if version == b"1.0" && mechanism == b"PLAIN" =>
+            if version == b"1.0" && mechanism == b"PLAIN" && !curve =>
         {
             match (std::str::from_utf8(username), std::str::from_utf8(password)) {
                 (Ok(user), Ok(pass)) if users.verify(user, pass) => (b"200", b"OK", username),
                 _ => DENIED,
             }
         }
-        _ => (b"400", b"zmqrpc accepts only PLAIN here", b""),
+        [version, _, _, _, _, mechanism, key]
+            if version == b"1.0" && mechanism == b"CURVE" && curve =>
+        {
+            match users.user_of_key(key) {
+                Some(user) => (b"200", b"OK", user.as_bytes()),
+                None => (b"400", b"unknown client key", b""),
+            }
+        }
+        _ => (b"400", b"mechanism not accepted here", b""),
     }
 }
 

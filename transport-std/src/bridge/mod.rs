@@ -83,6 +83,8 @@ counters! {
         unavailable,
         /// Messages from the input that were no request (answered with `BadFrame`).
         refused,
+        /// Calls and notifications no input permission allowed their caller.
+        forbidden,
         /// Frames from the device that answered no waiting call (late answers after a
         /// timeout, heartbeats, requests).
         stray,
@@ -165,7 +167,8 @@ impl SerialBridgeBuilder {
             false => Some(sides.publisher(&ctx, self.pending_limit)?),
         };
         let link = SerialLink::new(self.device, self.baud, self.write_timeout, self.reopen_max);
-        let mut relay = Relay::new(link, publisher, sides.timeout, input.shutdown());
+        let mut relay = Relay::new(link, publisher, sides.timeout, input.shutdown())
+            .with_permissions(sides.permissions.clone());
         relay.open_if_due();
         Ok(SerialBridge { input, relay })
     }

@@ -9,10 +9,11 @@ use zmqrpc_core::{ErrorCode, Header, Kind, HEADER_LEN};
 
 use super::link::{Arrival, LinkError, SerialLink};
 use super::BridgeStats;
+use crate::auth::Permissions;
 use crate::dialect::{Dialect, Native};
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
-use crate::proxy::FailureLog;
+use crate::proxy::{refuse_forbidden, FailureLog};
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::{bump, set};
 
@@ -47,6 +48,8 @@ pub(crate) struct Relay {
     failures: FailureLog,
     /// A frame for the device, being put together.
     outgoing: Vec<u8>,
+    /// Who may call or notify what through the bridge.
+    permissions: Option<Arc<Permissions>>,
 }
 
 /// The call waiting for the device's answer.
@@ -91,7 +94,14 @@ impl Relay {
             refused_meanwhile: false,
             failures: FailureLog::default(),
             outgoing: Vec::new(),
+            permissions: None,
         }
+    }
+
+    /// Carries only what `permissions` allow each caller (none: everything).
+    pub(crate) fn with_permissions(mut self, permissions: Option<Arc<Permissions>>) -> Self {
+        self.permissions = permissions;
+        self
     }
 
     /// The bridge's counters.
@@ -286,6 +296,11 @@ impl Handler for Relay {
                 return refusal.answer(&Native, reply);
             }
         };
+        let permissions = self.permissions.as_deref();
+        if refuse_forbidden(permissions, &Native, &message, &request, reply) {
+            bump(&self.stats.forbidden);
+            return;
+        }
         self.open_if_due();
         if request.head.kind == Kind::Notify {
             return match self.send(&request.head, request.body) {

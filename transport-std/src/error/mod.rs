@@ -62,6 +62,12 @@ pub enum ConfigError {
         /// What was given them: "receiver", "sender", "proxy input", …
         what: &'static str,
     },
+    /// The users given cannot be verified by one socket: passwords beside a CURVE server
+    /// key, or client keys without one.
+    MixedAuth {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A server with several workers has a service registered with
     /// [`register`](crate::ServerBuilder::register), which cannot be copied to each worker:
     /// it must be registered with [`register_clone`](crate::ServerBuilder::register_clone).
@@ -89,6 +95,7 @@ impl fmt::Display for ConfigError {
                 "users given to the {what}, which binds no socket: a connecting socket \
                  presents credentials (give it credentials) and verifies nobody"
             ),
+            ConfigError::MixedAuth { reason } => write!(f, "users not usable: {reason}"),
             ConfigError::NotCloneable { command, workers } => write!(
                 f,
                 "the service for {command:?} cannot be copied to {workers} workers: \

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::ErrorCode;
 
-use super::{relay_methods, side_setters, FailureLog, ProxyKind, ProxyStats, Sides, LOG_EVERY};
+use super::{
+    refuse_forbidden, relay_methods, side_setters, FailureLog, ProxyKind, ProxyStats, Sides,
+    LOG_EVERY,
+};
+use crate::auth::Permissions;
 use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
@@ -72,6 +76,7 @@ impl<D: Dialect> ProxyBuilder<D> {
                 stats: Arc::default(),
                 last_log: Instant::now(),
                 failures: FailureLog::default(),
+                permissions: sides.permissions.clone(),
             },
             input,
         })
@@ -130,6 +135,7 @@ struct Forwarder<D: Dialect> {
     stats: Arc<ProxyStats>,
     last_log: Instant,
     failures: FailureLog,
+    permissions: Option<Arc<Permissions>>,
 }
 
 impl<D: Dialect> Forwarder<D> {
@@ -145,7 +151,14 @@ impl<D: Dialect> Handler for Forwarder<D> {
         let answer = message.origin == Origin::Rep;
         // The head only: to answer correctly and to refuse what is not a request.
         let head = match self.dialect.read_request(message.bytes, &mut self.scratch) {
-            Ok(request) => request.head,
+            Ok(request) => {
+                let permissions = self.permissions.as_deref();
+                if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
+                    bump(&self.stats.forbidden);
+                    return;
+                }
+                request.head
+            }
             Err(refusal) => {
                 bump(&self.stats.failed);
                 let what = format_args!("refused a message: {}", refusal.message);

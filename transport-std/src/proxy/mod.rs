@@ -23,6 +23,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use zmqrpc_core::ErrorCode;
+
+use crate::auth::Permissions;
+use crate::dialect::{Dialect, Request};
+use crate::messaging::receiver::Incoming;
 use crate::socket::stats::counters;
 
 pub use forward::{Proxy, ProxyBuilder};
@@ -106,6 +111,8 @@ counters! {
         /// Messages the proxy gave up on (a full PUB queue drops the oldest; a full buffered
         /// proxy refuses new requests instead, counted here too).
         dropped,
+        /// Calls and notifications no input permission allowed their caller.
+        forbidden,
     }
 }
 
@@ -115,6 +122,29 @@ impl ProxyStats {
         if last.elapsed() >= every {
             *last = Instant::now();
             log::info!("{name}: {:?}", self.snapshot());
+        }
+    }
+}
+
+/// Refuses a request its caller may not make, when the input has permissions: answers a
+/// call with a `Forbidden` error in `reply` (a notification's reply is discarded) and says
+/// whether it refused. One check for every proxy kind and the bridge.
+pub(crate) fn refuse_forbidden<D: Dialect>(
+    permissions: Option<&Permissions>,
+    dialect: &D,
+    message: &Incoming<'_>,
+    request: &Request<'_, D::Head>,
+    reply: &mut Vec<u8>,
+) -> bool {
+    let Some(permissions) = permissions else {
+        return false;
+    };
+    let action = message.origin.action();
+    match permissions.check(message.user_id, action, request.key, None) {
+        Ok(()) => false,
+        Err(why) => {
+            dialect.encode_error(&request.head, ErrorCode::Forbidden, &why, reply);
+            true
         }
     }
 }

@@ -2,9 +2,10 @@
 //! each side is reached and protected, and the builder and proxy methods over them (one
 //! definition, used by [`Proxy`](super::Proxy) and [`BufferedProxy`](super::buffered::BufferedProxy)).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Credentials, Users};
+use crate::auth::{Credentials, Permissions, Users};
 use crate::error::ConfigError;
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{Heartbeats, Receiver, ReceiverBuilder};
@@ -25,6 +26,8 @@ pub(crate) struct Sides {
     pub(crate) output_credentials: Option<Credentials>,
     /// Whom a bound (PUB) output lets subscribe.
     pub(crate) output_users: Option<Users>,
+    /// Who may call or notify what through the input.
+    pub(crate) permissions: Option<Arc<Permissions>>,
     pub(crate) timeout: Duration,
 }
 
@@ -42,6 +45,7 @@ impl Sides {
             output_options: SocketOptions::default(),
             output_credentials: None,
             output_users: None,
+            permissions: None,
             timeout: Duration::from_secs(5),
         }
     }
@@ -149,6 +153,17 @@ macro_rules! side_setters {
         /// [`ConfigError::UsersWithoutBind`](crate::ConfigError::UsersWithoutBind).
         pub fn output_users(mut self, users: $crate::Users) -> Self {
             self.sides.output_users = Some(users);
+            self
+        }
+
+        /// Forwards only what `permissions` allow each caller of the input (by the user id
+        /// its PLAIN username or CURVE key gives it): a refused call is answered with a
+        /// `Forbidden` error (a 403 status to a pyzmqrpc3 caller), a refused notification
+        /// dropped, both counted as `forbidden`. A proxy sees command keys, not names:
+        /// wildcard patterns match only names it was taught
+        /// ([`Permissions::knowing`](crate::auth::Permissions::knowing)).
+        pub fn input_permissions(mut self, permissions: $crate::auth::Permissions) -> Self {
+            self.sides.permissions = Some(std::sync::Arc::new(permissions));
             self
         }
 

@@ -7,8 +7,9 @@
 //!   JSON object.
 //! - An answer is plain JSON: `{"status_code": <int>, "status_message": <str>}` with
 //!   `"response_message": <value>` added when the service returned something. Codes: 200
-//!   OK; 400 bad serialisation; 451 no service for the command; 463 the service raised;
-//!   482 a proxy's downstream failed.
+//!   OK; 400 bad serialisation; 403 the caller may not call the command (zmqrpc's
+//!   permissions; pyzmqrpc3 has none); 451 no service for the command; 463 the service
+//!   raised; 482 a proxy's downstream failed.
 //! - The heartbeat is the bare string `zmq_sub_heartbeat`. pyzmqrpc3's own server never
 //!   answers one that comes over REQ, leaving the caller stuck; this dialect answers it with
 //!   an OK status.
@@ -39,6 +40,7 @@ const OK_ANSWER: &[u8] = br#"{"status_code": 200, "status_message": "OK"}"#;
 /// pyzmqrpc3's status codes.
 const OK: u16 = 200;
 const BAD_SERIALISATION: u16 = 400;
+const FORBIDDEN: u16 = 403;
 const NO_SERVICE: u16 = 451;
 const SERVICE_RAISED: u16 = 463;
 const PROXY_FAILED: u16 = 482;
@@ -175,6 +177,7 @@ pub fn status_code(code: ErrorCode) -> u16 {
         ErrorCode::ServiceFailed => SERVICE_RAISED,
         ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Unavailable => PROXY_FAILED,
         ErrorCode::BadFrame | ErrorCode::VersionMismatch | ErrorCode::TooLarge => BAD_SERIALISATION,
+        ErrorCode::Forbidden => FORBIDDEN,
         ErrorCode::Other(code) => code,
     }
 }
@@ -184,6 +187,7 @@ pub fn error_code(status: u16) -> ErrorCode {
     match status {
         BAD_SERIALISATION => ErrorCode::BadFrame,
         NO_SERVICE => ErrorCode::UnknownCommand,
+        FORBIDDEN => ErrorCode::Forbidden,
         SERVICE_RAISED => ErrorCode::ServiceFailed,
         // A proxy's downstream failed: worth trying again, like a native Unavailable.
         PROXY_FAILED => ErrorCode::Unavailable,

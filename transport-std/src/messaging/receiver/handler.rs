@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use crate::auth::Action;
+
 /// Where a message came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Origin {
@@ -11,6 +13,17 @@ pub enum Origin {
     /// The SUB socket of the endpoint at this index (in the order they were added); any
     /// reply is discarded.
     Sub(usize),
+}
+
+impl Origin {
+    /// What a peer does by sending a message here: a request on REP is a call, a message
+    /// from a subscription a notification.
+    pub fn action(self) -> Action {
+        match self {
+            Origin::Rep => Action::Call,
+            Origin::Sub(_) => Action::Notify,
+        }
+    }
 }
 
 /// Why a message was not handed to [`Handler::handle`].

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{BoundedQueue, ErrorCode};
 
 use super::MAX_BUFFERED;
+use crate::auth::Permissions;
 use crate::dialect::{AnswerView, Dialect};
 use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
 use crate::messaging::requester::Requester;
 use crate::proxy::spool::Spool;
-use crate::proxy::{FailureLog, ProxyStats, LOG_EVERY};
+use crate::proxy::{refuse_forbidden, FailureLog, ProxyStats, LOG_EVERY};
 use crate::socket::options::later;
 use crate::socket::stats::{bump, set};
 
@@ -40,6 +41,8 @@ pub(super) struct Buffer<D: Dialect> {
     stats: Arc<ProxyStats>,
     last_log: Instant,
     failures: FailureLog,
+    /// Who may hand the buffer what.
+    permissions: Option<Arc<Permissions>>,
 }
 
 /// How a buffer delivers: the wait for each answer, the backoff after a failure (first,
@@ -78,7 +81,14 @@ impl<D: Dialect> Buffer<D> {
             stats,
             last_log: Instant::now(),
             failures: FailureLog::default(),
+            permissions: None,
         }
+    }
+
+    /// Takes only what `permissions` allow each caller (none: everything).
+    pub(super) fn with_permissions(mut self, permissions: Option<Arc<Permissions>>) -> Self {
+        self.permissions = permissions;
+        self
     }
 
     /// The proxy's counters.
@@ -221,7 +231,14 @@ impl<D: Dialect> Handler for Buffer<D> {
         bump(&self.stats.received);
         // On SUB the reply is discarded: what would be an error reply is only counted.
         let head = match self.dialect.read_request(message.bytes, &mut self.scratch) {
-            Ok(request) => request.head,
+            Ok(request) => {
+                let permissions = self.permissions.as_deref();
+                if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
+                    bump(&self.stats.forbidden);
+                    return;
+                }
+                request.head
+            }
             Err(refusal) => {
                 bump(&self.stats.failed);
                 let what = format_args!("refused a message: {}", refusal.message);

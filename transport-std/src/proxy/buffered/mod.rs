@@ -145,7 +145,8 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
                     max_bytes: self.max_bytes,
                 },
                 stats,
-            ),
+            )
+            .with_permissions(self.sides.permissions.clone()),
         })
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use zmqrpc_core::{Command, ErrorCode, Key};
 
 use super::service::{Caller, Service};
+use crate::auth::Permissions;
 use crate::dialect::{Dialect, Request};
 use crate::error::panic_message;
 use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
@@ -30,6 +31,8 @@ counters! {
         bad_frames,
         /// Requests whose body was larger than the server's `max_body`.
         too_large,
+        /// Calls and notifications no permission allowed their caller.
+        forbidden,
     }
 }
 
@@ -183,6 +186,8 @@ pub(super) struct Dispatcher<D: Dialect> {
     max_body: usize,
     /// Lent to the dialect for a body it must decode before serving it.
     scratch: Vec<u8>,
+    /// Who may call what; none: everyone who got through the socket, everything.
+    permissions: Option<Arc<Permissions>>,
 }
 
 impl<D: Dialect> Dispatcher<D> {
@@ -202,7 +207,14 @@ impl<D: Dialect> Dispatcher<D> {
             max_frame,
             max_body,
             scratch: Vec::new(),
+            permissions: None,
         }
+    }
+
+    /// Serves only what `permissions` allow (none: everything).
+    pub(super) fn with_permissions(mut self, permissions: Option<Arc<Permissions>>) -> Self {
+        self.permissions = permissions;
+        self
     }
 
     /// The dispatch counters.
@@ -225,6 +237,17 @@ impl<D: Dialect> Handler for Dispatcher<D> {
                 return;
             }
         };
+        if let Some(permissions) = &self.permissions {
+            let name = self.services.name_of(request.key);
+            let action = message.origin.action();
+            if let Err(why) = permissions.check(message.user_id, action, request.key, name) {
+                bump(&self.stats.forbidden);
+                if let Some(reply) = reply {
+                    dialect.encode_error(&request.head, ErrorCode::Forbidden, &why, reply);
+                }
+                return;
+            }
+        }
         let Some(entry) = self.services.table.get_mut(&request.key) else {
             bump(&self.stats.unknown);
             if let Some(reply) = reply {

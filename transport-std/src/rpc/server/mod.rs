@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use zmqrpc_core::Command;
 
-use crate::auth::{Credentials, Users};
+use crate::auth::{Credentials, Permissions, Users};
 use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::receiver::{Receiver, ReceiverBuilder, ReceiverStats};
 use crate::socket::options::SocketOptions;
@@ -49,6 +49,7 @@ pub struct ServerBuilder<D: Dialect = DefaultDialect> {
     services: Services<D>,
     max_body: usize,
     workers: usize,
+    permissions: Option<Arc<Permissions>>,
 }
 
 /// The default largest request body a server decodes: 256 KiB.
@@ -91,6 +92,7 @@ impl<D: Dialect> RpcServer<D> {
             services: Services::new(),
             max_body: DEFAULT_MAX_BODY,
             workers: 1,
+            permissions: None,
         }
     }
 
@@ -209,6 +211,18 @@ impl<D: Dialect> ServerBuilder<D> {
         self
     }
 
+    /// Serves only what `permissions` allow each caller: a call no rule allows gets a
+    /// [`Forbidden`](zmqrpc_core::ErrorCode::Forbidden) error (pyzmqrpc3 callers a 403
+    /// status), a notification is dropped; both are counted in
+    /// [`ServerCounts::forbidden`](crate::ServerCounts::forbidden). Checked before the
+    /// command is decoded. A caller's user id is its PLAIN username or the user id its CURVE
+    /// key is allowed under; a notification from a subscription has none. Without
+    /// permissions, everyone who gets through the socket may call everything.
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.permissions = Some(Arc::new(permissions));
+        self
+    }
+
     /// The largest request body the server decodes (default [`DEFAULT_MAX_BODY`]); larger
     /// requests get a `TooLarge` error and are counted. Messages larger than the socket
     /// options' `max_message_size` never get this far: libzmq drops their connection.
@@ -282,9 +296,11 @@ impl<D: Dialect> ServerBuilder<D> {
     pub fn bind(self) -> Result<RpcServer<D>, TransportError> {
         let max_frame = self.options.max_frame();
         let (dialect, max_body) = (self.dialect, self.max_body);
+        let permissions = self.permissions;
         if self.workers == 1 {
             let stats = Arc::default();
-            let dispatcher = Dispatcher::new(dialect, self.services, stats, max_frame, max_body);
+            let dispatcher = Dispatcher::new(dialect, self.services, stats, max_frame, max_body)
+                .with_permissions(permissions);
             return Ok(RpcServer {
                 inner: Inner::Single {
                     receiver: self.receiver.bind()?,
@@ -304,7 +320,8 @@ impl<D: Dialect> ServerBuilder<D> {
                     workers: self.workers,
                 })?;
             let stats = dispatch.clone();
-            let dispatcher = Dispatcher::new(dialect.clone(), services, stats, max_frame, max_body);
+            let dispatcher = Dispatcher::new(dialect.clone(), services, stats, max_frame, max_body)
+                .with_permissions(permissions.clone());
             dispatchers.push(dispatcher);
         }
         Ok(RpcServer {
