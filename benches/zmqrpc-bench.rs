@@ -6,7 +6,7 @@
 //! (default 2); the whole run takes well under a minute.
 //!
 //! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies` (with the
-//! serial bridge), `rss`);
+//! serial bridge), `security` (none, PLAIN and CURVE), `rss`);
 //! none runs them all. `ZMQRPC_BIN_DIR` points the RSS case at other builds of the binaries
 //! (`scripts/footprint.sh` passes the `device` profile's).
 
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use zmqrpc::agent::Echo;
 use zmqrpc::transport::{
-    BufferedProxy, Pipeline, Proxy, ProxyKind, Requester, RpcClient, RpcServer, ServiceError,
-    SocketOptions,
+    BufferedProxy, Credentials, KeyPair, Pipeline, Proxy, ProxyKind, Requester, RpcClient,
+    RpcServer, ServiceError, SocketOptions, Users,
 };
 use zmqrpc::{frame, Command as _, Header};
 
@@ -112,7 +112,22 @@ fn blob_server(
     String,
     zmqrpc::transport::Running<zmqrpc::transport::ServerStats>,
 ) {
-    let server = RpcServer::builder()
+    blob_server_with(endpoint, None)
+}
+
+/// A blob echo server, verifying `users` if given.
+fn blob_server_with(
+    endpoint: &str,
+    users: Option<Users>,
+) -> (
+    String,
+    zmqrpc::transport::Running<zmqrpc::transport::ServerStats>,
+) {
+    let mut builder = RpcServer::builder();
+    if let Some(users) = users {
+        builder = builder.users(users);
+    }
+    let server = builder
         .rep(endpoint)
         .register(|Blob(bytes): Blob| Ok::<_, ServiceError>(bytes))
         .unwrap()
@@ -183,6 +198,102 @@ fn case_sequential(transport: &str, size: usize) -> f64 {
 
 fn case_pipelined(window: usize) {
     let payload = vec![7u8; 32];
+    let raw = raw_pipelined(window, &payload);
+    let (endpoint, _server) = blob_server("tcp://127.0.0.1:*");
+    let mut pipeline = Pipeline::builder()
+        .req(endpoint)
+        .window(window)
+        .connect::<Blob>()
+        .unwrap();
+    let ours = pipelined(&mut pipeline, window, &Blob(payload));
+    row(
+        &format!("2. pipelined, {window} in flight, tcp, 32 B"),
+        raw,
+        ours,
+        "calls/s",
+    );
+}
+
+/// Raw libzmq without security, then zmqrpc with none, PLAIN and CURVE: sequential calls
+/// and 256 in flight over TCP, 32 B, in one run.
+fn case_security() {
+    let payload = vec![7u8; 32];
+    let ctx = zmq::Context::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let raw_endpoint = raw_echo("tcp://127.0.0.1:*", stop.clone());
+    let req = ctx.socket(zmq::REQ).unwrap();
+    req.connect(&raw_endpoint).unwrap();
+    let mut msg = zmq::Message::new();
+    let raw = sequential(|| {
+        req.send(&payload[..], 0).unwrap();
+        req.recv(&mut msg, 0).unwrap();
+    });
+    stop.store(true, Ordering::Relaxed);
+    let raw_pipelined = raw_pipelined(256, &payload);
+
+    let server_keys = KeyPair::generate().unwrap();
+    let client_keys = KeyPair::generate().unwrap();
+    let mechanisms: [(&str, Option<Users>, Option<Credentials>); 3] = [
+        ("none", None, None),
+        (
+            "PLAIN",
+            Some(Users::new().with("bench", "pass")),
+            Some(Credentials::new("bench", "pass")),
+        ),
+        (
+            "CURVE",
+            Some(Users::curve(server_keys.clone()).with_key("bench", client_keys.public)),
+            Some(Credentials::curve(client_keys, server_keys.public)),
+        ),
+    ];
+    for (name, users, credentials) in mechanisms {
+        let (endpoint, _server) = blob_server_with("tcp://127.0.0.1:*", users);
+        let mut builder = RpcClient::builder().req(&endpoint);
+        if let Some(credentials) = credentials.clone() {
+            builder = builder.credentials(credentials);
+        }
+        let mut client = builder.connect().unwrap();
+        let blob = Blob(payload.clone());
+        let ours = sequential(|| {
+            client.call(&blob).unwrap();
+        });
+        row(
+            &format!("6. sequential, tcp, 32 B, {name} (vs raw none)"),
+            raw.rate,
+            ours.rate,
+            "calls/s",
+        );
+        println!(
+            "{:<46} {:>12} {:>12}",
+            "   p50 / p99 (µs)",
+            format!(
+                "{:.0} / {:.0}",
+                raw.p50.as_secs_f64() * 1e6,
+                raw.p99.as_secs_f64() * 1e6
+            ),
+            format!(
+                "{:.0} / {:.0}",
+                ours.p50.as_secs_f64() * 1e6,
+                ours.p99.as_secs_f64() * 1e6
+            )
+        );
+        let mut builder = Pipeline::builder().req(&endpoint).window(256);
+        if let Some(credentials) = credentials {
+            builder = builder.credentials(credentials);
+        }
+        let mut pipeline = builder.connect::<Blob>().unwrap();
+        let ours = pipelined(&mut pipeline, 256, &blob);
+        row(
+            &format!("   256 in flight, {name} (vs raw none)"),
+            raw_pipelined,
+            ours,
+            "calls/s",
+        );
+    }
+}
+
+/// Calls per second of raw libzmq, `window` 32-byte echoes in flight over one DEALER.
+fn raw_pipelined(window: usize, payload: &[u8]) -> f64 {
     let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let raw_endpoint = raw_echo("tcp://127.0.0.1:*", stop.clone());
@@ -197,7 +308,7 @@ fn case_pipelined(window: usize) {
     while started.elapsed() < seconds() {
         while in_flight < window {
             dealer.send(&b""[..], zmq::SNDMORE).unwrap();
-            dealer.send(&payload[..], 0).unwrap();
+            dealer.send(payload, 0).unwrap();
             in_flight += 1;
         }
         dealer.recv(&mut msg, 0).unwrap();
@@ -205,33 +316,23 @@ fn case_pipelined(window: usize) {
         in_flight -= 1;
         done += 1;
     }
-    let raw = done as f64 / started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
+    done as f64 / started.elapsed().as_secs_f64()
+}
 
-    let (endpoint, _server) = blob_server("tcp://127.0.0.1:*");
-    let mut pipeline = Pipeline::builder()
-        .req(endpoint)
-        .window(window)
-        .connect::<Blob>()
-        .unwrap();
-    let blob = Blob(payload);
+/// Calls per second of `pipeline`, `window` calls in flight.
+fn pipelined(pipeline: &mut Pipeline<Blob>, window: usize, blob: &Blob) -> f64 {
     let mut done = 0u64;
     let started = Instant::now();
     while started.elapsed() < seconds() {
         while pipeline.in_flight() < window {
-            pipeline.send(&blob).unwrap();
+            pipeline.send(blob).unwrap();
         }
         let (_, answer) = pipeline.recv(Duration::from_secs(5)).unwrap().unwrap();
         answer.unwrap();
         done += 1;
     }
-    let ours = done as f64 / started.elapsed().as_secs_f64();
-    row(
-        &format!("2. pipelined, {window} in flight, tcp, 32 B"),
-        raw,
-        ours,
-        "calls/s",
-    );
+    done as f64 / started.elapsed().as_secs_f64()
 }
 
 fn case_notify() {
@@ -653,6 +754,9 @@ fn main() {
     if wants("proxies") {
         let direct = direct.unwrap_or_else(|| case_sequential("tcp", 32));
         case_proxies(direct);
+    }
+    if wants("security") {
+        case_security();
     }
     if wants("rss") {
         case_rss();

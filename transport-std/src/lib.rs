@@ -92,12 +92,15 @@ pub use auth::{
 };
 pub use dialect::{Dialect, Native};
 pub use error::{CallError, ConfigError, RequestError, SocketKind, TransportError};
-pub use messaging::publisher::{Publisher, PublisherCounts, PublisherStats, MAX_PENDING};
+pub use messaging::publisher::{
+    Publisher, PublisherCounts, PublisherStats, MAX_PENDING, SLOW_SUBSCRIBER_GRACE,
+};
 pub use messaging::receiver::{
     Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,
 };
 pub use messaging::requester::{Reply, Requester};
 pub use messaging::sender::{Sender, SenderBuilder};
+pub use messaging::subscriptions::MAX_TOPICS;
 pub use proxy::buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use proxy::spool::{Spool, SpoolError};
 pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};

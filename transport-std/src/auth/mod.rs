@@ -227,7 +227,7 @@ impl Users {
                 .split_once(':')
                 .filter(|(user, _)| !user.is_empty())
                 .and_then(|(user, key)| Some((user, PublicKey::from_z85(key).ok()?)))
-                .ok_or(UsersError::BadLine { line: index + 1 })?;
+                .ok_or(UsersError::BadKeyLine { line: index + 1 })?;
             let line = index + 1;
             if let Some(first) = first_user.get(user).or_else(|| first_key.get(&key)) {
                 return Err(UsersError::Duplicate {
@@ -334,6 +334,12 @@ pub enum UsersError {
         /// Its number, from 1.
         line: usize,
     },
+    /// A line of a keys file is not `user-id:<40 characters of Z85>` (the line is not shown:
+    /// it may hold a mistyped secret).
+    BadKeyLine {
+        /// Its number, from 1.
+        line: usize,
+    },
     /// The file may be read by group or others; it must be readable by its owner only
     /// (`chmod 600`).
     Exposed {
@@ -365,6 +371,10 @@ impl fmt::Display for UsersError {
             UsersError::BadLine { line } => {
                 write!(f, "users file line {line} is not `user:password`")
             }
+            UsersError::BadKeyLine { line } => write!(
+                f,
+                "keys file line {line} is not `user-id:<public key, 40 characters of Z85>`"
+            ),
             UsersError::Duplicate { user, line, first } => write!(
                 f,
                 "users file line {line} names user {user:?} again (first on line {first})"

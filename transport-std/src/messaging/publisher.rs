@@ -1,17 +1,23 @@
-//! [`Publisher`]: a PUB side that holds messages while nobody listens.
+//! [`Publisher`]: a PUB side that holds messages while nobody listens, and that no
+//! subscriber can hold back for long.
 //!
-//! The socket is an XPUB, so it learns when the first subscriber arrives and when the last
-//! one leaves. While none is attached, messages wait in a bounded core queue; when one
-//! attaches they go out in order, before anything newer. What the queue cannot hold is
-//! counted in [`PublisherCounts::dropped`]. The socket never drops a message itself
-//! (`ZMQ_XPUB_NODROP`): when a subscriber falls a high-water mark behind, messages wait in
-//! the same queue until it catches up (each `publish` or [`flush`](Publisher::flush) sends
-//! what it can), so every message is either handed to libzmq (`published`), waiting
-//! (`queued`) or counted as `dropped`. A slow subscriber holds back the others: the queue
-//! serves them all, in order. A message already handed to libzmq can still be lost with
-//! its connection (the subscriber goes away); use REQ/REP or a buffered proxy where every
-//! message must arrive. Subscription changes are read whenever the publisher is used ([`publish`](Publisher::publish),
-//! [`heartbeat`](Publisher::heartbeat), [`flush`](Publisher::flush)) or waited for with
+//! The socket is an XPUB, so it learns which topics its subscribers hold. While no
+//! subscriber's topic matches a message, the message waits in a bounded core queue; when one
+//! attaches, waiting messages go out in order, before anything newer (a subscription that
+//! matches nothing attaches nothing). What the queue cannot hold is counted in
+//! [`PublisherCounts::dropped`]. The socket never drops a message by itself
+//! (`ZMQ_XPUB_NODROP`): when a subscriber falls a high-water mark behind, messages wait in the
+//! same queue until it catches up (each `publish` or [`flush`](Publisher::flush) sends what it
+//! can), so every message is either handed to libzmq (`published`), waiting (`queued`) or
+//! counted as `dropped`. A subscriber that stays that far behind for longer than the
+//! publisher's [grace](Publisher::set_slow_subscriber_grace) (one second by default) stops
+//! holding the others back: from then on each message goes to every subscriber with room,
+//! the full ones miss it, and it is counted in [`PublisherCounts::missed_by_slow`], until the
+//! slow one catches up. A message already handed to libzmq can still be lost with its
+//! connection (the subscriber goes away); use REQ/REP or a buffered proxy where every message
+//! must arrive. Subscription changes are read whenever the publisher is used
+//! ([`publish`](Publisher::publish), [`heartbeat`](Publisher::heartbeat),
+//! [`flush`](Publisher::flush)) or waited for with
 //! [`wait_for_subscriber`](Publisher::wait_for_subscriber).
 
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use zmqrpc_core::{BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::auth::{AuthStats, Users, Verifier};
 use crate::dialect::{Dialect, Native};
+use crate::messaging::subscriptions::{Change, Subscriptions};
 use crate::socket::monitor::{Event, Monitor, Watch};
 use crate::socket::nodrop::set_xpub_nodrop;
 use crate::socket::options::{later, SocketOptions};
@@ -48,6 +55,12 @@ counters! {
         attached,
         /// Times the last subscriber left.
         detached,
+        /// Messages that a subscriber full for longer than the grace missed, handed to the
+        /// subscribers with room.
+        missed_by_slow,
+        /// New subscription topics ignored because the publisher tracks
+        /// [`MAX_TOPICS`](crate::messaging::subscriptions::MAX_TOPICS) already.
+        topics_ignored,
         /// Security handshakes a subscriber failed with this publisher: the publisher has
         /// users and the subscriber presented no credentials or wrong ones (or the
         /// reverse: it presented some to a publisher without users).
@@ -61,7 +74,10 @@ pub struct Publisher {
     endpoints: Vec<String>,
     pending: Box<BoundedQueue<zmq::Message, MAX_PENDING>>,
     /// Topics some subscriber holds (zmqrpc subscribers use only the empty topic).
-    topics: Vec<Vec<u8>>,
+    subscriptions: Subscriptions,
+    /// Since when sends have been refused because a subscriber is full, and for how long
+    /// that may last before the full ones miss messages.
+    stall: Stall,
     event: zmq::Message,
     monitor: Monitor,
     /// When subscriptions were last read.
@@ -70,6 +86,58 @@ pub struct Publisher {
     /// How a protected publisher verifies its subscribers; its registration with the ZAP
     /// handler ends after the socket closes (fields drop in declaration order).
     verifier: Option<Verifier>,
+}
+
+/// How long a subscriber may stay a high-water mark behind, holding every message back,
+/// before it misses messages instead.
+pub const SLOW_SUBSCRIBER_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether sends are being refused for a full subscriber, and since when.
+#[derive(Debug)]
+struct Stall {
+    since: Option<Instant>,
+    grace: Duration,
+}
+
+/// What became of one send.
+enum Sent {
+    /// Handed to libzmq for every matching subscriber.
+    Delivered,
+    /// Handed to libzmq for the subscribers with room; a full one missed it.
+    MissedBySlow,
+    /// Refused: a subscriber is full, within its grace. The message must wait.
+    Refused,
+}
+
+/// Sends `message` on `socket` without waiting: to every matching subscriber, or, once a full
+/// one has held sends back longer than the grace, to those with room.
+fn send_past_slow(
+    socket: &mut zmq::Socket,
+    stall: &mut Stall,
+    message: &[u8],
+) -> zmq::Result<Sent> {
+    match socket.send(message, zmq::DONTWAIT) {
+        Ok(()) => {
+            stall.since = None;
+            return Ok(Sent::Delivered);
+        }
+        Err(zmq::Error::EAGAIN) => {}
+        Err(e) => return Err(e),
+    }
+    let since = *stall.since.get_or_insert_with(Instant::now);
+    if since.elapsed() < stall.grace {
+        return Ok(Sent::Refused);
+    }
+    // For this send only, libzmq drops the message for the full pipes and delivers it to
+    // the others.
+    set_xpub_nodrop(socket, false)?;
+    let sent = socket.send(message, zmq::DONTWAIT);
+    set_xpub_nodrop(socket, true)?;
+    match sent {
+        Ok(()) => Ok(Sent::MissedBySlow),
+        Err(zmq::Error::EAGAIN) => Ok(Sent::Refused),
+        Err(e) => Err(e),
+    }
 }
 
 /// How often a busy publisher reads subscription changes.
@@ -104,7 +172,7 @@ impl Publisher {
             options.bound_socket(ctx, zmq::XPUB, verifier.as_ref(), endpoints)?;
         // A full subscriber pipe refuses the send instead of dropping the message: it stays
         // in the pending queue, where overflow is counted.
-        set_xpub_nodrop(&mut socket).map_err(|e| {
+        set_xpub_nodrop(&mut socket, true).map_err(|e| {
             TransportError::new("set ZMQ_XPUB_NODROP", bound.first().map_or("", |s| s), e)
         })?;
         let monitor = Monitor::attach(ctx, &socket, Watch::Handshakes)?;
@@ -115,7 +183,11 @@ impl Publisher {
                 OverflowPolicy::DropOldest,
                 pending_limit,
             )),
-            topics: Vec::new(),
+            subscriptions: Subscriptions::default(),
+            stall: Stall {
+                since: None,
+                grace: SLOW_SUBSCRIBER_GRACE,
+            },
             event: zmq::Message::new(),
             monitor,
             last_read: Instant::now(),
@@ -135,17 +207,14 @@ impl Publisher {
     /// millisecond: an empty read costs libzmq a system call, which would dominate the cost
     /// of a message.
     pub fn publish(&mut self, message: &[u8]) -> Result<(), TransportError> {
-        if !self.has_subscriber() || self.last_read.elapsed() >= READ_EVERY {
+        if !self.subscriptions.matches(message) || self.last_read.elapsed() >= READ_EVERY {
             self.read_subscriptions()?;
         }
-        if self.has_subscriber() && self.pending.is_empty() {
-            match self.socket.send(message, zmq::DONTWAIT) {
-                Ok(()) => {
-                    bump(&self.stats.published);
-                    return Ok(());
-                }
-                Err(zmq::Error::EAGAIN) => {}
-                Err(e) => return Err(self.error("send", e)),
+        if self.subscriptions.matches(message) && self.pending.is_empty() {
+            let sent = send_past_slow(&mut self.socket, &mut self.stall, message)
+                .map_err(|e| self.error("send", e))?;
+            if self.count(sent) {
+                return Ok(());
             }
         }
         if let Ok(Pushed::Evicted(_)) | Err(_) = self.pending.push(zmq::Message::from(message)) {
@@ -202,9 +271,16 @@ impl Publisher {
         self.pending.len()
     }
 
-    /// Whether a subscriber was attached when subscriptions were last read.
+    /// Whether a subscriber was attached when subscriptions were last read (with any topic:
+    /// see the [module docs](self) for one whose topic matches nothing).
     pub fn has_subscriber(&self) -> bool {
-        !self.topics.is_empty()
+        self.subscriptions.any()
+    }
+
+    /// How long a subscriber may stay a high-water mark behind, holding every message back,
+    /// before it misses messages instead (default [`SLOW_SUBSCRIBER_GRACE`]).
+    pub fn set_slow_subscriber_grace(&mut self, grace: Duration) {
+        self.stall.grace = grace;
     }
 
     /// The XPUB socket, readable when subscriptions change (for a loop to poll).
@@ -235,37 +311,42 @@ impl Publisher {
                 Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(self.error("recv", e)),
             }
-            let was_attached = self.has_subscriber();
-            match self.event.split_first() {
-                Some((1, topic)) if !self.topics.iter().any(|t| t == topic) => {
-                    self.topics.push(topic.to_vec());
-                }
-                Some((0, topic)) => self.topics.retain(|t| t != topic),
-                _ => {}
-            }
-            match (was_attached, self.has_subscriber()) {
-                (false, true) => bump(&self.stats.attached),
-                (true, false) => bump(&self.stats.detached),
-                _ => {}
+            match self.subscriptions.apply(&self.event) {
+                Change::Attached => bump(&self.stats.attached),
+                Change::Detached => bump(&self.stats.detached),
+                Change::Ignored => bump(&self.stats.topics_ignored),
+                Change::Other => {}
             }
         }
     }
 
-    fn flush_pending(&mut self) -> Result<(), TransportError> {
-        while self.has_subscriber() {
-            let Some(message) = self.pending.front() else {
-                break;
-            };
-            // Sent by reference and popped only once libzmq took it, so a full libzmq queue
-            // (EAGAIN) leaves the message at the head for the next flush.
-            match self.socket.send(&message[..], zmq::DONTWAIT) {
-                Ok(()) => {
-                    self.pending.pop();
-                    bump(&self.stats.published);
-                }
-                Err(zmq::Error::EAGAIN) => break,
-                Err(e) => return Err(self.error("send", e)),
+    /// Counts what became of a send; whether the message left.
+    fn count(&self, sent: Sent) -> bool {
+        match sent {
+            Sent::Delivered => bump(&self.stats.published),
+            Sent::MissedBySlow => {
+                bump(&self.stats.published);
+                bump(&self.stats.missed_by_slow);
             }
+            Sent::Refused => return false,
+        }
+        true
+    }
+
+    fn flush_pending(&mut self) -> Result<(), TransportError> {
+        // In order: the head waits until some subscriber's topic matches it.
+        while let Some(message) = self.pending.front() {
+            if !self.subscriptions.matches(message) {
+                break;
+            }
+            // Sent by reference and popped only once libzmq took it, so a refused send
+            // leaves the message at the head for the next flush.
+            let sent = send_past_slow(&mut self.socket, &mut self.stall, message);
+            let sent = sent.map_err(|e| self.error("send", e))?;
+            if !self.count(sent) {
+                break;
+            }
+            self.pending.pop();
         }
         set(&self.stats.queued, self.pending.len() as u64);
         Ok(())

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::auth::{Credentials, Users};
 use crate::error::ConfigError;
-use crate::messaging::publisher::{Publisher, MAX_PENDING};
+use crate::messaging::publisher::{Publisher, MAX_PENDING, SLOW_SUBSCRIBER_GRACE};
 use crate::messaging::requester::{Reply, Requester};
 use crate::socket::options::SocketOptions;
 use crate::{RequestError, SocketKind, TransportError};
@@ -21,6 +21,7 @@ pub struct SenderBuilder {
     users: Option<Users>,
     /// What the sender is, in configuration errors.
     what: &'static str,
+    slow_subscriber_grace: Duration,
 }
 
 impl Default for SenderBuilder {
@@ -34,6 +35,7 @@ impl Default for SenderBuilder {
             credentials: None,
             users: None,
             what: "sender",
+            slow_subscriber_grace: SLOW_SUBSCRIBER_GRACE,
         }
     }
 }
@@ -76,6 +78,14 @@ impl SenderBuilder {
         self
     }
 
+    /// How long one subscriber may stay a high-water mark behind, holding every publication
+    /// back, before it misses publications instead (default [`SLOW_SUBSCRIBER_GRACE`]; see
+    /// [`Publisher`]).
+    pub fn slow_subscriber_grace(mut self, grace: Duration) -> Self {
+        self.slow_subscriber_grace = grace;
+        self
+    }
+
     /// Presents `credentials` to the servers the REQ sockets connect to (the
     /// [`auth`](crate::auth) rule: a connecting socket presents; the bound publisher never
     /// does). Without a `req` endpoint, `connect` refuses with
@@ -105,13 +115,15 @@ impl SenderBuilder {
         let publisher = if self.publish.is_empty() {
             None
         } else {
-            Some(Publisher::bind(
+            let mut publisher = Publisher::bind(
                 &ctx,
                 &self.publish,
                 &self.options,
                 self.users,
                 self.pending_limit,
-            )?)
+            )?;
+            publisher.set_slow_subscriber_grace(self.slow_subscriber_grace);
+            Some(publisher)
         };
         let requester = if self.req.is_empty() {
             None

@@ -47,6 +47,14 @@ impl<D: Dialect> ClientBuilder<D> {
         self
     }
 
+    /// How long one subscriber may stay a high-water mark behind, holding every
+    /// notification back, before it misses notifications instead (default 1 s; see
+    /// [`Publisher`](crate::Publisher)).
+    pub fn slow_subscriber_grace(mut self, grace: Duration) -> Self {
+        self.sender = self.sender.slow_subscriber_grace(grace);
+        self
+    }
+
     /// The default per-call timeout (default 5 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

@@ -10,9 +10,10 @@
 use std::os::raw::{c_int, c_void};
 
 /// Makes `socket` (an XPUB) refuse a send with `EAGAIN` instead of dropping the message when
-/// a subscriber's pipe is full.
-pub(crate) fn set_xpub_nodrop(socket: &mut zmq::Socket) -> zmq::Result<()> {
-    let on: c_int = 1;
+/// a subscriber's pipe is full (`on`), or drop it for the full pipes only and deliver it to
+/// the others (`!on`). libzmq reads the option at every send, so it can be switched at will.
+pub(crate) fn set_xpub_nodrop(socket: &mut zmq::Socket, on: bool) -> zmq::Result<()> {
+    let on: c_int = c_int::from(on);
     let option = zmq_sys::ZMQ_XPUB_NODROP as c_int;
     // SAFETY: `as_mut_ptr` is the live libzmq socket `socket` owns; the exclusive borrow
     // keeps it open (and off other threads) for the call. libzmq reads exactly
