@@ -137,6 +137,23 @@ fn blob_server_with(
     (bound, server.spawn().unwrap())
 }
 
+/// The p50 / p99 latencies of a raw and a zmqrpc sequential loop, under their row.
+fn latency_row(raw: &Sequential, ours: &Sequential) {
+    let micros = |s: &Sequential| {
+        format!(
+            "{:.0} / {:.0}",
+            s.p50.as_secs_f64() * 1e6,
+            s.p99.as_secs_f64() * 1e6
+        )
+    };
+    println!(
+        "{:<46} {:>12} {:>12}",
+        "   p50 / p99 (µs)",
+        micros(raw),
+        micros(ours)
+    );
+}
+
 fn row(case: &str, raw: f64, ours: f64, unit: &str) {
     println!(
         "{case:<46} {raw:>12.0} {ours:>12.0} {unit:<8} {:>6.2}x",
@@ -179,20 +196,7 @@ fn case_sequential(transport: &str, size: usize) -> f64 {
         ours.rate,
         "calls/s",
     );
-    println!(
-        "{:<46} {:>12} {:>12}",
-        "   p50 / p99 (µs)",
-        format!(
-            "{:.0} / {:.0}",
-            raw.p50.as_secs_f64() * 1e6,
-            raw.p99.as_secs_f64() * 1e6
-        ),
-        format!(
-            "{:.0} / {:.0}",
-            ours.p50.as_secs_f64() * 1e6,
-            ours.p99.as_secs_f64() * 1e6
-        )
-    );
+    latency_row(&raw, &ours);
     ours.rate
 }
 
@@ -263,20 +267,7 @@ fn case_security() {
             ours.rate,
             "calls/s",
         );
-        println!(
-            "{:<46} {:>12} {:>12}",
-            "   p50 / p99 (µs)",
-            format!(
-                "{:.0} / {:.0}",
-                raw.p50.as_secs_f64() * 1e6,
-                raw.p99.as_secs_f64() * 1e6
-            ),
-            format!(
-                "{:.0} / {:.0}",
-                ours.p50.as_secs_f64() * 1e6,
-                ours.p99.as_secs_f64() * 1e6
-            )
-        );
+        latency_row(&raw, &ours);
         let mut builder = Pipeline::builder().req(&endpoint).window(256);
         if let Some(credentials) = credentials {
             builder = builder.credentials(credentials);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Verifies release tarballs (default: all in target/dist) under qemu-user: for each one the
 # agent serves, a rep2req proxy forwards, and `zmqrpc-server call ping` through the proxy
-# answers — all three run from the artifact, on an emulated CPU of the target's class, with
-# the C library the oldest supported OS ships:
+# answers, over CURVE on both hops with keys the artifact's own `keygen` made — all run from
+# the artifact, on an emulated CPU of the target's class, with the C library the oldest
+# supported OS ships:
 #   glibc builds: Debian Bullseye's libc6 (2.31) as the qemu sysroot, fetched by apt from the
 #                 archive this machine's apt already uses;
 #   ARMv6:        the ELF must say ARMv6 (readelf -A). Run under qemu-arm -cpu arm1176 (the
@@ -47,7 +48,7 @@ max_glibc() {
 }
 
 failed=0
-printf '%-28s %-6s %10s %10s %-12s %s\n' artifact result proxy server "max GLIBC" "qemu"
+printf '%-28s %-6s %10s %10s %-12s %s\n' artifact CURVE proxy server "max GLIBC" "qemu"
 for tarball in "${artifacts[@]}"; do
     name=$(basename "$tarball" .tar.gz)
     dir="$work/$name"
@@ -73,13 +74,24 @@ for tarball in "${artifacts[@]}"; do
     esac
     agent="ipc://$work/$name-agent"
     front="ipc://$work/$name-proxy"
-    "${qemu[@]}" "$bin/zmqrpc-server" -q --bind "$agent" > "$work/$name-agent.out" &
+    keys="$work/$name-keys"
+    mkdir -p "$keys"
+    for who in agent proxy caller; do
+        "${qemu[@]}" "$bin/zmqrpc-server" keygen "$keys/$who" > "$keys/$who.z85" 2>> "$keys/keygen.log"
+    done
+    echo "proxy:$(cat "$keys/proxy.z85")" > "$keys/agent-clients"
+    echo "caller:$(cat "$keys/caller.z85")" > "$keys/proxy-clients"
+    "${qemu[@]}" "$bin/zmqrpc-server" -q --bind "$agent" \
+        --curve-key "$keys/agent.key" --clients "$keys/agent-clients" > "$work/$name-agent.out" &
     agent_pid=$!
-    "${qemu[@]}" "$bin/zmqrpc-proxy" -q --kind rep2req --in "$front" --out "$agent" > "$work/$name-proxy.out" &
+    "${qemu[@]}" "$bin/zmqrpc-proxy" -q --kind rep2req --in "$front" --out "$agent" \
+        --curve-key "$keys/proxy.key" --clients "$keys/proxy-clients" \
+        --server-key "$keys/agent.pub" > "$work/$name-proxy.out" &
     proxy_pid=$!
     result=FAIL
     for _ in $(seq 50); do
-        if timeout 20 "${qemu[@]}" "$bin/zmqrpc-server" call ping --connect "$front" --timeout 5000 > "$work/$name-ping.out" 2>&1; then
+        if timeout 20 "${qemu[@]}" "$bin/zmqrpc-server" call ping --connect "$front" --timeout 5000 \
+            --curve-key "$keys/caller.key" --server-key "$keys/proxy.pub" > "$work/$name-ping.out" 2>&1; then
             grep -q '^pong' "$work/$name-ping.out" && result=ok
             break
         fi

@@ -300,10 +300,7 @@ fn files_of_secrets_open_to_others_or_naming_a_user_twice_are_refused() {
         assert!(Users::from_file(&path)
             .unwrap()
             .verify("ops", "do-not-show-me"));
-        assert_eq!(
-            Credentials::from_file(&path).unwrap().username(),
-            Some("ops")
-        );
+        assert_eq!(Credentials::from_file(&path).unwrap().username(), "ops");
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&path, "# site\nops:first\nsensor:s\n\nops:second\n").unwrap();

@@ -521,6 +521,98 @@ fn the_binaries_refuse_files_of_secrets_open_to_others_or_naming_a_user_twice() 
     }
 }
 
+#[test]
+fn the_binaries_serve_and_forward_only_what_a_permissions_file_allows() {
+    let users = TempPath::with("perm-users", "ops:o-pass\nsensor:s-pass\n");
+    let rules = TempPath::with(
+        "perm-rules",
+        "# the agent's commands\nops any *\n* call agent.ping\n",
+    );
+    let agent = ipc_endpoint("perm-agent");
+    let (_agent, _) = Process::start(
+        SERVER,
+        &[
+            "--bind",
+            &agent,
+            "--users",
+            users.as_str(),
+            "--permissions",
+            rules.as_str(),
+        ],
+    );
+    let mut ops = client_as(&agent, "ops", "o-pass");
+    assert_eq!(ops.call(&Echo("ok".into())).unwrap(), "ok");
+    let mut sensor = client_as(&agent, "sensor", "s-pass");
+    assert_eq!(
+        sensor.call(&Ping).unwrap().version,
+        env!("CARGO_PKG_VERSION")
+    );
+    match sensor.call(&Echo("no".into())) {
+        Err(CallError::Remote { error, .. }) => {
+            assert_eq!(error.code, ErrorCode::Forbidden);
+            assert!(
+                error.message.contains("\"sensor\" may not call agent.echo"),
+                "{error:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The CLI says so and exits 1.
+    let out = call_echo(
+        &agent,
+        "no",
+        None,
+        &[("ZMQRPC_USER", "sensor"), ("ZMQRPC_PASSWORD", "s-pass")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not call"));
+
+    // A proxy's input: exact names only (it sees keys).
+    let proxy_rules = TempPath::with("perm-proxy-rules", "sensor call agent.ping\n");
+    let input = ipc_endpoint("perm-proxy");
+    let (_proxy, _) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &input,
+            "--out",
+            &agent,
+            "--users",
+            users.as_str(),
+            "--permissions",
+            proxy_rules.as_str(),
+            "--credentials",
+            TempPath::with("perm-upstream", "ops:o-pass\n").as_str(),
+        ],
+    );
+    let mut sensor = client_as(&input, "sensor", "s-pass");
+    assert_eq!(
+        sensor.call(&Ping).unwrap().version,
+        env!("CARGO_PKG_VERSION")
+    );
+    match sensor.call(&Echo("no".into())) {
+        Err(CallError::Remote { error, .. }) => assert_eq!(error.code, ErrorCode::Forbidden),
+        other => panic!("{other:?}"),
+    }
+    // A bad rule is refused at start, naming its line.
+    let bad = TempPath::with("perm-bad", "ops any *\nops sometimes agent.ping\n");
+    let out = bin(
+        SERVER,
+        &[
+            "--bind",
+            &ipc_endpoint("perm-bad"),
+            "--permissions",
+            bad.as_str(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permissions line 2"));
+}
+
 /// `zmqrpc-server call echo TEXT` against `endpoint`.
 fn call_echo(
     endpoint: &str,

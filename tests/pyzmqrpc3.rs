@@ -242,10 +242,47 @@ fn a_python_client_calls_a_rust_server_beside_a_rust_client() {
     );
 }
 
-/// A `user:password` file in the temp directory.
+#[test]
+fn a_python_caller_gets_403_for_what_its_user_may_not_call() {
+    let Some(python) = python() else { return };
+    let server = RpcServer::builder_for(Mixed::new(dialect()))
+        .register(|led: LedSet| Ok::<_, ServiceError>(format!("led {} {}", led.on, led.level)))
+        .unwrap()
+        .register(|fail: Fail| Err::<(), _>(ServiceError::new(fail.why)))
+        .unwrap()
+        .register(|Nothing| Ok::<_, ServiceError>(()))
+        .unwrap()
+        .users(zmqrpc::transport::Users::new().with("site", "s3rver"))
+        .permissions(zmqrpc::transport::auth::Permissions::parse("site call sensor.*\n").unwrap())
+        .rep(ipc_endpoint("py-permissions"))
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    let caller = Peer::start(&python, &["call", &endpoint, "site", "s3rver"]);
+    let answers: Vec<serde_json::Value> = (0..7)
+        .map(|_| serde_json::from_str(&caller.line()).unwrap())
+        .collect();
+    let codes: Vec<_> = answers.iter().map(|a| a["status_code"].clone()).collect();
+    // SetLed (sensor.led.set: allowed), Unknown, Fail, garbage (refused before any
+    // permission is asked), the heartbeat, Nothing, SetLed again.
+    assert_eq!(codes, [200, 403, 403, 400, 200, 403, 200]);
+    assert_eq!(
+        answers[2]["status_message"], "\"site\" may not call Fail",
+        "{}",
+        answers[2]
+    );
+    let counts = running.stats().dispatch.snapshot();
+    assert_eq!((counts.served, counts.forbidden, counts.failed), (2, 3, 0));
+}
+
+/// A `user:password` file in the temp directory, readable by its owner only (as files of
+/// secrets must be).
 fn users_file(name: &str, line: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let path = std::env::temp_dir().join(format!("zmqrpc-py-{name}-{}", std::process::id()));
     std::fs::write(&path, format!("{line}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
 

@@ -13,12 +13,14 @@
 //! object unless you pass one in, which `inproc://` needs.
 //!
 //! Builders speak alike: endpoints by the socket that uses them (`rep`, `subscribe`, `req`,
-//! `publish_on`; a proxy's `input` and `output`), protection by what a side holds (`users`
-//! on a receiving side, `credentials` on a sending one; `input_users` and
-//! `output_credentials` on a proxy), and the last call says what it does: what serves ends in
-//! `bind()` (receiver, server, proxies), what calls ends in `connect()` (sender, client,
-//! pipeline). Mistakes a builder can see are errors there ([`ConfigError`],
-//! [`RegisterError`]), not at the first message.
+//! `publish_on`; a proxy's `input` and `output`), protection by one rule, **a socket that
+//! binds verifies, a socket that connects presents** (`users` for the bound sockets: a
+//! server's REP, a client's PUB; `credentials` for the connecting ones: a client's REQ, a
+//! server's SUB; `input_users`, `input_credentials`, `output_users` and `output_credentials`
+//! on a proxy, each kind taking those its sides can carry; see [`auth`]), and the last call
+//! says what it does: what serves ends in `bind()` (receiver, server, proxies), what calls
+//! ends in `connect()` (sender, client, pipeline). Mistakes a builder can see are errors
+//! there ([`ConfigError`], [`RegisterError`]), not at the first message.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -56,13 +58,17 @@
 //! - [`rpc`]: [`RpcServer`] (its [`Service`] API, the type-erased dispatch, the worker
 //!   pool), [`RpcClient`], [`Pipeline`].
 //! - [`messaging`]: the sockets that move bytes: [`Receiver`] and its [`Handler`] contract
-//!   (REP + SUB in, one thread), [`Publisher`] (XPUB out, nothing dropped uncounted),
+//!   (REP + SUB in, one thread), [`Publisher`] (XPUB out, nothing dropped uncounted, no
+//!   subscriber holding the others back past its grace) and the subscriptions it tracks,
 //!   [`Requester`] (REQ out, round-robin, Lazy Pirate), [`Sender`] (both).
 //! - [`dialect`]: the wire-dialect seam: [`Dialect`], through which everything that reads or
 //!   writes a message goes; [`Native`] (the core's frame); with the `pyzmqrpc3` feature,
 //!   pyzmqrpc3's format and `Mixed` (both on one socket, what servers and proxies speak by
 //!   default then).
-//! - [`auth`]: [`Users`] and [`Credentials`]: username/password (ZMQ PLAIN + a ZAP handler).
+//! - [`auth`]: [`Users`] (what a bound socket verifies: passwords, or CURVE client keys) and
+//!   [`Credentials`] (what a connecting socket presents: a password, or a CURVE key pair and
+//!   the server's public key), judged by a ZAP handler per context; CURVE keys and their
+//!   files; [`Permissions`](auth::Permissions), who may call or notify what.
 //! - [`socket`]: what every socket and loop shares: [`SocketOptions`], [`Shutdown`] and
 //!   [`Running`] (how every loop stops), monitors (refused handshakes, dropped
 //!   connections), counters, the small helpers (inproc names, PAIR sockets, draining

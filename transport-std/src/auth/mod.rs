@@ -80,13 +80,18 @@ impl Credentials {
         }
     }
 
-    /// The username of PLAIN credentials (none for CURVE, where the server names the
-    /// client by its key).
-    pub fn username(&self) -> Option<&str> {
+    /// The username of PLAIN credentials; empty for CURVE credentials, whose server names
+    /// the client by its key (see [`is_curve`](Credentials::is_curve)).
+    pub fn username(&self) -> &str {
         match &self.presented {
-            Presented::Plain { username, .. } => Some(username),
-            Presented::Curve { .. } => None,
+            Presented::Plain { username, .. } => username,
+            Presented::Curve { .. } => "",
         }
+    }
+
+    /// Whether these are CURVE credentials (a key pair and the server's key).
+    pub fn is_curve(&self) -> bool {
+        matches!(self.presented, Presented::Curve { .. })
     }
 
     /// Makes `socket` present these credentials (call before it connects; never on a socket
