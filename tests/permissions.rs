@@ -156,6 +156,28 @@ fn a_proxy_input_forwards_only_what_its_callers_may_call() {
     assert_eq!(stats.snapshot().forbidden, 2);
     // Only what was allowed reached the server.
     assert_eq!(server.stats().receiver.snapshot().received, 2);
+
+    // A buffered proxy refuses before it queues (or spools) anything.
+    let buffered = zmqrpc::transport::BufferedProxy::builder()
+        .input("tcp://127.0.0.1:*")
+        .output(&server_endpoint)
+        .input_users(users())
+        .input_permissions(Permissions::new().allow("ops", None, "test.sample"))
+        .bind()
+        .unwrap();
+    let buffered_input = buffered.input_endpoints()[0].clone();
+    let buffered_stats = buffered.stats();
+    let _buffered = buffered.spawn().unwrap();
+    as_user(&buffered_input, "ops", "o-pass")
+        .call(&Sample { seq: 1, value: 0.0 })
+        .unwrap();
+    assert_forbidden(
+        as_user(&buffered_input, "sensor", "s-pass").call(&Sample { seq: 2, value: 0.0 }),
+        "\"sensor\" may not call",
+    );
+    let counts = buffered_stats.snapshot();
+    assert_eq!((counts.received, counts.forbidden), (2, 1), "{counts:?}");
+    assert!(eventually(secs(5), || buffered_stats.snapshot().forwarded == 1));
 }
 
 #[cfg(feature = "pyzmqrpc3")]
