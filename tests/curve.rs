@@ -611,3 +611,44 @@ fn the_binaries_speak_curve_with_keys_from_keygen() {
         assert!(stderr.contains(said), "{stderr}");
     }
 }
+
+#[test]
+fn a_keys_file_names_its_bad_and_repeated_lines_without_showing_them() {
+    use zmqrpc::transport::UsersError;
+    let (a, b) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+    let dir = TempPath::new("keys-files");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join("clients");
+    let read = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        Users::curve(keys().server).with_keys_file(&file)
+    };
+    let good = read(&format!(
+        "# sensors\nsensor-1:{}\n\nsensor-2:{}\n",
+        a.public, b.public
+    ));
+    let good = good.unwrap();
+    assert_eq!(good.user_of_key(a.public.as_bytes()), Some("sensor-1"));
+    assert_eq!(good.user_of_key(b.public.as_bytes()), Some("sensor-2"));
+    assert_eq!(good.user_of_key(&[0; 32]), None);
+    let typo = format!("sensor-1:{}", &b.public.to_z85()[..39]);
+    let error = read(&format!("sensor-0:{}\n{typo}\n", a.public)).unwrap_err();
+    assert_eq!(error, UsersError::BadKeyLine { line: 2 });
+    assert!(!error.to_string().contains(&typo[9..]), "{error}");
+    assert_eq!(
+        read(&format!("x:{}\nx:{}\n", a.public, b.public)).unwrap_err(),
+        UsersError::Duplicate {
+            user: "x".into(),
+            line: 2,
+            first: 1
+        }
+    );
+    assert_eq!(
+        read(&format!("x:{}\ny:{}\n", a.public, a.public)).unwrap_err(),
+        UsersError::Duplicate {
+            user: "y".into(),
+            line: 2,
+            first: 1
+        }
+    );
+}
