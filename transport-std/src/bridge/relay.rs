@@ -343,7 +343,7 @@ impl Handler for Relay {
             .publisher
             .as_ref()
             .filter(|publisher| publisher.queued() > 0)
-            .map(|publisher| match publisher.waiting_for_room() {
+            .map(|publisher| match publisher.has_subscriber() {
                 true => Instant::now() + FLUSH_RETRY,
                 false => Instant::now() + SUBSCRIBER_CHECK,
             });

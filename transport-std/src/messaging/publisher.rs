@@ -277,16 +277,6 @@ impl Publisher {
         self.subscriptions.any()
     }
 
-    /// Whether messages wait for room rather than for a subscriber: some are queued and a
-    /// subscriber's topic matches the first. A loop holding such messages retries soon (the
-    /// socket signals subscriptions, not room); messages no one's topic matches wait for a
-    /// subscription instead.
-    pub fn waiting_for_room(&self) -> bool {
-        self.pending
-            .front()
-            .is_some_and(|message| self.subscriptions.matches(message))
-    }
-
     /// How long a subscriber may stay a high-water mark behind, holding every message back,
     /// before it misses messages instead (default [`SLOW_SUBSCRIBER_GRACE`]).
     pub fn set_slow_subscriber_grace(&mut self, grace: Duration) {

@@ -243,7 +243,7 @@ impl<D: Dialect> Handler for Forwarder<D> {
         match &self.output {
             // Messages held while a subscriber catches up: try again shortly, even if nothing
             // new arrives (the XPUB socket signals subscriptions, not room).
-            Output::Pub(publisher) if publisher.waiting_for_room() => {
+            Output::Pub(publisher) if publisher.has_subscriber() && publisher.queued() > 0 => {
                 Some(Instant::now() + FLUSH_RETRY)
             }
             _ => None,
