@@ -47,6 +47,7 @@ impl Dialect for Named {
         &self,
         bytes: &'a [u8],
         _scratch: &'a mut Vec<u8>,
+        max_body: usize,
     ) -> Result<Request<'a, u32>, Refusal<u32>> {
         let refuse = |message: &str| Refusal {
             head: 0,
@@ -63,11 +64,19 @@ impl Dialect for Named {
             .get(..usize::from(len))
             .ok_or_else(|| refuse("short name"))?;
         let name = std::str::from_utf8(name).map_err(|_| refuse("name not UTF-8"))?;
+        let body = &rest[usize::from(len)..];
+        if body.len() > max_body {
+            return Err(Refusal {
+                head: seq,
+                code: ErrorCode::TooLarge,
+                message: "too large".to_owned(),
+            });
+        }
         Ok(Request {
             head: seq,
             key: Key::of(name),
             seq,
-            body: &rest[usize::from(len)..],
+            body,
         })
     }
 
@@ -189,6 +198,7 @@ impl Dialect for NativeOrNamed {
         &self,
         bytes: &'a [u8],
         scratch: &'a mut Vec<u8>,
+        max_body: usize,
     ) -> Result<Request<'a, EitherHead>, Refusal<EitherHead>> {
         fn lift<'a, H>(
             read: Result<Request<'a, H>, Refusal<H>>,
@@ -209,9 +219,15 @@ impl Dialect for NativeOrNamed {
             }
         }
         if is_named(bytes) {
-            lift(Named.read_request(bytes, scratch), EitherHead::Named)
+            lift(
+                Named.read_request(bytes, scratch, max_body),
+                EitherHead::Named,
+            )
         } else {
-            lift(Native.read_request(bytes, scratch), EitherHead::Native)
+            lift(
+                Native.read_request(bytes, scratch, max_body),
+                EitherHead::Native,
+            )
         }
     }
 

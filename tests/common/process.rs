@@ -114,6 +114,28 @@ impl Process {
         assert!(status.success());
     }
 
+    /// Its peak resident memory so far (`VmHWM`), in KiB. Under qemu-user, the emulator's,
+    /// the guest's included.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Its resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line[field.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// Waits up to `within` for the process to exit; its exit code.
     pub fn wait(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;

@@ -287,7 +287,7 @@ impl Handler for Relay {
         // The bridge's input is a REP socket: every message gets an answer in `reply`.
         debug_assert_eq!(message.origin, Origin::Rep);
         let mut no_scratch = Vec::new();
-        let request = match Native.read_request(message.bytes, &mut no_scratch) {
+        let request = match Native.read_request(message.bytes, &mut no_scratch, usize::MAX) {
             Ok(request) => request,
             Err(refusal) => {
                 bump(&self.stats.refused);

@@ -94,13 +94,18 @@ impl Dialect for Mixed {
         &self,
         bytes: &'a [u8],
         scratch: &'a mut Vec<u8>,
+        max_body: usize,
     ) -> Result<Request<'a, MixedHead>, Refusal<MixedHead>> {
         if is_native(bytes) {
-            lift(Native.read_request(bytes, scratch), MixedHead::Native)
+            lift(
+                Native.read_request(bytes, scratch, max_body),
+                MixedHead::Native,
+            )
         } else {
-            lift(self.pyzmqrpc3.read_request(bytes, scratch), |()| {
-                MixedHead::Pyzmqrpc3
-            })
+            lift(
+                self.pyzmqrpc3.read_request(bytes, scratch, max_body),
+                |()| MixedHead::Pyzmqrpc3,
+            )
         }
     }
 

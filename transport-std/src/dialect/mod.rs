@@ -74,10 +74,16 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     /// end does not speak) is a [`Refusal`] carrying the error answer to send. `scratch` is
     /// the caller's reusable buffer, for a dialect that must decode the body before it can
     /// lend it (the native one does not use it).
+    ///
+    /// A command whose decoded form is over `max_body` bytes (the native body; pyzmqrpc3's
+    /// whole inflated JSON) is refused with [`ErrorCode::TooLarge`]. A dialect that inflates
+    /// stops inflating there, so a compressed bomb costs at most `max_body` bytes, and
+    /// `scratch` never keeps more than that.
     fn read_request<'a>(
         &self,
         bytes: &'a [u8],
         scratch: &'a mut Vec<u8>,
+        max_body: usize,
     ) -> Result<Request<'a, Self::Head>, Refusal<Self::Head>>;
 
     /// Decodes the command of a request [`read_request`](Dialect::read_request) returned.
@@ -163,6 +169,12 @@ pub struct Refusal<H> {
 }
 
 impl<H> Refusal<H> {
+    /// Whether the message was refused for its size ([`ErrorCode::TooLarge`]): counted as
+    /// `too_large`, not as a bad frame.
+    pub fn is_too_large(&self) -> bool {
+        self.code == ErrorCode::TooLarge
+    }
+
     /// Writes the error answer into `out`.
     pub fn answer<D: Dialect<Head = H>>(&self, dialect: &D, out: &mut Vec<u8>) {
         dialect.encode_error(&self.head, self.code, &self.message, out);
@@ -241,7 +253,7 @@ pub enum Interpretation<R> {
 /// let (mut call, mut answer, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
 /// let tag = Native.encode_call(7, &Add(2, 3), &mut call, 1024)?;
 /// // … the server reads `call` and answers …
-/// let request = Native.read_request(&call, &mut scratch).unwrap();
+/// let request = Native.read_request(&call, &mut scratch, 1024).unwrap();
 /// Native.encode_response(&request.head, &5i32, &mut answer, 1024)?;
 /// assert_eq!(interpret::<_, i32>(&Native, &tag, &answer), Interpretation::Answer(Ok(5)));
 /// # Ok::<(), zmqrpc_core::EncodeError>(())

@@ -17,6 +17,11 @@ use super::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Native;
 
+/// What a request refused for its size is told.
+pub(super) fn too_large(len: usize, max_body: usize) -> String {
+    format!("a command of {len} bytes exceeds the limit of {max_body} bytes (max_body)")
+}
+
 /// The largest error answer: a header and a [`RemoteError`] with its longest message.
 const MAX_ERROR_FRAME: usize = 1024;
 
@@ -33,14 +38,25 @@ impl Dialect for Native {
         &self,
         bytes: &'a [u8],
         _scratch: &'a mut Vec<u8>,
+        max_body: usize,
     ) -> Result<Request<'a, Header>, Refusal<Header>> {
         match Header::read(bytes) {
-            Ok(header) if header.kind.is_request() => Ok(Request {
-                head: header,
-                key: header.key,
-                seq: header.seq,
-                body: bytes.get(HEADER_LEN..).unwrap_or_default(),
-            }),
+            Ok(header) if header.kind.is_request() => {
+                let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+                if body.len() > max_body {
+                    return Err(Refusal {
+                        head: header,
+                        code: ErrorCode::TooLarge,
+                        message: too_large(body.len(), max_body),
+                    });
+                }
+                Ok(Request {
+                    head: header,
+                    key: header.key,
+                    seq: header.seq,
+                    body,
+                })
+            }
             Ok(header) => Err(Refusal {
                 head: header,
                 code: ErrorCode::BadFrame,
@@ -178,7 +194,7 @@ mod tests {
     fn read(bytes: &[u8]) -> Result<Request<'_, Header>, Refusal<Header>> {
         // The native dialect never lends from scratch, so a throwaway one will do.
         let scratch: &mut Vec<u8> = Box::leak(Box::default());
-        Native.read_request(bytes, scratch)
+        Native.read_request(bytes, scratch, usize::MAX)
     }
 
     #[test]
@@ -312,5 +328,20 @@ mod tests {
             Err(EncodeError::BufferTooSmall)
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_body_over_max_body_is_refused_as_too_large_by_its_own_header() {
+        let (mut call, mut scratch) = (Vec::new(), Vec::new());
+        Native.encode_call(9, &Add(1, 2), &mut call, 64).unwrap();
+        let body = call.len() - HEADER_LEN;
+        assert!(Native.read_request(&call, &mut scratch, body).is_ok());
+        let refusal = Native
+            .read_request(&call, &mut scratch, body - 1)
+            .unwrap_err();
+        assert!(refusal.is_too_large());
+        assert_eq!(refusal.head.seq, 9);
+        assert_eq!(refusal.head.key, Add::KEY);
+        assert!(refusal.message.contains("max_body"), "{}", refusal.message);
     }
 }

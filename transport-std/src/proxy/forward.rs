@@ -58,6 +58,7 @@ impl<D: Dialect> ProxyBuilder<D> {
 
     /// Creates, binds and connects both sides.
     pub fn bind(mut self) -> Result<Proxy<D>, TransportError> {
+        let max_body = self.sides.max_body();
         let (ctx, input) = self.sides.bind_input()?;
         let sides = &self.sides;
         let output = if self.kind.req_output() {
@@ -69,6 +70,7 @@ impl<D: Dialect> ProxyBuilder<D> {
             forwarder: Forwarder {
                 dialect: self.dialect,
                 scratch: Vec::new(),
+                max_body,
                 stop: input.shutdown(),
                 kind: self.kind,
                 output,
@@ -127,6 +129,8 @@ struct Forwarder<D: Dialect> {
     dialect: D,
     /// Lent to the dialect to read a request.
     scratch: Vec<u8>,
+    /// The largest command read, decoded.
+    max_body: usize,
     /// The proxy's own stop: a wait for the downstream gives up when it is asked.
     stop: Shutdown,
     kind: ProxyKind,
@@ -150,7 +154,10 @@ impl<D: Dialect> Handler for Forwarder<D> {
         bump(&self.stats.received);
         let answer = message.origin == Origin::Rep;
         // The head only: to answer correctly and to refuse what is not a request.
-        let head = match self.dialect.read_request(message.bytes, &mut self.scratch) {
+        let read = self
+            .dialect
+            .read_request(message.bytes, &mut self.scratch, self.max_body);
+        let head = match read {
             Ok(request) => {
                 let permissions = self.permissions.as_deref();
                 if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
@@ -160,7 +167,10 @@ impl<D: Dialect> Handler for Forwarder<D> {
                 request.head
             }
             Err(refusal) => {
-                bump(&self.stats.failed);
+                bump(match refusal.is_too_large() {
+                    true => &self.stats.too_large,
+                    false => &self.stats.failed,
+                });
                 let what = format_args!("refused a message: {}", refusal.message);
                 self.failures.warn(&self.kind, &what);
                 if answer {

@@ -102,7 +102,7 @@ counters! {
         /// Messages handed to the output (published, or answered downstream).
         forwarded,
         /// Messages the output could not take (timeout, unreachable, refused) or that were
-        /// not frames.
+        /// not requests.
         failed,
         /// Delivery attempts repeated after a failure (buffered proxy).
         retried,
@@ -113,6 +113,9 @@ counters! {
         dropped,
         /// Calls and notifications no input permission allowed their caller.
         forbidden,
+        /// Messages refused for their size: a command larger, decoded, than the input's
+        /// `max_message_size` (a pyzmqrpc3 message inflating past it).
+        too_large,
     }
 }
 

@@ -76,6 +76,12 @@ impl Sides {
         }
     }
 
+    /// The largest command the input reads, decoded (a pyzmqrpc3 message inflated): its
+    /// `max_message_size`, the largest message it forwards.
+    pub(crate) fn max_body(&self) -> usize {
+        self.input.options.max_frame()
+    }
+
     /// Binds the input in the proxy's context (made here unless one was given), once the
     /// protection of both sides is [checked](Sides::check).
     pub(crate) fn bind_input(&mut self) -> Result<(zmq::Context, Receiver), TransportError> {

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use miniz_oxide::inflate::TINFLStatus;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -44,9 +45,6 @@ const FORBIDDEN: u16 = 403;
 const NO_SERVICE: u16 = 451;
 const SERVICE_RAISED: u16 = 463;
 const PROXY_FAILED: u16 = 482;
-
-/// The largest command this dialect inflates: a zlib bomb stops here.
-const MAX_INFLATED: usize = 16 << 20;
 
 /// pyzmqrpc3's wire format; see the [module docs](self).
 #[derive(Clone, Debug, Default)]
@@ -216,13 +214,24 @@ impl Dialect for Pyzmqrpc3 {
         &self,
         bytes: &'a [u8],
         scratch: &'a mut Vec<u8>,
+        max_body: usize,
     ) -> Result<Request<'a, ()>, Refusal<()>> {
         let compressed = base64::engine::general_purpose::STANDARD
             .decode(bytes)
             .map_err(|e| refusal(format!("not a pyzmqrpc3 command (base64: {e})")))?;
-        *scratch =
-            miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&compressed, MAX_INFLATED)
-                .map_err(|e| refusal(format!("not a pyzmqrpc3 command (zlib: {:?})", e.status)))?;
+        // Inflation stops at `max_body`: a bomb costs that much and no more, and what it
+        // inflated so far is freed with the error, so `scratch` keeps at most `max_body`.
+        *scratch = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&compressed, max_body)
+            .map_err(|e| match e.status {
+            TINFLStatus::HasMoreOutput => Refusal {
+                head: (),
+                code: ErrorCode::TooLarge,
+                message: format!(
+                    "a command inflating past {max_body} bytes exceeds the limit (max_body)"
+                ),
+            },
+            status => refusal(format!("not a pyzmqrpc3 command (zlib: {status:?})")),
+        })?;
         let envelope: Envelope<&'a RawValue, std::borrow::Cow<'a, str>> =
             serde_json::from_slice(scratch)
                 .map_err(|e| refusal(format!("not a pyzmqrpc3 command (JSON: {e})")))?;

@@ -27,6 +27,8 @@ pub(super) struct Buffer<D: Dialect> {
     dialect: D,
     /// Lent to the dialect to read a request.
     scratch: Vec<u8>,
+    /// The largest command read, decoded.
+    max_body: usize,
     queue: Box<BoundedQueue<Vec<u8>, MAX_BUFFERED>>,
     spool: Option<Spool>,
     requester: Requester,
@@ -51,6 +53,8 @@ pub(super) struct Delivery {
     pub(super) timeout: Duration,
     pub(super) retry: (Duration, Duration),
     pub(super) max_bytes: usize,
+    /// The largest command read, decoded.
+    pub(super) max_body: usize,
 }
 
 impl<D: Dialect> Buffer<D> {
@@ -68,6 +72,7 @@ impl<D: Dialect> Buffer<D> {
         Buffer {
             dialect,
             scratch: Vec::new(),
+            max_body: delivery.max_body,
             queue,
             spool,
             requester,
@@ -230,7 +235,10 @@ impl<D: Dialect> Handler for Buffer<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         // On SUB the reply is discarded: what would be an error reply is only counted.
-        let head = match self.dialect.read_request(message.bytes, &mut self.scratch) {
+        let read = self
+            .dialect
+            .read_request(message.bytes, &mut self.scratch, self.max_body);
+        let head = match read {
             Ok(request) => {
                 let permissions = self.permissions.as_deref();
                 if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
@@ -240,7 +248,10 @@ impl<D: Dialect> Handler for Buffer<D> {
                 request.head
             }
             Err(refusal) => {
-                bump(&self.stats.failed);
+                bump(match refusal.is_too_large() {
+                    true => &self.stats.too_large,
+                    false => &self.stats.failed,
+                });
                 let what = format_args!("refused a message: {}", refusal.message);
                 self.failures.warn(&NAME, &what);
                 refusal.answer(&self.dialect, reply);

@@ -123,6 +123,7 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
             }
             None => None,
         };
+        let max_body = self.sides.max_body();
         let (ctx, input) = self.sides.bind_input()?;
         let requester = self.sides.requester(&ctx)?;
         let stats = Arc::new(ProxyStats::default());
@@ -143,6 +144,7 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
                     timeout: self.sides.timeout,
                     retry: self.retry,
                     max_bytes: self.max_bytes,
+                    max_body,
                 },
                 stats,
             )

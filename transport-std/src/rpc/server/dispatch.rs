@@ -227,10 +227,13 @@ impl<D: Dialect> Handler for Dispatcher<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         let reply = (message.origin == Origin::Rep).then_some(reply);
         let dialect = &self.dialect;
-        let request = match dialect.read_request(message.bytes, &mut self.scratch) {
+        let request = match dialect.read_request(message.bytes, &mut self.scratch, self.max_body) {
             Ok(request) => request,
             Err(refusal) => {
-                bump(&self.stats.bad_frames);
+                bump(match refusal.is_too_large() {
+                    true => &self.stats.too_large,
+                    false => &self.stats.bad_frames,
+                });
                 if let Some(reply) = reply {
                     refusal.answer(dialect, reply);
                 }
@@ -256,18 +259,6 @@ impl<D: Dialect> Handler for Dispatcher<D> {
             }
             return;
         };
-        if request.body.len() > self.max_body {
-            bump(&self.stats.too_large);
-            if let Some(reply) = reply {
-                let message = format!(
-                    "body of {} bytes exceeds the server's {}",
-                    request.body.len(),
-                    self.max_body
-                );
-                dialect.encode_error(&request.head, ErrorCode::TooLarge, &message, reply);
-            }
-            return;
-        }
         let caller = Caller {
             origin: message.origin,
             user_id: message.user_id,

@@ -223,9 +223,11 @@ impl<D: Dialect> ServerBuilder<D> {
         self
     }
 
-    /// The largest request body the server decodes (default [`DEFAULT_MAX_BODY`]); larger
-    /// requests get a `TooLarge` error and are counted. Messages larger than the socket
-    /// options' `max_message_size` never get this far: libzmq drops their connection.
+    /// The largest command the server decodes (default [`DEFAULT_MAX_BODY`]): a native
+    /// frame's body, or a pyzmqrpc3 message's whole JSON once inflated (inflation stops
+    /// here, so a compressed bomb costs at most this much). Larger requests get a `TooLarge`
+    /// error and are counted as `too_large`. Messages larger than the socket options'
+    /// `max_message_size` never get this far: libzmq drops their connection.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
