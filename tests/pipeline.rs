@@ -113,3 +113,45 @@ fn a_pipeline_without_an_endpoint_is_a_configuration_error() {
         Ok(_) => panic!("a pipeline connected to nowhere"),
     }
 }
+
+#[test]
+fn recv_returns_within_its_wait_while_strays_keep_arriving() {
+    // A peer that answers a call with a flood of answers to nothing: all of it queued
+    // before the pipeline looks, so a recv that skipped strays until none were left would
+    // read every one of them first.
+    const STRAYS: u64 = 400_000;
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).unwrap();
+    router.set_sndhwm(0).unwrap();
+    router.set_rcvtimeo(5000).unwrap();
+    router.bind("inproc://strays").unwrap();
+    let mut pipeline = Pipeline::builder()
+        .context(&ctx)
+        .req("inproc://strays")
+        .window(1 << 21)
+        .timeout(secs(60))
+        .connect::<Add>()
+        .unwrap();
+    pipeline.send(&Add(1, 2)).unwrap();
+    let call = router.recv_multipart(0).unwrap();
+    let caller = &call[0];
+    for _ in 0..STRAYS {
+        router.send(caller, zmq::SNDMORE).unwrap();
+        router.send(&b""[..], zmq::SNDMORE).unwrap();
+        router.send(&b"not an answer"[..], 0).unwrap();
+    }
+    let wait = Duration::from_millis(20);
+    let start = Instant::now();
+    assert!(matches!(pipeline.recv(wait), Ok(None)));
+    let took = start.elapsed();
+    assert!(
+        took < wait + Duration::from_millis(200) * slack(),
+        "{took:?}"
+    );
+    let strays = pipeline.stray_answers();
+    assert!(strays > 0 && strays < STRAYS, "{strays} strays read");
+    // The call is still in flight, and the next recv goes on skipping where it stopped.
+    assert_eq!(pipeline.in_flight(), 1);
+    assert!(matches!(pipeline.recv(wait), Ok(None)));
+    assert!(pipeline.stray_answers() > strays);
+}

@@ -294,7 +294,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
             if let Some(ended) = self.ended.pop_front() {
                 return Ok(Some((ended.0, Err(ended.1))));
             }
-            if let Some(answer) = self.try_recv()? {
+            if let Some(answer) = self.try_recv(until)? {
                 return Ok(Some(answer));
             }
             let now = Instant::now();
@@ -387,9 +387,15 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
         self.stray
     }
 
-    /// An answer already received, if any.
-    fn try_recv(&mut self) -> Result<Option<Answer<C>>, CallError> {
+    /// An answer already received, if any. Strays are skipped until `until` at most: a peer
+    /// that floods them cannot hold the caller past its wait (the clock is read only on a
+    /// stray, never on the way to an answer).
+    fn try_recv(&mut self, until: Instant) -> Result<Option<Answer<C>>, CallError> {
+        let mut first = true;
         loop {
+            if !std::mem::take(&mut first) && Instant::now() >= until {
+                return Ok(None);
+            }
             // [empty delimiter][frame], as a REP socket sends it.
             match self.link.socket.recv(&mut self.part, zmq::DONTWAIT) {
                 Ok(()) => {}
