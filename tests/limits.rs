@@ -13,6 +13,8 @@ use std::time::Instant;
 use base64::Engine as _;
 use common::*;
 use process::*;
+use zmqrpc::transport::{RpcServer, ServiceError};
+use zmqrpc::{Command as _, ErrorCode, Frame, Header, Kind, RemoteError, HEADER_LEN};
 
 /// A raw REQ socket connected to `endpoint`, every wait bounded.
 fn raw_req(ctx: &zmq::Context, endpoint: &str) -> zmq::Socket {
@@ -109,4 +111,55 @@ fn a_proxy_refuses_a_compressed_bomb_without_inflating_it() {
     );
     // A proxy reads commands up to its input's max_message_size (1 MiB).
     bombs_are_refused_without_inflating(&proxy, &input, 2 << 20);
+}
+
+/// A boxed expression tree: a recursive command type, one nesting level per `Neg`.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+enum Expr {
+    Lit(i32),
+    Neg(Box<Expr>),
+}
+
+impl zmqrpc::Command for Expr {
+    const NAME: &'static str = "limits.expr";
+    type Response = i32;
+}
+
+fn evaluate(expr: &Expr) -> i32 {
+    match expr {
+        Expr::Lit(n) => *n,
+        Expr::Neg(e) => -evaluate(e),
+    }
+}
+
+#[test]
+fn a_deeply_nested_body_is_a_bad_frame_and_the_server_serves_on() {
+    let server = RpcServer::builder()
+        .rep("tcp://127.0.0.1:*")
+        .register(|expr: Expr| Ok::<_, ServiceError>(evaluate(&expr)))
+        .unwrap()
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    // 200 Ki nested `Neg` tags under a request header (within max_body): decoded without a
+    // limit, 200,000 stack frames on the server's thread, and the process aborts.
+    let mut request = [0u8; HEADER_LEN];
+    Header::request(1, Expr::KEY).write(&mut request).unwrap();
+    let mut request = request.to_vec();
+    request.resize(HEADER_LEN + (200 << 10), 1);
+    request.extend_from_slice(&[0, 14]);
+    let ctx = zmq::Context::new();
+    let req = raw_req(&ctx, &endpoint);
+    let answer = ask(&req, &request);
+    let answer = Frame::decode(&answer).unwrap();
+    assert_eq!(answer.header.kind, Kind::Error);
+    let error: RemoteError = answer.body().unwrap();
+    assert_eq!(error.code, ErrorCode::BadFrame);
+    assert!(error.message.contains("nests deeper"), "{}", error.message);
+    // Serving on: a tree within the limit is evaluated.
+    let mut client = client(&endpoint);
+    let tree = (0..40).fold(Expr::Lit(5), |e, _| Expr::Neg(Box::new(e)));
+    assert_eq!(client.call(&tree).unwrap(), 5);
+    assert_eq!(running.stats().dispatch.snapshot().bad_frames, 1);
 }

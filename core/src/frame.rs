@@ -11,10 +11,12 @@
 //! Encoding writes into a caller's buffer; decoding borrows the body from the input without
 //! copying. Every malformed input is a [`DecodeError`], never a panic.
 
+use core::cell::Cell;
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::nesting::Nesting;
 use crate::{Key, RemoteError};
 
 /// The protocol version this crate speaks.
@@ -271,8 +273,17 @@ pub fn encode<'b, T: Serialize + ?Sized>(
 }
 
 /// Decodes a frame body (the bytes after the header) as a `T`, which must use every byte.
+/// A value nested deeper than [`MAX_NESTING`](crate::nesting::MAX_NESTING) levels is
+/// refused as [`DecodeError::TooDeep`] before it can exhaust the stack.
 pub fn decode_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
-    let (value, rest) = postcard::take_from_bytes(body).map_err(body_error)?;
+    let tripped = Cell::new(false);
+    let mut decoder = postcard::Deserializer::from_bytes(body);
+    let value =
+        T::deserialize(Nesting::new(&mut decoder, &tripped)).map_err(|e| match tripped.get() {
+            true => DecodeError::TooDeep,
+            false => body_error(e),
+        })?;
+    let rest = decoder.finalize().map_err(body_error)?;
     if rest.is_empty() {
         Ok(value)
     } else {
@@ -306,6 +317,9 @@ pub enum DecodeError {
     TrailingBytes(usize),
     /// An answer was expected, and the frame is of this other kind.
     NotAnAnswer(Kind),
+    /// The body nests values deeper than [`MAX_NESTING`](crate::nesting::MAX_NESTING)
+    /// levels.
+    TooDeep,
 }
 
 impl fmt::Display for DecodeError {
@@ -323,6 +337,11 @@ impl fmt::Display for DecodeError {
             DecodeError::BadBody => f.write_str("frame body does not decode as the expected type"),
             DecodeError::TrailingBytes(n) => write!(f, "frame body has {n} trailing bytes"),
             DecodeError::NotAnAnswer(kind) => write!(f, "a {kind:?} frame where an answer was due"),
+            DecodeError::TooDeep => write!(
+                f,
+                "frame body nests deeper than {} levels",
+                crate::nesting::MAX_NESTING
+            ),
         }
     }
 }

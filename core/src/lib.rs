@@ -33,6 +33,7 @@
 //! - [`key`]: [`Key`], FNV-1a 64 of a command name, computed at compile time.
 //! - [`command`]: the [`Command`] trait.
 //! - [`frame`]: the wire frame; [`Header`], [`Frame`], [`frame::encode`], their errors.
+//! - [`nesting`]: the depth limit every body is decoded under ([`nesting::MAX_NESTING`]).
 //! - [`remote_error`]: [`RemoteError`] and its [`ErrorCode`].
 //! - [`queue`]: [`BoundedQueue`] and its [`OverflowPolicy`].
 //! - [`stream`]: COBS stream framing over `embedded-io`.
@@ -50,6 +51,7 @@ pub mod command;
 pub mod device;
 pub mod frame;
 pub mod key;
+pub mod nesting;
 pub mod queue;
 pub mod remote_error;
 pub mod stream;
