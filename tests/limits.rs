@@ -163,3 +163,103 @@ fn a_deeply_nested_body_is_a_bad_frame_and_the_server_serves_on() {
     assert_eq!(client.call(&tree).unwrap(), 5);
     assert_eq!(running.stats().dispatch.snapshot().bad_frames, 1);
 }
+
+/// The buffered proxy's arguments, with a spool at `spool`.
+fn buffered_args<'a>(input: &'a str, output: &'a str, spool: &'a str) -> Vec<&'a str> {
+    vec![
+        "--kind", "buffered", "--in", input, "--out", output, "--spool", spool,
+    ]
+}
+
+#[test]
+fn a_second_buffered_proxy_on_one_spool_refuses_to_start_naming_the_holder() {
+    let spool = TempPath::new("limits-shared-spool");
+    let (first_in, second_in) = (
+        ipc_endpoint("limits-spool-first"),
+        ipc_endpoint("limits-spool-second"),
+    );
+    let output = dead_endpoint();
+    let (first, _) = Process::start(PROXY, &buffered_args(&first_in, &output, spool.as_str()));
+    let mut second = bin(PROXY, &buffered_args(&second_in, &output, spool.as_str()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second proxy did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut log).unwrap();
+    let holder = format!("in use by process {}", first.child.id());
+    assert!(
+        log.contains(spool.as_str()) && log.contains(&holder),
+        "{log}"
+    );
+    // The first serves on: a call is acknowledged (queued and spooled).
+    let ctx = zmq::Context::new();
+    let req = raw_req(&ctx, &first_in);
+    let mut call = [0u8; 64];
+    let call =
+        zmqrpc::frame::encode(&Header::request(1, Expr::KEY), &Expr::Lit(1), &mut call).unwrap();
+    let answer = ask(&req, call);
+    assert_eq!(Frame::decode(&answer).unwrap().header.kind, Kind::Reply);
+    let _ = std::fs::remove_file(format!("{}.lock", spool.as_str()));
+}
+
+/// A payload full of forged records: version-1 headers claiming 32 MiB, version-2 record
+/// ends, zeros.
+fn forged_payload(len: usize) -> Vec<u8> {
+    let pattern = b"M\x00\x00\x00\x02\x4d\x00\x0bforged\x00";
+    pattern.iter().copied().cycle().take(len).collect()
+}
+
+#[test]
+fn a_crafted_damaged_spool_is_recovered_in_one_pass_and_bounded_memory() {
+    const MIB: usize = 1 << 20;
+    let spool = TempPath::new("limits-crafted-spool");
+    {
+        let mut pending = Vec::new();
+        let (mut writer, _) = zmqrpc::transport::Spool::open(&spool.0, 64 << 20).unwrap();
+        for i in 0..16u8 {
+            let mut payload = forged_payload(MIB - 64);
+            payload[0] = b'A' + i;
+            writer
+                .append(&payload, pending.iter().map(Vec::as_slice))
+                .unwrap();
+            pending.push(payload);
+        }
+    }
+    // Damage the first record's payload.
+    let mut bytes = std::fs::read(&spool.0).unwrap();
+    let first = bytes.iter().position(|&b| b == b'A').unwrap();
+    bytes[first + 100] ^= 0x01;
+    std::fs::write(&spool.0, &bytes).unwrap();
+    drop(bytes);
+    let input = ipc_endpoint("limits-crafted-in");
+    let output = dead_endpoint();
+    let start = Instant::now();
+    let (proxy, _) = Process::start(PROXY, &buffered_args(&input, &output, spool.as_str()));
+    let took = start.elapsed();
+    assert!(took < secs(10), "ready after {took:?}");
+    // 15 MiB recovered and held: memory stays within a few times that, never the file
+    // read whole or copied per try.
+    let peak = proxy.peak_rss_kib();
+    assert!(peak < 100 << 10, "peak RSS {peak} KiB");
+    let log: Vec<String> = proxy.log.try_iter().collect();
+    let log = log.join("\n");
+    assert!(
+        log.contains("1 damaged record(s) skipped, 1 acknowledged message(s) lost"),
+        "{log}"
+    );
+    assert!(log.contains("15 requests to deliver"), "{log}");
+    let copy = format!("{}.damaged.1", spool.as_str());
+    assert!(std::path::Path::new(&copy).exists());
+    let _ = std::fs::remove_file(copy);
+    let _ = std::fs::remove_file(format!("{}.lock", spool.as_str()));
+}

@@ -40,9 +40,17 @@ impl core::fmt::Display for Key {
 
 /// FNV-1a, 64-bit variant, as a `const fn`.
 pub const fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a64_more(FNV1A64_START, bytes)
+}
+
+/// The FNV-1a 64 hash of nothing, where [`fnv1a64_more`] starts.
+pub const FNV1A64_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64 continued over `bytes` from `hash` (the hash of what came before), so a hash
+/// of several pieces needs no copy of them joined: `fnv1a64_more(fnv1a64(a), b)` is the
+/// hash of `a` followed by `b`.
+pub const fn fnv1a64_more(mut hash: u64, bytes: &[u8]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET_BASIS;
     let mut i = 0;
     while i < bytes.len() {
         hash ^= bytes[i] as u64;
@@ -62,6 +70,8 @@ mod tests {
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(fnv1a64_more(fnv1a64(b"foo"), b"bar"), fnv1a64(b"foobar"));
+        assert_eq!(fnv1a64_more(FNV1A64_START, b"a"), fnv1a64(b"a"));
     }
 
     #[test]

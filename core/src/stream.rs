@@ -34,6 +34,12 @@ pub fn encode<'o>(frame: &[u8], out: &'o mut [u8]) -> Result<&'o [u8], StreamErr
     Ok(&out[..=n])
 }
 
+/// Decodes one COBS-encoded frame in place (`encoded` without its delimiter); returns the
+/// frame's length, its bytes now at the start of `encoded`.
+pub fn decode_in_place(encoded: &mut [u8]) -> Result<usize, StreamError<()>> {
+    cobs::decode_in_place(encoded).map_err(|_| StreamError::Corrupt)
+}
+
 /// Writes frames to a byte stream, encoding each through an internal `N`-byte buffer.
 pub struct FrameWriter<W, const N: usize> {
     writer: W,
@@ -160,7 +166,7 @@ impl<const N: usize> Deframer<N> {
                 if core::mem::take(&mut self.discarding) || len == 0 {
                     continue;
                 }
-                match cobs::decode_in_place(&mut self.buf[..len]) {
+                match decode_in_place(&mut self.buf[..len]) {
                     // `[0x01]` is the COBS encoding of nothing: an empty frame, skipped.
                     Ok(0) => continue,
                     Ok(decoded) => return (i + 1, Step::Frame(decoded)),

@@ -108,7 +108,7 @@ pub use messaging::requester::{Reply, Requester};
 pub use messaging::sender::{Sender, SenderBuilder};
 pub use messaging::subscriptions::MAX_TOPICS;
 pub use proxy::buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
-pub use proxy::spool::{Spool, SpoolError};
+pub use proxy::spool::{Recovery, Spool, SpoolError};
 pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
 pub use rpc::client::{ClientBuilder, RpcClient};
 pub use rpc::pipeline::{Answer, Pipeline, PipelineBuilder};

@@ -1,44 +1,55 @@
 //! [`Spool`]: the buffered proxy's on-disk queue, so a restart or power cut loses nothing
 //! that was acknowledged.
 //!
-//! One append-only file of records:
+//! One append-only file of records ([`record`] has the format): a header with the file's
+//! salt, then message records and delivery records ("the oldest message was delivered"),
+//! each checked and each ended by a zero byte that occurs nowhere else. A message record is
+//! `fsync`ed before the proxy acknowledges it. Delivery records are not synced (losing one
+//! only means a message is delivered again: delivery is at-least-once).
 //!
-//! | size | field |
-//! |---|---|
-//! | 1 | tag: `M` a message, `D` "the oldest message was delivered" |
-//! | 4 | (`M` only) payload length, little-endian |
-//! | 8 | (`M` only) FNV-1a 64 of the payload, little-endian |
-//! | n | (`M` only) the payload: the frame as received |
+//! **One owner.** The spool is locked (`flock`, on `<name>.lock` beside it, which holds the
+//! owner's process id) for as long as it is open: a second proxy on the same path, in this
+//! process or another, fails with [`SpoolError::Locked`] naming the holder, before it reads
+//! or writes anything.
 //!
-//! A message record is `fsync`ed before the proxy acknowledges it. Delivery records are not
-//! synced (losing one only means a message is delivered again: delivery is at-least-once).
-//! On open, records are replayed to rebuild the pending messages in order. A torn record at
-//! the end (a crash mid-append, never acknowledged) is cut off. Each message record carries
-//! its own checksum, so damage elsewhere costs only the records it touches: they are skipped,
-//! the intact ones around them kept, and the acknowledged messages lost are logged and
-//! reported by [`Spool::lost_on_open`]. Whatever the damage, the file as found is first kept
-//! beside the spool as `<name>.damaged.<n>` (a new `n` each time, so no later damage
-//! overwrites the evidence) and the spool rewritten with its whole records only. Every file
-//! a spool makes beside itself keeps its full name (`site.north.compacting`), so two spools
-//! in one folder never share one. A failed write or sync takes the
-//! record back out before the error is reported. When nothing is pending the file is
-//! truncated; when delivered records take more than half the file it is rewritten with the
-//! pending messages only (written aside, synced, renamed over, directory synced).
+//! **Recovery** on open is one pass over the file, read in pieces, in memory bounded by the
+//! spool's size: at most `max_bytes` of pending messages are held (a spool never holds more;
+//! a file that does, the oldest beyond it are counted as lost). A torn record at the end (a
+//! crash mid-append, never acknowledged) is cut off. A damaged record costs only itself: the
+//! reader is back in step at the next zero, each byte read once, and a payload cannot pass
+//! for a record however it was crafted. Damaged messages that were still pending are lost,
+//! counted ([`Spool::lost_on_open`], [`Recovery`]) and logged; the file as found is first
+//! copied beside the spool as `<name>.damaged.<n>`, at most [`DAMAGED_COPIES`] of them
+//! (the oldest removed) and each at most `max_bytes` (or 1 MiB) long, and the spool
+//! rewritten with its whole records only. A file of the first format is read up to its
+//! first damage and rewritten in the current one.
+//!
+//! Every file a spool makes beside itself keeps its full name (`site.north.compacting`), so
+//! two spools in one folder never share one. A failed write or sync takes the record back
+//! out before the error is reported. When nothing is pending the file is truncated; when
+//! delivered records take more than half the file it is rewritten with the pending messages
+//! only (written aside, synced, renamed over, directory synced).
 //!
 //! The spool does not keep payloads in memory: [`Spool::append`] and [`Spool::delivered`]
 //! take the pending messages (oldest first, the ones the spool holds, without the new one)
 //! for compaction. Passing anything else loses data; [`BufferedProxy`](crate::BufferedProxy)
 //! passes its queue.
 
+mod lock;
+mod record;
 mod replay;
 
 use std::fmt;
 use std::fs::{File, OpenOptions, Permissions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use replay::{record_header, replay, DELIVERED, MESSAGE_HEADER};
+use record::{Salt, DELIVERED, DELIVERED_ENCODED, MESSAGE};
+use replay::{replay, Replayed};
+
+/// The most damaged copies kept beside a spool; the oldest goes first.
+pub const DAMAGED_COPIES: usize = 3;
 
 /// Why the spool failed.
 #[derive(Debug)]
@@ -47,6 +58,13 @@ pub enum SpoolError {
     Full {
         /// The bound in bytes.
         max_bytes: u64,
+    },
+    /// Another spool has the file open: two proxies must not share one.
+    Locked {
+        /// The spool file.
+        path: PathBuf,
+        /// The holder's process id, as its lock file says.
+        holder: Option<u32>,
     },
     /// The file system failed.
     Io {
@@ -63,6 +81,14 @@ impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SpoolError::Full { max_bytes } => write!(f, "spool full ({max_bytes} bytes)"),
+            SpoolError::Locked { path, holder } => {
+                write!(f, "spool {} is in use", path.display())?;
+                match holder {
+                    Some(pid) => write!(f, " by process {pid}")?,
+                    None => f.write_str(" by another process")?,
+                }
+                f.write_str(" (one proxy per spool)")
+            }
             SpoolError::Io { op, path, source } => {
                 write!(f, "spool {}: {op} failed: {source}", path.display())
             }
@@ -74,9 +100,28 @@ impl std::error::Error for SpoolError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpoolError::Io { source, .. } => Some(source),
-            SpoolError::Full { .. } => None,
+            SpoolError::Full { .. } | SpoolError::Locked { .. } => None,
         }
     }
+}
+
+/// What opening a spool found and did about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Messages recovered, to deliver.
+    pub recovered: usize,
+    /// Damaged records skipped.
+    pub skipped: u64,
+    /// Acknowledged messages that could not be recovered: damaged, or beyond `max_bytes`.
+    pub lost: u64,
+    /// Bytes of a torn append cut from the end (never acknowledged).
+    pub torn_bytes: u64,
+    /// Where the file as found was copied, if it was damaged.
+    pub damaged_copy: Option<PathBuf>,
+    /// Older damaged copies removed to keep at most [`DAMAGED_COPIES`].
+    pub copies_removed: Vec<PathBuf>,
+    /// The format the file was rewritten from, if it was an older one.
+    pub upgraded_from: Option<u8>,
 }
 
 /// An append-only, crash-safe message file.
@@ -84,20 +129,26 @@ impl std::error::Error for SpoolError {
 pub struct Spool {
     file: File,
     path: PathBuf,
+    /// Held while the spool is open: the file's single owner.
+    _lock: lock::Lock,
+    salt: Salt,
     max_bytes: u64,
     /// Bytes in the file.
     len: u64,
-    /// Bytes of message records already delivered (reclaimable by compaction).
+    /// Bytes of records already delivered (reclaimable by compaction).
     dead: u64,
     /// Pending message records, oldest first: their sizes on disk.
     pending: std::collections::VecDeque<u64>,
-    /// Acknowledged messages found damaged when the spool was opened.
-    lost: u64,
+    recovery: Recovery,
+    /// Reused to encode records.
+    scratch: Vec<u8>,
+    out: Vec<u8>,
 }
 
 impl Spool {
     /// Opens (or creates) the spool at `path`, at most `max_bytes` large; returns it with the
-    /// messages still to deliver, oldest first.
+    /// messages still to deliver, oldest first. Fails with [`SpoolError::Locked`] if another
+    /// spool has it open.
     pub fn open(
         path: impl AsRef<Path>,
         max_bytes: u64,
@@ -108,8 +159,9 @@ impl Spool {
             let path = named.clone();
             move |source| SpoolError::Io { op, path, source }
         };
+        let lock = lock::Lock::take(&path)?;
         let existed = path.exists();
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -124,60 +176,75 @@ impl Spool {
             // A new file's name must survive a power cut as well as its contents.
             sync_parent(&path).map_err(io("fsync directory"))?;
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io("read"))?;
-
-        let replayed = replay(&bytes);
-        let damaged = replayed.whole < bytes.len() || replayed.skipped > 0;
-        if damaged {
+        let found = file.metadata().map_err(io("stat"))?.len();
+        let mut replayed = replay(&file, max_bytes).map_err(io("read"))?;
+        let mut recovery = Recovery {
+            recovered: replayed.pending.len(),
+            skipped: replayed.skipped,
+            lost: replayed.lost,
+            torn_bytes: found - replayed.whole,
+            upgraded_from: (replayed.version == 1).then_some(1),
+            ..Recovery::default()
+        };
+        if replayed.damaged() {
             // Keep the bytes as found, under a name no other spool and no earlier damage
             // uses, before anything is cut or rewritten.
-            let aside = save_aside(&path, &bytes).map_err(io("save damaged copy"))?;
-            if replayed.lost > 0 || replayed.skipped > 0 {
-                log::error!(
-                    "spool {}: {} damaged record(s) skipped, {} acknowledged message(s) lost; \
-                     copy kept in {}",
-                    path.display(),
-                    replayed.skipped,
-                    replayed.lost,
-                    aside.display()
-                );
-            } else {
-                log::warn!(
-                    "spool {}: cut a torn record of {} bytes at the end (copy kept in {})",
-                    path.display(),
-                    bytes.len() - replayed.whole,
-                    aside.display()
-                );
-            }
+            let limit = max_bytes.max(1 << 20);
+            let (aside, removed) =
+                save_aside(&path, &file, limit).map_err(io("save damaged copy"))?;
+            log_damage(&path, &replayed, &aside, found > limit);
+            recovery.damaged_copy = Some(aside);
+            recovery.copies_removed = removed;
+        } else if recovery.torn_bytes > 0 {
+            log::warn!(
+                "spool {}: cut a torn record of {} bytes at the end",
+                path.display(),
+                recovery.torn_bytes
+            );
         }
-        let messages = replayed.pending;
+        let salt = replayed.salt.unwrap_or_else(record::new_salt);
+        let messages = std::mem::take(&mut replayed.pending);
         let mut spool = Spool {
             file,
             path,
+            _lock: lock,
+            salt,
             max_bytes,
-            len: replayed.whole as u64,
+            len: replayed.whole,
             dead: 0,
             pending: messages
                 .iter()
-                .map(|m| MESSAGE_HEADER + m.len() as u64)
+                .map(|m| record::encoded_len(m.len()) as u64)
                 .collect(),
-            lost: replayed.lost,
+            recovery,
+            scratch: Vec::new(),
+            out: Vec::new(),
         };
-        spool.dead = spool.len.saturating_sub(spool.pending.iter().sum::<u64>());
-        if damaged {
+        // Sizes of recovered records are their longest encodings: what compaction could
+        // reclaim is an estimate until the next compaction makes it exact.
+        let kept = spool.pending.iter().sum::<u64>() + spool.header_len();
+        spool.dead = spool.len.saturating_sub(kept);
+        if replayed.damaged() || replayed.version == 1 {
             // Only whole, checked records remain, in a file rewritten aside and renamed.
-            spool.compact(messages.iter().copied())?;
+            spool.compact(messages.iter().map(Vec::as_slice))?;
+        } else if spool.recovery.torn_bytes > 0 {
+            spool.file.set_len(spool.len).map_err(io("truncate"))?;
+            spool.file.sync_all().map_err(io("fsync"))?;
         }
         spool.file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
-        let payloads = messages.into_iter().map(<[u8]>::to_vec).collect();
-        Ok((spool, payloads))
+        Ok((spool, messages))
+    }
+
+    /// What opening the spool found: messages recovered and lost, damage, copies kept.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
     }
 
     /// Acknowledged messages found damaged beyond use when the spool was opened (their
-    /// records failed their checksum); the intact records around them were kept.
+    /// records failed their check, or there were more than `max_bytes` of them); the intact
+    /// records around them were kept.
     pub fn lost_on_open(&self) -> u64 {
-        self.lost
+        self.recovery.lost
     }
 
     /// Appends `message` and syncs it to disk; once this returns, the message survives a
@@ -187,20 +254,30 @@ impl Spool {
         message: &[u8],
         pending: impl Iterator<Item = &'a [u8]>,
     ) -> Result<(), SpoolError> {
-        let size = MESSAGE_HEADER + message.len() as u64;
-        if self.len + size > self.max_bytes && self.dead > 0 {
+        let size = record::encoded_len(message.len()) as u64;
+        // An empty file gets its header first.
+        let header = match self.len {
+            0 => record::header(&self.salt),
+            _ => Vec::new(),
+        };
+        let needed = size + header.len() as u64;
+        if self.len + needed > self.max_bytes && self.dead > 0 {
             self.compact(pending)?;
         }
-        if self.len + size > self.max_bytes {
+        if self.len + needed > self.max_bytes {
             return Err(SpoolError::Full {
                 max_bytes: self.max_bytes,
             });
         }
-        let len = u32::try_from(message.len()).map_err(|_| SpoolError::Full {
-            max_bytes: self.max_bytes,
-        })?;
         let start = self.len;
-        self.write(&[&record_header(len, message), message])?;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        out.extend_from_slice(&header);
+        record::encode(&self.salt, MESSAGE, message, &mut self.scratch, &mut out);
+        let written = self.write(&out);
+        let size = (out.len() - header.len()) as u64;
+        self.out = out;
+        written?;
         if let Err(e) = self.file.sync_data() {
             // Not durable, so not acknowledged: take the record back out.
             self.rewind(start);
@@ -230,12 +307,22 @@ impl Spool {
             self.dead = 0;
             return Ok(());
         }
-        self.write(&[&[DELIVERED]])?;
-        self.dead += 1;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        record::encode(&self.salt, DELIVERED, &[], &mut self.scratch, &mut out);
+        let written = self.write(&out);
+        self.out = out;
+        written?;
+        self.dead += DELIVERED_ENCODED as u64;
         if self.dead > self.len / 2 {
             self.compact(pending)?;
         }
         Ok(())
+    }
+
+    /// Bytes of the header record.
+    fn header_len(&self) -> u64 {
+        record::header(&self.salt).len() as u64
     }
 
     /// Bytes in the file now.
@@ -260,7 +347,7 @@ impl Spool {
             let path = aside.clone();
             move |source| SpoolError::Io { op, path, source }
         };
-        let mut out = OpenOptions::new()
+        let out = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
@@ -270,51 +357,49 @@ impl Spool {
         // A copy left by a crash keeps the mode it was made with: set it again.
         out.set_permissions(Permissions::from_mode(PRIVATE))
             .map_err(io("chmod 600"))?;
+        let mut writer = io::BufWriter::with_capacity(64 << 10, out);
         let mut len = 0;
         let mut sizes = std::collections::VecDeque::with_capacity(self.pending.len());
+        let mut encoded = Vec::new();
         for message in pending {
-            // Pending messages were appended before, so their length fits a u32.
-            let header = record_header(message.len() as u32, message);
-            out.write_all(&header).map_err(io("write"))?;
-            out.write_all(message).map_err(io("write"))?;
-            let size = MESSAGE_HEADER + message.len() as u64;
-            len += size;
-            sizes.push_back(size);
+            encoded.clear();
+            if len == 0 {
+                encoded = record::header(&self.salt);
+            }
+            record::encode(
+                &self.salt,
+                MESSAGE,
+                message,
+                &mut self.scratch,
+                &mut encoded,
+            );
+            writer.write_all(&encoded).map_err(io("write"))?;
+            let header = if len == 0 { self.header_len() } else { 0 };
+            len += encoded.len() as u64;
+            sizes.push_back(encoded.len() as u64 - header);
         }
+        let mut out = writer
+            .into_inner()
+            .map_err(|e| io("write")(e.into_error()))?;
         out.sync_all().map_err(io("fsync"))?;
         std::fs::rename(&aside, &self.path).map_err(io("rename"))?;
-        if let Some(dir) = self.path.parent() {
-            // Make the rename itself durable.
-            if let Ok(dir) = File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            }) {
-                let _ = dir.sync_all();
-            }
-        }
+        // Make the rename itself durable.
+        let _ = sync_parent(&self.path);
         out.seek(SeekFrom::End(0)).map_err(io("seek"))?;
         self.file = out;
-        self.len = len;
         self.dead = 0;
+        self.len = len;
         self.pending = sizes;
         Ok(())
     }
 
-    /// Appends one record made of `parts`; on failure the file is cut back to where the
-    /// record began, so no half record can hide the ones appended after it.
-    fn write(&mut self, parts: &[&[u8]]) -> Result<(), SpoolError> {
+    /// Appends `bytes` (whole records); on failure the file is cut back to where they
+    /// began, so no half record can hide the ones appended after it.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
         let start = self.len;
-        let mut result = Ok(());
-        for part in parts {
-            result = self.file.write_all(part);
-            if result.is_err() {
-                break;
-            }
-        }
-        match result {
+        match self.file.write_all(bytes) {
             Ok(()) => {
-                self.len = start + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                self.len = start + bytes.len() as u64;
                 Ok(())
             }
             Err(e) => {
@@ -346,6 +431,26 @@ impl Drop for Spool {
     }
 }
 
+/// Says what damage replay found, and where the file as found was kept.
+fn log_damage(path: &Path, replayed: &Replayed, aside: &Path, cut_short: bool) {
+    let kept = match cut_short {
+        true => " (its first bytes: the file is larger than the copy limit)",
+        false => "",
+    };
+    log::error!(
+        "spool {}: {} damaged record(s) skipped, {} acknowledged message(s) lost{}; copy kept \
+         in {}{kept}",
+        path.display(),
+        replayed.skipped,
+        replayed.lost,
+        match replayed.over_budget {
+            0 => String::new(),
+            n => format!(" ({n} of them beyond the spool's size)"),
+        },
+        aside.display()
+    );
+}
+
 /// Syncs the directory holding `path`, so a new or renamed entry in it is durable.
 fn sync_parent(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
@@ -367,25 +472,58 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// The mode of the spool and of every copy of it: they hold acknowledged payloads.
 const PRIVATE: u32 = 0o600;
 
-/// Writes `bytes` to the first free `<spool>.damaged.<n>`, so no damage overwrites the
-/// evidence of an earlier one; returns its path.
-fn save_aside(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    for n in 1u32.. {
-        let aside = sibling(path, &format!("damaged.{n}"));
-        let created = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE)
-            .open(&aside);
-        match created {
-            Ok(mut file) => {
-                file.write_all(bytes)?;
-                file.sync_all()?;
-                return Ok(aside);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+/// Copies the first `limit` bytes of `file` to a new `<spool>.damaged.<n>` (`n` one more
+/// than any before, so no damage overwrites the evidence of an earlier one), first removing
+/// the oldest copies so that at most [`DAMAGED_COPIES`] remain; returns the copy's path and
+/// the ones removed.
+fn save_aside(path: &Path, file: &File, limit: u64) -> io::Result<(PathBuf, Vec<PathBuf>)> {
+    let mut copies = damaged_copies(path)?;
+    copies.sort_unstable();
+    let next = copies.last().map_or(1, |(n, _)| n + 1);
+    let mut removed = Vec::new();
+    while copies.len() >= DAMAGED_COPIES {
+        let (_, oldest) = copies.remove(0);
+        std::fs::remove_file(&oldest)?;
+        removed.push(oldest);
     }
-    Err(io::Error::other("no free name for the damaged copy"))
+    let aside = sibling(path, &format!("damaged.{next}"));
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE)
+        .open(&aside)?;
+    let mut source = file;
+    source.seek(SeekFrom::Start(0))?;
+    io::copy(&mut io::Read::take(source, limit), &mut out)?;
+    out.sync_all()?;
+    sync_parent(path)?;
+    Ok((aside, removed))
+}
+
+/// The damaged copies beside the spool at `path`, with their numbers.
+fn damaged_copies(path: &Path) -> io::Result<Vec<(u32, PathBuf)>> {
+    let prefix = sibling(path, "damaged.");
+    let prefix = prefix
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut copies = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        copies.push((n, entry.path()));
+    }
+    Ok(copies)
 }
