@@ -116,6 +116,10 @@ pub struct Recovery {
     pub lost: u64,
     /// Bytes of a torn append cut from the end (never acknowledged).
     pub torn_bytes: u64,
+    /// Bytes after the first damage of a first-format file, which that format gives no
+    /// way to read back safely: the messages in them are lost, how many is unknown (they
+    /// count as one in `lost`).
+    pub unread_bytes: u64,
     /// Where the file as found was copied, if it was damaged.
     pub damaged_copy: Option<PathBuf>,
     /// Older damaged copies removed to keep at most [`DAMAGED_COPIES`].
@@ -177,12 +181,13 @@ impl Spool {
             sync_parent(&path).map_err(io("fsync directory"))?;
         }
         let found = file.metadata().map_err(io("stat"))?.len();
-        let mut replayed = replay(&file, max_bytes).map_err(io("read"))?;
+        let mut replayed = replay(&file, found, max_bytes).map_err(io("read"))?;
         let mut recovery = Recovery {
             recovered: replayed.pending.len(),
             skipped: replayed.skipped,
             lost: replayed.lost,
-            torn_bytes: found - replayed.whole,
+            torn_bytes: (found - replayed.whole).saturating_sub(replayed.unread),
+            unread_bytes: replayed.unread,
             upgraded_from: (replayed.version == 1).then_some(1),
             ..Recovery::default()
         };
@@ -443,9 +448,13 @@ fn log_damage(path: &Path, replayed: &Replayed, aside: &Path, cut_short: bool) {
         path.display(),
         replayed.skipped,
         replayed.lost,
-        match replayed.over_budget {
-            0 => String::new(),
-            n => format!(" ({n} of them beyond the spool's size)"),
+        match (replayed.over_budget, replayed.unread) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(" ({n} of them beyond the spool's size)"),
+            (_, unread) => format!(
+                " (and the {unread} bytes after the first damage, whose messages the first \
+                 spool format cannot read back)"
+            ),
         },
         aside.display()
     );

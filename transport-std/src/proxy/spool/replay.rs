@@ -24,6 +24,9 @@ pub(super) struct Replayed {
     pub(super) lost: u64,
     /// Of those, messages beyond the memory bound.
     pub(super) over_budget: u64,
+    /// Bytes after the first damage of a version-1 file, which cannot be read: how many
+    /// messages they held is unknown (counted as one lost).
+    pub(super) unread: u64,
 }
 
 impl Replayed {
@@ -96,7 +99,8 @@ impl Pending {
 
 /// Replays the spool file read from `file`, holding at most about `budget` bytes of pending
 /// messages (a spool's bound: a file it wrote never holds more).
-pub(super) fn replay(file: impl Read, budget: u64) -> io::Result<Replayed> {
+/// `file_len` is the file's length.
+pub(super) fn replay(file: impl Read, file_len: u64, budget: u64) -> io::Result<Replayed> {
     let mut reader = io::BufReader::with_capacity(64 << 10, file);
     let mut replayed = Replayed::default();
     let Some(&first) = reader.fill_buf()?.first() else {
@@ -105,7 +109,7 @@ pub(super) fn replay(file: impl Read, budget: u64) -> io::Result<Replayed> {
     let mut pending = Pending::new(budget);
     if record::is_version_1(first) {
         replayed.version = 1;
-        replay_v1(&mut reader, budget, &mut pending, &mut replayed)?;
+        replay_v1(&mut reader, file_len, budget, &mut pending, &mut replayed)?;
     } else {
         replayed.version = 2;
         replay_v2(&mut reader, budget, &mut pending, &mut replayed)?;
@@ -194,6 +198,7 @@ fn take(
 /// counted as one damaged record (its message lost, the file kept aside).
 fn replay_v1(
     reader: &mut impl BufRead,
+    file_len: u64,
     budget: u64,
     pending: &mut Pending,
     replayed: &mut Replayed,
@@ -227,6 +232,7 @@ fn replay_v1(
     }
     replayed.skipped += 1;
     pending.push(None);
+    replayed.unread = file_len.saturating_sub(replayed.whole);
     Ok(())
 }
 
@@ -264,7 +270,7 @@ mod tests {
     }
 
     fn read(bytes: &[u8]) -> Replayed {
-        replay(bytes, 1 << 20).unwrap()
+        replay(bytes, bytes.len() as u64, 1 << 20).unwrap()
     }
 
     #[test]
@@ -331,7 +337,7 @@ mod tests {
         bytes.extend(std::iter::repeat_n(0x55, 3 << 20));
         bytes.push(0);
         bytes.extend_from_slice(&file(&[Some(b"two")])[header(&SALT).len()..]);
-        let replayed = replay(&bytes[..], 1 << 20).unwrap();
+        let replayed = replay(&bytes[..], bytes.len() as u64, 1 << 20).unwrap();
         assert_eq!(replayed.pending, [&b"one"[..], b"two"]);
         assert_eq!((replayed.skipped, replayed.lost), (1, 1));
     }
@@ -344,10 +350,10 @@ mod tests {
         records.extend([None, None]);
         let bytes = file(&records);
         // Room for about four.
-        let replayed = replay(&bytes[..], 4 * (100 + ENTRY_COST)).unwrap();
+        let replayed = replay(&bytes[..], bytes.len() as u64, 4 * (100 + ENTRY_COST)).unwrap();
         assert_eq!(replayed.pending, messages[6..]);
         assert_eq!((replayed.lost, replayed.over_budget), (4, 4));
-        let all = replay(&bytes[..], 1 << 20).unwrap();
+        let all = replay(&bytes[..], bytes.len() as u64, 1 << 20).unwrap();
         assert_eq!(all.pending, messages[2..]);
     }
 
@@ -380,6 +386,7 @@ mod tests {
         let replayed = read(&damaged);
         assert_eq!(replayed.pending, [&b"two"[..]]);
         assert_eq!((replayed.skipped, replayed.lost), (1, 1));
+        assert_eq!(replayed.unread, (damaged.len() - three + 13) as u64);
         let torn = read(&bytes[..bytes.len() - 2]);
         assert_eq!(torn.pending, [&b"two"[..]]);
         assert!(!torn.damaged());
