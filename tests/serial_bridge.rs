@@ -22,7 +22,7 @@ use common::{eventually, ipc_endpoint, secs, slack};
 use device::commands::{Ping, SetLed};
 use device::{link_path, ping_until_answered, sample_subscriber, FakeDevice, LinkPath};
 use process::{ready_field, Process, PROXY};
-use zmqrpc::transport::bridge::{BridgeStats, SerialBridge};
+use zmqrpc::transport::bridge::{BridgeStats, SerialBridge, LINK_FRAME_MAX};
 use zmqrpc::transport::{CallError, RpcClient, Running};
 use zmqrpc::{Command, ErrorCode};
 use zmqrpc_core::device::DeviceStats;
@@ -715,4 +715,142 @@ fn the_proxy_binary_refuses_a_serial_bridge_without_a_device() {
     .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rep2serial only"));
+    // The device's frame limit: beyond what the link takes, refused by name.
+    let out = process::bin(
+        PROXY,
+        &[
+            "--kind",
+            "rep2serial",
+            "--in",
+            "tcp://127.0.0.1:0",
+            "--device",
+            "/nonexistent/tty",
+            "--device-frame-max",
+            "5000",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("device_frame_max 5000 is out of range"),
+        "{stderr}"
+    );
+}
+
+/// A frame of `len` bytes: a `Ping` header and a body of junk.
+fn frame_of(len: usize) -> Vec<u8> {
+    let mut frame = ping_frame(7, 1);
+    frame.resize(len, 0x33);
+    frame
+}
+
+/// Regression: a request larger than the device's buffer went to the device, which
+/// dropped it, and held the single-threaded bridge for its whole timeout.
+#[test]
+fn a_request_over_the_devices_frame_limit_gets_too_large_at_once() {
+    if !device::lines_open() {
+        return;
+    }
+    let link = link_path("frame-max");
+    let device = FakeDevice::plug(&link, NO_SAMPLES);
+    let bridge = SerialBridge::builder(&*link)
+        .input("tcp://127.0.0.1:*")
+        .timeout(secs(5))
+        .device_frame_max(128)
+        .bind()
+        .unwrap();
+    let rep = bridge.input_endpoints()[0].clone();
+    let running = bridge.spawn().unwrap();
+    let mut client = client(&rep);
+    ping_until_answered(&mut client, 1, secs(5));
+    let seen = device.behaviour.requests.load(Ordering::SeqCst);
+    let ctx = zmq::Context::new();
+    let raw = raw_req(&ctx, &rep);
+    let started = Instant::now();
+    let (_, result) = exchange(&raw, &frame_of(129));
+    assert_eq!(result, Err(ErrorCode::TooLarge));
+    assert!(started.elapsed() < ms(500), "took {:?}", started.elapsed());
+    // A frame of exactly the limit goes through.
+    let (_, result) = exchange(&raw, &frame_of(128));
+    assert!(result != Err(ErrorCode::TooLarge), "{result:?}");
+    assert_eq!(running.stats().snapshot().too_large, 1);
+    assert!(device.behaviour.requests.load(Ordering::SeqCst) <= seen + 1);
+    // Out of range, the builder says so.
+    let out_of_range = SerialBridge::builder(&*link)
+        .input("tcp://127.0.0.1:*")
+        .device_frame_max(LINK_FRAME_MAX + 1)
+        .bind();
+    let error = out_of_range.err().unwrap().to_string();
+    assert!(
+        error.contains("device_frame_max 1025 is out of range"),
+        "{error}"
+    );
+    running.join().unwrap();
+    drop(device);
+}
+
+/// A device streaming bytes without a delimiter (47 MB/s here) holds no call past its
+/// deadline and the bridge past a stop: its passes are bounded in reads and time. (On this
+/// machine's pseudo-terminals the reader finds the line empty often enough that an
+/// unbounded pass ends too; a slower host on a faster line may not.)
+#[test]
+fn a_device_streaming_without_delimiters_holds_no_call_past_its_deadline_nor_a_stop() {
+    use std::io::Write as _;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    if !device::lines_open() {
+        return;
+    }
+    let link = link_path("stream");
+    let (master, slave) = serialport::TTYPort::pair().unwrap();
+    let line = serialport::SerialPort::name(&slave).unwrap();
+    drop(slave);
+    std::os::unix::fs::symlink(line, &*link).unwrap();
+    // Three writers, so the device outpaces a reader that reads until it finds nothing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            let mut master = master.try_clone_native().unwrap();
+            std::thread::spawn(move || {
+                let junk = [0x55u8; 16 << 10];
+                let mut written = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    match master.write(&junk) {
+                        Ok(n) => written += n as u64,
+                        Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+                written
+            })
+        })
+        .collect();
+    drop(master);
+    let bridge = SerialBridge::builder(&*link)
+        .input("tcp://127.0.0.1:*")
+        .timeout(ms(300))
+        .bind()
+        .unwrap();
+    let rep = bridge.input_endpoints()[0].clone();
+    let running = bridge.spawn().unwrap();
+    let mut client = client(&rep);
+    for n in 0..3 {
+        let started = Instant::now();
+        assert_eq!(remote_code(client.call(&Ping { n })), ErrorCode::Timeout);
+        let took = started.elapsed();
+        assert!(took < ms(300) + ms(200), "call {n} took {took:?}");
+    }
+    let started = Instant::now();
+    running.stop();
+    running.join().unwrap();
+    let took = started.elapsed();
+    assert!(took < ms(50) + ms(100), "the stop took {took:?}");
+    stop.store(true, Ordering::SeqCst);
+    let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(
+        written > 1 << 20,
+        "the device streamed only {written} bytes"
+    );
 }

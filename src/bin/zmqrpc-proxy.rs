@@ -38,6 +38,9 @@ OPTIONS:
                            [5000; rep2serial: 1000]
     --device PATH          rep2serial: the serial device, e.g. /dev/ttyACM0
     --baud N               rep2serial: the line speed [115200]
+    --device-frame-max N   rep2serial: the largest frame the device takes, header
+                           included (its buffer); larger calls get TooLarge at once
+                           [1024, the most]
     --users FILE           every bound side (REP input, PUB output) accepts only
                            these users (`user:password` lines; mode 600)
     --credentials FILE     every connecting side (SUB input, REQ output) presents
@@ -95,6 +98,7 @@ struct Settings {
     spool_max: Option<u64>,
     device: Option<PathBuf>,
     baud: Option<u32>,
+    device_frame_max: Option<usize>,
 }
 
 fn parse() -> Result<(Settings, i8), CliError> {
@@ -123,6 +127,9 @@ fn parse() -> Result<(Settings, i8), CliError> {
             Long("spool-max") => flags.spool_max = Some(parser.value()?.parse()?),
             Long("device") => flags.device = Some(cli::path(&mut parser)?),
             Long("baud") => flags.baud = Some(parser.value()?.parse()?),
+            Long("device-frame-max") => {
+                flags.device_frame_max = Some(parser.value()?.parse()?);
+            }
             Long("config") => config = Some(cli::path(&mut parser)?),
             _ => return Err(format!("{}; try --help", arg.unexpected()).into()),
         }
@@ -151,6 +158,7 @@ fn parse() -> Result<(Settings, i8), CliError> {
     settings.spool_max = flags.spool_max.or(settings.spool_max);
     settings.device = flags.device.or(settings.device);
     settings.baud = flags.baud.or(settings.baud);
+    settings.device_frame_max = flags.device_frame_max.or(settings.device_frame_max);
     Ok((settings, verbosity))
 }
 
@@ -260,8 +268,15 @@ fn start(settings: Settings) -> Result<Started, CliError> {
         .ok_or("--kind is required; try --help")?
         .to_ascii_lowercase();
     let (serial, buffered) = (kind == "rep2serial", kind == "buffered");
-    if !serial && (settings.device.is_some() || settings.baud.is_some()) {
-        return Err("--device and --baud apply to --kind rep2serial only".into());
+    let device_settings = [
+        settings.device.is_some(),
+        settings.baud.is_some(),
+        settings.device_frame_max.is_some(),
+    ];
+    if !serial && device_settings.contains(&true) {
+        return Err(
+            "--device, --baud and --device-frame-max apply to --kind rep2serial only".into(),
+        );
     }
     if !buffered && (settings.spool.is_some() || settings.capacity.is_some()) {
         return Err("--spool and --capacity apply to --kind buffered only".into());
@@ -277,7 +292,12 @@ fn start(settings: Settings) -> Result<Started, CliError> {
         let device = settings
             .device
             .ok_or("--kind rep2serial needs --device; try --help")?;
-        return start_serial(device, settings.baud.unwrap_or(115_200), sides);
+        let line = Line {
+            device,
+            baud: settings.baud.unwrap_or(115_200),
+            frame_max: settings.device_frame_max,
+        };
+        return start_serial(line, sides);
     }
     if buffered {
         let sides = Sides::new(&settings, true, false)?;
@@ -295,15 +315,26 @@ fn start(settings: Settings) -> Result<Started, CliError> {
     Ok(Started::Plain(builder.bind()?))
 }
 
-/// The serial bridge to `device`.
+/// The serial line of a bridge.
+struct Line {
+    device: PathBuf,
+    baud: u32,
+    frame_max: Option<usize>,
+}
+
+/// The serial bridge to `line`.
 #[cfg(feature = "serial")]
-fn start_serial(device: PathBuf, baud: u32, sides: Sides) -> Result<Started, CliError> {
-    let builder = with_sides!(SerialBridge::builder(device).baud(baud), sides);
+fn start_serial(line: Line, sides: Sides) -> Result<Started, CliError> {
+    let mut builder = SerialBridge::builder(line.device).baud(line.baud);
+    if let Some(bytes) = line.frame_max {
+        builder = builder.device_frame_max(bytes);
+    }
+    let builder = with_sides!(builder, sides);
     Ok(Started::Serial(builder.bind()?))
 }
 
 #[cfg(not(feature = "serial"))]
-fn start_serial(_: PathBuf, _: u32, _: Sides) -> Result<Started, CliError> {
+fn start_serial(_: Line, _: Sides) -> Result<Started, CliError> {
     Err("this zmqrpc-proxy was built without the `serial` feature (rep2serial)".into())
 }
 

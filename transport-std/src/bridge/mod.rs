@@ -21,16 +21,20 @@
 //!   then twice as long each time up to a limit (starting over once a reopened device has
 //!   carried a frame), while every caller gets that error meanwhile — nothing waits on a
 //!   missing device;
-//! - `TooLarge` for a frame over [`LINK_FRAME_MAX`] bytes, `BadFrame` for what is no frame
-//!   (a frame under that limit but over the device's own buffer is lost on the device, as a
-//!   link error there: its caller gets `Timeout`);
+//! - `TooLarge` at once for a frame over the device's frame limit
+//!   ([`device_frame_max`](SerialBridgeBuilder::device_frame_max), at most and by default
+//!   [`LINK_FRAME_MAX`]; set it to the device's buffer, or such a frame is lost on the
+//!   device and its caller waits for `Timeout`), `BadFrame` for what is no frame;
 //! - a notification is written to the device and acknowledged; a heartbeat is answered by
 //!   the bridge itself.
 //!
 //! What the device sends of its own accord (notifications: sensor samples) is published on
 //! the PUB output, if the bridge has one (held while no subscriber is attached, like a
 //! [`Publisher`]'s), and counted as dropped if not. Frames damaged on the line are counted
-//! in `link_errors` and skipped; the link is back in step at the next frame.
+//! in `link_errors` and skipped; the link is back in step at the next frame. The device is
+//! read in passes of at most 64 frames, 32 KiB and 10 ms, whatever it sends (a stream of
+//! bytes without a delimiter included), so no device holds a call past its deadline or the
+//! bridge past a stop.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -53,7 +57,10 @@ mod relay;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use zmqrpc_core::HEADER_LEN;
+
 use crate::dialect::{Dialect, Native};
+use crate::error::ConfigError;
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::Receiver;
 use crate::proxy::{relay_methods, side_setters, Sides};
@@ -79,10 +86,13 @@ counters! {
         /// Calls the device did not answer in time.
         timeouts,
         /// Calls and notifications refused because the device was not open or went away
-        /// (or the bridge was stopping), or too large for the link.
+        /// (or the bridge was stopping).
         unavailable,
         /// Messages from the input that were no request (answered with `BadFrame`).
         refused,
+        /// Requests larger than the device's frame limit, refused with `TooLarge` before
+        /// they reached the line.
+        too_large,
         /// Calls and notifications no input permission allowed their caller.
         forbidden,
         /// Frames from the device that answered no waiting call (late answers after a
@@ -112,6 +122,7 @@ pub struct SerialBridgeBuilder {
     reopen_max: Duration,
     write_timeout: Duration,
     pending_limit: usize,
+    frame_max: usize,
 }
 
 impl SerialBridgeBuilder {
@@ -157,9 +168,28 @@ impl SerialBridgeBuilder {
         self
     }
 
+    /// The largest frame the device takes, header included (default and at most
+    /// [`LINK_FRAME_MAX`]; the firmware example's is 128 bytes): a larger request is
+    /// answered `TooLarge` at once, without going to the device (which would drop it and
+    /// keep the call waiting for its whole timeout). Out of range, [`bind`](Self::bind)
+    /// fails with [`ConfigError::OutOfRange`](crate::ConfigError::OutOfRange).
+    pub fn device_frame_max(mut self, bytes: usize) -> Self {
+        self.frame_max = bytes;
+        self
+    }
+
     /// Binds the input (and the output, if any) and tries to open the device once. A device
     /// that is missing does not fail the bridge: it is tried again while it runs.
     pub fn bind(mut self) -> Result<SerialBridge, TransportError> {
+        if !(HEADER_LEN..=LINK_FRAME_MAX).contains(&self.frame_max) {
+            return Err(ConfigError::OutOfRange {
+                setting: "device_frame_max",
+                value: self.frame_max as u64,
+                min: HEADER_LEN as u64,
+                max: LINK_FRAME_MAX as u64,
+            }
+            .into());
+        }
         let (ctx, input) = self.sides.bind_input()?;
         let sides = &self.sides;
         let publisher = match sides.outputs.is_empty() {
@@ -167,7 +197,8 @@ impl SerialBridgeBuilder {
             false => Some(sides.publisher(&ctx, self.pending_limit)?),
         };
         let link = SerialLink::new(self.device, self.baud, self.write_timeout, self.reopen_max);
-        let mut relay = Relay::new(link, publisher, sides.timeout, input.shutdown())
+        let stop = input.shutdown();
+        let mut relay = Relay::new(link, publisher, sides.timeout, stop, self.frame_max)
             .with_permissions(sides.permissions.clone());
         relay.open_if_due();
         Ok(SerialBridge { input, relay })
@@ -195,6 +226,7 @@ impl SerialBridge {
             reopen_max: Duration::from_secs(2),
             write_timeout: Duration::from_secs(1),
             pending_limit: 1000,
+            frame_max: LINK_FRAME_MAX,
         }
     }
 

@@ -30,6 +30,14 @@ const SUBSCRIBER_CHECK: Duration = Duration::from_millis(100);
 /// cannot keep a waiting call from its deadline, nor the bridge from a stop.
 const FRAMES_PER_PASS: usize = 64;
 
+/// The most reads from the device in one pass, frames or not: a device streaming bytes
+/// without a delimiter is read at most this many times (512 bytes each: 32 KiB) before the
+/// pass ends.
+const READS_PER_PASS: usize = 64;
+
+/// The longest one pass lasts, whatever the device sends.
+const PASS_TIME: Duration = Duration::from_millis(10);
+
 /// What the bridge calls itself in the log.
 const NAME: &str = "rep2serial";
 
@@ -50,6 +58,8 @@ pub(crate) struct Relay {
     outgoing: Vec<u8>,
     /// Who may call or notify what through the bridge.
     permissions: Option<Arc<Permissions>>,
+    /// The largest frame the device takes: a larger request is refused at once.
+    frame_max: usize,
 }
 
 /// The call waiting for the device's answer.
@@ -80,6 +90,7 @@ impl Relay {
         publisher: Option<Publisher>,
         timeout: Duration,
         stop: Shutdown,
+        frame_max: usize,
     ) -> Relay {
         Relay {
             link,
@@ -95,6 +106,7 @@ impl Relay {
             failures: FailureLog::default(),
             outgoing: Vec::new(),
             permissions: None,
+            frame_max,
         }
     }
 
@@ -157,16 +169,23 @@ impl Relay {
         sent
     }
 
-    /// Reads what the device has sent, up to [`FRAMES_PER_PASS`] frames: the answer of
-    /// `waiting` is written to `reply` under the caller's sequence number; notifications
-    /// are published; anything else is counted.
+    /// Reads what the device has sent, in a pass of at most [`FRAMES_PER_PASS`] frames,
+    /// [`READS_PER_PASS`] reads and [`PASS_TIME`]: the answer of `waiting` is written to
+    /// `reply` under the caller's sequence number; notifications are published; anything
+    /// else is counted.
     fn take_arrivals(
         &mut self,
         waiting: Option<Waiting>,
         reply: &mut Vec<u8>,
     ) -> Result<Pass, LinkError> {
         let mut frames = 0;
-        while frames < FRAMES_PER_PASS {
+        let mut steps = 0;
+        let until = Instant::now() + PASS_TIME;
+        while frames < FRAMES_PER_PASS && steps < READS_PER_PASS {
+            steps += 1;
+            if steps % 8 == 0 && Instant::now() >= until {
+                break;
+            }
             let arrival = match self.link.next() {
                 Ok(Some(arrival)) => arrival,
                 Ok(None) => return Ok(Pass::Drained),
@@ -287,8 +306,22 @@ impl Handler for Relay {
         // The bridge's input is a REP socket: every message gets an answer in `reply`.
         debug_assert_eq!(message.origin, Origin::Rep);
         let mut no_scratch = Vec::new();
-        let request = match Native.read_request(message.bytes, &mut no_scratch, usize::MAX) {
+        // What the device cannot take is refused before it reaches the line, where the
+        // device would drop it and the call would hold the bridge for its whole timeout.
+        let max_body = self.frame_max.saturating_sub(HEADER_LEN);
+        let request = match Native.read_request(message.bytes, &mut no_scratch, max_body) {
             Ok(request) => request,
+            Err(refusal) if refusal.is_too_large() => {
+                bump(&self.stats.too_large);
+                let why = format!(
+                    "a frame of {} bytes is larger than the device takes ({} bytes, its \
+                     frame limit)",
+                    message.bytes.len(),
+                    self.frame_max
+                );
+                self.failures.warn(&NAME, &why);
+                return Native.encode_error(&refusal.head, ErrorCode::TooLarge, &why, reply);
+            }
             Err(refusal) => {
                 bump(&self.stats.refused);
                 let what = format_args!("refused a message: {}", refusal.message);

@@ -68,6 +68,17 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A setting is outside the range it can take.
+    OutOfRange {
+        /// The setting, as its builder method names it.
+        setting: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest it may be.
+        min: u64,
+        /// The largest it may be.
+        max: u64,
+    },
     /// A server with several workers has a service registered with
     /// [`register`](crate::ServerBuilder::register), which cannot be copied to each worker:
     /// it must be registered with [`register_clone`](crate::ServerBuilder::register_clone).
@@ -96,6 +107,12 @@ impl fmt::Display for ConfigError {
                  presents credentials (give it credentials) and verifies nobody"
             ),
             ConfigError::MixedAuth { reason } => write!(f, "users not usable: {reason}"),
+            ConfigError::OutOfRange {
+                setting,
+                value,
+                min,
+                max,
+            } => write!(f, "{setting} {value} is out of range ({min} to {max})"),
             ConfigError::NotCloneable { command, workers } => write!(
                 f,
                 "the service for {command:?} cannot be copied to {workers} workers: \
