@@ -13,7 +13,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use common::*;
 use process::*;
-use zmqrpc::transport::{RpcServer, ServiceError};
+use zmqrpc::transport::{RpcClient, RpcServer, ServiceError};
 use zmqrpc::{Command as _, ErrorCode, Frame, Header, Kind, RemoteError, HEADER_LEN};
 
 /// A raw REQ socket connected to `endpoint`, every wait bounded.
@@ -262,4 +262,194 @@ fn a_crafted_damaged_spool_is_recovered_in_one_pass_and_bounded_memory() {
     assert!(std::path::Path::new(&copy).exists());
     let _ = std::fs::remove_file(copy);
     let _ = std::fs::remove_file(format!("{}.lock", spool.as_str()));
+}
+
+/// A notification of `len` bytes.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Blob(#[serde(with = "serde_bytes_like")] Vec<u8>);
+
+mod serde_bytes_like {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+}
+
+impl zmqrpc::Command for Blob {
+    const NAME: &'static str = "limits.blob";
+    type Response = ();
+}
+
+/// Regression: a publisher held 1,000 messages of any size while no subscriber was there.
+#[test]
+fn a_publisher_holds_no_more_bytes_than_its_bound_and_counts_the_rest() {
+    let mut client = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .pending_bytes(64 << 10)
+        .connect()
+        .unwrap();
+    for i in 0..100u8 {
+        client.notify(&Blob(vec![i; 4 << 10])).unwrap();
+    }
+    let counts = client.sender().publisher().unwrap().stats().snapshot();
+    assert!(counts.queued_bytes <= 64 << 10, "{counts:?}");
+    assert!(counts.queued >= 10, "{counts:?}");
+    // Every message is held or counted.
+    assert_eq!(counts.queued + counts.dropped, 100, "{counts:?}");
+}
+
+/// Every queue draws on one budget per process. (Sets the process's budget: the suite runs
+/// each test in a process of its own.)
+#[test]
+fn the_process_budget_bounds_all_queues_together() {
+    use zmqrpc::transport::budget;
+    let mut first = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    let mut second = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .connect()
+        .unwrap();
+    budget::set_process_budget(budget::held_bytes() + (40 << 10));
+    for i in 0..10u8 {
+        first.notify(&Blob(vec![i; 4 << 10])).unwrap();
+    }
+    assert!(budget::held_bytes() <= budget::process_budget());
+    for i in 0..10u8 {
+        second.notify(&Blob(vec![i; 4 << 10])).unwrap();
+    }
+    let first = first.sender().publisher().unwrap().stats().snapshot();
+    let second_counts = second.sender().publisher().unwrap().stats().snapshot();
+    // The first took what the budget had; the second found it spent.
+    assert!(first.queued >= 8, "{first:?}");
+    assert_eq!(second_counts.queued, 0, "{second_counts:?}");
+    assert_eq!(second_counts.dropped, 10, "{second_counts:?}");
+    assert!(budget::held_bytes() <= budget::process_budget());
+    budget::set_process_budget(budget::DEFAULT_PROCESS_BUDGET);
+}
+
+/// Regression: a `rep2pub` proxy with no subscriber held every request it acknowledged,
+/// 1 MiB each: about 1 GB for 1,000.
+#[test]
+fn a_rep2pub_proxy_without_subscribers_refuses_busy_past_its_bytes() {
+    let input = ipc_endpoint("limits-rep2pub-in");
+    let output = ipc_endpoint("limits-rep2pub-out");
+    let (proxy, _) = Process::start(
+        PROXY,
+        &["--kind", "rep2pub", "--in", &input, "--out", &output],
+    );
+    let ctx = zmq::Context::new();
+    let req = raw_req(&ctx, &input);
+    let before = proxy.peak_rss_kib();
+    // Within max_message_size (1 MiB), header included.
+    let mut request = vec![0u8; (1 << 20) - 64];
+    Header::request(1, Blob::KEY).write(&mut request).unwrap();
+    let (mut acknowledged, mut busy) = (0, 0);
+    for _ in 0..100 {
+        let answer = ask(&req, &request);
+        let answer = Frame::decode(&answer).unwrap();
+        match answer.header.kind {
+            Kind::Reply => acknowledged += 1,
+            Kind::Error => {
+                let error: RemoteError = answer.body().unwrap();
+                assert_eq!(error.code, ErrorCode::Busy, "{}", error.message);
+                busy += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // 8 MiB held: eight of these, and every later one refused, none dropped.
+    assert_eq!((acknowledged, busy), (8, 92));
+    let grown = proxy.peak_rss_kib().saturating_sub(before);
+    assert!(grown < 48 << 10, "peak RSS grew by {grown} KiB");
+}
+
+#[test]
+fn a_pipeline_refuses_calls_past_its_window_in_bytes() {
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).unwrap();
+    router.bind("inproc://window-bytes").unwrap();
+    let mut pipeline = zmqrpc::transport::Pipeline::builder()
+        .context(&ctx)
+        .req("inproc://window-bytes")
+        .window_bytes(10 << 10)
+        .timeout(secs(30))
+        .connect::<Blob>()
+        .unwrap();
+    pipeline.send(&Blob(vec![1; 4 << 10])).unwrap();
+    pipeline.send(&Blob(vec![2; 4 << 10])).unwrap();
+    match pipeline.send(&Blob(vec![3; 4 << 10])) {
+        Err(zmqrpc::transport::CallError::WindowFull { in_flight: 2 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // One call goes through alone whatever its size.
+    let mut lone = zmqrpc::transport::Pipeline::builder()
+        .context(&ctx)
+        .req("inproc://window-bytes")
+        .window_bytes(1 << 10)
+        .connect::<Blob>()
+        .unwrap();
+    lone.send(&Blob(vec![4; 4 << 10])).unwrap();
+    assert!(lone.send(&Blob(vec![5; 10])).is_err());
+}
+
+/// With back-pressure, a burst far larger than every queue reaches a subscriber that keeps
+/// up, whole: `notify` waits for room instead of dropping.
+#[test]
+fn with_backpressure_a_burst_reaches_a_subscriber_whole() {
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let run = |backpressure: bool| {
+        let options = zmqrpc::transport::SocketOptions::default()
+            .with_send_hwm(50)
+            .with_recv_hwm(50);
+        let mut builder = RpcClient::builder()
+            .publish_on("tcp://127.0.0.1:*")
+            .options(options.clone())
+            .pending_limit(50);
+        if backpressure {
+            builder = builder.backpressure(secs(10));
+        }
+        let mut client = builder.connect().unwrap();
+        let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+        let count = received.clone();
+        count.store(0, std::sync::atomic::Ordering::SeqCst);
+        let server = RpcServer::builder()
+            .options(options)
+            .subscribe(endpoint)
+            .register(move |_: Blob| {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, ServiceError>(())
+            })
+            .unwrap()
+            .bind()
+            .unwrap()
+            .spawn()
+            .unwrap();
+        assert!(attached(&mut client));
+        const SENT: u64 = 20_000;
+        for i in 0..SENT {
+            client.notify(&Blob(i.to_le_bytes().to_vec())).unwrap();
+        }
+        let publisher = client.sender().publisher().unwrap();
+        let dropped = publisher.stats().snapshot().dropped;
+        assert!(eventually(secs(20), || {
+            let _ = publisher.flush();
+            received.load(std::sync::atomic::Ordering::SeqCst) + dropped >= SENT
+        }));
+        let counts = publisher.stats().snapshot();
+        server.join().unwrap();
+        (received.load(std::sync::atomic::Ordering::SeqCst), counts)
+    };
+    let (got, counts) = run(true);
+    assert_eq!((got, counts.dropped), (20_000, 0), "{counts:?}");
+    assert!(counts.waited > 0, "{counts:?}");
+    // Without it, the same burst overflows the queues (and the loss is counted).
+    let (got, counts) = run(false);
+    assert!(
+        counts.dropped > 0 && got + counts.dropped == 20_000,
+        "{got} {counts:?}"
+    );
 }

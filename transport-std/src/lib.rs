@@ -86,6 +86,7 @@ pub mod auth;
 
 #[cfg(feature = "serial")]
 pub mod bridge;
+pub mod budget;
 pub mod dialect;
 pub mod error;
 pub mod messaging;
@@ -99,7 +100,8 @@ pub use auth::{
 pub use dialect::{Dialect, Native};
 pub use error::{CallError, ConfigError, RequestError, SocketKind, TransportError};
 pub use messaging::publisher::{
-    Publisher, PublisherCounts, PublisherStats, MAX_PENDING, SLOW_SUBSCRIBER_GRACE,
+    PendingLimits, Publisher, PublisherCounts, PublisherStats, DEFAULT_PENDING_BYTES, MAX_PENDING,
+    SLOW_SUBSCRIBER_GRACE,
 };
 pub use messaging::receiver::{
     Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,
@@ -111,7 +113,7 @@ pub use proxy::buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyErro
 pub use proxy::spool::{Recovery, Spool, SpoolError};
 pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
 pub use rpc::client::{ClientBuilder, RpcClient};
-pub use rpc::pipeline::{Answer, Pipeline, PipelineBuilder};
+pub use rpc::pipeline::{Answer, Pipeline, PipelineBuilder, DEFAULT_WINDOW_BYTES};
 pub use rpc::server::{
     Caller, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts, ServerStats,
     Service, ServiceError, WithCaller,

@@ -61,7 +61,7 @@ use zmqrpc_core::HEADER_LEN;
 
 use crate::dialect::{Dialect, Native};
 use crate::error::ConfigError;
-use crate::messaging::publisher::Publisher;
+use crate::messaging::publisher::{PendingLimits, Publisher};
 use crate::messaging::receiver::Receiver;
 use crate::proxy::{relay_methods, side_setters, Sides};
 use crate::socket::stats::counters;
@@ -121,7 +121,7 @@ pub struct SerialBridgeBuilder {
     baud: u32,
     reopen_max: Duration,
     write_timeout: Duration,
-    pending_limit: usize,
+    pending: PendingLimits,
     frame_max: usize,
 }
 
@@ -164,7 +164,14 @@ impl SerialBridgeBuilder {
 
     /// Notifications the PUB output holds while no subscriber is attached (default 1000).
     pub fn pending_limit(mut self, limit: usize) -> Self {
-        self.pending_limit = limit;
+        self.pending.messages = limit;
+        self
+    }
+
+    /// Bytes of notifications the PUB output holds at most (default 8 MiB); past it, and
+    /// past [`pending_limit`](Self::pending_limit), the oldest are dropped and counted.
+    pub fn pending_bytes(mut self, bytes: usize) -> Self {
+        self.pending.bytes = bytes;
         self
     }
 
@@ -194,7 +201,7 @@ impl SerialBridgeBuilder {
         let sides = &self.sides;
         let publisher = match sides.outputs.is_empty() {
             true => None,
-            false => Some(sides.publisher(&ctx, self.pending_limit)?),
+            false => Some(sides.publisher(&ctx, self.pending)?),
         };
         let link = SerialLink::new(self.device, self.baud, self.write_timeout, self.reopen_max);
         let stop = input.shutdown();
@@ -225,7 +232,7 @@ impl SerialBridge {
             baud: 115_200,
             reopen_max: Duration::from_secs(2),
             write_timeout: Duration::from_secs(1),
-            pending_limit: 1000,
+            pending: PendingLimits::default(),
             frame_max: LINK_FRAME_MAX,
         }
     }

@@ -19,6 +19,14 @@
 //! ([`publish`](Publisher::publish), [`heartbeat`](Publisher::heartbeat),
 //! [`flush`](Publisher::flush)) or waited for with
 //! [`wait_for_subscriber`](Publisher::wait_for_subscriber).
+//!
+//! The pending queue is bounded in messages and in bytes ([`PendingLimits`]) and draws on
+//! the process's [budget](crate::budget). [`publish`](Publisher::publish) makes room by
+//! dropping the oldest (counted); [`offer`](Publisher::offer) refuses a message there is no
+//! room for, so a caller can be told `Busy` rather than have an older acknowledged message
+//! dropped; with [back-pressure](Publisher::set_backpressure), `publish` first waits, up to
+//! a deadline, for a subscriber to take what is held, so a burst reaches a subscriber that
+//! keeps up whole, at its pace.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +34,7 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{BoundedQueue, OverflowPolicy, Pushed};
 
 use crate::auth::{AuthStats, Users, Verifier};
+use crate::budget::Share;
 use crate::dialect::{Dialect, Native};
 use crate::messaging::subscriptions::{Change, Subscriptions};
 use crate::socket::monitor::{Event, Monitor, Watch};
@@ -38,6 +47,27 @@ use crate::TransportError;
 /// The most messages a publisher can hold while no subscriber is attached.
 pub const MAX_PENDING: usize = 4096;
 
+/// The bytes a publisher holds by default: 8 MiB.
+pub const DEFAULT_PENDING_BYTES: usize = 8 << 20;
+
+/// What a publisher's pending queue holds at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingLimits {
+    /// Messages (at most [`MAX_PENDING`]; default 1000).
+    pub messages: usize,
+    /// Bytes of messages (default [`DEFAULT_PENDING_BYTES`]).
+    pub bytes: usize,
+}
+
+impl Default for PendingLimits {
+    fn default() -> Self {
+        PendingLimits {
+            messages: 1000,
+            bytes: DEFAULT_PENDING_BYTES,
+        }
+    }
+}
+
 counters! {
     /// Live counters of a [`Publisher`].
     PublisherStats;
@@ -47,8 +77,15 @@ counters! {
         published,
         /// Messages waiting for a subscriber now.
         queued,
-        /// Messages lost because the queue was full (the oldest go first).
+        /// Messages lost because the queue was full, in messages or bytes, or the process's
+        /// budget was (the oldest go first).
         dropped,
+        /// Bytes of the messages waiting now.
+        queued_bytes,
+        /// Messages [`offer`](Publisher::offer) refused for want of room (nothing dropped).
+        refused_full,
+        /// Times back-pressure made `publish` wait for room.
+        waited,
         /// Heartbeats sent.
         heartbeats,
         /// Times the first subscriber attached.
@@ -73,6 +110,11 @@ pub struct Publisher {
     socket: zmq::Socket,
     endpoints: Vec<String>,
     pending: Box<BoundedQueue<zmq::Message, MAX_PENDING>>,
+    /// Bytes of the messages in `pending`, and their share of the process budget.
+    pending_share: Share,
+    max_pending_bytes: usize,
+    /// With back-pressure, how long `publish` waits for room before dropping.
+    backpressure: Option<Duration>,
     /// Topics some subscriber holds (zmqrpc subscribers use only the empty topic).
     subscriptions: Subscriptions,
     /// Since when sends have been refused because a subscriber is full, and for how long
@@ -144,17 +186,18 @@ fn send_past_slow(
 const READ_EVERY: Duration = Duration::from_millis(1);
 
 impl Publisher {
-    /// Binds an XPUB socket to every endpoint; holds up to `pending_limit` (at most
-    /// [`MAX_PENDING`]) messages while no subscriber is attached, dropping the oldest first.
-    /// With `users`, only subscribers presenting the credentials of one of them attach (the
-    /// [`auth`](crate::auth) rule: a bound socket verifies; it presents nothing).
+    /// Binds an XPUB socket to every endpoint; holds up to `limits` while no subscriber is
+    /// attached, dropping the oldest first. With `users`, only subscribers presenting the
+    /// credentials of one of them attach (the [`auth`](crate::auth) rule: a bound socket
+    /// verifies; it presents nothing).
     pub fn bind(
         ctx: &zmq::Context,
         endpoints: &[String],
         options: &SocketOptions,
         users: Option<Users>,
-        pending_limit: usize,
+        limits: PendingLimits,
     ) -> Result<Publisher, TransportError> {
+        let pending_limit = limits.messages.min(MAX_PENDING);
         let verifier = users.map(|users| Verifier::start(ctx, users)).transpose()?;
         // What is held for a subscriber goes out in one burst when it attaches: each
         // subscriber's pipe must take that burst on top of its usual high-water mark, or
@@ -183,6 +226,9 @@ impl Publisher {
                 OverflowPolicy::DropOldest,
                 pending_limit,
             )),
+            pending_share: Share::default(),
+            max_pending_bytes: limits.bytes,
+            backpressure: None,
             subscriptions: Subscriptions::default(),
             stall: Stall {
                 since: None,
@@ -207,21 +253,153 @@ impl Publisher {
     /// millisecond: an empty read costs libzmq a system call, which would dominate the cost
     /// of a message.
     pub fn publish(&mut self, message: &[u8]) -> Result<(), TransportError> {
+        if self.send_now(message)? {
+            return Ok(());
+        }
+        if let Some(wait) = self.backpressure {
+            self.wait_for_room(message.len(), wait)?;
+        }
+        self.make_room(message.len());
+        self.hold(message);
+        self.flush_pending()?;
+        Ok(())
+    }
+
+    /// Publishes `message` if it can go out or be held without dropping anything: `false`
+    /// (and the message not taken, counted in `refused_full`) when the pending queue, or
+    /// the process's budget, has no room for it. For a caller that must be told `Busy`
+    /// rather than have an older message dropped.
+    pub fn offer(&mut self, message: &[u8]) -> Result<bool, TransportError> {
+        if self.send_now(message)? {
+            return Ok(true);
+        }
+        if let Some(wait) = self.backpressure {
+            self.wait_for_room(message.len(), wait)?;
+        }
+        if !self.has_room(message.len()) {
+            bump(&self.stats.refused_full);
+            return Ok(false);
+        }
+        self.hold(message);
+        self.flush_pending()?;
+        Ok(true)
+    }
+
+    /// With `Some(wait)`, [`publish`](Self::publish) and [`offer`](Self::offer) wait up to
+    /// `wait` for a subscriber to take held messages when the pending queue is full, before
+    /// dropping (or refusing); `None` (the default) never waits.
+    pub fn set_backpressure(&mut self, wait: Option<Duration>) {
+        self.backpressure = wait;
+    }
+
+    /// Sends `message` at once if a subscriber takes it and nothing is held before it;
+    /// whether it went.
+    fn send_now(&mut self, message: &[u8]) -> Result<bool, TransportError> {
         if !self.subscriptions.matches(message) || self.last_read.elapsed() >= READ_EVERY {
             self.read_subscriptions()?;
         }
         if self.subscriptions.matches(message) && self.pending.is_empty() {
             let sent = send_past_slow(&mut self.socket, &mut self.stall, message)
                 .map_err(|e| self.error("send", e))?;
-            if self.count(sent) {
-                return Ok(());
+            return Ok(self.count(sent));
+        }
+        Ok(false)
+    }
+
+    /// Whether `len` more bytes fit the pending queue and the process budget now.
+    fn has_room(&mut self, len: usize) -> bool {
+        if self.pending.is_full() || self.pending_share.bytes() + len > self.max_pending_bytes {
+            return false;
+        }
+        // Taken now and given straight back: `hold` takes it for good.
+        let fits = self.pending_share.try_take(len);
+        if fits {
+            self.pending_share.give(len);
+        }
+        fits
+    }
+
+    /// Drops the oldest held messages (counted) until `len` more bytes fit.
+    fn make_room(&mut self, len: usize) {
+        while !self.pending.is_empty() && !self.has_room(len) {
+            if let Some(oldest) = self.pending.pop() {
+                self.pending_share.give(oldest.len());
+                self.stats
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        if let Ok(Pushed::Evicted(_)) | Err(_) = self.pending.push(zmq::Message::from(message)) {
-            set(&self.stats.dropped, self.pending.dropped());
+    }
+
+    /// Holds `message` (room was made for it, or it is dropped and counted).
+    fn hold(&mut self, message: &[u8]) {
+        if self.pending_share.bytes() + message.len() > self.max_pending_bytes
+            || !self.pending_share.try_take(message.len())
+        {
+            // Larger than the whole queue, or the budget is held by others.
+            bump(&self.stats.dropped);
+            return;
         }
-        self.flush_pending()?;
-        Ok(())
+        match self.pending.push(zmq::Message::from(message)) {
+            Ok(Pushed::Evicted(oldest)) => {
+                self.pending_share.give(oldest.len());
+                bump(&self.stats.dropped);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.pending_share.give(message.len());
+                bump(&self.stats.dropped);
+            }
+        }
+    }
+
+    /// With the pending queue full, waits up to `wait` for subscribers to take held
+    /// messages until `len` more bytes fit: the head is sent blocking, so the wait ends as
+    /// soon as a subscriber has room.
+    fn wait_for_room(&mut self, len: usize, wait: Duration) -> Result<(), TransportError> {
+        if self.has_room(len) {
+            return Ok(());
+        }
+        bump(&self.stats.waited);
+        let deadline = later(Instant::now(), wait);
+        loop {
+            self.flush_pending()?;
+            if self.has_room(len) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            let Some(head) = self.pending.front() else {
+                return Ok(());
+            };
+            if !self.subscriptions.matches(head) {
+                // Nobody to take it yet: wait for a subscription.
+                self.socket
+                    .poll(zmq::POLLIN, i64::from(wait_ms(left)))
+                    .map_err(|e| self.error("poll", e))?;
+                self.read_subscriptions()?;
+                continue;
+            }
+            let slice = wait_ms(left.min(Duration::from_millis(100)));
+            self.socket
+                .set_sndtimeo(slice)
+                .map_err(|e| self.error("set ZMQ_SNDTIMEO", e))?;
+            let sent = self.socket.send(&**head, 0);
+            let _ = self.socket.set_sndtimeo(-1);
+            match sent {
+                Ok(()) => {
+                    self.stall.since = None;
+                    bump(&self.stats.published);
+                    if let Some(sent) = self.pending.pop() {
+                        self.pending_share.give(sent.len());
+                    }
+                }
+                Err(zmq::Error::EAGAIN) => self.read_subscriptions()?,
+                Err(e) => return Err(self.error("send", e)),
+            }
+        }
     }
 
     /// Sends a heartbeat to every subscriber, so their silence timeouts do not fire. Never
@@ -346,9 +524,12 @@ impl Publisher {
             if !self.count(sent) {
                 break;
             }
-            self.pending.pop();
+            if let Some(sent) = self.pending.pop() {
+                self.pending_share.give(sent.len());
+            }
         }
         set(&self.stats.queued, self.pending.len() as u64);
+        set(&self.stats.queued_bytes, self.pending_share.bytes() as u64);
         Ok(())
     }
 

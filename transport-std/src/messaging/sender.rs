@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::auth::{Credentials, Users};
 use crate::error::ConfigError;
-use crate::messaging::publisher::{Publisher, MAX_PENDING, SLOW_SUBSCRIBER_GRACE};
+use crate::messaging::publisher::{PendingLimits, Publisher, MAX_PENDING, SLOW_SUBSCRIBER_GRACE};
 use crate::messaging::requester::{Reply, Requester};
 use crate::socket::options::SocketOptions;
 use crate::{RequestError, SocketKind, TransportError};
@@ -16,7 +16,8 @@ pub struct SenderBuilder {
     publish: Vec<String>,
     req: Vec<String>,
     options: SocketOptions,
-    pending_limit: usize,
+    pending: PendingLimits,
+    backpressure: Option<Duration>,
     credentials: Option<Credentials>,
     users: Option<Users>,
     /// What the sender is, in configuration errors.
@@ -31,7 +32,8 @@ impl Default for SenderBuilder {
             publish: Vec::new(),
             req: Vec::new(),
             options: SocketOptions::default(),
-            pending_limit: 1000,
+            pending: PendingLimits::default(),
+            backpressure: None,
             credentials: None,
             users: None,
             what: "sender",
@@ -74,7 +76,23 @@ impl SenderBuilder {
     /// How many messages the publisher holds while no subscriber is attached (default 1000,
     /// at most [`MAX_PENDING`]); beyond that the oldest are dropped and counted.
     pub fn pending_limit(mut self, limit: usize) -> Self {
-        self.pending_limit = limit.min(MAX_PENDING);
+        self.pending.messages = limit.min(MAX_PENDING);
+        self
+    }
+
+    /// How many bytes of messages the publisher holds at most (default
+    /// [`DEFAULT_PENDING_BYTES`](crate::DEFAULT_PENDING_BYTES)); beyond that the oldest are
+    /// dropped and counted.
+    pub fn pending_bytes(mut self, bytes: usize) -> Self {
+        self.pending.bytes = bytes;
+        self
+    }
+
+    /// Back-pressure: when the publisher holds all it may, a publication waits up to `wait`
+    /// for the subscribers to take what is held, at their pace, before the oldest is dropped
+    /// (see [`Publisher::set_backpressure`]). Off by default: publishing never waits.
+    pub fn backpressure(mut self, wait: Duration) -> Self {
+        self.backpressure = Some(wait);
         self
     }
 
@@ -115,14 +133,10 @@ impl SenderBuilder {
         let publisher = if self.publish.is_empty() {
             None
         } else {
-            let mut publisher = Publisher::bind(
-                &ctx,
-                &self.publish,
-                &self.options,
-                self.users,
-                self.pending_limit,
-            )?;
+            let mut publisher =
+                Publisher::bind(&ctx, &self.publish, &self.options, self.users, self.pending)?;
             publisher.set_slow_subscriber_grace(self.slow_subscriber_grace);
+            publisher.set_backpressure(self.backpressure);
             Some(publisher)
         };
         let requester = if self.req.is_empty() {

@@ -1,6 +1,5 @@
 //! [`Proxy`]: the standard proxies, forwarding each frame as bytes to a REQ or PUB output.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use super::{
 };
 use crate::auth::Permissions;
 use crate::dialect::{DefaultDialect, Dialect};
-use crate::messaging::publisher::Publisher;
+use crate::messaging::publisher::{PendingLimits, Publisher};
 use crate::messaging::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
 use crate::messaging::requester::Requester;
 use crate::socket::shutdown::Shutdown;
@@ -27,7 +26,7 @@ pub struct ProxyBuilder<D: Dialect = DefaultDialect> {
     dialect: D,
     kind: ProxyKind,
     sides: Sides,
-    pending_limit: usize,
+    pending: PendingLimits,
 }
 
 impl<D: Dialect> ProxyBuilder<D> {
@@ -50,9 +49,18 @@ impl<D: Dialect> ProxyBuilder<D> {
         self
     }
 
-    /// Messages a PUB output holds while no subscriber is attached (default 1000).
+    /// Messages a PUB output holds while no subscriber is attached (default 1000, at most
+    /// [`MAX_PENDING`](crate::MAX_PENDING)).
     pub fn pending_limit(mut self, limit: usize) -> Self {
-        self.pending_limit = limit;
+        self.pending.messages = limit;
+        self
+    }
+
+    /// Bytes of messages a PUB output holds at most (default 8 MiB). Past either bound, a
+    /// call on a REP input is answered `Busy` (nothing acknowledged is dropped); a message
+    /// from a SUB input makes room by dropping the oldest, counted.
+    pub fn pending_bytes(mut self, bytes: usize) -> Self {
+        self.pending.bytes = bytes;
         self
     }
 
@@ -64,7 +72,7 @@ impl<D: Dialect> ProxyBuilder<D> {
         let output = if self.kind.req_output() {
             Output::Req(sides.requester(&ctx)?)
         } else {
-            Output::Pub(sides.publisher(&ctx, self.pending_limit)?)
+            Output::Pub(sides.publisher(&ctx, self.pending)?)
         };
         Ok(Proxy {
             forwarder: Forwarder {
@@ -79,6 +87,7 @@ impl<D: Dialect> ProxyBuilder<D> {
                 last_log: Instant::now(),
                 failures: FailureLog::default(),
                 permissions: sides.permissions.clone(),
+                dropped_seen: 0,
             },
             input,
         })
@@ -105,7 +114,7 @@ impl<D: Dialect> Proxy<D> {
             dialect,
             kind,
             sides: Sides::new(D::heartbeat_answer, !kind.req_output()),
-            pending_limit: 1000,
+            pending: PendingLimits::default(),
         }
     }
 
@@ -140,6 +149,8 @@ struct Forwarder<D: Dialect> {
     last_log: Instant,
     failures: FailureLog,
     permissions: Option<Arc<Permissions>>,
+    /// The output's dropped messages last logged.
+    dropped_seen: u64,
 }
 
 impl<D: Dialect> Forwarder<D> {
@@ -181,21 +192,36 @@ impl<D: Dialect> Handler for Forwarder<D> {
         };
         match &mut self.output {
             Output::Pub(publisher) => {
-                let published = publisher.publish(message.bytes);
+                // A call is refused when there is no room (it was not acknowledged, so nothing
+                // acknowledged is dropped); a message from a SUB input makes room.
+                let published = match answer {
+                    true => publisher.offer(message.bytes),
+                    false => publisher.publish(message.bytes).map(|()| true),
+                };
                 let counts = publisher.stats().snapshot();
                 set(&self.stats.queued, counts.queued);
-                let dropped = self.stats.dropped.swap(counts.dropped, Ordering::Relaxed);
-                if counts.dropped > dropped {
+                set(&self.stats.dropped, counts.dropped + counts.refused_full);
+                let seen = std::mem::replace(&mut self.dropped_seen, counts.dropped);
+                if counts.dropped > seen {
                     let what = format_args!(
-                        "dropped {} held messages, the oldest: no subscriber took them in time \
+                        "dropped held messages, the oldest: no subscriber took them in time \
                          ({} dropped in all)",
-                        counts.dropped - dropped,
                         counts.dropped
                     );
                     self.failures.warn(&self.kind, &what);
                 }
                 match published {
-                    Ok(()) => {
+                    Ok(false) => {
+                        let why = format!(
+                            "the proxy holds all it may for its subscribers ({} messages, {} \
+                             bytes): try again later",
+                            counts.queued, counts.queued_bytes
+                        );
+                        self.failures.warn(&self.kind, &why);
+                        self.dialect
+                            .encode_error(&head, ErrorCode::Busy, &why, reply);
+                    }
+                    Ok(true) => {
                         bump(&self.stats.forwarded);
                         if answer {
                             // Published (or held for a subscriber): an empty reply.

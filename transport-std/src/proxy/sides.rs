@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::auth::{Credentials, Permissions, Users};
 use crate::error::ConfigError;
-use crate::messaging::publisher::Publisher;
+use crate::messaging::publisher::{PendingLimits, Publisher};
 use crate::messaging::receiver::{Heartbeats, Receiver, ReceiverBuilder};
 use crate::messaging::requester::Requester;
 use crate::socket::options::SocketOptions;
@@ -102,18 +102,18 @@ impl Sides {
     }
 
     /// A PUB output: bound to the endpoints, verifying subscribers against the output
-    /// users; holds up to `pending_limit` messages while none is attached.
+    /// users; holds up to `limits` while none is attached.
     pub(crate) fn publisher(
         &self,
         ctx: &zmq::Context,
-        pending_limit: usize,
+        limits: PendingLimits,
     ) -> Result<Publisher, TransportError> {
         Publisher::bind(
             ctx,
             &self.outputs,
             &self.output_options,
             self.output_users.clone(),
-            pending_limit,
+            limits,
         )
     }
 }

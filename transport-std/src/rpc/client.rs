@@ -47,6 +47,22 @@ impl<D: Dialect> ClientBuilder<D> {
         self
     }
 
+    /// Bytes of notifications held at most (default 8 MiB); beyond, the oldest are dropped
+    /// and counted.
+    pub fn pending_bytes(mut self, bytes: usize) -> Self {
+        self.sender = self.sender.pending_bytes(bytes);
+        self
+    }
+
+    /// Back-pressure for [`RpcClient::notify`]: when the client holds all the notifications
+    /// it may, `notify` waits up to `wait` for the subscribers to take them, at their pace,
+    /// before dropping the oldest. A burst then reaches a server that keeps up whole. Off by
+    /// default: `notify` never waits.
+    pub fn backpressure(mut self, wait: Duration) -> Self {
+        self.sender = self.sender.backpressure(wait);
+        self
+    }
+
     /// How long one subscriber may stay a high-water mark behind, holding every
     /// notification back, before it misses notifications instead (default 1 s; see
     /// [`Publisher`](crate::Publisher)).

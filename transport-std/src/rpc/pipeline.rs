@@ -46,7 +46,11 @@ pub struct PipelineBuilder<D: Dialect = Native> {
     credentials: Option<Credentials>,
     timeout: Duration,
     window: usize,
+    window_bytes: usize,
 }
+
+/// The bytes of calls a pipeline has in flight by default: 16 MiB.
+pub const DEFAULT_WINDOW_BYTES: usize = 16 << 20;
 
 impl<D: Dialect> PipelineBuilder<D> {
     /// Uses `ctx` (needed for `inproc://`); by default the pipeline makes its own context.
@@ -89,6 +93,14 @@ impl<D: Dialect> PipelineBuilder<D> {
         self
     }
 
+    /// The most bytes of requests in flight (default [`DEFAULT_WINDOW_BYTES`]); a call that
+    /// would go past it is refused with [`CallError::WindowFull`] too (one call is always
+    /// let through, however large).
+    pub fn window_bytes(mut self, bytes: usize) -> Self {
+        self.window_bytes = bytes;
+        self
+    }
+
     /// Creates and connects the DEALER socket, for calls of command `C`.
     pub fn connect<C: Command>(self) -> Result<Pipeline<C, D>, TransportError> {
         let endpoint = self
@@ -112,6 +124,8 @@ impl<D: Dialect> PipelineBuilder<D> {
             max_frame: self.options.max_frame(),
             timeout: self.timeout,
             window: self.window,
+            window_bytes: self.window_bytes,
+            bytes_in_flight: 0,
             seq: 0,
             in_flight: HashMap::with_capacity(self.window),
             ended: VecDeque::new(),
@@ -121,6 +135,13 @@ impl<D: Dialect> PipelineBuilder<D> {
             command: PhantomData,
         })
     }
+}
+
+/// A call in flight.
+struct InFlight {
+    deadline: Instant,
+    /// The request's size.
+    bytes: usize,
 }
 
 /// The DEALER socket and what its monitor has said.
@@ -220,7 +241,11 @@ pub struct Pipeline<C, D: Dialect = Native> {
     timeout: Duration,
     window: usize,
     seq: u32,
-    in_flight: HashMap<u32, Instant>,
+    /// Calls in flight: their deadlines and sizes.
+    in_flight: HashMap<u32, InFlight>,
+    window_bytes: usize,
+    /// Bytes of the requests in `in_flight`.
+    bytes_in_flight: usize,
     /// Calls that ended without an answer (refused, disconnected), to report in turn.
     ended: VecDeque<(u32, CallError)>,
     buf: Vec<u8>,
@@ -245,6 +270,7 @@ impl Pipeline<()> {
             credentials: None,
             timeout: Duration::from_secs(5),
             window: 256,
+            window_bytes: DEFAULT_WINDOW_BYTES,
         }
     }
 }
@@ -272,13 +298,22 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
         self.dialect
             .encode_call(seq, command, &mut self.buf, self.max_frame)
             .map_err(CallError::Encode)?;
+        if !self.in_flight.is_empty() && self.bytes_in_flight + self.buf.len() > self.window_bytes {
+            return Err(CallError::WindowFull {
+                in_flight: self.in_flight.len(),
+            });
+        }
         let socket = &self.link.socket;
         socket
             .send(&b""[..], zmq::SNDMORE | zmq::DONTWAIT)
             .and_then(|()| socket.send(&self.buf[..], zmq::DONTWAIT))
             .map_err(|e| CallError::Transport(TransportError::new("send", &self.endpoint, e)))?;
-        self.in_flight
-            .insert(seq, later(Instant::now(), self.timeout));
+        let call = InFlight {
+            deadline: later(Instant::now(), self.timeout),
+            bytes: self.buf.len(),
+        };
+        self.bytes_in_flight += call.bytes;
+        self.in_flight.insert(seq, call);
         Ok(seq)
     }
 
@@ -299,7 +334,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
             }
             let now = Instant::now();
             if let Some(seq) = self.expired(now) {
-                self.in_flight.remove(&seq);
+                self.end(seq);
                 return Ok(Some((
                     seq,
                     Err(CallError::Timeout {
@@ -314,7 +349,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
             let next = self
                 .in_flight
                 .values()
-                .copied()
+                .map(|call| call.deadline)
                 .min()
                 .map_or(until, |deadline| deadline.min(until));
             let ms = i64::from(wait_ms(next.saturating_duration_since(now)));
@@ -376,6 +411,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
             return Ok(());
         };
         let mut seqs: Vec<_> = self.in_flight.drain().map(|(seq, _)| seq).collect();
+        self.bytes_in_flight = 0;
         seqs.sort_unstable_by_key(|&seq| seq.wrapping_sub(self.seq));
         self.ended
             .extend(seqs.into_iter().map(|seq| (seq, ended.clone())));
@@ -441,7 +477,8 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
         if tag.key != C::KEY {
             return None;
         }
-        self.in_flight.remove(&tag.seq)?;
+        let call = self.in_flight.remove(&tag.seq)?;
+        self.bytes_in_flight -= call.bytes;
         let outcome = answer.outcome::<D, C::Response>(&self.dialect);
         Some((tag.seq, CallError::from_outcome(&self.endpoint, outcome)))
     }
@@ -450,9 +487,16 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
     fn expired(&self, now: Instant) -> Option<u32> {
         self.in_flight
             .iter()
-            .filter(|(_, deadline)| **deadline <= now)
-            .min_by_key(|(_, deadline)| **deadline)
+            .filter(|(_, call)| call.deadline <= now)
+            .min_by_key(|(_, call)| call.deadline)
             .map(|(seq, _)| *seq)
+    }
+
+    /// Call `seq` is no longer in flight; `None` if it was not.
+    fn end(&mut self, seq: u32) -> Option<()> {
+        let call = self.in_flight.remove(&seq)?;
+        self.bytes_in_flight -= call.bytes;
+        Some(())
     }
 
     /// Discards the rest of a message counted as a stray (a rest that cannot be read is

@@ -9,6 +9,7 @@ use zmqrpc_core::{BoundedQueue, ErrorCode};
 
 use super::MAX_BUFFERED;
 use crate::auth::Permissions;
+use crate::budget::{self, Share};
 use crate::dialect::{AnswerView, Dialect};
 use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
 use crate::messaging::requester::Requester;
@@ -37,8 +38,9 @@ pub(super) struct Buffer<D: Dialect> {
     backoff: Duration,
     in_flight: Option<InFlight>,
     retry_at: Option<Instant>,
-    /// Bytes of the requests in `queue`, bounded by `max_bytes`.
-    queued_bytes: usize,
+    /// Bytes of the requests in `queue` (bounded by `max_bytes`): the buffer's share of the
+    /// process budget.
+    queued: Share,
     max_bytes: usize,
     stats: Arc<ProxyStats>,
     last_log: Instant,
@@ -68,7 +70,9 @@ impl<D: Dialect> Buffer<D> {
         delivery: Delivery,
         stats: Arc<ProxyStats>,
     ) -> Buffer<D> {
-        let queued_bytes = queue.iter().map(Vec::len).sum();
+        // What was acknowledged before a restart is held whatever the budget says.
+        let mut queued = Share::default();
+        queued.take(queue.iter().map(Vec::len).sum());
         Buffer {
             dialect,
             scratch: Vec::new(),
@@ -81,7 +85,7 @@ impl<D: Dialect> Buffer<D> {
             backoff: delivery.retry.0,
             in_flight: None,
             retry_at: None,
-            queued_bytes,
+            queued,
             max_bytes: delivery.max_bytes,
             stats,
             last_log: Instant::now(),
@@ -109,20 +113,31 @@ impl<D: Dialect> Buffer<D> {
                 format!("buffer full ({} requests)", self.queue.capacity()),
             ));
         }
-        if self.queued_bytes + message.len() > self.max_bytes {
+        if self.queued.bytes() + message.len() > self.max_bytes {
             return Err((
                 ErrorCode::Busy,
                 format!("buffer full ({} bytes)", self.max_bytes),
             ));
         }
+        if !self.queued.try_take(message.len()) {
+            return Err((
+                ErrorCode::Busy,
+                format!(
+                    "the process's memory budget is spent ({} of {} bytes held)",
+                    budget::held_bytes(),
+                    budget::process_budget()
+                ),
+            ));
+        }
         if let Some(spool) = &mut self.spool {
-            spool
-                .append(message, self.queue.iter().map(Vec::as_slice))
-                .map_err(|e| (ErrorCode::Busy, e.to_string()))?;
+            let appended = spool.append(message, self.queue.iter().map(Vec::as_slice));
+            if let Err(e) = appended {
+                self.queued.give(message.len());
+                return Err((ErrorCode::Busy, e.to_string()));
+            }
         }
         // Cannot overflow: checked above, and this loop is the only producer.
         let _ = self.queue.push(message.to_vec());
-        self.queued_bytes += message.len();
         Ok(())
     }
 
@@ -176,7 +191,7 @@ impl<D: Dialect> Buffer<D> {
 
     fn delivered(&mut self, refused: bool) {
         if let Some(message) = self.queue.pop() {
-            self.queued_bytes -= message.len();
+            self.queued.give(message.len());
         }
         bump(&self.stats.forwarded);
         if refused {
