@@ -358,7 +358,7 @@ fn case_notify() {
     drop(reader);
 
     let loss = |uncounted: u64, dropped: u64| format!("{uncounted} / {dropped}");
-    let unlimited = notify_through_zmqrpc(unlimited);
+    let unlimited = notify_through_zmqrpc(unlimited, None);
     row(
         "3. one-way notify, tcp, HWM unlimited",
         raw,
@@ -373,7 +373,7 @@ fn case_notify() {
     );
     // The defaults: HWM 1000 and a publisher that does not let libzmq drop (XPUB_NODROP):
     // what does not fit waits in its pending queue (1000), and overflow is counted.
-    let defaults = notify_through_zmqrpc(SocketOptions::default());
+    let defaults = notify_through_zmqrpc(SocketOptions::default(), None);
     row(
         "3. one-way notify, tcp, zmqrpc default HWMs",
         raw,
@@ -386,6 +386,26 @@ fn case_notify() {
         "(raw: HWM 0)",
         loss(defaults.uncounted, defaults.dropped)
     );
+    // The defaults with back-pressure: `notify` waits for room instead of dropping.
+    let waiting = notify_through_zmqrpc(SocketOptions::default(), Some(Duration::from_secs(5)));
+    row(
+        "3. one-way notify, tcp, defaults + back-pressure",
+        raw,
+        waiting.rate,
+        "msgs/s",
+    );
+    println!(
+        "{:<46} {:>12} {:>12}",
+        "   lost uncounted / counted as dropped",
+        "(raw: HWM 0)",
+        loss(waiting.uncounted, waiting.dropped)
+    );
+    println!(
+        "{:<46} {:>12} {:>12.2}",
+        "   back-pressure / HWM unlimited",
+        "",
+        waiting.rate / unlimited.rate
+    );
 }
 
 /// One notify run: the delivered rate, messages lost without being counted, messages the
@@ -397,13 +417,15 @@ struct NotifyRun {
 }
 
 /// `RpcClient::notify` into an `RpcServer` over SUB with `options` on both ends, as fast as
-/// the publisher goes for the bench's time.
-fn notify_through_zmqrpc(options: SocketOptions) -> NotifyRun {
-    let mut client = RpcClient::builder()
+/// the publisher goes for the bench's time, with `backpressure` if given.
+fn notify_through_zmqrpc(options: SocketOptions, backpressure: Option<Duration>) -> NotifyRun {
+    let mut builder = RpcClient::builder()
         .publish_on("tcp://127.0.0.1:*")
-        .options(options.clone())
-        .connect()
-        .unwrap();
+        .options(options.clone());
+    if let Some(wait) = backpressure {
+        builder = builder.backpressure(wait);
+    }
+    let mut client = builder.connect().unwrap();
     let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
     let received = Arc::new(AtomicU64::new(0));
     let count = received.clone();

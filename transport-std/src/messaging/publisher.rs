@@ -299,11 +299,41 @@ impl Publisher {
             self.read_subscriptions()?;
         }
         if self.subscriptions.matches(message) && self.pending.is_empty() {
+            if let Some(wait) = self.backpressure {
+                return self.send_waiting(message, wait);
+            }
             let sent = send_past_slow(&mut self.socket, &mut self.stall, message)
                 .map_err(|e| self.error("send", e))?;
             return Ok(self.count(sent));
         }
         Ok(false)
+    }
+
+    /// Sends `message`, waiting up to `wait` for the subscribers to have room (a blocking
+    /// send: libzmq wakes it as soon as they do); whether it went.
+    fn send_waiting(&mut self, message: &[u8], wait: Duration) -> Result<bool, TransportError> {
+        match self.socket.send(message, zmq::DONTWAIT) {
+            Ok(()) => {
+                bump(&self.stats.published);
+                return Ok(true);
+            }
+            Err(zmq::Error::EAGAIN) => {}
+            Err(e) => return Err(self.error("send", e)),
+        }
+        bump(&self.stats.waited);
+        self.socket
+            .set_sndtimeo(wait_ms(wait))
+            .map_err(|e| self.error("set ZMQ_SNDTIMEO", e))?;
+        let sent = self.socket.send(message, 0);
+        let _ = self.socket.set_sndtimeo(-1);
+        match sent {
+            Ok(()) => {
+                bump(&self.stats.published);
+                Ok(true)
+            }
+            Err(zmq::Error::EAGAIN) => Ok(false),
+            Err(e) => Err(self.error("send", e)),
+        }
     }
 
     /// Whether `len` more bytes fit the pending queue and the process budget now.
