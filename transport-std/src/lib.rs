@@ -75,6 +75,16 @@
 //!   parts, poll timeouts) and the crate's only `unsafe` code (`ZMQ_XPUB_NODROP`).
 //! - [`error`]: [`TransportError`] (libzmq failures apart from misuse and configuration
 //!   mistakes), [`RequestError`], [`CallError`].
+//! - [`budget`]: the one memory budget all of a process's queues draw on.
+//!
+//! Every place memory, disk or time is held on behalf of others is bounded, in bytes where
+//! bytes matter: a command's decoded size (`max_body`, which also stops a pyzmqrpc3 zlib
+//! bomb inflating), its nesting, a publisher's pending queue (messages and bytes; full, a
+//! notification drops the oldest, counted, a call into a proxy gets `Busy`, and with
+//! back-pressure a publication waits for room), a buffered proxy, a spool (one owner,
+//! recovered in one pass), a pipeline's window, the serial device's frame limit and read
+//! passes. `docs/limits.md` in the repository lists each bound, its default and what
+//! happens past it, and what libzmq cannot bound (a multipart message is taken whole).
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -107,6 +107,9 @@ counters! {
         queued,
         /// The device's notifications lost: no PUB output, or its queue was full.
         dropped,
+        /// The device's notifications a subscriber full past the publisher's grace missed
+        /// (the publisher's `missed_by_slow`).
+        missed_by_slow,
         /// Times the device was opened.
         opened,
         /// Times the device went away (a read or write failed) and was closed.

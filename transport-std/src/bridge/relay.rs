@@ -439,6 +439,7 @@ impl Notifications {
             set(&stats.published, counts.published);
             set(&stats.queued, counts.queued);
             set(&stats.dropped, counts.dropped + self.unpublished);
+            set(&stats.missed_by_slow, counts.missed_by_slow);
         }
     }
 }

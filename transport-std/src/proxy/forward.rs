@@ -201,6 +201,7 @@ impl<D: Dialect> Handler for Forwarder<D> {
                 let counts = publisher.stats().snapshot();
                 set(&self.stats.queued, counts.queued);
                 set(&self.stats.dropped, counts.dropped + counts.refused_full);
+                set(&self.stats.missed_by_slow, counts.missed_by_slow);
                 let seen = std::mem::replace(&mut self.dropped_seen, counts.dropped);
                 if counts.dropped > seen {
                     let what = format_args!(

@@ -113,6 +113,10 @@ counters! {
         dropped,
         /// Calls and notifications no input permission allowed their caller.
         forbidden,
+        /// Messages a PUB output's subscriber missed because it stayed full past the
+        /// publisher's grace ([`PublisherCounts::missed_by_slow`](crate::PublisherCounts)):
+        /// with a single subscriber, lost.
+        missed_by_slow,
         /// Messages refused for their size: a command larger, decoded, than the input's
         /// `max_message_size` (a pyzmqrpc3 message inflating past it).
         too_large,
