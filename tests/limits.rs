@@ -453,3 +453,40 @@ fn with_backpressure_a_burst_reaches_a_subscriber_whole() {
         "{got} {counts:?}"
     );
 }
+
+/// Regression: a full publisher dropped its oldest message to make room for a new one
+/// before trying to send what it held, although a subscriber had attached meanwhile.
+#[test]
+fn a_full_publisher_sends_what_it_holds_before_dropping_anything() {
+    let mut client = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .pending_limit(10)
+        .connect()
+        .unwrap();
+    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    for i in 0..10u8 {
+        client.notify(&Blob(vec![i])).unwrap();
+    }
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = received.clone();
+    let _server = RpcServer::builder()
+        .subscribe(endpoint)
+        .register(move |_: Blob| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    // The subscription reaches the publisher's socket; nothing reads it until the next
+    // notify.
+    std::thread::sleep(secs(1));
+    client.notify(&Blob(vec![10])).unwrap();
+    let counts = client.sender().publisher().unwrap().stats().snapshot();
+    assert_eq!(counts.dropped, 0, "{counts:?}");
+    assert!(eventually(secs(5), || received
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 11));
+}

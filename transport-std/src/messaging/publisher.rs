@@ -256,6 +256,8 @@ impl Publisher {
         if self.send_now(message)? {
             return Ok(());
         }
+        // What is held goes first, making room if a subscriber takes it.
+        self.flush_pending()?;
         if let Some(wait) = self.backpressure {
             self.wait_for_room(message.len(), wait)?;
         }
@@ -273,6 +275,7 @@ impl Publisher {
         if self.send_now(message)? {
             return Ok(true);
         }
+        self.flush_pending()?;
         if let Some(wait) = self.backpressure {
             self.wait_for_room(message.len(), wait)?;
         }
