@@ -182,7 +182,7 @@ impl SerialBridgeBuilder {
     /// [`LINK_FRAME_MAX`]; the firmware example's is 128 bytes): a larger request is
     /// answered `TooLarge` at once, without going to the device (which would drop it and
     /// keep the call waiting for its whole timeout). Out of range, [`bind`](Self::bind)
-    /// fails with [`ConfigError::OutOfRange`](crate::ConfigError::OutOfRange).
+    /// fails with [`ConfigError::OutOfRange`].
     pub fn device_frame_max(mut self, bytes: usize) -> Self {
         self.frame_max = bytes;
         self

@@ -1,7 +1,7 @@
 //! [`Spool`]: the buffered proxy's on-disk queue, so a restart or power cut loses nothing
 //! that was acknowledged.
 //!
-//! One append-only file of records ([`record`] has the format): a header with the file's
+//! One append-only file of records (`record.rs` has the format): a header with the file's
 //! salt, then message records and delivery records ("the oldest message was delivered"),
 //! each checked and each ended by a zero byte that occurs nowhere else. A message record is
 //! `fsync`ed before the proxy acknowledges it. Delivery records are not synced (losing one
