@@ -490,3 +490,63 @@ fn a_full_publisher_sends_what_it_holds_before_dropping_anything() {
         .load(std::sync::atomic::Ordering::SeqCst)
         == 11));
 }
+
+/// Regression: a lone subscriber full past the grace was skipped, and libzmq then skipped it
+/// until it had read half its high-water mark: those messages were lost, counted nowhere
+/// (one `missed_by_slow` for a thousand gone).
+#[test]
+fn a_lone_slow_subscriber_past_the_grace_loses_nothing_uncounted() {
+    let options = zmqrpc::transport::SocketOptions::default()
+        .with_send_hwm(100)
+        .with_recv_hwm(100);
+    let mut client = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .options(options.clone())
+        .pending_limit(100)
+        .slow_subscriber_grace(std::time::Duration::from_millis(50))
+        .connect()
+        .unwrap();
+    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = received.clone();
+    let _server = RpcServer::builder()
+        .options(options)
+        .subscribe(endpoint)
+        .register(move |_: Blob| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_micros(300));
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(attached(&mut client));
+    const SENT: u64 = 3000;
+    let started = Instant::now();
+    // 12 MB of 4 KB messages: more than the pipes and socket buffers hold, so the
+    // subscriber stays full past the grace.
+    for i in 0..SENT {
+        let mut blob = vec![0u8; 4000];
+        blob[..8].copy_from_slice(&i.to_le_bytes());
+        client.notify(&Blob(blob)).unwrap();
+        if i % 500 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(60));
+        }
+    }
+    let publisher = client.sender().publisher().unwrap();
+    assert!(eventually(secs(20), || publisher.flush().unwrap() == 0));
+    let counts = publisher.stats().snapshot();
+    let settled = eventually(secs(20), || {
+        received.load(std::sync::atomic::Ordering::SeqCst) + counts.dropped >= SENT
+    });
+    let got = received.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        settled,
+        "received {got}, {counts:?} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(got + counts.dropped, SENT, "{counts:?}");
+    assert_eq!(counts.missed_by_slow, 0, "{counts:?}");
+}

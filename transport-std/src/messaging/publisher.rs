@@ -11,9 +11,13 @@
 //! can), so every message is either handed to libzmq (`published`), waiting (`queued`) or
 //! counted as `dropped`. A subscriber that stays that far behind for longer than the
 //! publisher's [grace](Publisher::set_slow_subscriber_grace) (one second by default) stops
-//! holding the others back: from then on each message goes to every subscriber with room,
-//! the full ones miss it, and it is counted in [`PublisherCounts::missed_by_slow`], until the
-//! slow one catches up. A message already handed to libzmq can still be lost with its
+//! holding the others back, if there are others: from then on each message goes to every
+//! subscriber with room and the full ones miss it. libzmq then skips a subscriber that
+//! missed a message until it has read half its high-water mark, so
+//! [`PublisherCounts::missed_by_slow`] counts the sends that started such a skip, not every
+//! message the slow one missed. A lone subscriber (by the handshakes and disconnections the
+//! publisher has seen) holds nobody back and is never skipped: what it cannot take waits,
+//! and what the queue cannot hold is `dropped`. A message already handed to libzmq can still be lost with its
 //! connection (the subscriber goes away); use REQ/REP or a buffered proxy where every message
 //! must arrive. Subscription changes are read whenever the publisher is used
 //! ([`publish`](Publisher::publish), [`heartbeat`](Publisher::heartbeat),
@@ -139,6 +143,19 @@ pub const SLOW_SUBSCRIBER_GRACE: Duration = Duration::from_secs(1);
 struct Stall {
     since: Option<Instant>,
     grace: Duration,
+    /// Subscribers whose handshake succeeded, and connections that went away: while fewer
+    /// than two may be attached, a full one holds nobody else back and is never skipped.
+    joined: u64,
+    left: u64,
+}
+
+impl Stall {
+    /// Whether another subscriber may be there for a full one to hold back. Connections
+    /// that went away before their handshake count as gone too, so this errs towards
+    /// holding (nothing lost), never towards skipping a lone subscriber.
+    fn others_waiting(&self) -> bool {
+        self.joined.saturating_sub(self.left) >= 2
+    }
 }
 
 /// What became of one send.
@@ -167,7 +184,7 @@ fn send_past_slow(
         Err(e) => return Err(e),
     }
     let since = *stall.since.get_or_insert_with(Instant::now);
-    if since.elapsed() < stall.grace {
+    if since.elapsed() < stall.grace || !stall.others_waiting() {
         return Ok(Sent::Refused);
     }
     // For this send only, libzmq drops the message for the full pipes and delivers it to
@@ -218,7 +235,7 @@ impl Publisher {
         set_xpub_nodrop(&mut socket, true).map_err(|e| {
             TransportError::new("set ZMQ_XPUB_NODROP", bound.first().map_or("", |s| s), e)
         })?;
-        let monitor = Monitor::attach(ctx, &socket, Watch::Handshakes)?;
+        let monitor = Monitor::attach(ctx, &socket, Watch::HandshakesAndDisconnects)?;
         Ok(Publisher {
             socket,
             endpoints: bound,
@@ -233,6 +250,8 @@ impl Publisher {
             stall: Stall {
                 since: None,
                 grace: SLOW_SUBSCRIBER_GRACE,
+                joined: 0,
+                left: 0,
             },
             event: zmq::Message::new(),
             monitor,
@@ -512,8 +531,11 @@ impl Publisher {
     fn read_subscriptions(&mut self) -> Result<(), TransportError> {
         self.last_read = Instant::now();
         while let Some(event) = self.monitor.next() {
-            if let Event::HandshakeFailed(_) = event {
-                bump(&self.stats.refused);
+            match event {
+                Event::HandshakeFailed(_) => bump(&self.stats.refused),
+                Event::HandshakeSucceeded => self.stall.joined += 1,
+                Event::Disconnected => self.stall.left += 1,
+                Event::Other => {}
             }
         }
         loop {
