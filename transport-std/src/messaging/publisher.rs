@@ -376,9 +376,7 @@ impl Publisher {
         while !self.pending.is_empty() && !self.has_room(len) {
             if let Some(oldest) = self.pending.pop() {
                 self.pending_share.give(oldest.len());
-                self.stats
-                    .dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                bump(&self.stats.dropped);
             }
         }
     }
