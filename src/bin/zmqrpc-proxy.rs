@@ -163,6 +163,8 @@ fn parse() -> Result<(Settings, i8), CliError> {
 }
 
 /// A started proxy of any family.
+// One value, made once at start: the variants' sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
 enum Started {
     Plain(Proxy<cli::WireDialect>),
     Buffered(BufferedProxy<cli::WireDialect>),
@@ -316,6 +318,7 @@ fn start(settings: Settings) -> Result<Started, CliError> {
 }
 
 /// The serial line of a bridge.
+#[cfg_attr(not(feature = "serial"), allow(dead_code))] // read only by the bridge
 struct Line {
     device: PathBuf,
     baud: u32,

@@ -91,7 +91,7 @@ struct Rule {
     pattern: Pattern,
 }
 
-/// Who may call or notify which commands; see the [module docs](self).
+/// Who may call or notify which commands; see the [`auth`](crate::auth) module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Permissions {
     rules: Vec<Rule>,

@@ -1,4 +1,4 @@
-//! [`Subscriptions`]: the topics a publisher's subscribers hold, as its XPUB socket reports
+//! The topics a publisher's subscribers hold, as its XPUB socket reports
 //! them, and whether a message matches any. No I/O: the [`Publisher`](crate::Publisher)
 //! feeds it the socket's subscription messages.
 //!

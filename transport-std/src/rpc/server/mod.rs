@@ -197,7 +197,7 @@ impl<D: Dialect> ServerBuilder<D> {
     /// Accepts on the bound REP endpoints only callers presenting the credentials of one of
     /// `users` (the [`auth`](crate::auth) rule: a bound socket verifies). Without a `rep`
     /// endpoint, `bind` refuses with
-    /// [`ConfigError::UsersWithoutBind`](crate::ConfigError::UsersWithoutBind).
+    /// [`ConfigError::UsersWithoutBind`].
     pub fn users(mut self, users: Users) -> Self {
         self.receiver = self.receiver.users(users);
         self
@@ -205,7 +205,7 @@ impl<D: Dialect> ServerBuilder<D> {
 
     /// Presents `credentials` to the publishers it subscribes to (a connecting socket
     /// presents). Without a `subscribe` endpoint, `bind` refuses with
-    /// [`ConfigError::CredentialsWithoutConnect`](crate::ConfigError::CredentialsWithoutConnect).
+    /// [`ConfigError::CredentialsWithoutConnect`].
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.receiver = self.receiver.credentials(credentials);
         self
