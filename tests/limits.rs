@@ -8,7 +8,9 @@ mod common;
 #[path = "common/process.rs"]
 mod process;
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
@@ -191,7 +193,7 @@ fn a_second_buffered_proxy_on_one_spool_refuses_to_start_naming_the_holder() {
             break status;
         }
         assert!(Instant::now() < deadline, "the second proxy did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!status.success());
     let mut log = String::new();
@@ -280,6 +282,34 @@ mod serde_bytes_like {
 impl zmqrpc::Command for Blob {
     const NAME: &'static str = "limits.blob";
     type Response = ();
+}
+
+/// A server subscribed to `endpoint` with `options`, counting the `Blob`s it takes (each
+/// taking `pace` to serve); its handle and the count.
+fn counting_subscriber(
+    endpoint: String,
+    options: zmqrpc::transport::SocketOptions,
+    pace: std::time::Duration,
+) -> (
+    zmqrpc::transport::Running<zmqrpc::transport::ServerStats>,
+    Arc<AtomicU64>,
+) {
+    let received = Arc::new(AtomicU64::new(0));
+    let count = received.clone();
+    let server = RpcServer::builder()
+        .options(options)
+        .subscribe(endpoint)
+        .register(move |_: Blob| {
+            count.fetch_add(1, SeqCst);
+            std::thread::sleep(pace);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    (server, received)
 }
 
 /// Regression: a publisher held 1,000 messages of any size while no subscriber was there.
@@ -400,7 +430,6 @@ fn a_pipeline_refuses_calls_past_its_window_in_bytes() {
 /// up, whole: `notify` waits for room instead of dropping.
 #[test]
 fn with_backpressure_a_burst_reaches_a_subscriber_whole() {
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let run = |backpressure: bool| {
         let options = zmqrpc::transport::SocketOptions::default()
             .with_send_hwm(50)
@@ -414,20 +443,7 @@ fn with_backpressure_a_burst_reaches_a_subscriber_whole() {
         }
         let mut client = builder.connect().unwrap();
         let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
-        let count = received.clone();
-        count.store(0, std::sync::atomic::Ordering::SeqCst);
-        let server = RpcServer::builder()
-            .options(options)
-            .subscribe(endpoint)
-            .register(move |_: Blob| {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Ok::<_, ServiceError>(())
-            })
-            .unwrap()
-            .bind()
-            .unwrap()
-            .spawn()
-            .unwrap();
+        let (server, received) = counting_subscriber(endpoint, options, Duration::ZERO);
         assert!(attached(&mut client));
         const SENT: u64 = 20_000;
         for i in 0..SENT {
@@ -437,11 +453,11 @@ fn with_backpressure_a_burst_reaches_a_subscriber_whole() {
         let dropped = publisher.stats().snapshot().dropped;
         assert!(eventually(secs(20), || {
             let _ = publisher.flush();
-            received.load(std::sync::atomic::Ordering::SeqCst) + dropped >= SENT
+            received.load(SeqCst) + dropped >= SENT
         }));
         let counts = publisher.stats().snapshot();
         server.join().unwrap();
-        (received.load(std::sync::atomic::Ordering::SeqCst), counts)
+        (received.load(SeqCst), counts)
     };
     let (got, counts) = run(true);
     assert_eq!((got, counts.dropped), (20_000, 0), "{counts:?}");
@@ -467,28 +483,15 @@ fn a_full_publisher_sends_what_it_holds_before_dropping_anything() {
     for i in 0..10u8 {
         client.notify(&Blob(vec![i])).unwrap();
     }
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let count = received.clone();
-    let _server = RpcServer::builder()
-        .subscribe(endpoint)
-        .register(move |_: Blob| {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let options = zmqrpc::transport::SocketOptions::default();
+    let (_server, received) = counting_subscriber(endpoint, options, Duration::ZERO);
     // The subscription reaches the publisher's socket; nothing reads it until the next
     // notify.
     std::thread::sleep(secs(1));
     client.notify(&Blob(vec![10])).unwrap();
     let counts = client.sender().publisher().unwrap().stats().snapshot();
     assert_eq!(counts.dropped, 0, "{counts:?}");
-    assert!(eventually(secs(5), || received
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 11));
+    assert!(eventually(secs(5), || received.load(SeqCst) == 11));
 }
 
 /// Regression: a lone subscriber full past the grace was skipped, and libzmq then skipped it
@@ -503,25 +506,12 @@ fn a_lone_slow_subscriber_past_the_grace_loses_nothing_uncounted() {
         .publish_on("tcp://127.0.0.1:*")
         .options(options.clone())
         .pending_limit(100)
-        .slow_subscriber_grace(std::time::Duration::from_millis(50))
+        .slow_subscriber_grace(Duration::from_millis(50))
         .connect()
         .unwrap();
     let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let count = received.clone();
-    let _server = RpcServer::builder()
-        .options(options)
-        .subscribe(endpoint)
-        .register(move |_: Blob| {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_micros(300));
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let pace = Duration::from_micros(300);
+    let (_server, received) = counting_subscriber(endpoint, options, pace);
     assert!(attached(&mut client));
     const SENT: u64 = 3000;
     let started = Instant::now();
@@ -532,16 +522,14 @@ fn a_lone_slow_subscriber_past_the_grace_loses_nothing_uncounted() {
         blob[..8].copy_from_slice(&i.to_le_bytes());
         client.notify(&Blob(blob)).unwrap();
         if i % 500 == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(60));
+            std::thread::sleep(Duration::from_millis(60));
         }
     }
     let publisher = client.sender().publisher().unwrap();
     assert!(eventually(secs(20), || publisher.flush().unwrap() == 0));
     let counts = publisher.stats().snapshot();
-    let settled = eventually(secs(20), || {
-        received.load(std::sync::atomic::Ordering::SeqCst) + counts.dropped >= SENT
-    });
-    let got = received.load(std::sync::atomic::Ordering::SeqCst);
+    let settled = eventually(secs(20), || received.load(SeqCst) + counts.dropped >= SENT);
+    let got = received.load(SeqCst);
     assert!(
         settled,
         "received {got}, {counts:?} after {:?}",

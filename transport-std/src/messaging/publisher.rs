@@ -199,6 +199,19 @@ fn send_past_slow(
     }
 }
 
+/// Sends `message` on `socket`, blocking up to `wait` for every matching subscriber to
+/// have room (libzmq wakes the send as soon as they do); whether it went.
+fn send_within(socket: &zmq::Socket, message: &[u8], wait: Duration) -> zmq::Result<bool> {
+    socket.set_sndtimeo(wait_ms(wait))?;
+    let sent = socket.send(message, 0);
+    let _ = socket.set_sndtimeo(-1);
+    match sent {
+        Ok(()) => Ok(true),
+        Err(zmq::Error::EAGAIN) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// How often a busy publisher reads subscription changes.
 const READ_EVERY: Duration = Duration::from_millis(1);
 
@@ -334,28 +347,18 @@ impl Publisher {
     /// Sends `message`, waiting up to `wait` for the subscribers to have room (a blocking
     /// send: libzmq wakes it as soon as they do); whether it went.
     fn send_waiting(&mut self, message: &[u8], wait: Duration) -> Result<bool, TransportError> {
-        match self.socket.send(message, zmq::DONTWAIT) {
-            Ok(()) => {
-                bump(&self.stats.published);
-                return Ok(true);
+        let sent = match self.socket.send(message, zmq::DONTWAIT) {
+            Ok(()) => true,
+            Err(zmq::Error::EAGAIN) => {
+                bump(&self.stats.waited);
+                send_within(&self.socket, message, wait).map_err(|e| self.error("send", e))?
             }
-            Err(zmq::Error::EAGAIN) => {}
             Err(e) => return Err(self.error("send", e)),
+        };
+        if sent {
+            bump(&self.stats.published);
         }
-        bump(&self.stats.waited);
-        self.socket
-            .set_sndtimeo(wait_ms(wait))
-            .map_err(|e| self.error("set ZMQ_SNDTIMEO", e))?;
-        let sent = self.socket.send(message, 0);
-        let _ = self.socket.set_sndtimeo(-1);
-        match sent {
-            Ok(()) => {
-                bump(&self.stats.published);
-                Ok(true)
-            }
-            Err(zmq::Error::EAGAIN) => Ok(false),
-            Err(e) => Err(self.error("send", e)),
-        }
+        Ok(sent)
     }
 
     /// Whether `len` more bytes fit the pending queue and the process budget now.
@@ -432,22 +435,16 @@ impl Publisher {
                 self.read_subscriptions()?;
                 continue;
             }
-            let slice = wait_ms(left.min(Duration::from_millis(100)));
-            self.socket
-                .set_sndtimeo(slice)
-                .map_err(|e| self.error("set ZMQ_SNDTIMEO", e))?;
-            let sent = self.socket.send(&**head, 0);
-            let _ = self.socket.set_sndtimeo(-1);
-            match sent {
-                Ok(()) => {
-                    self.stall.since = None;
-                    bump(&self.stats.published);
-                    if let Some(sent) = self.pending.pop() {
-                        self.pending_share.give(sent.len());
-                    }
+            let slice = left.min(Duration::from_millis(100));
+            let sent = send_within(&self.socket, head, slice).map_err(|e| self.error("send", e))?;
+            if sent {
+                self.stall.since = None;
+                bump(&self.stats.published);
+                if let Some(sent) = self.pending.pop() {
+                    self.pending_share.give(sent.len());
                 }
-                Err(zmq::Error::EAGAIN) => self.read_subscriptions()?,
-                Err(e) => return Err(self.error("send", e)),
+            } else {
+                self.read_subscriptions()?;
             }
         }
     }

@@ -9,12 +9,11 @@
 //! process is refused as well, and the kernel lets go when the owner exits, however it
 //! exits.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::{sibling, SpoolError, PRIVATE};
+use super::{open_private, sibling, SpoolError};
 
 /// The held lock; let go when dropped.
 #[derive(Debug)]
@@ -30,14 +29,7 @@ impl Lock {
             let path = path.clone();
             move |source| SpoolError::Io { op, path, source }
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(PRIVATE)
-            .open(&path)
-            .map_err(io("open lock"))?;
+        let mut file = open_private(&path).map_err(io("open lock"))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -165,14 +165,7 @@ impl Spool {
         };
         let lock = lock::Lock::take(&path)?;
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(PRIVATE)
-            .open(&path)
-            .map_err(io("open"))?;
+        let file = open_private(&path).map_err(io("open"))?;
         // It holds every acknowledged payload: its owner's alone, whoever made it before.
         file.set_permissions(Permissions::from_mode(PRIVATE))
             .map_err(io("chmod 600"))?;
@@ -480,6 +473,17 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 /// The mode of the spool and of every copy of it: they hold acknowledged payloads.
 const PRIVATE: u32 = 0o600;
+
+/// Opens `path` to read and write, made with [`PRIVATE`] if it is new, never truncated.
+fn open_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(PRIVATE)
+        .open(path)
+}
 
 /// Copies the first `limit` bytes of `file` to a new `<spool>.damaged.<n>` (`n` one more
 /// than any before, so no damage overwrites the evidence of an earlier one), first removing
