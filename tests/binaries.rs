@@ -112,7 +112,7 @@ fn the_agent_serves_through_a_proxy_and_both_stop_on_sigterm_within_a_second() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "hi there\n");
 
     for process in [&mut proxy, &mut agent] {
-        process.signal("-TERM");
+        process.signal(libc::SIGTERM);
         assert_eq!(process.wait(Duration::from_secs(1) * slack()), Some(0));
     }
 }
@@ -142,7 +142,7 @@ fn a_buffered_proxy_killed_after_acknowledging_delivers_everything_when_restarte
         for seq in 0..N {
             client.call(&Sample { seq, value: 0.0 }).unwrap(); // acknowledged = on disk
         }
-        proxy.signal("-KILL");
+        proxy.signal(libc::SIGKILL);
     } // (drop reaps it)
 
     let samples = Samples::default();
@@ -770,7 +770,7 @@ fn sigint_stops_both_binaries_cleanly() {
     );
     assert_eq!(client(&input).call(&Echo("up".into())).unwrap(), "up");
     for process in [&mut proxy, &mut agent_process] {
-        process.signal("-INT");
+        process.signal(libc::SIGINT);
         assert_eq!(process.wait(secs(1)), Some(0));
         assert!(process.wait_for_log("stopped", secs(1)));
     }
@@ -844,7 +844,7 @@ fn proxy_with_a_call_in_flight(
 /// timeout (4.7 s of 5). The stop gives the wait up: the caller is told, the proxy exits.
 #[test]
 fn sigterm_during_a_call_to_a_silent_downstream_exits_at_once() {
-    for signal in ["-TERM", "-INT"] {
+    for (name, signal) in [("SIGTERM", libc::SIGTERM), ("SIGINT", libc::SIGINT)] {
         let downstream = Downstream::bind();
         let (answer_tx, answer_rx) = mpsc::channel();
         let (mut proxy, _id, _request) = proxy_with_a_call_in_flight(&downstream, move |input| {
@@ -852,19 +852,19 @@ fn sigterm_during_a_call_to_a_silent_downstream_exits_at_once() {
         });
         let started = Instant::now();
         proxy.signal(signal);
-        assert_eq!(proxy.wait(secs(1)), Some(0), "{signal}");
+        assert_eq!(proxy.wait(secs(1)), Some(0), "{name}");
         assert!(
             started.elapsed() < secs(1),
-            "{signal}: {:?}",
+            "{name}: {:?}",
             started.elapsed()
         );
         // The caller got an answer before the proxy went: unavailable, not silence.
         match answer_rx.recv_timeout(secs(2)).unwrap() {
             Err(CallError::Remote { error, .. }) => {
-                assert_eq!(error.code, ErrorCode::Unavailable, "{signal}");
+                assert_eq!(error.code, ErrorCode::Unavailable, "{name}");
                 assert!(error.message.contains("stopped"), "{}", error.message);
             }
-            other => panic!("{signal}: {other:?}"),
+            other => panic!("{name}: {other:?}"),
         }
     }
 }
@@ -906,7 +906,7 @@ fn sigterm_ends_a_call_waiting_for_a_dead_downstream_and_exits_within_a_second()
         downstream.take_request();
     }
     let signalled = Instant::now();
-    proxy.signal("-TERM");
+    proxy.signal(libc::SIGTERM);
     let code = proxy.wait(secs(1));
     let took = signalled.elapsed();
     assert_eq!(code, Some(0), "still running after {took:?}");
@@ -939,11 +939,11 @@ fn a_second_signal_while_stopping_exits_at_once() {
         .env("ZMQRPC_SIGNAL_CHILD", "1")
         .env("RUST_LOG", "info");
     let (mut process, _) = Process::spawn(child);
-    process.signal("-INT");
+    process.signal(libc::SIGINT);
     assert!(process.wait_for_log("signal 2: stopping", secs(5)));
     assert_eq!(process.wait(ms(300)), None, "the stop is still under way");
     let started = Instant::now();
-    process.signal("-INT");
+    process.signal(libc::SIGINT);
     assert_eq!(process.wait(secs(1)), Some(1));
     assert!(process.wait_for_log("signal 2 again: exiting now", secs(1)));
     assert!(started.elapsed() < secs(1), "{:?}", started.elapsed());
