@@ -166,13 +166,23 @@ impl ZapService {
     }
 
     /// Whether this handler runs in `ctx`: there its marker is taken.
+    ///
+    /// A probe that could take the marker gives it back with `unbind`, which libzmq does
+    /// at once for inproc; closing the probe alone would leave the marker bound until the
+    /// reaper thread gets to it, and the next probe in `ctx` would take that for this
+    /// handler.
     fn lives_in(&self, ctx: &zmq::Context) -> Result<bool, TransportError> {
         let marker = ZapService::marker(self.id);
         let probe = ctx
             .socket(zmq::PAIR)
             .map_err(|e| TransportError::new("socket", &marker, e))?;
         match probe.bind(&marker) {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                probe
+                    .unbind(&marker)
+                    .map_err(|e| TransportError::new("unbind", &marker, e))?;
+                Ok(false)
+            }
             Err(zmq::Error::EADDRINUSE) => Ok(true),
             Err(e) => Err(TransportError::new("bind", &marker, e)),
         }
@@ -371,5 +381,29 @@ mod tests {
         // And a new one starts in the same context.
         let again = Verifier::start(&ctx, Users::new()).unwrap();
         assert_eq!(lock(&again.0.service.domains).len(), 1);
+    }
+
+    /// Regression: finding a context's handler probed every other handler's marker by
+    /// binding it and closing the probe, and libzmq unbinds a closed socket's inproc
+    /// endpoints later, on its reaper thread. A second registration in the same context
+    /// could then find a probe still bound, take another context's handler for its own,
+    /// and register its domain there: the socket's own handler refused every peer
+    /// ("no zmqrpc socket verifies this domain"). Seen as a proxy whose two sides verify,
+    /// started beside others in one process, refusing the right key.
+    #[test]
+    fn a_second_registration_finds_its_own_handler_beside_others() {
+        let others: Vec<_> = (0..8)
+            .map(|_| Verifier::start(&zmq::Context::new(), Users::new()).unwrap())
+            .collect();
+        for round in 0..200 {
+            let ctx = zmq::Context::new();
+            let first = Verifier::start(&ctx, Users::new()).unwrap();
+            let second = Verifier::start(&ctx, Users::new()).unwrap();
+            assert!(
+                Arc::ptr_eq(&first.0.service, &second.0.service),
+                "round {round}: the second registration went to another context's handler"
+            );
+        }
+        drop(others);
     }
 }
