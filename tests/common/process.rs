@@ -41,6 +41,48 @@ pub fn command(program: &str) -> Command {
     command
 }
 
+/// For a test that changes what a whole process shares (its memory budget): runs the calling
+/// test `name` again in a child process of its own, and waits (bounded) for it to pass.
+/// Returns `true` in the parent, whose test is then done, and `false` in the child, which
+/// runs the test's body. So the test holds under `cargo test`, where the tests of a binary
+/// share one process, as under nextest.
+pub fn in_own_process(name: &str) -> bool {
+    const CHILD: &str = "ZMQRPC_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_some() {
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = command(exe.to_str().unwrap());
+    child
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = child.spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(secs(60)) else {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(libc::pid_t::try_from(pid).unwrap(), libc::SIGKILL);
+        }
+        panic!("{name} in its own process: still running after 60 s");
+    };
+    let output = output.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("1 passed"),
+        "{name} in its own process: {}\n{text}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    true
+}
+
 /// `program` with `args`, logging at info (whatever `RUST_LOG` the tests run with) and with
 /// no credentials in its environment unless a test puts them there.
 pub fn bin(program: &str, args: &[&str]) -> Command {

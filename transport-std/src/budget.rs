@@ -15,38 +15,68 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The default process budget: 128 MiB.
 pub const DEFAULT_PROCESS_BUDGET: usize = 128 << 20;
 
-static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_PROCESS_BUDGET);
-static HELD: AtomicUsize = AtomicUsize::new(0);
+/// A budget: a limit and what is held against it.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: AtomicUsize,
+    held: AtomicUsize,
+}
+
+impl Budget {
+    const fn new(limit: usize) -> Budget {
+        Budget {
+            limit: AtomicUsize::new(limit),
+            held: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The process's budget, which every queue's [`Share`] draws on.
+static PROCESS: Budget = Budget::new(DEFAULT_PROCESS_BUDGET);
 
 /// Sets the bytes all queues of this process may hold together. Queues already over it
 /// keep what they hold and take nothing more until they are under it again.
 pub fn set_process_budget(bytes: usize) {
-    LIMIT.store(bytes, Ordering::Relaxed);
+    PROCESS.limit.store(bytes, Ordering::Relaxed);
 }
 
 /// The bytes all queues of this process may hold together.
 pub fn process_budget() -> usize {
-    LIMIT.load(Ordering::Relaxed)
+    PROCESS.limit.load(Ordering::Relaxed)
 }
 
 /// The bytes all queues of this process hold now.
 pub fn held_bytes() -> usize {
-    HELD.load(Ordering::Relaxed)
+    PROCESS.held.load(Ordering::Relaxed)
 }
 
-/// One queue's share of the process budget: what it holds, given back when dropped.
-#[derive(Debug, Default)]
+/// One queue's share of a budget (the process's, by default): what it holds, given back
+/// when dropped.
+#[derive(Debug)]
 pub(crate) struct Share {
+    budget: &'static Budget,
     bytes: usize,
 }
 
+impl Default for Share {
+    fn default() -> Share {
+        Share {
+            budget: &PROCESS,
+            bytes: 0,
+        }
+    }
+}
+
 impl Share {
-    /// Takes `bytes` more if the process budget has room; whether it did.
+    /// Takes `bytes` more if the budget has room; whether it did.
     pub(crate) fn try_take(&mut self, bytes: usize) -> bool {
-        let taken = HELD.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-            let after = held.checked_add(bytes)?;
-            (after <= LIMIT.load(Ordering::Relaxed)).then_some(after)
-        });
+        let budget = self.budget;
+        let taken = budget
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                let after = held.checked_add(bytes)?;
+                (after <= budget.limit.load(Ordering::Relaxed)).then_some(after)
+            });
         if taken.is_ok() {
             self.bytes += bytes;
         }
@@ -56,14 +86,14 @@ impl Share {
     /// Takes `bytes` more whatever the budget says (messages acknowledged before a restart
     /// are held, not refused).
     pub(crate) fn take(&mut self, bytes: usize) {
-        HELD.fetch_add(bytes, Ordering::Relaxed);
+        self.budget.held.fetch_add(bytes, Ordering::Relaxed);
         self.bytes += bytes;
     }
 
     /// Gives `bytes` back.
     pub(crate) fn give(&mut self, bytes: usize) {
         let bytes = bytes.min(self.bytes);
-        HELD.fetch_sub(bytes, Ordering::Relaxed);
+        self.budget.held.fetch_sub(bytes, Ordering::Relaxed);
         self.bytes -= bytes;
     }
 
@@ -75,7 +105,7 @@ impl Share {
 
 impl Drop for Share {
     fn drop(&mut self) {
-        HELD.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -85,23 +115,27 @@ mod tests {
 
     #[test]
     fn shares_draw_on_one_budget_and_give_back_when_dropped() {
-        // Changes the process's budget: the suite runs each test in a process of its own.
-        let before = held_bytes();
-        set_process_budget(before + 1000);
-        let mut a = Share::default();
-        let mut b = Share::default();
+        // A budget of the test's own: the process's is shared by every test in the binary.
+        static BUDGET: Budget = Budget::new(1000);
+        let share = || Share {
+            budget: &BUDGET,
+            bytes: 0,
+        };
+        let held = || BUDGET.held.load(Ordering::Relaxed);
+        let mut a = share();
+        let mut b = share();
         assert!(a.try_take(600));
         assert!(!b.try_take(500));
         assert!(b.try_take(400));
-        assert_eq!(held_bytes(), before + 1000);
+        assert_eq!(held(), 1000);
         a.give(600);
         assert!(b.try_take(500));
         assert_eq!(b.bytes(), 900);
         drop(b);
-        assert_eq!(held_bytes(), before);
+        assert_eq!(held(), 0);
         a.take(5000);
-        assert_eq!(held_bytes(), before + 5000);
+        assert_eq!(held(), 5000);
         drop(a);
-        set_process_budget(DEFAULT_PROCESS_BUDGET);
+        assert_eq!(held(), 0);
     }
 }
