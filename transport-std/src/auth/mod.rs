@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+use crate::socket::options::Security;
+
 pub(crate) use zap::Verifier;
 pub use zap::{AuthCounts, AuthStats};
 
@@ -93,22 +95,6 @@ impl Credentials {
     pub fn is_curve(&self) -> bool {
         matches!(self.presented, Presented::Curve { .. })
     }
-
-    /// Makes `socket` present these credentials (call before it connects; never on a socket
-    /// that binds).
-    pub(crate) fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
-        match &self.presented {
-            Presented::Plain { username, password } => {
-                socket.set_plain_username(Some(username))?;
-                socket.set_plain_password(Some(password))
-            }
-            Presented::Curve { keys, server } => {
-                socket.set_curve_serverkey(server.as_bytes())?;
-                socket.set_curve_publickey(keys.public.as_bytes())?;
-                socket.set_curve_secretkey(keys.secret.as_bytes())
-            }
-        }
-    }
 }
 
 impl fmt::Debug for Credentials {
@@ -124,6 +110,24 @@ impl fmt::Debug for Credentials {
                 .field("public", &keys.public)
                 .field("server", server)
                 .finish(),
+        }
+    }
+}
+
+impl Security for Credentials {
+    /// Makes `socket` present these credentials (call before it connects; never on a socket
+    /// that binds).
+    fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
+        match &self.presented {
+            Presented::Plain { username, password } => {
+                socket.set_plain_username(Some(username))?;
+                socket.set_plain_password(Some(password))
+            }
+            Presented::Curve { keys, server } => {
+                socket.set_curve_serverkey(server.as_bytes())?;
+                socket.set_curve_publickey(keys.public.as_bytes())?;
+                socket.set_curve_secretkey(keys.secret.as_bytes())
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::curve::SecretKey;
 use super::Users;
 use crate::error::ConfigError;
+use crate::socket::options::Security;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
 use crate::socket::stats::{bump, counters};
 use crate::TransportError;
@@ -93,10 +94,16 @@ impl Verifier {
             curve,
         })))
     }
+    /// The counters of the peers this registration judged.
+    pub(crate) fn stats(&self) -> &AuthStats {
+        &self.0.stats
+    }
+}
 
+impl Security for Verifier {
     /// Makes `socket` verify its peers (call before it binds): a PLAIN server, or a CURVE
     /// server proving itself with its secret key.
-    pub(crate) fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
+    fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
         match &self.0.curve {
             Some(secret) => {
                 socket.set_curve_server(true)?;
@@ -105,11 +112,6 @@ impl Verifier {
             None => socket.set_plain_server(true)?,
         }
         socket.set_zap_domain(&self.0.domain)
-    }
-
-    /// The counters of the peers this registration judged.
-    pub(crate) fn stats(&self) -> &AuthStats {
-        &self.0.stats
     }
 }
 

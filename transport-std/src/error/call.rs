@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use zmqrpc_core::{DecodeError, EncodeError, RemoteError};
 
-use super::{SocketKind, TransportError};
-use crate::socket::monitor::HandshakeFailure;
+use super::{HandshakeFailure, SocketKind, TransportError};
 
 /// A request/reply exchange failed, without regard to its content.
 #[derive(Debug, Clone, PartialEq, Eq)]

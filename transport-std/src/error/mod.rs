@@ -4,11 +4,13 @@
 //! call's [`CallError`] in `call.rs`.
 
 mod call;
+mod handshake;
 
 use std::any::Any;
 use std::fmt;
 
 pub use call::{CallError, RequestError};
+pub use handshake::HandshakeFailure;
 
 /// Which socket an operation needed and its object does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

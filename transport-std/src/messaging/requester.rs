@@ -10,7 +10,8 @@
 use std::time::{Duration, Instant};
 
 use crate::auth::Credentials;
-use crate::socket::monitor::{HandshakeFailure, Handshakes, Monitor, Watch};
+use crate::error::HandshakeFailure;
+use crate::socket::monitor::{Handshakes, Monitor, Watch};
 use crate::socket::options::{later, SocketOptions};
 use crate::socket::shutdown::Shutdown;
 use crate::socket::{drain_parts, wait_ms, RecvTimeout};

@@ -6,8 +6,8 @@ use zmqrpc_core::Command;
 
 use crate::auth::{Credentials, Users};
 use crate::dialect::{interpret, CallTag, Dialect, Interpretation, Native};
+use crate::error::HandshakeFailure;
 use crate::messaging::sender::{Sender, SenderBuilder};
-use crate::socket::monitor::HandshakeFailure;
 use crate::socket::options::SocketOptions;
 use crate::{CallError, RequestError, SocketKind, TransportError};
 

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::{Credentials, Verifier};
 use crate::TransportError;
 
 /// Options applied to every socket a receiver, sender, server or client creates.
@@ -123,11 +122,11 @@ impl SocketOptions {
 
     /// A new socket of `kind` in `ctx` with these options, to connect: it presents
     /// `credentials` to the socket it connects to, if given.
-    pub(crate) fn connecting_socket(
+    pub(crate) fn connecting_socket<S: Security>(
         &self,
         ctx: &zmq::Context,
         kind: zmq::SocketType,
-        credentials: Option<&Credentials>,
+        credentials: Option<&S>,
     ) -> zmq::Result<zmq::Socket> {
         let socket = ctx.socket(kind)?;
         self.apply(&socket)?;
@@ -140,11 +139,11 @@ impl SocketOptions {
     /// A new socket of `kind` bound to every endpoint, and the endpoints as bound (wildcard
     /// ports resolved). It verifies the peers that connect to it through `verifier`, if
     /// given; a bound socket never presents credentials (see [`auth`](crate::auth)).
-    pub(crate) fn bound_socket(
+    pub(crate) fn bound_socket<S: Security>(
         &self,
         ctx: &zmq::Context,
         kind: zmq::SocketType,
-        verifier: Option<&Verifier>,
+        verifier: Option<&S>,
         endpoints: &[String],
     ) -> Result<(zmq::Socket, Vec<String>), TransportError> {
         let name = format!("{kind:?}");
@@ -166,6 +165,14 @@ impl SocketOptions {
         }
         Ok((socket, bound))
     }
+}
+
+/// A socket's part in the security handshake, set on it before it connects or binds: what
+/// a connecting socket presents, or how a bound one verifies its peers. The auth layer
+/// implements it; this layer only applies it.
+pub(crate) trait Security {
+    /// Sets the socket's security options.
+    fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()>;
 }
 
 /// libzmq binds an `ipc://` path by removing whatever socket file is there, so a second
