@@ -1,26 +1,40 @@
 //! zmqrpc: typed remote procedure calls over ZeroMQ, for fleets of small Linux devices and
 //! the hosts that talk to them.
 //!
-//! This crate is the one dependency an application needs: it re-exports the protocol core
-//! ([`zmqrpc_core`]: commands, frames, bounded queues, stream framing; `no_std`) and the
-//! libzmq transport ([`zmqrpc_transport_std`]), and it ships the device binaries.
+//! A command is a plain serde type with a name and a response type, shared by both ends. A
+//! server registers one service per command and answers calls on REP (or takes
+//! notifications from its subscriptions); a client calls with a deadline and gets the typed
+//! response or a typed error:
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use zmqrpc::{frame, Command, Frame, Header};
+//! use zmqrpc::transport::{RpcClient, RpcServer, ServiceError};
+//! use zmqrpc::Command;
 //!
 //! #[derive(Serialize, Deserialize)]
-//! struct Ping;
-//! impl Command for Ping {
-//!     const NAME: &'static str = "ping";
-//!     type Response = u64;
+//! struct Add(i32, i32);
+//! impl Command for Add {
+//!     const NAME: &'static str = "math.add";
+//!     type Response = i32;
 //! }
 //!
-//! let mut buf = [0u8; 32];
-//! let bytes = frame::encode(&Header::request(1, Ping::KEY), &Ping, &mut buf)?;
-//! assert_eq!(Frame::decode(bytes)?.header.key, Ping::KEY);
+//! let server = RpcServer::builder()
+//!     .rep("tcp://127.0.0.1:*")
+//!     .register(|Add(a, b): Add| Ok::<_, ServiceError>(a + b))?
+//!     .bind()?;
+//! let endpoint = server.rep_endpoints()[0].clone();
+//! let running = server.spawn()?;
+//!
+//! let mut client = RpcClient::builder().req(endpoint).connect()?;
+//! assert_eq!(client.call(&Add(2, 40))?, 42);
+//! running.join()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! This crate is the one dependency an application needs: it re-exports the protocol core
+//! ([`zmqrpc_core`]: commands, frames, bounded queues, stream framing, the microcontroller
+//! server; `no_std`) and the libzmq transport ([`zmqrpc_transport_std`], as [`transport`]:
+//! servers, clients, pipelines, proxies, the serial bridge), and it ships the binaries.
 //!
 //! # Layout
 //! - everything of [`zmqrpc_core`] at the top level (`zmqrpc::Command`, `zmqrpc::frame`, …);
@@ -31,7 +45,15 @@
 //! # Binaries
 //! - `zmqrpc-proxy`: any proxy kind, from flags or a TOML file.
 //! - `zmqrpc-server`: the node agent, and `zmqrpc-server call …` to query one.
-
+//!
+//! # Guides
+//! The repository's `docs/` pages (architecture, proxies, migrating from pyzmqrpc3,
+//! microcontrollers, security, failures, limits, deployment, performance, testing); each
+//! Rust example in them is compiled and run as a doctest of this crate.
+//!
+//! # Features
+#![doc = document_features::document_features!()]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -42,7 +64,30 @@ pub mod cli;
 pub use zmqrpc_core::*;
 pub use zmqrpc_transport_std as transport;
 
-/// The README's Rust examples, compiled and run as doc tests so they cannot rot.
+/// The README's and the guides' Rust examples, compiled and run as doctests so they cannot
+/// rot.
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+mod guides {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/security.md")]
+    struct Security;
+    #[doc = include_str!("../docs/microcontrollers.md")]
+    struct Microcontrollers;
+    #[doc = include_str!("../docs/limits.md")]
+    struct Limits;
+    #[doc = include_str!("../docs/proxies.md")]
+    struct Proxies;
+    #[doc = include_str!("../docs/migrating.md")]
+    struct Migrating;
+    #[doc = include_str!("../docs/failures.md")]
+    struct Failures;
+    #[doc = include_str!("../docs/deployment.md")]
+    struct Deployment;
+    #[doc = include_str!("../docs/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../docs/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../docs/testing.md")]
+    struct Testing;
+}

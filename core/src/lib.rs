@@ -41,9 +41,9 @@
 //!   microcontroller: handlers by command, answers and errors, over stream framing.
 //!
 //! # Features
-//! - `defmt`: derives `defmt::Format` on every public type.
-
+#![doc = document_features::document_features!()]
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

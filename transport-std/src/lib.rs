@@ -77,6 +77,9 @@
 //!   mistakes), [`RequestError`], [`CallError`].
 //! - [`budget`]: the one memory budget all of a process's queues draw on.
 //!
+//! This list is the one statement of the order: the package's `tests/layers.rs` reads it
+//! and fails on any import from a layer to one above it.
+//!
 //! Every place memory, disk or time is held on behalf of others is bounded, in bytes where
 //! bytes matter: a command's decoded size (`max_body`, which also stops a pyzmqrpc3 zlib
 //! bomb inflating), its nesting, a publisher's pending queue (messages and bytes; full, a
@@ -85,7 +88,10 @@
 //! recovered in one pass), a pipeline's window, the serial device's frame limit and read
 //! passes. `docs/limits.md` in the repository lists each bound, its default and what
 //! happens past it, and what libzmq cannot bound (a multipart message is taken whole).
-
+//!
+//! # Features
+#![doc = document_features::document_features!()]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -108,7 +114,9 @@ pub use auth::{
     AuthCounts, AuthStats, Credentials, KeyError, KeyPair, PublicKey, Users, UsersError,
 };
 pub use dialect::{Dialect, Native};
-pub use error::{CallError, ConfigError, RequestError, SocketKind, TransportError};
+pub use error::{
+    CallError, ConfigError, HandshakeFailure, RequestError, SocketKind, TransportError,
+};
 pub use messaging::publisher::{
     PendingLimits, Publisher, PublisherCounts, PublisherStats, DEFAULT_PENDING_BYTES, MAX_PENDING,
     SLOW_SUBSCRIBER_GRACE,
@@ -128,7 +136,6 @@ pub use rpc::server::{
     Caller, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts, ServerStats,
     Service, ServiceError, WithCaller,
 };
-pub use socket::monitor::HandshakeFailure;
 pub use socket::options::SocketOptions;
 pub use socket::shutdown::{Running, Shutdown};
 pub use zmq;
