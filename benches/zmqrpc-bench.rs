@@ -27,7 +27,7 @@ use zmqrpc::{frame, Command as _, Header};
 
 /// The tests' fake microcontroller (a `DeviceServer` on a pseudo-terminal).
 #[cfg(feature = "serial")]
-#[path = "../tests/common/device.rs"]
+#[path = "../tests/it/common/device.rs"]
 mod device;
 
 #[derive(Serialize, Deserialize)]

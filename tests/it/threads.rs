@@ -2,9 +2,7 @@
 //! other test's threads are counted.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{Incoming, Receiver, RpcClient, Sender, Users};
 
 fn threads() -> usize {
@@ -42,7 +40,7 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
             .spawn(|_: Incoming, reply: &mut Vec<u8>| reply.extend_from_slice(b"ok"))
             .unwrap();
         assert!(threads() > before);
-        let mut caller = common::client(&rep_endpoint);
+        let mut caller = crate::common::client(&rep_endpoint);
         assert_eq!(caller.call(&Add(1, 2)).unwrap(), 3);
         let mut raw = Sender::builder()
             .req(&receiver_endpoint)
@@ -63,7 +61,12 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
             .unwrap();
         let pool_endpoint = pool.rep_endpoints()[0].clone();
         let pool = pool.spawn().unwrap();
-        assert_eq!(common::client(&pool_endpoint).call(&Add(2, 2)).unwrap(), 4);
+        assert_eq!(
+            crate::common::client(&pool_endpoint)
+                .call(&Add(2, 2))
+                .unwrap(),
+            4
+        );
         pool.join().unwrap();
         drop((client, caller, raw));
     }

@@ -5,16 +5,12 @@
 //! nothing to a subscriber that does not present the right credentials.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/process.rs"]
-mod process;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
-use process::{bin, ready_field, Process, TempPath, PROXY, SERVER};
+use crate::common::process::{bin, ready_field, Process, TempPath, PROXY, SERVER};
+use crate::common::*;
 use zmqrpc::transport::{
     BufferedProxy, ConfigError, Credentials, Proxy, ProxyKind, RpcClient, RpcServer,
     TransportError, Users,

@@ -1,12 +1,10 @@
 //! Many calls in flight over one DEALER: every answer matched to its call, timeouts per call.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{CallError, ConfigError, Pipeline, TransportError};
 
 #[test]

@@ -8,20 +8,16 @@
 #![cfg(feature = "serial")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/device.rs"]
-mod device;
-#[path = "common/process.rs"]
-mod process;
-
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{eventually, ipc_endpoint, secs, slack};
-use device::commands::{Ping, SetLed};
-use device::{link_path, ping_until_answered, sample_subscriber, FakeDevice, LinkPath};
-use process::{ready_field, Process, PROXY};
+use crate::common::device::commands::{Ping, SetLed};
+use crate::common::device::{
+    self, link_path, ping_until_answered, sample_subscriber, FakeDevice, LinkPath,
+};
+use crate::common::process::{self, ready_field, Process, PROXY};
+use crate::common::{eventually, ipc_endpoint, secs, slack};
 use zmqrpc::transport::bridge::{BridgeStats, SerialBridge, LINK_FRAME_MAX};
 use zmqrpc::transport::{CallError, RpcClient, Running};
 use zmqrpc::{Command, ErrorCode};

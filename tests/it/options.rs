@@ -4,14 +4,12 @@
 //! peer may send, how many messages a pipe holds, ZMTP heartbeats, linger, reconnect backoff.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde::{Deserialize, Serialize};
 use zmqrpc::transport::{RpcClient, RpcServer, ServiceError, SocketOptions};
 use zmqrpc::{frame, Command, Frame, Header, Kind, HEADER_LEN};

@@ -3,9 +3,7 @@
 //! `Forbidden` error (403 for pyzmqrpc3), a refused notification is dropped, both counted.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::auth::{Action, Permissions};
 use zmqrpc::transport::{
     CallError, Credentials, KeyPair, Proxy, ProxyKind, RpcClient, RpcServer, ServiceError, Users,

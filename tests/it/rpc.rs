@@ -1,11 +1,9 @@
 //! Calls over REQ/REP: typed replies, remote errors, timeouts, restarts, round-robin.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{CallError, RegisterError, RpcClient, RpcServer, ServiceError, SocketKind};
 use zmqrpc::{Command, ErrorCode};
 

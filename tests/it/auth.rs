@@ -1,11 +1,9 @@
 //! Username/password on every link, and a protected server that bad input cannot hurt.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{
     CallError, Caller, Credentials, HandshakeFailure, RpcClient, RpcServer, ServerBuilder,
     ServiceError, Users, WithCaller,

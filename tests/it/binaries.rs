@@ -4,22 +4,18 @@
 //! proxy killed with SIGKILL loses nothing it acknowledged.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/process.rs"]
-mod process;
-
 use std::process::Output;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::agent::{Echo, Ping};
 use zmqrpc::transport::{
     CallError, Credentials, HandshakeFailure, RpcClient, RpcServer, Running, ServerStats, Users,
 };
 use zmqrpc::ErrorCode;
 
-use process::*;
+use crate::common::process::*;
 
 /// `n` milliseconds, scaled for emulation.
 fn ms(n: u64) -> Duration {
@@ -933,7 +929,7 @@ fn a_second_signal_while_stopping_exits_at_once() {
         .args([
             "--ignored",
             "--exact",
-            "signal_child_whose_stop_never_ends",
+            "binaries::signal_child_whose_stop_never_ends",
             "--nocapture",
         ])
         .env("ZMQRPC_SIGNAL_CHILD", "1")

@@ -2,9 +2,7 @@
 //! reply or is dropped and counted, and the server goes on serving.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::SocketOptions;
 use zmqrpc::{frame, Command, ErrorCode, Frame, Header, Key, Kind};
 

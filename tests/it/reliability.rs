@@ -2,12 +2,10 @@
 //! for a dead peer; each test failed before its fix.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{
     CallError, Caller, Credentials, HandshakeFailure, Pipeline, Proxy, ProxyKind, RpcClient,
     RpcServer, ServiceError, SocketOptions, Users, WithCaller,

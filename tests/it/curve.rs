@@ -3,14 +3,12 @@
 //! ids; a wrong server key, an unknown client key and a PLAIN peer fail fast and typed.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{
     CallError, Caller, Credentials, HandshakeFailure, KeyPair, Proxy, ProxyKind, RpcClient,
     RpcServer, ServiceError, Users, WithCaller,
@@ -470,10 +468,7 @@ fn on_the_wire_curve_hides_what_plain_shows() {
 // ---------------------------------------------------------------------------------------
 // The binaries: keygen, a CURVE agent, a call, a proxy between them.
 
-#[path = "common/process.rs"]
-mod process;
-
-use process::{bin, ready_field, Process, TempPath, PROXY, SERVER};
+use crate::common::process::{bin, ready_field, Process, TempPath, PROXY, SERVER};
 
 /// `zmqrpc-server keygen` into `dir/name`: the public key it printed, and the two files.
 fn keygen(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf, std::path::PathBuf) {

@@ -7,11 +7,9 @@
 //! order, a repeat tolerated.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{BufferedProxy, CallError, RpcServer, ServiceError, Spool};
 use zmqrpc::{ErrorCode, Frame};
 

@@ -1,6 +1,9 @@
 //! Commands, services and helpers shared by the integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod device;
+pub mod process;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

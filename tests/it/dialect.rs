@@ -3,9 +3,7 @@
 //! string (as pyzmqrpc3's are), served by the same registered services as native calls.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zmqrpc::transport::dialect::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request};

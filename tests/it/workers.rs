@@ -1,12 +1,10 @@
 //! A server with several worker threads behind one endpoint serves calls in parallel.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{
     Caller, ConfigError, Credentials, Pipeline, RegisterError, RpcClient, RpcServer, Service,
     ServiceError, TransportError, Users, WithCaller,

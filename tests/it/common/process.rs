@@ -1,6 +1,5 @@
 //! Running the crate's binaries from a test: under qemu-user too, each with its log, its
-//! `ready` line and a bounded wait for everything. Included by the tests that run them
-//! (`#[path = "common/process.rs"] mod process;`, beside `mod common;`).
+//! `ready` line and a bounded wait for everything.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};

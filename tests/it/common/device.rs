@@ -2,8 +2,7 @@
 //! the firmware example's commands on the master side of a pty pair, the slave side reached
 //! through a symbolic link (as `/dev/serial/by-id/…` reaches a real adapter). Unplugging
 //! closes the master; plugging in again makes a new pair and points the link at it, so the
-//! bridge sees what it sees of a board reset with its USB adapter. Included by the tests
-//! that need it (`#[path = "common/device.rs"] mod device;`).
+//! bridge sees what it sees of a board reset with its USB adapter.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -19,7 +18,9 @@ use zmqrpc_core::device::{on, DeviceServer, DeviceStats, Failure};
 use zmqrpc_core::stream::{self, Deframer, Feed};
 use zmqrpc_core::{frame, Command, Header};
 
-#[path = "../../examples/firmware/src/commands.rs"]
+// The firmware example's own command types (it is a workspace of its own, for a
+// Cortex-M3): the host and the device share their source, as a real fleet would.
+#[path = "../../../examples/firmware/src/commands.rs"]
 pub mod commands;
 use commands::{Ping, Sample, SetLed};
 

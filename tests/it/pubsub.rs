@@ -1,13 +1,11 @@
 //! One-way notifications over PUB/SUB: delivery, queueing while nobody listens, liveness.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{RpcClient, RpcServer};
 
 /// A notification with a payload.

@@ -2,11 +2,9 @@
 //! ready for the next request.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{
     CallError, Credentials, Proxy, ProxyKind, RpcClient, Running, ServerStats, Users,
 };

@@ -6,14 +6,12 @@
 #![cfg(feature = "pyzmqrpc3")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc;
 
-use common::*;
+use crate::common::*;
 use serde::{Deserialize, Serialize};
 use zmqrpc::transport::dialect::{Mixed, Pyzmqrpc3};
 use zmqrpc::transport::{CallError, RpcClient, RpcServer, ServiceError};

@@ -1,11 +1,9 @@
 //! Receiver and Sender alone, with raw byte messages (the seed's ZmqReceiver/ZmqSender).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::mpsc;
 
-use common::*;
+use crate::common::*;
 use zmqrpc::transport::{
     Incoming, Origin, Receiver, RequestError, Sender, SocketKind, TransportError,
 };

@@ -12,22 +12,16 @@
 #![cfg(feature = "serial")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/device.rs"]
-mod device;
-#[path = "common/process.rs"]
-mod process;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use common::{eventually, ipc_endpoint, secs};
-use device::commands::{Ping, ReadStats, SetLed};
-use device::{link_path, ping_until_answered, sample_subscriber};
-use process::{ready_field, Process, PROXY};
+use crate::common::device::commands::{Ping, ReadStats, SetLed};
+use crate::common::device::{link_path, ping_until_answered, sample_subscriber};
+use crate::common::process::{ready_field, Process, PROXY};
+use crate::common::{eventually, ipc_endpoint, secs};
 use zmqrpc::transport::{CallError, RpcClient};
 use zmqrpc::ErrorCode;
 use zmqrpc_core::device::DeviceStats;

@@ -4,17 +4,13 @@
 //! bounded and that the counters add up.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/process.rs"]
-mod process;
-
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::process::*;
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
-use process::*;
 use zmqrpc::transport::{RpcClient, RpcServer, ServiceError};
 use zmqrpc::{Command as _, ErrorCode, Frame, Header, Kind, RemoteError, HEADER_LEN};
 
@@ -335,7 +331,7 @@ fn a_publisher_holds_no_more_bytes_than_its_bound_and_counts_the_rest() {
 #[test]
 fn the_process_budget_bounds_all_queues_together() {
     use zmqrpc::transport::budget;
-    if in_own_process("the_process_budget_bounds_all_queues_together") {
+    if in_own_process("limits::the_process_budget_bounds_all_queues_together") {
         return;
     }
     let mut first = RpcClient::builder()
