@@ -113,15 +113,18 @@ fn typed_calls_cross_the_serial_line_and_come_back() {
     let Some(mut rig) = Rig::start("typed", NO_SAMPLES) else {
         return;
     };
-    let Rig {
-        client, running, ..
-    } = &mut rig;
 
-    assert_eq!(ping_until_answered(client, 7, secs(5)), 7);
-    assert_eq!(client.call(&SetLed { led: 3, on: true }).unwrap(), 0b1000);
-    assert_eq!(client.call(&SetLed { led: 0, on: true }).unwrap(), 0b1001);
+    assert_eq!(ping_until_answered(&mut rig.client, 7, secs(5)), 7);
+    assert_eq!(
+        rig.client.call(&SetLed { led: 3, on: true }).unwrap(),
+        0b1000
+    );
+    assert_eq!(
+        rig.client.call(&SetLed { led: 0, on: true }).unwrap(),
+        0b1001
+    );
     // The device's own errors come back typed: a handler's failure, an unknown command.
-    match client.call(&SetLed { led: 9, on: true }) {
+    match rig.client.call(&SetLed { led: 9, on: true }) {
         Err(CallError::Remote { error, .. }) => {
             assert_eq!(error.code, ErrorCode::ServiceFailed);
             assert_eq!(error.message.as_str(), "no such LED");
@@ -135,15 +138,15 @@ fn typed_calls_cross_the_serial_line_and_come_back() {
         type Response = ();
     }
     assert_eq!(
-        remote_code(client.call(&NotOnTheDevice)),
+        remote_code(rig.client.call(&NotOnTheDevice)),
         ErrorCode::UnknownCommand
     );
     // Many calls in a row, each matched to its own answer.
     for n in 0..200 {
-        assert_eq!(client.call(&Ping { n }).unwrap(), n);
+        assert_eq!(rig.client.call(&Ping { n }).unwrap(), n);
     }
 
-    let counts = running.stats().snapshot();
+    let counts = rig.running.stats().snapshot();
     assert_eq!(counts.opened, 1);
     assert_eq!(counts.answered, counts.received);
     assert_eq!(
@@ -160,26 +163,20 @@ fn line_noise_and_damaged_answers_cost_only_the_calls_they_hit() {
     let Some(mut rig) = Rig::start("noise", NO_SAMPLES) else {
         return;
     };
-    let Rig {
-        client,
-        running,
-        device,
-        ..
-    } = &mut rig;
 
     // Noise before every answer: each burst is one lost frame, and no call is lost.
-    device.behaviour.noise.store(true, Ordering::SeqCst);
+    rig.device.behaviour.noise.store(true, Ordering::SeqCst);
     for n in 0..20 {
-        assert_eq!(client.call(&Ping { n }).unwrap(), n);
+        assert_eq!(rig.client.call(&Ping { n }).unwrap(), n);
     }
-    assert_eq!(running.stats().snapshot().link_errors, 20);
-    device.behaviour.noise.store(false, Ordering::SeqCst);
+    assert_eq!(rig.running.stats().snapshot().link_errors, 20);
+    rig.device.behaviour.noise.store(false, Ordering::SeqCst);
 
     // An answer damaged on the line is lost: its call times out, the next one is answered.
-    device.behaviour.damage.store(1, Ordering::SeqCst);
+    rig.device.behaviour.damage.store(1, Ordering::SeqCst);
     let started = Instant::now();
     assert_eq!(
-        remote_code(client.call(&Ping { n: 100 })),
+        remote_code(rig.client.call(&Ping { n: 100 })),
         ErrorCode::Timeout
     );
     assert!(
@@ -187,9 +184,9 @@ fn line_noise_and_damaged_answers_cost_only_the_calls_they_hit() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(client.call(&Ping { n: 101 }).unwrap(), 101);
+    assert_eq!(rig.client.call(&Ping { n: 101 }).unwrap(), 101);
 
-    let counts = running.stats().snapshot();
+    let counts = rig.running.stats().snapshot();
     assert_eq!(counts.link_errors, 21);
     assert_eq!(counts.timeouts, 1);
     rig.stop();
@@ -227,31 +224,25 @@ fn exchange(raw: &zmq::Socket, request: &[u8]) -> (zmqrpc::Header, Result<u32, E
 
 #[test]
 fn an_answer_that_comes_after_its_call_gave_up_is_never_taken_for_the_next_call() {
-    let Some(mut rig) = Rig::start("late", NO_SAMPLES) else {
+    let Some(rig) = Rig::start("late", NO_SAMPLES) else {
         return;
     };
-    let Rig {
-        running,
-        device,
-        rep,
-        ..
-    } = &mut rig;
     let ctx = zmq::Context::new();
-    let raw = raw_req(&ctx, rep);
+    let raw = raw_req(&ctx, &rig.rep);
 
-    // The device answers 1.5 timeouts late: the caller gets a Timeout error …
+    // The rig.device answers 1.5 timeouts late: the caller gets a Timeout error …
     let late = (device_timeout().as_millis() * 3 / 2) as u64;
-    device.behaviour.delay_ms.store(late, Ordering::SeqCst);
+    rig.device.behaviour.delay_ms.store(late, Ordering::SeqCst);
     let (header, outcome) = exchange(&raw, &ping_frame(7, 10));
     assert_eq!((header.seq, outcome), (7, Err(ErrorCode::Timeout)));
     // … and the next call, with the very same sequence number and command, made while that
     // late answer is on its way, gets its own answer, not the late one.
-    device.behaviour.delay_ms.store(0, Ordering::SeqCst);
+    rig.device.behaviour.delay_ms.store(0, Ordering::SeqCst);
     let (header, outcome) = exchange(&raw, &ping_frame(7, 11));
     assert_eq!((header.seq, outcome), (7, Ok(11)));
     let (header, outcome) = exchange(&raw, &ping_frame(7, 12));
     assert_eq!((header.seq, outcome), (7, Ok(12)));
-    assert!(eventually(secs(2), || running.stats().snapshot().stray >= 1));
+    assert!(eventually(secs(2), || rig.running.stats().snapshot().stray >= 1));
     rig.stop();
 }
 
@@ -260,17 +251,14 @@ fn the_devices_refusal_of_an_unreadable_frame_is_no_answer_to_the_waiting_call()
     let Some(mut rig) = Rig::start("refusal", NO_SAMPLES) else {
         return;
     };
-    let Rig {
-        client,
-        running,
-        device,
-        ..
-    } = &mut rig;
-    // The device answers a frame it could not read (seq 0, key 0) just before the real
+    // The rig.device answers a frame it could not read (seq 0, key 0) just before the real
     // answer: the call gets its own answer.
-    device.behaviour.refuse_first.store(true, Ordering::SeqCst);
-    assert_eq!(client.call(&Ping { n: 77 }).unwrap(), 77);
-    assert_eq!(running.stats().snapshot().stray, 1);
+    rig.device
+        .behaviour
+        .refuse_first
+        .store(true, Ordering::SeqCst);
+    assert_eq!(rig.client.call(&Ping { n: 77 }).unwrap(), 77);
+    assert_eq!(rig.running.stats().snapshot().stray, 1);
     rig.stop();
 }
 
@@ -366,26 +354,23 @@ fn a_silent_device_gets_its_callers_a_timeout_in_bounded_time() {
     let Some(mut rig) = Rig::start("silent", NO_SAMPLES) else {
         return;
     };
-    let Rig {
-        client,
-        running,
-        device,
-        ..
-    } = &mut rig;
 
-    device.behaviour.silent.store(true, Ordering::SeqCst);
+    rig.device.behaviour.silent.store(true, Ordering::SeqCst);
     for n in 0..3 {
         let started = Instant::now();
-        assert_eq!(remote_code(client.call(&Ping { n })), ErrorCode::Timeout);
+        assert_eq!(
+            remote_code(rig.client.call(&Ping { n })),
+            ErrorCode::Timeout
+        );
         let took = started.elapsed();
         assert!(
             took >= device_timeout() && took < device_timeout() + secs(2),
             "{took:?}"
         );
     }
-    device.behaviour.silent.store(false, Ordering::SeqCst);
-    assert_eq!(client.call(&Ping { n: 5 }).unwrap(), 5);
-    assert_eq!(running.stats().snapshot().timeouts, 3);
+    rig.device.behaviour.silent.store(false, Ordering::SeqCst);
+    assert_eq!(rig.client.call(&Ping { n: 5 }).unwrap(), 5);
+    assert_eq!(rig.running.stats().snapshot().timeouts, 3);
     rig.stop();
 }
 
@@ -533,21 +518,15 @@ fn the_devices_notifications_reach_a_subscriber_while_calls_go_on() {
     let Some(mut rig) = Rig::start("notify", Duration::from_millis(20)) else {
         return;
     };
-    let Rig {
-        client,
-        running,
-        publish,
-        ..
-    } = &mut rig;
-    let (subscriber, samples) = sample_subscriber(publish.clone());
+    let (subscriber, samples) = sample_subscriber(rig.publish.clone());
     for n in 0..20 {
-        assert_eq!(client.call(&Ping { n }).unwrap(), n);
+        assert_eq!(rig.client.call(&Ping { n }).unwrap(), n);
     }
     assert!(eventually(secs(5), || samples.lock().unwrap().len() >= 10));
     // In order, and none missing between the first and the last that arrived.
     let seqs: Vec<u32> = samples.lock().unwrap().iter().map(|s| s.seq).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-    assert!(running.stats().snapshot().published >= 10);
+    assert!(rig.running.stats().snapshot().published >= 10);
     subscriber.join().unwrap();
     rig.stop();
 }
