@@ -57,8 +57,6 @@ mod relay;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use zmqrpc_core::HEADER_LEN;
-
 use crate::dialect::{Dialect, Native};
 use crate::error::ConfigError;
 use crate::messaging::publisher::{PendingLimits, Publisher};
@@ -191,11 +189,11 @@ impl SerialBridgeBuilder {
     /// Binds the input (and the output, if any) and tries to open the device once. A device
     /// that is missing does not fail the bridge: it is tried again while it runs.
     pub fn bind(mut self) -> Result<SerialBridge, TransportError> {
-        if !(HEADER_LEN..=LINK_FRAME_MAX).contains(&self.frame_max) {
+        if !(Native::MIN_FRAME..=LINK_FRAME_MAX).contains(&self.frame_max) {
             return Err(ConfigError::OutOfRange {
                 setting: "device_frame_max",
                 value: self.frame_max as u64,
-                min: HEADER_LEN as u64,
+                min: Native::MIN_FRAME as u64,
                 max: LINK_FRAME_MAX as u64,
             }
             .into());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use zmqrpc_core::{ErrorCode, Header, Kind, HEADER_LEN};
+use zmqrpc_core::{ErrorCode, Frame, Header, Kind};
 
 use super::link::{Arrival, LinkError, SerialLink};
 use super::BridgeStats;
@@ -154,11 +154,7 @@ impl Relay {
 
     /// Sends `header` and `body` to the device as one frame.
     fn send(&mut self, header: &Header, body: &[u8]) -> Result<(), LinkError> {
-        self.outgoing.clear();
-        self.outgoing.resize(HEADER_LEN, 0);
-        // The buffer has its header's room: writing the header cannot fail.
-        let _ = header.write(&mut self.outgoing);
-        self.outgoing.extend_from_slice(body);
+        Native.relabelled(header, body, &mut self.outgoing);
         let stop = self.stop.clone();
         let sent = self
             .link
@@ -206,8 +202,8 @@ impl Relay {
                 }
             };
             frames += 1;
-            let header = match Header::read(frame) {
-                Ok(header) => header,
+            let Frame { header, body } = match Frame::decode(frame) {
+                Ok(frame) => frame,
                 Err(error) => {
                     bump(&self.stats.link_errors);
                     let what = format_args!("the device sent an unreadable frame: {error}");
@@ -225,10 +221,7 @@ impl Relay {
                             key: w.caller.key,
                             ..header
                         };
-                        reply.clear();
-                        reply.resize(HEADER_LEN, 0);
-                        let _ = answer.write(reply);
-                        reply.extend_from_slice(frame.get(HEADER_LEN..).unwrap_or_default());
+                        Native.relabelled(&answer, body, reply);
                         return Ok(Pass::Answered);
                     }
                     _ => {
@@ -308,7 +301,7 @@ impl Handler for Relay {
         let mut no_scratch = Vec::new();
         // What the device cannot take is refused before it reaches the line, where the
         // device would drop it and the call would hold the bridge for its whole timeout.
-        let max_body = self.frame_max.saturating_sub(HEADER_LEN);
+        let max_body = Native::body_room(self.frame_max);
         let request = match Native.read_request(message.bytes, &mut no_scratch, max_body) {
             Ok(request) => request,
             Err(refusal) if refusal.is_too_large() => {

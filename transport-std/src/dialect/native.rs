@@ -150,6 +150,27 @@ impl Dialect for Native {
     }
 }
 
+impl Native {
+    /// A frame of `header` and a body already encoded, in `out`: how a relay passes a frame
+    /// on under a header of its own (the serial bridge's link sequence numbers), the body
+    /// untouched.
+    pub fn relabelled(&self, header: &Header, body: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(HEADER_LEN, 0);
+        // The buffer has the header's room: writing it cannot fail.
+        let _ = header.write(out);
+        out.extend_from_slice(body);
+    }
+
+    /// The largest body a frame of `frame_len` bytes has room for.
+    pub const fn body_room(frame_len: usize) -> usize {
+        frame_len.saturating_sub(HEADER_LEN)
+    }
+
+    /// The smallest frame: a header alone.
+    pub const MIN_FRAME: usize = HEADER_LEN;
+}
+
 /// Encodes `header` and `body` into `out` (replacing its contents), growing it up to `max`
 /// bytes. Allocation-free once `out` has grown to the largest frame seen.
 fn encode_to_vec<T: Serialize + ?Sized>(
