@@ -1,13 +1,17 @@
 //! The serial side of a bridge: a device opened by path in raw mode, frames in the core's
 //! COBS stream framing, and reopening with backoff when the device goes away or stalls.
 //!
+//! The link owns the framing, the write deadline and the reopening; the device itself is a
+//! [`Port`] that an [`Opener`] opens, so the same link runs over a serial device
+//! ([`SerialPath`]) or, in the relay's unit tests, over one end of a socket pair.
+//!
 //! The device is opened exclusively, close-on-exec and non-blocking: a read takes what has
 //! arrived, a write what fits, and a frame that cannot be written within the write timeout
 //! (a wedged USB device) closes the device instead of blocking the bridge. Output still
 //! queued is discarded before closing, so a close never waits on a dead line either.
 
 use std::fmt;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -115,13 +119,66 @@ pub(crate) enum Arrival<'a> {
     Partial,
 }
 
-/// A serial device, open or waiting to be reopened.
-pub(crate) struct SerialLink {
-    path: PathBuf,
-    baud: u32,
+/// An open device: bytes read and written without waiting, and a descriptor to poll.
+pub(crate) trait Port: Read + Write + AsRawFd + Send + 'static {
+    /// Discards output the device has not taken yet, so that closing it never waits on a
+    /// dead line.
+    fn discard_output(&mut self);
+}
+
+/// How a link opens its device, first and after each loss.
+pub(crate) trait Opener: Send + 'static {
+    /// The device it opens.
+    type Port: Port;
+
+    /// Opens the device, non-blocking.
+    fn open(&mut self) -> io::Result<Self::Port>;
+
+    /// The device's path, for errors and the log.
+    fn path(&self) -> &Path;
+}
+
+/// A serial device by path: raw mode at `baud`, exclusive, close-on-exec, non-blocking.
+pub(crate) struct SerialPath {
+    /// The device, e.g. `/dev/serial/by-id/…`.
+    pub(crate) path: PathBuf,
+    /// Its line speed.
+    pub(crate) baud: u32,
+}
+
+impl Opener for SerialPath {
+    type Port = TTYPort;
+
+    fn open(&mut self) -> io::Result<TTYPort> {
+        let port = serialport::new(self.path.to_string_lossy(), self.baud)
+            .timeout(WRITE_SLICE)
+            // Exclusively (TIOCEXCL) and close-on-exec: a process this one starts does not
+            // keep the device open after the bridge let go of it.
+            .open_native()?;
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        fcntl(port.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        Ok(port)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Port for TTYPort {
+    fn discard_output(&mut self) {
+        // A close waits for queued output to drain (up to the driver's closing wait): a
+        // dead line never drains.
+        let _ = self.clear(ClearBuffer::Output);
+    }
+}
+
+/// A device, open or waiting to be reopened.
+pub(crate) struct SerialLink<O: Opener = SerialPath> {
+    opener: O,
     write_timeout: Duration,
     reopen_max: Duration,
-    port: Option<TTYPort>,
+    port: Option<O::Port>,
     /// Whether the open device has carried a frame yet: only then does the backoff start
     /// over (a device that opens and fails at once is retried ever more slowly).
     proven: bool,
@@ -138,18 +195,12 @@ pub(crate) struct SerialLink {
     encoded: Vec<u8>,
 }
 
-impl SerialLink {
-    /// A link to the device at `path`, not yet open; [`open_if_due`](Self::open_if_due)
-    /// opens it.
-    pub(crate) fn new(
-        path: PathBuf,
-        baud: u32,
-        write_timeout: Duration,
-        reopen_max: Duration,
-    ) -> Self {
+impl<O: Opener> SerialLink<O> {
+    /// A link to the device `opener` opens, not yet open;
+    /// [`open_if_due`](Self::open_if_due) opens it.
+    pub(crate) fn new(opener: O, write_timeout: Duration, reopen_max: Duration) -> Self {
         SerialLink {
-            path,
-            baud,
+            opener,
             write_timeout,
             reopen_max: reopen_max.max(FIRST_REOPEN),
             port: None,
@@ -167,7 +218,7 @@ impl SerialLink {
 
     /// The device's path.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.opener.path()
     }
 
     /// Whether the device is open.
@@ -189,21 +240,11 @@ impl SerialLink {
 
     /// Opens the device if it is closed and its next try is due; `Some` says a try was made
     /// and how it went.
-    pub(crate) fn open_if_due(&mut self) -> Option<Result<(), serialport::Error>> {
+    pub(crate) fn open_if_due(&mut self) -> Option<io::Result<()>> {
         if self.port.is_some() || Instant::now() < self.next_try {
             return None;
         }
-        let opened = serialport::new(self.path.to_string_lossy(), self.baud)
-            .timeout(WRITE_SLICE)
-            // Exclusively (TIOCEXCL) and close-on-exec: a process this one starts does not
-            // keep the device open after the bridge let go of it.
-            .open_native()
-            .and_then(|port| {
-                use nix::fcntl::{fcntl, FcntlArg, OFlag};
-                fcntl(port.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-                Ok(port)
-            });
-        Some(match opened {
+        Some(match self.opener.open() {
             Ok(port) => {
                 self.port = Some(port);
                 self.proven = false;
@@ -223,10 +264,8 @@ impl SerialLink {
     /// Closes the device, discarding output it never took, and schedules the next try to
     /// open it; `why` is what callers are told meanwhile.
     fn close(&mut self, why: String) {
-        if let Some(port) = self.port.take() {
-            // A close waits for queued output to drain (up to the driver's closing wait):
-            // a dead line never drains.
-            let _ = port.clear(ClearBuffer::Output);
+        if let Some(mut port) = self.port.take() {
+            port.discard_output();
         }
         self.closed_because = why;
         self.schedule_reopen();
@@ -240,7 +279,7 @@ impl SerialLink {
     /// The error a caller gets while the device is closed.
     pub(crate) fn not_open(&self) -> LinkError {
         LinkError::NotOpen {
-            path: self.path.clone(),
+            path: self.path().to_owned(),
             why: self.closed_because.clone(),
             every: self.reopen_max,
         }
@@ -283,7 +322,7 @@ impl SerialLink {
                     if Instant::now() >= deadline {
                         let after = self.write_timeout;
                         self.close(format!("it took no more bytes for {after:?}"));
-                        let path = self.path.clone();
+                        let path = self.path().to_owned();
                         return Err(LinkError::Stalled { path, after });
                     }
                 }
@@ -331,17 +370,10 @@ impl SerialLink {
 
     /// Reads what the device has (if anything); whether bytes arrived.
     fn fill(&mut self) -> Result<bool, LinkError> {
-        let Some(port) = self.port.as_ref() else {
-            return Ok(false);
-        };
-        // Only what is there already: a read must not wait.
-        let pending = match port.bytes_to_read() {
-            Ok(n) => n,
-            Err(e) => return Err(self.lost(e.into())),
-        };
-        // Nothing pending, but a device that went away (a closed pseudo-terminal, an
-        // unplugged adapter) polls as ready with nothing to read: only a read tells.
-        if pending == 0 && !self.wait_readable(Duration::ZERO) {
+        // Only what is there already: a read must not wait. A device that went away (a
+        // closed pseudo-terminal, an unplugged adapter) polls as ready with nothing to
+        // read: only the read tells.
+        if !self.wait_readable(Duration::ZERO) {
             return Ok(false);
         }
         let Some(port) = self.port.as_mut() else {
@@ -363,7 +395,7 @@ impl SerialLink {
     fn lost(&mut self, source: std::io::Error) -> LinkError {
         self.close(format!("it failed: {source}"));
         LinkError::Lost {
-            path: self.path.clone(),
+            path: self.path().to_owned(),
             source,
         }
     }

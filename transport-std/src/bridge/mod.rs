@@ -64,7 +64,7 @@ use crate::messaging::receiver::Receiver;
 use crate::proxy::{relay_methods, side_setters, Sides};
 use crate::socket::stats::counters;
 use crate::TransportError;
-use link::SerialLink;
+use link::{SerialLink, SerialPath};
 use relay::Relay;
 
 /// The largest frame that crosses the serial link, in bytes (before COBS encoding).
@@ -204,7 +204,11 @@ impl SerialBridgeBuilder {
             true => None,
             false => Some(sides.publisher(&ctx, self.pending)?),
         };
-        let link = SerialLink::new(self.device, self.baud, self.write_timeout, self.reopen_max);
+        let device = SerialPath {
+            path: self.device,
+            baud: self.baud,
+        };
+        let link = SerialLink::new(device, self.write_timeout, self.reopen_max);
         let stop = input.shutdown();
         let mut relay = Relay::new(link, publisher, sides.timeout, stop, self.frame_max)
             .with_permissions(sides.permissions.clone());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use zmqrpc_core::{ErrorCode, Frame, Header, Kind};
 
-use super::link::{Arrival, LinkError, SerialLink};
+use super::link::{Arrival, LinkError, Opener, SerialLink, SerialPath};
 use super::BridgeStats;
 use crate::auth::Permissions;
 use crate::dialect::{Dialect, Native};
@@ -41,9 +41,10 @@ const PASS_TIME: Duration = Duration::from_millis(10);
 /// What the bridge calls itself in the log.
 const NAME: &str = "rep2serial";
 
-/// The handler the bridge's receiver runs.
-pub(crate) struct Relay {
-    link: SerialLink,
+/// The handler the bridge's receiver runs, over the device `O` opens (a serial device by
+/// path unless a test says otherwise).
+pub(crate) struct Relay<O: Opener = SerialPath> {
+    link: SerialLink<O>,
     notifications: Notifications,
     timeout: Duration,
     stop: Shutdown,
@@ -82,16 +83,16 @@ enum Pass {
     Busy,
 }
 
-impl Relay {
+impl<O: Opener> Relay<O> {
     /// A relay between `link` and, for the device's notifications, `publisher`; it waits
     /// `timeout` for each answer and gives up waiting when `stop` is asked.
     pub(crate) fn new(
-        link: SerialLink,
+        link: SerialLink<O>,
         publisher: Option<Publisher>,
         timeout: Duration,
         stop: Shutdown,
         frame_max: usize,
-    ) -> Relay {
+    ) -> Relay<O> {
         Relay {
             link,
             notifications: Notifications {
@@ -122,7 +123,7 @@ impl Relay {
     }
 
     /// The serial side.
-    pub(crate) fn link(&self) -> &SerialLink {
+    pub(crate) fn link(&self) -> &SerialLink<O> {
         &self.link
     }
 
@@ -293,7 +294,7 @@ impl Relay {
     }
 }
 
-impl Handler for Relay {
+impl<O: Opener> Handler for Relay<O> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         // The bridge's input is a REP socket: every message gets an answer in `reply`.
@@ -444,4 +445,236 @@ fn first_seq() -> u32 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |since| since.subsec_nanos() ^ since.as_secs() as u32);
     nanos.max(1)
+}
+
+/// The relay over an in-memory line: one end of a socket pair is the device's side of the
+/// link, the test's thread at the other end plays the device. No pseudo-terminal, so these
+/// run under qemu-user too.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::{self, Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+
+    use serde::{Deserialize, Serialize};
+    use zmqrpc_core::stream::{self, Deframer, Feed};
+    use zmqrpc_core::{frame, Command, RemoteError};
+
+    use super::*;
+    use crate::bridge::link::Port;
+
+    impl Port for UnixStream {
+        fn discard_output(&mut self) {}
+    }
+
+    /// Opens the prepared end of the pair once; after that the device is unplugged.
+    struct Pair {
+        next: Option<UnixStream>,
+        path: PathBuf,
+    }
+
+    impl Opener for Pair {
+        type Port = UnixStream;
+
+        fn open(&mut self) -> io::Result<UnixStream> {
+            self.next
+                .take()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unplugged"))
+        }
+
+        fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Ping {
+        n: u32,
+    }
+    impl Command for Ping {
+        const NAME: &'static str = "test.ping";
+        type Response = u32;
+    }
+
+    /// What the device does with each frame it reads: the frames it writes back (raw line
+    /// bytes, so a test can send noise), or `None` to hang up.
+    type Script = Box<dyn FnMut(Frame<'_>) -> Option<Vec<Vec<u8>>> + Send>;
+
+    const TIMEOUT: Duration = Duration::from_millis(500);
+
+    /// A relay whose device runs `script` on a thread; the link headers the device saw
+    /// come out of the receiver.
+    fn relay(script: Script) -> (Relay<Pair>, mpsc::Receiver<Header>, JoinHandle<()>) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let opener = Pair {
+            next: Some(ours),
+            path: PathBuf::from("/test/line"),
+        };
+        let link = SerialLink::new(opener, Duration::from_secs(1), Duration::from_secs(2));
+        let relay = Relay::new(link, None, TIMEOUT, Shutdown::new(), 1024);
+        let (seen_tx, seen) = mpsc::channel();
+        let device = std::thread::spawn(move || play_device(theirs, script, &seen_tx));
+        (relay, seen, device)
+    }
+
+    fn play_device(mut line: UnixStream, mut script: Script, seen: &mpsc::Sender<Header>) {
+        line.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut deframer = Deframer::<2048>::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok(n) = line.read(&mut buf) else { return };
+            if n == 0 {
+                return;
+            }
+            let mut input = &buf[..n];
+            while !input.is_empty() {
+                let (answers, rest) = match deframer.feed(input) {
+                    Feed::NeedMore => break,
+                    Feed::Error { rest, .. } => (Some(Vec::new()), rest),
+                    Feed::Frame { frame, rest } => {
+                        let frame = Frame::decode(frame).unwrap();
+                        let _ = seen.send(frame.header);
+                        (script(frame), rest)
+                    }
+                };
+                let Some(answers) = answers else { return };
+                for bytes in answers {
+                    line.write_all(&bytes).unwrap();
+                }
+                input = rest;
+            }
+        }
+    }
+
+    /// `frame` as it goes on the line: a delimiter, its COBS encoding and a delimiter.
+    fn on_line(frame: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; stream::encoded_len(frame.len()) + 2];
+        out[0] = stream::DELIMITER;
+        let len = stream::encode(frame, &mut out[1..]).unwrap().len();
+        out.truncate(len + 1);
+        out
+    }
+
+    fn reply_to(request: &Header, n: u32) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        on_line(frame::encode(&request.reply(), &n, &mut buf).unwrap())
+    }
+
+    /// A caller's request for `Ping { n }` under `seq`, through the relay: its answer.
+    fn call(relay: &mut Relay<Pair>, seq: u32, n: u32) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let request = frame::encode(&Header::request(seq, Ping::KEY), &Ping { n }, &mut buf);
+        let message = Incoming {
+            bytes: request.unwrap(),
+            origin: Origin::Rep,
+            user_id: None,
+        };
+        let mut reply = Vec::new();
+        relay.handle(message, &mut reply);
+        reply
+    }
+
+    fn outcome(reply: &[u8]) -> (Header, Result<u32, RemoteError>) {
+        let frame = Frame::decode(reply).unwrap();
+        (frame.header, frame.outcome::<u32>().unwrap())
+    }
+
+    #[test]
+    fn a_call_goes_on_the_line_under_a_link_number_and_comes_back_under_the_callers() {
+        let script: Script = Box::new(|frame| Some(vec![reply_to(&frame.header, 41)]));
+        let (mut relay, seen, _device) = relay(script);
+        let (header, answer) = outcome(&call(&mut relay, 7, 1));
+        assert_eq!((header.seq, header.key, answer), (7, Ping::KEY, Ok(41)));
+        let on_link = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_ne!(on_link.seq, 7, "relabelled on the line");
+        assert_ne!(on_link.seq, 0, "0 is for notifications");
+        // The next call takes the next link number.
+        assert_eq!(outcome(&call(&mut relay, 7, 2)).1, Ok(41));
+        let next = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(next.seq, on_link.seq.wrapping_add(1).max(1));
+        assert_eq!(relay.stats().snapshot().answered, 2);
+    }
+
+    #[test]
+    fn a_late_answer_is_stray_and_never_taken_for_the_next_call() {
+        // The first call is answered only when the second arrives, both by the same caller
+        // number: the late answer must not pass for the second's.
+        let mut held: Option<Header> = None;
+        let script: Script = Box::new(move |frame| {
+            let mut out = Vec::new();
+            if let Some(first) = held.take() {
+                out.push(reply_to(&first, 1));
+                out.push(reply_to(&frame.header, 2));
+            } else {
+                held = Some(frame.header);
+            }
+            Some(out)
+        });
+        let (mut relay, _seen, _device) = relay(script);
+        let started = Instant::now();
+        let (_, first) = outcome(&call(&mut relay, 5, 1));
+        assert_eq!(first.unwrap_err().code, ErrorCode::Timeout);
+        assert!(started.elapsed() >= TIMEOUT);
+        let (header, second) = outcome(&call(&mut relay, 5, 2));
+        assert_eq!((header.seq, second), (5, Ok(2)));
+        let counts = relay.stats().snapshot();
+        assert_eq!((counts.timeouts, counts.stray, counts.answered), (1, 1, 1));
+    }
+
+    #[test]
+    fn the_devices_unaddressed_error_answers_no_call() {
+        let script: Script = Box::new(|frame| {
+            let mut refusal = Vec::new();
+            Native.encode_error(&Header::UNREADABLE, ErrorCode::BadFrame, "?", &mut refusal);
+            Some(vec![on_line(&refusal), reply_to(&frame.header, 9)])
+        });
+        let (mut relay, _seen, _device) = relay(script);
+        let (_, answer) = outcome(&call(&mut relay, 3, 9));
+        assert_eq!(answer, Ok(9));
+        assert_eq!(relay.stats().snapshot().stray, 1);
+    }
+
+    #[test]
+    fn noise_on_the_line_costs_only_the_frame_it_hits() {
+        let script: Script = Box::new(|frame| {
+            let noise = vec![0x00, 0x07, 0xff, 0x13, 0x00];
+            Some(vec![noise, reply_to(&frame.header, 4)])
+        });
+        let (mut relay, _seen, _device) = relay(script);
+        assert_eq!(outcome(&call(&mut relay, 1, 4)).1, Ok(4));
+        let counts = relay.stats().snapshot();
+        assert_eq!((counts.link_errors, counts.answered), (1, 1));
+    }
+
+    #[test]
+    fn a_device_gone_mid_call_gets_the_caller_unavailable_at_once() {
+        let script: Script = Box::new(|_| None);
+        let (mut relay, _seen, device) = relay(script);
+        let started = Instant::now();
+        let (_, answer) = outcome(&call(&mut relay, 2, 0));
+        assert_eq!(answer.unwrap_err().code, ErrorCode::Unavailable);
+        assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+        device.join().unwrap();
+        assert_eq!(relay.stats().snapshot().lost, 1);
+        // Unplugged for good (this opener opens once): the next call is refused at once.
+        let (_, again) = outcome(&call(&mut relay, 3, 0));
+        assert_eq!(again.unwrap_err().code, ErrorCode::Unavailable);
+    }
+
+    #[test]
+    fn a_notification_from_the_device_without_an_output_is_counted_as_dropped() {
+        let script: Script = Box::new(|frame| {
+            let mut buf = [0u8; 64];
+            let sample = frame::encode(&Header::notify(Ping::KEY), &Ping { n: 1 }, &mut buf);
+            Some(vec![on_line(sample.unwrap()), reply_to(&frame.header, 6)])
+        });
+        let (mut relay, _seen, _device) = relay(script);
+        assert_eq!(outcome(&call(&mut relay, 8, 6)).1, Ok(6));
+        assert_eq!(relay.stats().snapshot().dropped, 1);
+    }
 }
