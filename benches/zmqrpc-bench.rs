@@ -426,7 +426,7 @@ fn notify_through_zmqrpc(options: SocketOptions, backpressure: Option<Duration>)
         builder = builder.backpressure(wait);
     }
     let mut client = builder.connect().unwrap();
-    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    let endpoint = client.publish_endpoints()[0].clone();
     let received = Arc::new(AtomicU64::new(0));
     let count = received.clone();
     let _server = RpcServer::builder()

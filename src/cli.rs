@@ -1,4 +1,6 @@
-//! What the binaries share: logging, signals, credentials and config files.
+//! What the binaries share: logging, signals, credentials and config files. Not part of
+//! zmqrpc's API (hidden from its docs, outside semver): the binaries are crates of their
+//! own, so what they share has to be public somewhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -40,7 +40,6 @@
 //! - everything of [`zmqrpc_core`] at the top level (`zmqrpc::Command`, `zmqrpc::frame`, …);
 //! - [`transport`]: the libzmq transport.
 //! - [`agent`]: the node agent's commands (`zmqrpc-server`).
-//! - `cli` (feature `cli`, on by default): what the binaries share.
 //!
 //! # Binaries
 //! - `zmqrpc-proxy`: any proxy kind, from flags or a TOML file.
@@ -58,7 +57,10 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+// What the two binaries share. Public only because they are separate crates; hidden from
+// the docs and outside semver: it may change in any release.
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 
 pub use zmqrpc_core::*;

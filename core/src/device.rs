@@ -49,7 +49,7 @@ pub struct Failure(pub &'static str);
 
 /// A handler for one command type, its command type erased so handlers of every type share
 /// one table. Made by [`on`].
-pub trait Handler {
+pub trait CommandHandler {
     /// The key of the command it serves.
     fn key(&self) -> Key;
     /// The name of the command it serves.
@@ -71,7 +71,7 @@ pub enum Outcome {
     BadFrame,
 }
 
-/// A closure `FnMut(C) -> Result<C::Response, Failure>` as a [`Handler`] for command `C`.
+/// A closure `FnMut(C) -> Result<C::Response, Failure>` as a [`CommandHandler`] for command `C`.
 pub struct On<C, F> {
     f: F,
     command: PhantomData<fn(C)>,
@@ -89,7 +89,7 @@ where
     }
 }
 
-impl<C, F> Handler for On<C, F>
+impl<C, F> CommandHandler for On<C, F>
 where
     C: Command,
     F: FnMut(C) -> Result<C::Response, Failure>,
@@ -201,7 +201,7 @@ pub struct DeviceStats {
 
 /// A device's typed server; see the [module docs](self).
 pub struct DeviceServer<'a, const N: usize> {
-    handlers: heapless::Vec<&'a mut dyn Handler, N>,
+    handlers: heapless::Vec<&'a mut dyn CommandHandler, N>,
     stats: DeviceStats,
 }
 
@@ -228,7 +228,7 @@ impl<'a, const N: usize> DeviceServer<'a, N> {
     }
 
     /// Registers `handler`; refuses a second handler for one key, or more than `N`.
-    pub fn register(&mut self, handler: &'a mut dyn Handler) -> Result<(), RegisterError> {
+    pub fn register(&mut self, handler: &'a mut dyn CommandHandler) -> Result<(), RegisterError> {
         let key = handler.key();
         if let Some(existing) = self.handlers.iter().find(|h| h.key() == key) {
             return Err(RegisterError::DuplicateKey {

@@ -204,11 +204,8 @@ fn serve(settings: Settings) -> Result<(), CliError> {
     server.run()?;
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
-    log::info!(
-        "stopped: {:?} {:?}",
-        stats.receiver.snapshot(),
-        stats.dispatch.snapshot()
-    );
+    let counts = stats.snapshot();
+    log::info!("stopped: {:?} {:?}", counts.receiver, counts.dispatch);
     Ok(())
 }
 

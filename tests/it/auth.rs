@@ -128,7 +128,7 @@ fn right_credentials_work_on_pub_sub() {
 fn a_protected_publisher_never_feeds_a_subscriber_without_the_right_credentials() {
     for credentials in [None, Some(Credentials::new("sensor", "wrong"))] {
         let (mut intruder, endpoint) = publishing_client(Some(users()));
-        let stats = intruder.sender().publisher().unwrap().stats();
+        let stats = intruder.publisher_stats().unwrap();
         let samples = Samples::default();
         let mut builder = RpcServer::builder()
             .register(samples.service())
@@ -154,7 +154,7 @@ fn a_protected_publisher_never_feeds_a_subscriber_without_the_right_credentials(
         std::thread::sleep(Duration::from_millis(200));
         assert!(!intruder.sender().publisher().unwrap().has_subscriber());
         assert!(samples.seqs().is_empty());
-        assert_eq!(running.stats().receiver.snapshot().received, 0);
+        assert_eq!(running.stats().snapshot().receiver.received, 0);
     }
 }
 
@@ -215,7 +215,7 @@ fn a_protected_server_survives_garbage_from_an_authenticated_peer() {
     assert_eq!(Frame::decode(&answer).unwrap().body::<i64>().unwrap(), 4);
     let mut client = client_as(&endpoint, Some(Credentials::new("sensor", "s3cret")));
     assert_eq!(client.call(&Add(20, 22)).unwrap(), 42);
-    let counts = running.stats().dispatch.snapshot();
+    let counts = running.stats().snapshot().dispatch;
     assert_eq!(counts.too_large, 1);
     assert_eq!(counts.unknown, 50);
 }

@@ -96,10 +96,10 @@ fn every_kind_of_bad_frame_gets_an_error_reply_and_the_server_serves_on() {
     assert_eq!(frame.body::<i64>().unwrap(), 3);
     assert_eq!(client(&endpoint).call(&Add(5, 5)).unwrap(), 10);
 
-    let counts = running.stats().dispatch.snapshot();
+    let counts = running.stats().snapshot().dispatch;
     assert!(counts.bad_frames >= 11, "{counts:?}");
     assert_eq!(
-        running.stats().receiver.snapshot().rejected,
+        running.stats().snapshot().receiver.rejected,
         1,
         "the multipart message"
     );
@@ -117,8 +117,8 @@ fn a_heartbeat_over_req_is_answered_and_never_blocks_the_rep_socket() {
         assert_eq!(raw.recv_bytes(0).unwrap(), frame::HEARTBEAT);
     }
     assert_eq!(client(&endpoint).call(&Add(1, 1)).unwrap(), 2);
-    assert_eq!(running.stats().receiver.snapshot().heartbeats, 3);
-    assert_eq!(running.stats().dispatch.snapshot().served, 1);
+    assert_eq!(running.stats().snapshot().receiver.heartbeats, 3);
+    assert_eq!(running.stats().snapshot().dispatch.served, 1);
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn an_oversize_message_is_refused_by_libzmq_and_the_server_serves_on() {
         "dropped, no reply"
     );
     assert_eq!(
-        running.stats().receiver.snapshot().received,
+        running.stats().snapshot().receiver.received,
         0,
         "never reached a service"
     );

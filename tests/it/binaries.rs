@@ -201,7 +201,7 @@ fn the_proxy_takes_its_settings_from_a_config_file() {
     assert_eq!((answered, timed_out), (1, 1));
     // The file's users file guards the input.
     assert_refused(client_as(&input, "alice", "wrong").call(&Add(1, 1)), &input);
-    assert_eq!(running.stats().receiver.snapshot().received, 1);
+    assert_eq!(running.stats().snapshot().receiver.received, 1);
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn flags_given_beside_the_proxy_config_file_win() {
         client_as(&flag_input, "alice", "a-pass").call(&Add(1, 1)),
         &flag_input,
     );
-    assert_eq!(running.stats().receiver.snapshot().received, 1);
+    assert_eq!(running.stats().snapshot().receiver.received, 1);
 }
 
 #[test]
@@ -430,7 +430,7 @@ fn users_files_let_the_right_password_in_and_refuse_a_wrong_one() {
         client_as(&input, "sensor-1", "S3CRET").call(&Add(2, 3)),
         &input,
     );
-    assert_eq!(running.stats().receiver.snapshot().received, 1);
+    assert_eq!(running.stats().snapshot().receiver.received, 1);
 }
 
 #[test]
@@ -749,7 +749,7 @@ fn a_proxy_presents_credentials_from_a_file_or_the_environment() {
             }
         }
     }
-    assert_eq!(running.stats().receiver.snapshot().received, served);
+    assert_eq!(running.stats().snapshot().receiver.received, served);
 }
 
 // ---------------------------------------------------------------------------------------

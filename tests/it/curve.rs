@@ -128,7 +128,7 @@ fn a_wrong_server_key_an_unknown_client_key_or_a_plain_peer_fail_fast_and_typed(
         "PLAIN peer",
     );
     assert_fails_fast(client_with(&endpoint, None), "no credentials");
-    assert_eq!(running.stats().receiver.snapshot().received, 0);
+    assert_eq!(running.stats().snapshot().receiver.received, 0);
 }
 
 #[test]
@@ -154,8 +154,8 @@ fn curve_pub_sub_and_a_pool_deliver_only_to_allowed_subscribers() {
         .users(allow_list(&keys))
         .connect()
         .unwrap();
-    let endpoint = publisher.sender().publisher().unwrap().endpoints()[0].clone();
-    let stats = publisher.sender().publisher().unwrap().stats();
+    let endpoint = publisher.publish_endpoints()[0].clone();
+    let stats = publisher.publisher_stats().unwrap();
     let samples = Samples::default();
     // A stranger's pool subscribes with a key the publisher does not know.
     let _stranger = RpcServer::builder()
@@ -413,11 +413,13 @@ fn tapped(target: &str) -> (String, Arc<Mutex<Vec<u8>>>) {
         let pipe = |mut from: TcpStream, mut to: TcpStream, tap: Arc<Mutex<Vec<u8>>>| {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
+                // Kept before it is passed on: once an answer is back, every byte that
+                // led to it is in the tap.
                 while let Ok(n) = from.read(&mut buf) {
+                    tap.lock().unwrap().extend_from_slice(&buf[..n]);
                     if n == 0 || to.write_all(&buf[..n]).is_err() {
                         break;
                     }
-                    tap.lock().unwrap().extend_from_slice(&buf[..n]);
                 }
                 let _ = to.shutdown(std::net::Shutdown::Both);
             });

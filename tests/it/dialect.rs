@@ -343,7 +343,7 @@ fn a_second_dialect_calls_the_same_services_by_name() {
     req.connect(&endpoint).unwrap();
     req.send(NAMED_HEARTBEAT, 0).unwrap();
     assert_eq!(req.recv_bytes(0).unwrap(), NAMED_HEARTBEAT);
-    let counts = running.stats().dispatch.snapshot();
+    let counts = running.stats().snapshot().dispatch;
     assert_eq!((counts.served, counts.failed, counts.unknown), (1, 1, 1));
     running.join().unwrap();
 }

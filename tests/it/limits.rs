@@ -159,7 +159,7 @@ fn a_deeply_nested_body_is_a_bad_frame_and_the_server_serves_on() {
     let mut client = client(&endpoint);
     let tree = (0..40).fold(Expr::Lit(5), |e, _| Expr::Neg(Box::new(e)));
     assert_eq!(client.call(&tree).unwrap(), 5);
-    assert_eq!(running.stats().dispatch.snapshot().bad_frames, 1);
+    assert_eq!(running.stats().snapshot().dispatch.bad_frames, 1);
 }
 
 /// The buffered proxy's arguments, with a spool at `spool`.
@@ -319,7 +319,7 @@ fn a_publisher_holds_no_more_bytes_than_its_bound_and_counts_the_rest() {
     for i in 0..100u8 {
         client.notify(&Blob(vec![i; 4 << 10])).unwrap();
     }
-    let counts = client.sender().publisher().unwrap().stats().snapshot();
+    let counts = client.publisher_stats().unwrap().snapshot();
     assert!(counts.queued_bytes <= 64 << 10, "{counts:?}");
     assert!(counts.queued >= 10, "{counts:?}");
     // Every message is held or counted.
@@ -350,8 +350,8 @@ fn the_process_budget_bounds_all_queues_together() {
     for i in 0..10u8 {
         second.notify(&Blob(vec![i; 4 << 10])).unwrap();
     }
-    let first = first.sender().publisher().unwrap().stats().snapshot();
-    let second_counts = second.sender().publisher().unwrap().stats().snapshot();
+    let first = first.publisher_stats().unwrap().snapshot();
+    let second_counts = second.publisher_stats().unwrap().snapshot();
     // The first took what the budget had; the second found it spent.
     assert!(first.queued >= 8, "{first:?}");
     assert_eq!(second_counts.queued, 0, "{second_counts:?}");
@@ -441,7 +441,7 @@ fn with_backpressure_a_burst_reaches_a_subscriber_whole() {
             builder = builder.backpressure(secs(10));
         }
         let mut client = builder.connect().unwrap();
-        let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+        let endpoint = client.publish_endpoints()[0].clone();
         let (server, received) = counting_subscriber(endpoint, options, Duration::ZERO);
         assert!(attached(&mut client));
         const SENT: u64 = 20_000;
@@ -478,7 +478,7 @@ fn a_full_publisher_sends_what_it_holds_before_dropping_anything() {
         .pending_limit(10)
         .connect()
         .unwrap();
-    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    let endpoint = client.publish_endpoints()[0].clone();
     for i in 0..10u8 {
         client.notify(&Blob(vec![i])).unwrap();
     }
@@ -488,7 +488,7 @@ fn a_full_publisher_sends_what_it_holds_before_dropping_anything() {
     // notify.
     std::thread::sleep(secs(1));
     client.notify(&Blob(vec![10])).unwrap();
-    let counts = client.sender().publisher().unwrap().stats().snapshot();
+    let counts = client.publisher_stats().unwrap().snapshot();
     assert_eq!(counts.dropped, 0, "{counts:?}");
     assert!(eventually(secs(5), || received.load(SeqCst) == 11));
 }
@@ -508,7 +508,7 @@ fn a_lone_slow_subscriber_past_the_grace_loses_nothing_uncounted() {
         .slow_subscriber_grace(Duration::from_millis(50))
         .connect()
         .unwrap();
-    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    let endpoint = client.publish_endpoints()[0].clone();
     let pace = Duration::from_micros(300);
     let (_server, received) = counting_subscriber(endpoint, options, pace);
     assert!(attached(&mut client));
@@ -536,4 +536,53 @@ fn a_lone_slow_subscriber_past_the_grace_loses_nothing_uncounted() {
     );
     assert_eq!(got + counts.dropped, SENT, "{counts:?}");
     assert_eq!(counts.missed_by_slow, 0, "{counts:?}");
+}
+
+/// Regression: a queue asked to hold more than it can was quietly given less (the pending
+/// limit and the buffered proxy's capacity were clamped to `MAX_PENDING`/`MAX_BUFFERED`).
+/// Asking for more is a configuration error that names the setting and its range; the
+/// largest allowed value is taken as given.
+#[test]
+fn a_queue_limit_beyond_its_maximum_is_refused_not_clamped() {
+    use zmqrpc::transport::{BufferedProxy, BufferedProxyError, ConfigError, TransportError};
+    use zmqrpc::transport::{MAX_BUFFERED, MAX_PENDING};
+    let too_many = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .pending_limit(MAX_PENDING + 1)
+        .connect();
+    match too_many {
+        Err(TransportError::Config(ConfigError::OutOfRange {
+            setting,
+            value,
+            max,
+            ..
+        })) => {
+            assert_eq!(setting, "pending_limit");
+            assert_eq!((value, max), ((MAX_PENDING + 1) as u64, MAX_PENDING as u64));
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let mut most = RpcClient::builder()
+        .publish_on("tcp://127.0.0.1:*")
+        .pending_limit(MAX_PENDING)
+        .connect()
+        .unwrap();
+    for i in 0..MAX_PENDING + 10 {
+        most.notify(&Blob(vec![i as u8; 8])).unwrap();
+    }
+    let counts = most.publisher_stats().unwrap().snapshot();
+    assert_eq!((counts.queued, counts.dropped), (MAX_PENDING as u64, 10));
+
+    let too_large = BufferedProxy::builder()
+        .input("tcp://127.0.0.1:*")
+        .output(dead_endpoint())
+        .capacity(MAX_BUFFERED + 1)
+        .bind();
+    match too_large {
+        Err(BufferedProxyError::Transport(TransportError::Config(ConfigError::OutOfRange {
+            setting,
+            ..
+        }))) => assert_eq!(setting, "capacity"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
 }

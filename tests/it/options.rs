@@ -117,14 +117,14 @@ fn by_default_a_request_over_1_mib_drops_its_connection_and_one_of_1_mib_is_serv
         "the connection of an oversize request was not dropped"
     );
     assert_eq!(second.recv_bytes(zmq::DONTWAIT), Err(zmq::Error::EAGAIN));
-    assert_eq!(running.stats().receiver.snapshot().received, 1);
+    assert_eq!(running.stats().snapshot().receiver.received, 1);
 
     // The server serves on: the first raw client, and a new library client.
     assert!(!disconnected(&first_monitor, Duration::ZERO));
     let (small, small_body) = blob_frame(Header::request(3, Blob::KEY), 100);
     assert_eq!(blob_answer(&first, &small), small_body as u64);
     assert_eq!(client(&endpoint).call(&Blob(vec![1; 10])).unwrap(), 10);
-    assert_eq!(running.stats().receiver.snapshot().received, 3);
+    assert_eq!(running.stats().snapshot().receiver.received, 3);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn a_servers_own_max_message_size_applies_to_its_rep_and_sub_sockets() {
     oversize.send(&over[..], 0).unwrap();
     assert!(disconnected(&oversize_monitor, secs(5)));
     assert!(!disconnected(&raw_monitor, Duration::ZERO));
-    assert_eq!(running.stats().receiver.snapshot().received, 1);
+    assert_eq!(running.stats().snapshot().receiver.received, 1);
 
     // SUB: a 1024-byte publication arrives, a 1025-byte one never does (the connection it
     // came on is dropped, and the subscriber comes back for the next).
@@ -167,7 +167,7 @@ fn a_servers_own_max_message_size_applies_to_its_rep_and_sub_sockets() {
     };
     publish(&mut sensor, 1024);
     assert!(eventually(secs(5), || {
-        running.stats().dispatch.snapshot().served == 2
+        running.stats().snapshot().dispatch.served == 2
     }));
     publish(&mut sensor, 1025);
     // Samples after it, until one arrives: it proves the oversize one had its chance.
@@ -184,7 +184,7 @@ fn a_servers_own_max_message_size_applies_to_its_rep_and_sub_sockets() {
     }));
     // Served: the two of 1024 bytes and the samples, not the one of 1025 (a count bumped
     // just after its service ran, hence the wait).
-    let served = || running.stats().dispatch.snapshot().served;
+    let served = || running.stats().snapshot().dispatch.served;
     let samples = || heard.lock().unwrap().len() as u64;
     assert!(
         eventually(secs(5), || served() == 2 + samples()),
@@ -309,7 +309,7 @@ fn published_to_a_stuck_subscriber(
     for seq in 0..n {
         sensor.notify(&Sample { seq, value: 0.0 }).unwrap();
     }
-    sensor.sender().publisher().unwrap().stats().snapshot()
+    sensor.publisher_stats().unwrap().snapshot()
 }
 
 #[test]
@@ -440,7 +440,7 @@ fn time_to_close_a_stuck_publisher(options: Option<SocketOptions>) -> Duration {
         builder = builder.options(options);
     }
     let mut sensor = builder.connect().unwrap();
-    let endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let endpoint = sensor.publish_endpoints()[0].clone();
     // In a context of its own, so only the publisher's sockets hold `ctx` open.
     let other = zmq::Context::new();
     let subscriber = other.socket(zmq::SUB).unwrap();

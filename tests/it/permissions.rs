@@ -67,7 +67,7 @@ fn a_server_and_a_pool_serve_only_what_each_user_may_call() {
         assert_forbidden(sensor.call(&Unregistered), "may not call");
         // The refusal left the connection serving.
         assert_eq!(sensor.call(&Echo("again".into())).unwrap(), "again");
-        let counts = running.stats().dispatch.snapshot();
+        let counts = running.stats().snapshot().dispatch;
         assert_eq!(
             (counts.forbidden, counts.served, counts.unknown),
             (2, 4, 0),
@@ -102,8 +102,8 @@ fn notifications_are_checked_too_and_a_subscription_has_no_user_id() {
     assert_eq!(samples.wait_for(1, secs(5)), [1]);
     assert!(eventually(secs(5), || running
         .stats()
-        .dispatch
         .snapshot()
+        .dispatch
         .forbidden
         == 1));
     assert_eq!(adds.load(std::sync::atomic::Ordering::Relaxed), 0);
@@ -153,7 +153,7 @@ fn a_proxy_input_forwards_only_what_its_callers_may_call() {
     assert_forbidden(ops.call(&Fail("x".into())), "the command of key");
     assert_eq!(stats.snapshot().forbidden, 2);
     // Only what was allowed reached the server.
-    assert_eq!(server.stats().receiver.snapshot().received, 2);
+    assert_eq!(server.stats().snapshot().receiver.received, 2);
 
     // A buffered proxy refuses before it queues (or spools) anything.
     let buffered = zmqrpc::transport::BufferedProxy::builder()

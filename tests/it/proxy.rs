@@ -105,7 +105,7 @@ fn rep2req_refuses_a_frame_that_is_not_a_request() {
         assert_eq!(frame.remote_error().unwrap().code, ErrorCode::BadFrame);
     }
     assert_eq!(
-        server.stats().receiver.snapshot().received,
+        server.stats().snapshot().receiver.received,
         0,
         "never forwarded"
     );
@@ -125,7 +125,7 @@ fn rep2req_refuses_what_is_not_a_frame() {
     let frame = zmqrpc::Frame::decode(&answer).unwrap();
     assert_eq!(frame.remote_error().unwrap().code, ErrorCode::BadFrame);
     assert_eq!(
-        server.stats().receiver.snapshot().received,
+        server.stats().snapshot().receiver.received,
         0,
         "never forwarded"
     );

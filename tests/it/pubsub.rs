@@ -20,12 +20,12 @@ impl zmqrpc::Command for Blob {
 }
 
 fn publisher(pending_limit: usize) -> (RpcClient, String) {
-    let mut client = RpcClient::builder()
+    let client = RpcClient::builder()
         .publish_on("tcp://127.0.0.1:*")
         .pending_limit(pending_limit)
         .connect()
         .unwrap();
-    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    let endpoint = client.publish_endpoints()[0].clone();
     (client, endpoint)
 }
 
@@ -54,8 +54,8 @@ fn notify_reaches_the_service() {
     // Counted when the service returns, just after it stored the sample.
     assert!(eventually(secs(5), || running
         .stats()
-        .dispatch
         .snapshot()
+        .dispatch
         .served
         == 10));
 }
@@ -66,7 +66,7 @@ fn messages_sent_before_a_subscriber_are_delivered_in_order_and_overflow_is_coun
     for seq in 0..8 {
         client.notify(&Sample { seq, value: 0.0 }).unwrap();
     }
-    let stats = client.sender().publisher().unwrap().stats();
+    let stats = client.publisher_stats().unwrap();
     let counts = stats.snapshot();
     assert_eq!((counts.queued, counts.dropped, counts.published), (5, 3, 0));
 
@@ -95,8 +95,12 @@ fn a_silent_publisher_gets_its_sub_socket_recreated() {
         .bind()
         .unwrap();
     let running = server.spawn().unwrap();
-    let receiver = running.stats().receiver.clone();
-    assert!(eventually(secs(5), || receiver.snapshot().sub_recreated >= 2));
+    let stats = running.stats().clone();
+    assert!(eventually(secs(5), || stats
+        .snapshot()
+        .receiver
+        .sub_recreated
+        >= 2));
 }
 
 #[test]
@@ -112,18 +116,18 @@ fn heartbeats_keep_a_sub_socket_alive_and_never_reach_a_service() {
         .spawn()
         .unwrap();
     attach(&mut client);
-    let receiver = running.stats().receiver.clone();
+    let stats = running.stats().clone();
     // Heartbeats at a third of the silence timeout, for three timeouts.
     for _ in 0..9 {
         client.heartbeat().unwrap();
         std::thread::sleep(silence / 3);
     }
-    let counts = receiver.snapshot();
+    let counts = stats.snapshot().receiver;
     assert!(counts.heartbeats >= 5, "{counts:?}");
     assert_eq!(counts.sub_recreated, 0, "{counts:?}");
     assert_eq!(counts.received, 0, "a heartbeat is not a message");
     assert!(samples.seqs().is_empty());
-    assert_eq!(running.stats().dispatch.snapshot().bad_frames, 0);
+    assert_eq!(running.stats().snapshot().dispatch.bad_frames, 0);
 }
 
 #[test]
@@ -216,8 +220,8 @@ fn a_subscriber_that_stops_reading_holds_the_others_back_only_for_its_grace() {
         .slow_subscriber_grace(grace)
         .connect()
         .unwrap();
-    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
-    let stats = client.sender().publisher().unwrap().stats();
+    let endpoint = client.publish_endpoints()[0].clone();
+    let stats = client.publisher_stats().unwrap();
     let ctx = zmq::Context::new();
     let _stuck = raw_subscriber(&ctx, &endpoint, b"");
     let got = Arc::new(AtomicU32::new(0));
@@ -282,7 +286,7 @@ fn a_subscriber_that_stops_reading_holds_the_others_back_only_for_its_grace() {
 #[test]
 fn a_subscription_that_matches_nothing_attaches_nothing() {
     let (mut client, endpoint) = publisher(100);
-    let stats = client.sender().publisher().unwrap().stats();
+    let stats = client.publisher_stats().unwrap();
     let ctx = zmq::Context::new();
     let _odd = raw_subscriber(&ctx, &endpoint, b"no zmqrpc message starts like this");
     assert!(eventually(secs(5), || {
@@ -314,7 +318,7 @@ fn a_subscription_that_matches_nothing_attaches_nothing() {
 #[test]
 fn distinct_subscriptions_are_bounded_and_counted() {
     let (mut client, endpoint) = publisher(100);
-    let stats = client.sender().publisher().unwrap().stats();
+    let stats = client.publisher_stats().unwrap();
     let ctx = zmq::Context::new();
     let flood = ctx.socket(zmq::SUB).unwrap();
     flood.set_linger(0).unwrap();

@@ -228,7 +228,7 @@ fn a_python_client_calls_a_rust_server_beside_a_rust_client() {
         native.call(&LedSet { on: true, level: 1 }).unwrap(),
         "led true 1"
     );
-    let counts = running.stats().dispatch.snapshot();
+    let counts = running.stats().snapshot().dispatch;
     assert_eq!(
         (
             counts.served,
@@ -270,7 +270,7 @@ fn a_python_caller_gets_403_for_what_its_user_may_not_call() {
         "{}",
         answers[2]
     );
-    let counts = running.stats().dispatch.snapshot();
+    let counts = running.stats().snapshot().dispatch;
     assert_eq!((counts.served, counts.forbidden, counts.failed), (2, 3, 0));
 }
 

@@ -79,7 +79,7 @@ fn a_subscriber_hears_again_after_an_oversized_publication() {
         seen.lock().unwrap()
     );
     assert!(!seen.lock().unwrap().contains(&2));
-    assert!(running.stats().receiver.snapshot().sub_recreated >= 1);
+    assert!(running.stats().snapshot().receiver.sub_recreated >= 1);
 }
 
 /// Regression: after one oversized reply a pipeline's DEALER lost its connection for good
@@ -198,7 +198,7 @@ fn a_burst_of_notifications_is_received_or_counted_as_dropped() {
         };
         publisher.notify(&blob).unwrap();
     }
-    let stats = publisher.sender().publisher().unwrap().stats();
+    let stats = publisher.publisher_stats().unwrap();
     // Whatever is still held goes out as the subscriber catches up.
     assert!(eventually(secs(30), || publisher
         .sender()
@@ -210,7 +210,7 @@ fn a_burst_of_notifications_is_received_or_counted_as_dropped() {
     let counts = stats.snapshot();
     let expected = u64::from(SENT) - counts.dropped;
     assert_eq!(counts.published, expected, "{counts:?}");
-    let received = || running.stats().dispatch.snapshot().served;
+    let received = || running.stats().snapshot().dispatch.served;
     eventually(secs(30), || received() >= expected);
     // Nothing more trickles in.
     std::thread::sleep(Duration::from_millis(100));
@@ -311,7 +311,7 @@ fn a_relay_delivers_what_it_held_for_a_slow_subscriber_after_the_last_message() 
         .backpressure(secs(30))
         .connect()
         .unwrap();
-    let sensor_endpoint = sensor.sender().publisher().unwrap().endpoints()[0].clone();
+    let sensor_endpoint = sensor.publish_endpoints()[0].clone();
     let proxy = Proxy::builder(ProxyKind::Sub2Pub)
         .input(&sensor_endpoint)
         .output("tcp://127.0.0.1:*")

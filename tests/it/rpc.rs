@@ -23,7 +23,7 @@ fn call_returns_the_typed_reply() {
     let mut client = client(&endpoint);
     assert_eq!(client.call(&Add(40, 2)).unwrap(), 42);
     assert_eq!(client.call(&Echo("héllo".into())).unwrap(), "héllo");
-    assert_eq!(running.stats().dispatch.snapshot().served, 2);
+    assert_eq!(running.stats().snapshot().dispatch.served, 2);
     running.join().unwrap();
 }
 
@@ -37,7 +37,7 @@ fn unknown_command_is_a_remote_error() {
         remote_code(client.call(&Unregistered)),
         ErrorCode::UnknownCommand
     );
-    assert_eq!(running.stats().dispatch.snapshot().unknown, 1);
+    assert_eq!(running.stats().snapshot().dispatch.unknown, 1);
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn service_error_and_panic_become_service_failed_and_the_server_serves_on() {
         4,
         "REP not locked by a panic"
     );
-    assert_eq!(running.stats().dispatch.snapshot().failed, 2);
+    assert_eq!(running.stats().snapshot().dispatch.failed, 2);
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn after_a_timeout_the_next_call_succeeds_once_the_server_answers() {
     let running = server.spawn().unwrap();
     assert_eq!(client.call(&Add(20, 22)).unwrap(), 42);
     assert_eq!(
-        running.stats().dispatch.snapshot().served,
+        running.stats().snapshot().dispatch.served,
         1,
         "the stale call never ran"
     );
@@ -173,8 +173,8 @@ fn round_robin_spreads_calls_and_a_dead_endpoint_costs_only_its_own_calls() {
     for i in 0..10 {
         assert_eq!(client.call(&Add(i, 1)).unwrap(), i + 1);
     }
-    assert_eq!(ra.stats().dispatch.snapshot().served, 5);
-    assert_eq!(rb.stats().dispatch.snapshot().served, 5);
+    assert_eq!(ra.stats().snapshot().dispatch.served, 5);
+    assert_eq!(rb.stats().snapshot().dispatch.served, 5);
 
     // B dies. Its calls time out; A's calls keep succeeding, each answered at once.
     rb.join().unwrap();
@@ -199,7 +199,7 @@ fn round_robin_spreads_calls_and_a_dead_endpoint_costs_only_its_own_calls() {
         }
     }
     assert_eq!((ok, timed_out), (3, 3));
-    assert_eq!(ra.stats().dispatch.snapshot().served, 8);
+    assert_eq!(ra.stats().snapshot().dispatch.served, 8);
 }
 
 #[test]

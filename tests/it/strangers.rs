@@ -136,20 +136,20 @@ fn no_bound_socket_of_the_library_gives_a_stranger_a_secret() {
 
     // A client's publisher: protected, and open beside REQ credentials (which go to the
     // REQ socket only).
-    let mut protected = RpcClient::builder()
+    let protected = RpcClient::builder()
         .publish_on(ANY_PORT)
         .users(users())
         .connect()
         .unwrap();
-    let endpoint = protected.sender().publisher().unwrap().endpoints()[0].clone();
+    let endpoint = protected.publish_endpoints()[0].clone();
     assert_no_secret("client PUB with users", &endpoint);
-    let mut calling = RpcClient::builder()
+    let calling = RpcClient::builder()
         .req(dead_endpoint())
         .publish_on(ANY_PORT)
         .credentials(credentials())
         .connect()
         .unwrap();
-    let endpoint = calling.sender().publisher().unwrap().endpoints()[0].clone();
+    let endpoint = calling.publish_endpoints()[0].clone();
     assert_no_secret("client PUB beside REQ credentials", &endpoint);
 
     // Every proxy kind's bound sides, with credentials for its connecting sides.
@@ -318,8 +318,8 @@ fn a_protected_publisher_delivers_nothing_to_a_subscriber_without_the_right_cred
         .users(users())
         .connect()
         .unwrap();
-    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
-    let stats = client.sender().publisher().unwrap().stats();
+    let endpoint = client.publish_endpoints()[0].clone();
+    let stats = client.publisher_stats().unwrap();
     let ctx = zmq::Context::new();
     let strangers = [
         raw_subscriber(&ctx, &endpoint, None),

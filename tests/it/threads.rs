@@ -20,7 +20,7 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
                 .publish_on("tcp://127.0.0.1:*")
                 .connect()
                 .unwrap();
-            pub_endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+            pub_endpoint = client.publish_endpoints()[0].clone();
         }
         let server = standard_server()
             .rep("tcp://127.0.0.1:*")

@@ -50,7 +50,7 @@ fn four_workers_serve_slow_calls_in_parallel() {
     assert_eq!(answers, [0, 2, 4, 6, 8, 10, 12, 14]);
     // One worker would take 8 × 200 ms; four take about 2 × 200 ms.
     assert!(took < Duration::from_millis(1000), "{took:?}");
-    assert_eq!(running.stats().dispatch.snapshot().served, 8);
+    assert_eq!(running.stats().snapshot().dispatch.served, 8);
     let asked = Instant::now();
     running.join().unwrap();
     assert!(asked.elapsed() < Duration::from_millis(500) * slack());
@@ -122,7 +122,7 @@ fn a_protected_publisher_refuses_a_pool_without_the_right_credentials() {
         }
         let running = builder.bind().unwrap().spawn().unwrap();
         let intruder = &mut publisher;
-        let stats = intruder.sender().publisher().unwrap().stats();
+        let stats = intruder.publisher_stats().unwrap();
         assert!(
             eventually(secs(5), || {
                 intruder.sender().publisher().unwrap().flush().unwrap();
@@ -137,7 +137,7 @@ fn a_protected_publisher_refuses_a_pool_without_the_right_credentials() {
         std::thread::sleep(Duration::from_millis(200));
         assert!(!intruder.sender().publisher().unwrap().has_subscriber());
         assert!(samples.seqs().is_empty(), "{credentials:?}");
-        assert_eq!(running.stats().receiver.snapshot().received, 0);
+        assert_eq!(running.stats().snapshot().receiver.received, 0);
     }
     // The right credentials get through the same pool.
     let (mut sensor, endpoint) = publishing_client(Some(pool_users()));

@@ -1,7 +1,7 @@
 //! zmqrpc over libzmq: the sockets under the protocol of [`zmqrpc_core`].
 //!
 //! A [`Receiver`] owns a REP socket and any number of SUB sockets on one thread and hands
-//! each message to a [`Handler`]; a [`Sender`] owns a [`Publisher`] (XPUB, holding messages
+//! each message to a [`MessageHandler`]; a [`Sender`] owns a [`Publisher`] (XPUB, holding messages
 //! while nobody listens) and a [`Requester`] (one REQ socket per endpoint, used in turn,
 //! recreated after a timeout). Those move bytes. [`RpcServer`] and [`RpcClient`] put typed
 //! [`Command`]s on top, and every byte they read or write goes through a [`Dialect`]: the
@@ -57,7 +57,7 @@
 //!   their two sides), [`BufferedProxy`] (store-and-forward) and its [`Spool`].
 //! - [`rpc`]: [`RpcServer`] (its [`Service`] API, the type-erased dispatch, the worker
 //!   pool), [`RpcClient`], [`Pipeline`].
-//! - [`messaging`]: the sockets that move bytes: [`Receiver`] and its [`Handler`] contract
+//! - [`messaging`]: the sockets that move bytes: [`Receiver`] and its [`MessageHandler`] contract
 //!   (REP + SUB in, one thread), [`Publisher`] (XPUB out, nothing dropped uncounted, no
 //!   subscriber holding the others back past its grace) and the subscriptions it tracks,
 //!   [`Requester`] (REQ out, round-robin, Lazy Pirate), [`Sender`] (both).
@@ -122,19 +122,20 @@ pub use messaging::publisher::{
     SLOW_SUBSCRIBER_GRACE,
 };
 pub use messaging::receiver::{
-    Handler, Incoming, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats, Rejection,
+    Incoming, MessageHandler, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats,
+    Rejection,
 };
-pub use messaging::requester::{Reply, Requester};
+pub use messaging::requester::{Answer, Requester};
 pub use messaging::sender::{Sender, SenderBuilder};
 pub use messaging::subscriptions::MAX_TOPICS;
 pub use proxy::buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use proxy::spool::{Recovery, Spool, SpoolError};
 pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
 pub use rpc::client::{ClientBuilder, RpcClient};
-pub use rpc::pipeline::{Answer, Pipeline, PipelineBuilder, DEFAULT_WINDOW_BYTES};
+pub use rpc::pipeline::{Outcome, Pipeline, PipelineBuilder, DEFAULT_WINDOW_BYTES};
 pub use rpc::server::{
-    Caller, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts, ServerStats,
-    Service, ServiceError, WithCaller,
+    Caller, DispatchCounts, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts,
+    ServerStats, Service, ServiceError, WithCaller,
 };
 pub use socket::options::SocketOptions;
 pub use socket::shutdown::{Running, Shutdown};

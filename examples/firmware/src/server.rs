@@ -3,7 +3,7 @@
 
 use core::cell::Cell;
 
-use zmqrpc_core::device::{on, DeviceServer, DeviceStats, Failure, Handler};
+use zmqrpc_core::device::{on, CommandHandler, DeviceServer, DeviceStats, Failure};
 
 use crate::commands::{Ping, ReadStats, SetLed};
 
@@ -12,7 +12,13 @@ const LEDS: u8 = 8;
 
 /// The handlers of `Ping`, `SetLed` and `ReadStats`; `ReadStats` answers with what `stats`
 /// holds.
-pub fn handlers(stats: &Cell<DeviceStats>) -> (impl Handler, impl Handler, impl Handler + '_) {
+pub fn handlers(
+    stats: &Cell<DeviceStats>,
+) -> (
+    impl CommandHandler,
+    impl CommandHandler,
+    impl CommandHandler + '_,
+) {
     let ping = on(|Ping { n }| Ok::<_, Failure>(n));
     let mut leds = 0u8;
     let set_led = on(move |SetLed { led, on }| {
@@ -37,11 +43,15 @@ pub struct Device<'a> {
 impl<'a> Device<'a> {
     /// A device serving `handlers`, whose `ReadStats` reads `stats`.
     pub fn new(
-        (ping, set_led, read_stats): &'a mut (impl Handler, impl Handler, impl Handler),
+        (ping, set_led, read_stats): &'a mut (
+            impl CommandHandler,
+            impl CommandHandler,
+            impl CommandHandler,
+        ),
         stats: &'a Cell<DeviceStats>,
     ) -> Self {
         let mut server = DeviceServer::new();
-        for handler in [ping as &mut dyn Handler, set_led, read_stats] {
+        for handler in [ping as &mut dyn CommandHandler, set_led, read_stats] {
             if server.register(handler).is_err() {
                 unreachable!("three commands of distinct names fit a table of three");
             }

@@ -179,8 +179,8 @@ pub fn publishing_client(users: Option<zmqrpc::transport::Users>) -> (RpcClient,
     if let Some(users) = users {
         builder = builder.users(users);
     }
-    let mut client = builder.connect().unwrap();
-    let endpoint = client.sender().publisher().unwrap().endpoints()[0].clone();
+    let client = builder.connect().unwrap();
+    let endpoint = client.publish_endpoints()[0].clone();
     (client, endpoint)
 }
 

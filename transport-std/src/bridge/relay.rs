@@ -12,7 +12,7 @@ use super::BridgeStats;
 use crate::auth::Permissions;
 use crate::dialect::{Dialect, Native};
 use crate::messaging::publisher::Publisher;
-use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
+use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::proxy::{refuse_forbidden, FailureLog};
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::{bump, set};
@@ -294,7 +294,7 @@ impl<O: Opener> Relay<O> {
     }
 }
 
-impl<O: Opener> Handler for Relay<O> {
+impl<O: Opener> MessageHandler for Relay<O> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         // The bridge's input is a REP socket: every message gets an answer in `reply`.

@@ -40,6 +40,7 @@ use zmqrpc_core::{BoundedQueue, OverflowPolicy, Pushed};
 use crate::auth::{AuthStats, Users, Verifier};
 use crate::budget::Share;
 use crate::dialect::{Dialect, Native};
+use crate::error::ConfigError;
 use crate::messaging::subscriptions::{Change, Subscriptions};
 use crate::socket::monitor::{Event, Monitor, Watch};
 use crate::socket::nodrop::set_xpub_nodrop;
@@ -61,6 +62,22 @@ pub struct PendingLimits {
     pub messages: usize,
     /// Bytes of messages (default [`DEFAULT_PENDING_BYTES`]).
     pub bytes: usize,
+}
+
+impl PendingLimits {
+    /// These limits, or the [`ConfigError::OutOfRange`] that says which is too large:
+    /// a publisher refuses at `bind` what it could not hold rather than hold less.
+    pub(crate) fn checked(self) -> Result<PendingLimits, ConfigError> {
+        if self.messages > MAX_PENDING {
+            return Err(ConfigError::OutOfRange {
+                setting: "pending_limit",
+                value: self.messages as u64,
+                min: 0,
+                max: MAX_PENDING as u64,
+            });
+        }
+        Ok(self)
+    }
 }
 
 impl Default for PendingLimits {
@@ -227,7 +244,7 @@ impl Publisher {
         users: Option<Users>,
         limits: PendingLimits,
     ) -> Result<Publisher, TransportError> {
-        let pending_limit = limits.messages.min(MAX_PENDING);
+        let pending_limit = limits.checked()?.messages;
         let verifier = users.map(|users| Verifier::start(ctx, users)).transpose()?;
         // What is held for a subscriber goes out in one burst when it attaches: each
         // subscriber's pipe must take that burst on top of its usual high-water mark, or

@@ -19,7 +19,7 @@ use crate::{RequestError, TransportError};
 
 /// An answer from one endpoint, borrowed until the next request.
 #[derive(Debug)]
-pub struct Reply<'a> {
+pub struct Answer<'a> {
     /// Index of the endpoint that answered, in the order endpoints were given.
     pub index: usize,
     /// Its address.
@@ -110,7 +110,7 @@ impl Requester {
         &mut self,
         message: &[u8],
         timeout: Duration,
-    ) -> Result<Reply<'_>, RequestError> {
+    ) -> Result<Answer<'_>, RequestError> {
         self.request_unless(message, timeout, None)
     }
 
@@ -122,7 +122,7 @@ impl Requester {
         message: &[u8],
         timeout: Duration,
         stop: Option<&Shutdown>,
-    ) -> Result<Reply<'_>, RequestError> {
+    ) -> Result<Answer<'_>, RequestError> {
         if self.endpoints.is_empty() {
             return Err(RequestError::NoEndpoint);
         }
@@ -135,7 +135,7 @@ impl Requester {
         let outcome = connection.exchange(message, deadline, stop, &mut self.reply);
 
         match outcome {
-            Ok(()) => Ok(Reply {
+            Ok(()) => Ok(Answer {
                 index,
                 endpoint: &self.endpoints[index].address,
                 bytes: &self.reply,
@@ -173,7 +173,7 @@ impl Requester {
 
     /// The reply from endpoint `index` if it has arrived, without waiting; fails with
     /// [`RequestError::NothingInFlight`] if no request to it is in flight.
-    pub(crate) fn try_reply(&mut self, index: usize) -> Result<Option<Reply<'_>>, RequestError> {
+    pub(crate) fn try_reply(&mut self, index: usize) -> Result<Option<Answer<'_>>, RequestError> {
         let Some(endpoint) = self.endpoints.get_mut(index) else {
             return Err(RequestError::NothingInFlight {
                 endpoint: String::new(),
@@ -189,7 +189,7 @@ impl Requester {
             .and_then(|()| connection.try_recv(&mut self.reply))
         {
             Ok(false) => Ok(None),
-            Ok(true) => Ok(Some(Reply {
+            Ok(true) => Ok(Some(Answer {
                 index,
                 endpoint: &self.endpoints[index].address,
                 bytes: &self.reply,

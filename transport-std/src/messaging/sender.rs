@@ -1,12 +1,15 @@
 //! [`Sender`]: a [`Publisher`] and/or a [`Requester`], the sending half of the seed's
 //! `ZmqSender`, used alone with raw bytes or under [`RpcClient`](crate::RpcClient).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{Credentials, Users};
 use crate::error::ConfigError;
-use crate::messaging::publisher::{PendingLimits, Publisher, MAX_PENDING, SLOW_SUBSCRIBER_GRACE};
-use crate::messaging::requester::{Reply, Requester};
+use crate::messaging::publisher::{
+    PendingLimits, Publisher, PublisherStats, SLOW_SUBSCRIBER_GRACE,
+};
+use crate::messaging::requester::{Answer, Requester};
 use crate::socket::options::SocketOptions;
 use crate::{RequestError, SocketKind, TransportError};
 
@@ -74,9 +77,10 @@ impl SenderBuilder {
     }
 
     /// How many messages the publisher holds while no subscriber is attached (default 1000,
-    /// at most [`MAX_PENDING`]); beyond that the oldest are dropped and counted.
+    /// at most [`MAX_PENDING`](crate::MAX_PENDING): more is a [`ConfigError::OutOfRange`](crate::ConfigError)
+    /// at `connect`); beyond that the oldest are dropped and counted.
     pub fn pending_limit(mut self, limit: usize) -> Self {
-        self.pending.messages = limit.min(MAX_PENDING);
+        self.pending.messages = limit;
         self
     }
 
@@ -182,7 +186,7 @@ impl Sender {
         &mut self,
         message: &[u8],
         timeout: Duration,
-    ) -> Result<Reply<'_>, RequestError> {
+    ) -> Result<Answer<'_>, RequestError> {
         self.requester
             .as_mut()
             .ok_or(RequestError::NoEndpoint)?
@@ -199,6 +203,17 @@ impl Sender {
     /// The PUB side, if configured.
     pub fn publisher(&mut self) -> Option<&mut Publisher> {
         self.publisher.as_mut()
+    }
+
+    /// The endpoints the PUB side is bound to, wildcard ports resolved (none without
+    /// `publish_on`).
+    pub fn publish_endpoints(&self) -> &[String] {
+        self.publisher.as_ref().map_or(&[], |p| p.endpoints())
+    }
+
+    /// The PUB side's live counters, if it is configured.
+    pub fn publisher_stats(&self) -> Option<Arc<PublisherStats>> {
+        self.publisher.as_ref().map(Publisher::stats)
     }
 
     /// The REQ side, if configured.

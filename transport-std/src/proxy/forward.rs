@@ -12,7 +12,7 @@ use super::{
 use crate::auth::Permissions;
 use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::publisher::{PendingLimits, Publisher};
-use crate::messaging::receiver::{Handler, Incoming, Origin, Receiver, Rejection};
+use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Receiver, Rejection};
 use crate::messaging::requester::Requester;
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::{bump, set};
@@ -160,7 +160,7 @@ impl<D: Dialect> Forwarder<D> {
     }
 }
 
-impl<D: Dialect> Handler for Forwarder<D> {
+impl<D: Dialect> MessageHandler for Forwarder<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         let answer = message.origin == Origin::Rep;

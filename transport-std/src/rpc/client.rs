@@ -1,5 +1,6 @@
 //! [`RpcClient`]: typed calls over REQ, typed notifications over PUB.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use zmqrpc_core::Command;
@@ -7,6 +8,7 @@ use zmqrpc_core::Command;
 use crate::auth::{Credentials, Users};
 use crate::dialect::{interpret, CallTag, Dialect, Interpretation, Native};
 use crate::error::HandshakeFailure;
+use crate::messaging::publisher::PublisherStats;
 use crate::messaging::sender::{Sender, SenderBuilder};
 use crate::socket::options::SocketOptions;
 use crate::{CallError, RequestError, SocketKind, TransportError};
@@ -247,7 +249,19 @@ impl<D: Dialect> RpcClient<D> {
         Ok(publisher.send_heartbeat(D::HEARTBEAT)?)
     }
 
-    /// The underlying sender (its publisher's stats and endpoints, its requester).
+    /// The endpoints the client publishes on, wildcard ports resolved (none without
+    /// `publish_on`): what servers `subscribe` to.
+    pub fn publish_endpoints(&self) -> &[String] {
+        self.sender.publish_endpoints()
+    }
+
+    /// The live counters of what the client publishes (published, queued, dropped, …), if
+    /// it publishes.
+    pub fn publisher_stats(&self) -> Option<Arc<PublisherStats>> {
+        self.sender.publisher_stats()
+    }
+
+    /// The underlying sender (its publisher, its requester).
     pub fn sender(&mut self) -> &mut Sender {
         &mut self.sender
     }

@@ -35,7 +35,7 @@ use crate::socket::{drain_parts, wait_ms};
 use crate::{CallError, TransportError};
 
 /// One call's end: its sequence number and its response or error.
-pub type Answer<C> = (u32, Result<<C as Command>::Response, CallError>);
+pub type Outcome<C> = (u32, Result<<C as Command>::Response, CallError>);
 
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder<D: Dialect = Native> {
@@ -321,7 +321,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
     ///
     /// `Ok(None)`: nothing within `wait`. `Ok(Some((seq, result)))`: call `seq` ended, with
     /// its response or its error (remote error, timeout, bad reply).
-    pub fn recv(&mut self, wait: Duration) -> Result<Option<Answer<C>>, CallError> {
+    pub fn recv(&mut self, wait: Duration) -> Result<Option<Outcome<C>>, CallError> {
         let until = later(Instant::now(), wait);
         let mut monitor_ready = false;
         loop {
@@ -426,7 +426,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
     /// An answer already received, if any. Strays are skipped until `until` at most: a peer
     /// that floods them cannot hold the caller past its wait (the clock is read only on a
     /// stray, never on the way to an answer).
-    fn try_recv(&mut self, until: Instant) -> Result<Option<Answer<C>>, CallError> {
+    fn try_recv(&mut self, until: Instant) -> Result<Option<Outcome<C>>, CallError> {
         let mut first = true;
         loop {
             if !std::mem::take(&mut first) && Instant::now() >= until {
@@ -469,7 +469,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
     }
 
     /// Reads the answer in `part`, if it answers a call in flight.
-    fn answer(&mut self) -> Option<Answer<C>> {
+    fn answer(&mut self) -> Option<Outcome<C>> {
         let answer = self.dialect.read_answer(&self.part).ok()?;
         let Addressee::Call(tag) = answer.to else {
             return None;

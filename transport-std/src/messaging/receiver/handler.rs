@@ -1,5 +1,5 @@
 //! The handler contract: what a receiving loop hands on ([`Incoming`], from an [`Origin`]),
-//! what it refuses before ([`Rejection`]), and what the handler answers ([`Handler`]).
+//! what it refuses before ([`Rejection`]), and what the handler answers ([`MessageHandler`]).
 
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ impl Origin {
     }
 }
 
-/// Why a message was not handed to [`Handler::handle`].
+/// Why a message was not handed to [`MessageHandler::handle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -34,7 +34,7 @@ pub enum Rejection {
     Multipart,
 }
 
-/// A message as a [`Handler`] sees it.
+/// A message as a [`MessageHandler`] sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Incoming<'a> {
     /// The message's bytes.
@@ -48,12 +48,12 @@ pub struct Incoming<'a> {
 /// What a [`Receiver`](super::Receiver) calls with each message.
 ///
 /// Closures `FnMut(Incoming, &mut Vec<u8>)` are handlers.
-pub trait Handler: Send + 'static {
+pub trait MessageHandler: Send + 'static {
     /// Handles one message. For [`Origin::Rep`], whatever is in `reply` (empty on entry) is
     /// sent back as the answer.
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>);
 
-    /// Called instead of [`handle`](Handler::handle) for a message the receiver refused. For
+    /// Called instead of [`handle`](MessageHandler::handle) for a message the receiver refused. For
     /// [`Origin::Rep`], `reply` is sent back (empty unless the handler fills it).
     fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         let _ = (reason, origin, reply);
@@ -67,7 +67,7 @@ pub trait Handler: Send + 'static {
         None
     }
 
-    /// When the handler next wants [`on_wake`](Handler::on_wake) called even if nothing
+    /// When the handler next wants [`on_wake`](MessageHandler::on_wake) called even if nothing
     /// arrives.
     fn deadline(&self) -> Option<Instant> {
         None
@@ -78,7 +78,7 @@ pub trait Handler: Send + 'static {
     fn on_wake(&mut self) {}
 }
 
-impl<F> Handler for F
+impl<F> MessageHandler for F
 where
     F: FnMut(Incoming<'_>, &mut Vec<u8>) + Send + 'static,
 {

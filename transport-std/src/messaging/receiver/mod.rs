@@ -1,4 +1,4 @@
-//! [`Receiver`]: a REP socket and any number of SUB sockets feeding one [`Handler`].
+//! [`Receiver`]: a REP socket and any number of SUB sockets feeding one [`MessageHandler`].
 //!
 //! The layer under [`RpcServer`](crate::RpcServer) and the proxies, usable alone with raw
 //! byte messages. One thread owns every socket: it polls them together with a stop signal,
@@ -23,7 +23,7 @@ use crate::TransportError;
 use rep::RepSide;
 
 pub use builder::ReceiverBuilder;
-pub use handler::{Handler, Incoming, Origin, Rejection};
+pub use handler::{Incoming, MessageHandler, Origin, Rejection};
 
 counters! {
     /// Live counters of a [`Receiver`]; [`snapshot`](ReceiverStats::snapshot) reads them.
@@ -99,7 +99,7 @@ impl Receiver {
     }
 
     /// Serves on the calling thread until [`Shutdown::request`].
-    pub fn run<H: Handler>(mut self, mut handler: H) -> Result<(), TransportError> {
+    pub fn run<H: MessageHandler>(mut self, mut handler: H) -> Result<(), TransportError> {
         let mut message = zmq::Message::new();
         let mut reply = Vec::with_capacity(256);
         loop {
@@ -148,7 +148,7 @@ impl Receiver {
     }
 
     /// Serves on a new thread; the returned handle stops and joins it.
-    pub fn spawn<H: Handler>(self, handler: H) -> std::io::Result<Running<ReceiverStats>> {
+    pub fn spawn<H: MessageHandler>(self, handler: H) -> std::io::Result<Running<ReceiverStats>> {
         let shutdown = self.shutdown();
         let stats = self.stats.clone();
         Running::spawn("zmqrpc-receiver", shutdown, stats, move || {
@@ -207,7 +207,7 @@ impl Receiver {
         socket::poll_timeout(now, subs.chain(handler).chain(retry))
     }
 
-    fn serve_rep<H: Handler>(
+    fn serve_rep<H: MessageHandler>(
         &mut self,
         handler: &mut H,
         message: &mut zmq::Message,
@@ -270,7 +270,7 @@ impl Receiver {
         Ok(())
     }
 
-    fn serve_sub<H: Handler>(
+    fn serve_sub<H: MessageHandler>(
         &mut self,
         index: usize,
         handler: &mut H,

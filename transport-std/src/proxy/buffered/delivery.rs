@@ -11,7 +11,7 @@ use super::MAX_BUFFERED;
 use crate::auth::Permissions;
 use crate::budget::{self, Share};
 use crate::dialect::{AnswerView, Dialect};
-use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
+use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::messaging::requester::Requester;
 use crate::proxy::spool::Spool;
 use crate::proxy::{refuse_forbidden, FailureLog, ProxyStats, LOG_EVERY};
@@ -246,7 +246,7 @@ fn judge<D: Dialect>(dialect: &D, answer: &[u8]) -> Verdict {
     }
 }
 
-impl<D: Dialect> Handler for Buffer<D> {
+impl<D: Dialect> MessageHandler for Buffer<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         // On SUB the reply is discarded: what would be an error reply is only counted.

@@ -26,6 +26,7 @@ use std::time::Duration;
 use zmqrpc_core::{BoundedQueue, OverflowPolicy};
 
 use crate::dialect::{DefaultDialect, Dialect};
+use crate::error::ConfigError;
 use crate::messaging::receiver::Receiver;
 use crate::proxy::spool::{Spool, SpoolError};
 use crate::proxy::{relay_methods, side_setters, ProxyStats, Sides};
@@ -74,9 +75,10 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
         self
     }
 
-    /// How many requests the proxy holds (default 1000, at most [`MAX_BUFFERED`]).
+    /// How many requests the proxy holds (default 1000, at most [`MAX_BUFFERED`]: more is a
+    /// [`ConfigError::OutOfRange`](crate::ConfigError) at `bind`).
     pub fn capacity(mut self, requests: usize) -> Self {
-        self.capacity = requests.min(MAX_BUFFERED);
+        self.capacity = requests;
         self
     }
 
@@ -98,6 +100,15 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
     pub fn bind(mut self) -> Result<BufferedProxy<D>, BufferedProxyError> {
         // Before the spool is opened: a configuration mistake must not touch it.
         self.sides.check().map_err(TransportError::from)?;
+        if self.capacity > MAX_BUFFERED {
+            let refused = ConfigError::OutOfRange {
+                setting: "capacity",
+                value: self.capacity as u64,
+                min: 0,
+                max: MAX_BUFFERED as u64,
+            };
+            return Err(TransportError::from(refused).into());
+        }
         let mut queue = Box::new(BoundedQueue::with_limit(
             OverflowPolicy::RejectNew,
             self.capacity,

@@ -13,14 +13,14 @@ use super::service::{Caller, Service};
 use crate::auth::Permissions;
 use crate::dialect::{Dialect, Request};
 use crate::error::panic_message;
-use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
+use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::socket::stats::{bump, counters};
 
 counters! {
     /// Live counters of an [`RpcServer`](crate::RpcServer)'s dispatch.
     DispatchStats;
     /// A [`DispatchStats`] reading.
-    ServerCounts {
+    DispatchCounts {
         /// Calls whose service answered.
         served,
         /// Calls whose service returned an error or panicked.
@@ -223,7 +223,7 @@ impl<D: Dialect> Dispatcher<D> {
     }
 }
 
-impl<D: Dialect> Handler for Dispatcher<D> {
+impl<D: Dialect> MessageHandler for Dispatcher<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
         let reply = (message.origin == Origin::Rep).then_some(reply);
         let dialect = &self.dialect;

@@ -9,7 +9,7 @@
 //! profile, it ends the process, for a supervisor to restart); a
 //! frame that does not decode produces `BadFrame` (or `VersionMismatch`); an unknown key
 //! produces `UnknownCommand`. Messages from SUB sockets run the same services, and their
-//! answers are discarded (counted in [`ServerCounts`] when they fail).
+//! answers are discarded (counted in [`DispatchCounts`] when they fail).
 
 mod dispatch;
 mod pool;
@@ -22,23 +22,42 @@ use zmqrpc_core::Command;
 
 use crate::auth::{Credentials, Permissions, Users};
 use crate::dialect::{DefaultDialect, Dialect};
-use crate::messaging::receiver::{Receiver, ReceiverBuilder, ReceiverStats};
+use crate::messaging::receiver::{Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown};
 use crate::{ConfigError, TransportError};
 use dispatch::{Dispatcher, Services};
 use pool::Pool;
 
-pub use dispatch::{DispatchStats, ServerCounts};
+pub use dispatch::{DispatchCounts, DispatchStats};
 pub use service::{Caller, RegisterError, Service, ServiceError, WithCaller};
 
-/// The counters of a running [`RpcServer`]: its sockets and its dispatch.
-#[derive(Debug, Default)]
+/// The live counters of a running [`RpcServer`] (all its workers together): its sockets and
+/// its dispatch. A cheap handle, as every object's `stats()` is; read it with
+/// [`snapshot`](Self::snapshot).
+#[derive(Clone, Debug, Default)]
 pub struct ServerStats {
-    /// Socket-level counters.
-    pub receiver: Arc<ReceiverStats>,
-    /// Dispatch counters.
-    pub dispatch: Arc<DispatchStats>,
+    receiver: Arc<ReceiverStats>,
+    dispatch: Arc<DispatchStats>,
+}
+
+impl ServerStats {
+    /// The counters' values now.
+    pub fn snapshot(&self) -> ServerCounts {
+        ServerCounts {
+            receiver: self.receiver.snapshot(),
+            dispatch: self.dispatch.snapshot(),
+        }
+    }
+}
+
+/// A [`ServerStats`] reading.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerCounts {
+    /// What the sockets received, rejected and recreated.
+    pub receiver: ReceiverCounts,
+    /// What the services made of the calls.
+    pub dispatch: DispatchCounts,
 }
 
 /// Builds an [`RpcServer`]: endpoints, options and services, for one wire [`Dialect`].
@@ -214,7 +233,7 @@ impl<D: Dialect> ServerBuilder<D> {
     /// Serves only what `permissions` allow each caller: a call no rule allows gets a
     /// [`Forbidden`](zmqrpc_core::ErrorCode::Forbidden) error (pyzmqrpc3 callers a 403
     /// status), a notification is dropped; both are counted in
-    /// [`ServerCounts::forbidden`](crate::ServerCounts::forbidden). Checked before the
+    /// [`DispatchCounts::forbidden`](crate::DispatchCounts::forbidden). Checked before the
     /// command is decoded. A caller's user id is its PLAIN username or the user id its CURVE
     /// key is allowed under; a notification from a subscription has none. Without
     /// permissions, everyone who gets through the socket may call everything.

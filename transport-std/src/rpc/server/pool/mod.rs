@@ -11,8 +11,8 @@
 //! sender authenticated as. The broker answers heartbeats itself and keeps each caller's
 //! envelope until its worker answers.
 //!
-//! Workers call their handler's [`handle`](Handler::handle) and
-//! [`reject`](Handler::reject) only: the pool is for dispatchers, which need no socket,
+//! Workers call their handler's [`handle`](MessageHandler::handle) and
+//! [`reject`](MessageHandler::reject) only: the pool is for dispatchers, which need no socket,
 //! deadline or wake-up of their own.
 //!
 //! A stop wakes the broker at once; it tells every free worker to end, lets busy ones finish
@@ -28,7 +28,7 @@ use std::time::Instant;
 use crate::auth::Verifier;
 use crate::error::panic_message;
 use crate::messaging::receiver::{
-    Handler, Heartbeats, Origin, ReceiverBuilder, ReceiverStats, BATCH,
+    Heartbeats, MessageHandler, Origin, ReceiverBuilder, ReceiverStats, BATCH,
 };
 use crate::messaging::subscriber::{Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
@@ -59,7 +59,7 @@ struct Slot {
 }
 
 /// A bound pool, ready to [`run`](Pool::run).
-pub(crate) struct Pool<H: Handler> {
+pub(crate) struct Pool<H: MessageHandler> {
     /// The receiving side, its workers not yet started.
     broker: Broker,
     endpoints: Vec<String>,
@@ -70,7 +70,7 @@ pub(crate) struct Pool<H: Handler> {
     verifier: Option<Verifier>,
 }
 
-impl<H: Handler> Pool<H> {
+impl<H: MessageHandler> Pool<H> {
     /// Binds the ROUTER front to the builder's REP endpoints, connects its SUB sockets and
     /// one REQ socket per handler to the private backend.
     pub(crate) fn bind(

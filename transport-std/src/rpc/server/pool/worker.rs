@@ -1,7 +1,7 @@
 //! The worker side of the pool and the tasks the broker sends it: what to do, where the
 //! message came from, who sent it, the message.
 
-use crate::messaging::receiver::{Handler, Incoming, Origin, Rejection};
+use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::TransportError;
 
 /// A task's first part: what to do, where the message came from.
@@ -89,7 +89,10 @@ pub(super) fn send_task(
 }
 
 /// A worker: asks for a task, runs it through `handler`, answers (which asks for the next).
-pub(super) fn work<H: Handler>(socket: &zmq::Socket, mut handler: H) -> Result<(), TransportError> {
+pub(super) fn work<H: MessageHandler>(
+    socket: &zmq::Socket,
+    mut handler: H,
+) -> Result<(), TransportError> {
     let err = |op| move |e| TransportError::new(op, "worker pool backend", e);
     let mut header = zmq::Message::new();
     let mut user = zmq::Message::new();
