@@ -1,6 +1,6 @@
-//! The seed's favourite model, in one process: sensor nodes publish samples; a site buffered
-//! proxy collects them and forwards them reliably over REQ to a central server, which counts
-//! them. The central server goes away for a few seconds mid-run; nothing is lost.
+//! The model pyzmqrpc3's README proposes, in one process: sensor nodes publish samples; a
+//! site buffered proxy collects them and forwards them reliably over REQ to a central server,
+//! which counts them. The central server goes away for a few seconds mid-run; nothing is lost.
 //!
 //!     cargo run --example fleet
 //!

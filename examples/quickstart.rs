@@ -1,4 +1,4 @@
-//! The seed's quickstart: a `SimpleCommand` served by a `SimpleService`, typed end to end.
+//! pyzmqrpc3's quickstart in Rust: a `SimpleCommand` served by a `SimpleService`, typed end to end.
 //!
 //! One process (server on a thread, client in main):
 //!     cargo run --example quickstart

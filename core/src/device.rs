@@ -47,6 +47,11 @@ use crate::{frame, Command, DecodeError, ErrorCode, Frame, Header, Key, Kind, Re
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Failure(pub &'static str);
 
+/// The name of [`CommandHandler`] before 0.1's renames, kept so that code written against
+/// it builds.
+#[doc(hidden)]
+pub use self::CommandHandler as Handler;
+
 /// A handler for one command type, its command type erased so handlers of every type share
 /// one table. Made by [`on`].
 pub trait CommandHandler {

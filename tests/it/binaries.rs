@@ -17,11 +17,6 @@ use zmqrpc::ErrorCode;
 
 use crate::common::process::*;
 
-/// `n` milliseconds, scaled for emulation.
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n) * slack()
-}
-
 /// A client presenting `user`'s `password`.
 fn client_as(endpoint: &str, user: &str, password: &str) -> RpcClient {
     RpcClient::builder()

@@ -1,4 +1,4 @@
-//! Every attack of the limits issue, run against the real binaries where they apply: a
+//! Every attack on the node's limits, run against the real binaries where they apply: a
 //! compressed bomb, oversized and many-part messages, a second proxy on one spool, a crafted
 //! spool, a device that floods. Each asserts that memory (read from `/proc`) and time stay
 //! bounded and that the counters add up.

@@ -244,3 +244,37 @@ fn a_two_hop_chain_with_different_credentials_per_hop_works() {
         Err(CallError::AuthFailed { .. })
     ));
 }
+
+/// The proxies speak as the servers do: `input` binds a REP, `subscribe` connects a SUB. A
+/// kind with a REP input has no SUB to subscribe with, and says so at `bind`.
+#[test]
+fn a_sub_kind_subscribes_and_a_rep_kind_refuses_a_subscription() {
+    use zmqrpc::transport::{ConfigError, TransportError};
+    let (server_endpoint, _server) = server();
+    let (mut publisher, publisher_endpoint) = publishing_client(None);
+    let sub2req = Proxy::builder(ProxyKind::Sub2Req)
+        .subscribe(&publisher_endpoint)
+        .output(&server_endpoint)
+        .bind()
+        .unwrap();
+    assert!(
+        sub2req.input_endpoints().is_empty(),
+        "nothing bound: it subscribes"
+    );
+    let stats = sub2req.stats();
+    let _sub2req = sub2req.spawn().unwrap();
+    assert!(attached(&mut publisher));
+    publisher.notify(&Add(1, 2)).unwrap();
+    assert!(eventually(secs(5), || stats.snapshot().forwarded == 1));
+
+    let refused = Proxy::builder(ProxyKind::Rep2Req)
+        .subscribe(&publisher_endpoint)
+        .output(&server_endpoint)
+        .bind();
+    match refused {
+        Err(TransportError::Config(ConfigError::NotForKind { setting, kind })) => {
+            assert_eq!((setting, kind), ("subscribe", "rep2req"))
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}

@@ -1,4 +1,4 @@
-//! Receiver and Sender alone, with raw byte messages (the seed's ZmqReceiver/ZmqSender).
+//! Receiver and Sender alone, with raw byte messages (pyzmqrpc3's ZmqReceiver/ZmqSender).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::mpsc;

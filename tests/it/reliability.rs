@@ -174,20 +174,7 @@ fn a_burst_of_notifications_is_received_or_counted_as_dropped() {
     const SENT: u32 = 10_000;
     let (mut publisher, endpoint) = publishing_client(None);
     // A subscriber slower than the publisher: it falls behind at once.
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let running = RpcServer::builder()
-        .register(move |blob: Blob| {
-            store.lock().unwrap().push(blob.seq);
-            std::thread::sleep(Duration::from_micros(50));
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .subscribe(&endpoint)
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let (running, seen) = slow_collector(&endpoint, Duration::from_micros(50));
     assert!(attached(&mut publisher));
     // 10 MB in all: more than libzmq's pipes and the kernel's socket buffers hold.
     let bytes = vec![5u8; 1000];
@@ -319,20 +306,7 @@ fn a_relay_delivers_what_it_held_for_a_slow_subscriber_after_the_last_message() 
         .unwrap();
     let relay = proxy.output_endpoints()[0].clone();
     let relay_running = proxy.spawn().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let _server = RpcServer::builder()
-        .register(move |blob: Blob| {
-            store.lock().unwrap().push(blob.seq);
-            std::thread::sleep(Duration::from_micros(100));
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .subscribe(&relay)
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let (_server, seen) = slow_collector(&relay, Duration::from_micros(100));
     // The relay's subscriber attached, and the relay subscribed to the sensor.
     let mut warmups = 0u64;
     assert!(eventually(secs(5), || {
@@ -379,4 +353,30 @@ fn a_relay_delivers_what_it_held_for_a_slow_subscriber_after_the_last_message() 
         seen.lock().unwrap().len()
     );
     assert_eq!(counts.queued, 0, "{counts:?}");
+}
+
+/// A server subscribed to `endpoint` that takes `delay` over each `Blob` (slower than a
+/// publisher sending as fast as it can), and the sequence numbers it saw, in order.
+fn slow_collector(
+    endpoint: &str,
+    delay: Duration,
+) -> (
+    zmqrpc::transport::Running<zmqrpc::transport::ServerStats>,
+    Arc<Mutex<Vec<u32>>>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let running = RpcServer::builder()
+        .register(move |blob: Blob| {
+            store.lock().unwrap().push(blob.seq);
+            std::thread::sleep(delay);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .subscribe(endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    (running, seen)
 }

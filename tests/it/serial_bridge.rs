@@ -17,16 +17,11 @@ use crate::common::device::{
     self, link_path, ping_until_answered, sample_subscriber, FakeDevice, LinkPath,
 };
 use crate::common::process::{self, ready_field, Process, PROXY};
-use crate::common::{eventually, ipc_endpoint, secs, slack};
+use crate::common::{client, eventually, ipc_endpoint, ms, secs, slack};
 use zmqrpc::transport::bridge::{BridgeStats, SerialBridge, LINK_FRAME_MAX};
 use zmqrpc::transport::{CallError, RpcClient, Running};
 use zmqrpc::{Command, ErrorCode};
 use zmqrpc_core::device::DeviceStats;
-
-/// `n` milliseconds, scaled for emulation.
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n) * slack()
-}
 
 /// How long the bridge waits for the device in these tests.
 fn device_timeout() -> Duration {
@@ -47,12 +42,15 @@ fn bridge(link: &Path) -> (Running<BridgeStats>, String, String) {
     (bridge.spawn().unwrap(), rep, publish)
 }
 
-fn client(endpoint: &str) -> RpcClient {
-    RpcClient::builder()
-        .req(endpoint)
-        .timeout(secs(5))
-        .connect()
-        .unwrap()
+/// A fake device behind a fresh link, sampling every `sample_every`; `None` where serial
+/// lines cannot be set up (qemu-user).
+fn plugged(name: &str, sample_every: Duration) -> Option<(LinkPath, FakeDevice)> {
+    if !device::lines_open() {
+        return None;
+    }
+    let link = link_path(name);
+    let device = FakeDevice::plug(&link, sample_every);
+    Some((link, device))
 }
 
 /// What most tests start from: a fake device behind a bridge, and a client its first call
@@ -73,11 +71,7 @@ impl Rig {
     /// A rig whose device (at a link named after `name`) sends a sample every
     /// `sample_every`.
     fn start(name: &str, sample_every: Duration) -> Option<Rig> {
-        if !device::lines_open() {
-            return None;
-        }
-        let link = link_path(name);
-        let device = FakeDevice::plug(&link, sample_every);
+        let (link, device) = plugged(name, sample_every)?;
         let (running, rep, publish) = bridge(&link);
         let mut client = client(&rep);
         ping_until_answered(&mut client, 1, secs(5));
@@ -264,11 +258,9 @@ fn the_devices_refusal_of_an_unreadable_frame_is_no_answer_to_the_waiting_call()
 
 #[test]
 fn a_device_that_takes_no_more_bytes_is_closed_instead_of_blocking_the_bridge() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("wedged", Duration::from_secs(3600)) else {
         return;
-    }
-    let link = link_path("wedged");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    };
     let bridge = SerialBridge::builder(&*link)
         .input("tcp://127.0.0.1:*")
         .timeout(ms(10))
@@ -320,11 +312,9 @@ fn a_device_that_takes_no_more_bytes_is_closed_instead_of_blocking_the_bridge() 
 
 #[test]
 fn a_bridge_stopped_during_a_call_answers_it_and_stops_in_bounded_time() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("stopping", Duration::from_secs(3600)) else {
         return;
-    }
-    let link = link_path("stopping");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    };
     let bridge = SerialBridge::builder(&*link)
         .input("tcp://127.0.0.1:*")
         .timeout(secs(30))
@@ -376,11 +366,9 @@ fn a_silent_device_gets_its_callers_a_timeout_in_bounded_time() {
 
 #[test]
 fn a_device_that_goes_away_mid_call_fails_that_call_at_once_and_is_reopened_when_back() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("reset", Duration::from_secs(3600)) else {
         return;
-    }
-    let link = link_path("reset");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    };
     let (running, rep, _) = bridge(&link);
     let mut client = client(&rep);
     ping_until_answered(&mut client, 1, secs(5));
@@ -438,11 +426,9 @@ fn a_device_that_goes_away_mid_call_fails_that_call_at_once_and_is_reopened_when
 
 #[test]
 fn a_device_unplugged_while_idle_fails_the_next_call_at_once() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("idle", Duration::from_millis(20)) else {
         return;
-    }
-    let link = link_path("idle");
-    let device = FakeDevice::plug(&link, Duration::from_millis(20));
+    };
     let (running, rep, _) = bridge(&link);
     let mut client = client(&rep);
     ping_until_answered(&mut client, 1, secs(5));
@@ -533,11 +519,9 @@ fn the_devices_notifications_reach_a_subscriber_while_calls_go_on() {
 
 #[test]
 fn garbage_from_the_network_is_refused_and_the_bridge_keeps_serving() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("garbage", Duration::from_secs(3600)) else {
         return;
-    }
-    let link = link_path("garbage");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    };
     let (running, rep, _) = bridge(&link);
     let ctx = zmq::Context::new();
     let raw = raw_req(&ctx, &rep);
@@ -579,11 +563,9 @@ fn garbage_from_the_network_is_refused_and_the_bridge_keeps_serving() {
 
 #[test]
 fn the_proxy_binary_bridges_a_serial_device_and_publishes_its_notifications() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("binary", Duration::from_millis(20)) else {
         return;
-    }
-    let link = link_path("binary");
-    let device = FakeDevice::plug(&link, Duration::from_millis(20));
+    };
     let timeout = device_timeout().as_millis().to_string();
     let (input, output) = (ipc_endpoint("bridge-in"), ipc_endpoint("bridge-out"));
     let (proxy, ready) = Process::start(
@@ -626,11 +608,9 @@ fn the_proxy_binary_bridges_a_serial_device_and_publishes_its_notifications() {
 
 #[test]
 fn the_shipped_bridge_config_runs_once_its_device_and_paths_are_given_by_flags() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("deployed", Duration::from_secs(3600)) else {
         return;
-    }
-    let link = link_path("deployed");
-    let device = FakeDevice::plug(&link, Duration::from_secs(3600));
+    };
     let users = process::TempPath::with("bridge-users", "ops:s3cret\n");
     let input = ipc_endpoint("deployed-in");
     let output = ipc_endpoint("deployed-out");
@@ -725,11 +705,9 @@ fn frame_of(len: usize) -> Vec<u8> {
 /// dropped it, and held the single-threaded bridge for its whole timeout.
 #[test]
 fn a_request_over_the_devices_frame_limit_gets_too_large_at_once() {
-    if !device::lines_open() {
+    let Some((link, device)) = plugged("frame-max", NO_SAMPLES) else {
         return;
-    }
-    let link = link_path("frame-max");
-    let device = FakeDevice::plug(&link, NO_SAMPLES);
+    };
     let bridge = SerialBridge::builder(&*link)
         .input("tcp://127.0.0.1:*")
         .timeout(secs(5))

@@ -121,10 +121,16 @@ pub use messaging::publisher::{
     PendingLimits, Publisher, PublisherCounts, PublisherStats, DEFAULT_PENDING_BYTES, MAX_PENDING,
     SLOW_SUBSCRIBER_GRACE,
 };
+/// The name of [`MessageHandler`] before 0.1's renames, kept so that code written against
+/// it builds; use `MessageHandler`.
+#[doc(hidden)]
+pub use messaging::receiver::MessageHandler as Handler;
 pub use messaging::receiver::{
     Incoming, MessageHandler, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats,
     Rejection,
 };
+#[allow(deprecated)]
+pub use messaging::requester::Reply;
 pub use messaging::requester::{Answer, Requester};
 pub use messaging::sender::{Sender, SenderBuilder};
 pub use messaging::subscriptions::MAX_TOPICS;

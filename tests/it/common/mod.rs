@@ -20,6 +20,12 @@ pub fn slack() -> u32 {
     }
 }
 
+/// `n` milliseconds, scaled for emulation.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n) * slack()
+}
+
+/// `n` seconds, scaled for emulation.
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n) * slack()
 }
@@ -141,6 +147,29 @@ pub fn client(endpoint: &str) -> RpcClient {
         .timeout(secs(5))
         .connect()
         .unwrap()
+}
+
+/// A publisher whose subscriber it refuses (wrong or no credentials): it counts the
+/// refusal, never sees a subscriber, and nothing it sends reaches `samples`.
+pub fn assert_never_fed(publisher: &mut RpcClient, samples: &Samples, label: &str) {
+    let stats = publisher.publisher_stats().unwrap();
+    assert!(
+        eventually(secs(5), || {
+            publisher.flush().unwrap();
+            stats.snapshot().refused > 0
+        }),
+        "{label}: {:?}",
+        stats.snapshot()
+    );
+    for seq in 0..5 {
+        publisher.notify(&Sample { seq, value: 0.0 }).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !publisher.sender().publisher().unwrap().has_subscriber(),
+        "{label}"
+    );
+    assert!(samples.seqs().is_empty(), "{label}");
 }
 
 /// A unique `ipc://` endpoint in the temp directory. Unlike a freed TCP port, no other

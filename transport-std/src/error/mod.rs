@@ -70,6 +70,14 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A builder setting that the kind being built has no use for: a SUB input for a
+    /// proxy kind whose input is REP.
+    NotForKind {
+        /// The setting, as its builder method names it.
+        setting: &'static str,
+        /// The kind, e.g. `Rep2Req`.
+        kind: &'static str,
+    },
     /// A setting is outside the range it can take.
     OutOfRange {
         /// The setting, as its builder method names it.
@@ -109,6 +117,9 @@ impl fmt::Display for ConfigError {
                  presents credentials (give it credentials) and verifies nobody"
             ),
             ConfigError::MixedAuth { reason } => write!(f, "users not usable: {reason}"),
+            ConfigError::NotForKind { setting, kind } => {
+                write!(f, "{setting} does not apply to a {kind} proxy")
+            }
             ConfigError::OutOfRange {
                 setting,
                 value,

@@ -28,6 +28,10 @@ pub struct Answer<'a> {
     pub bytes: &'a [u8],
 }
 
+/// The name of [`Answer`] before 0.1's renames.
+#[deprecated(since = "0.1.0", note = "renamed `Answer`")]
+pub type Reply<'a> = Answer<'a>;
+
 /// REQ sockets to a list of endpoints, used in turn.
 pub struct Requester {
     ctx: zmq::Context,

@@ -1,4 +1,4 @@
-//! [`Sender`]: a [`Publisher`] and/or a [`Requester`], the sending half of the seed's
+//! [`Sender`]: a [`Publisher`] and/or a [`Requester`], the sending half of pyzmqrpc3's
 //! `ZmqSender`, used alone with raw bytes or under [`RpcClient`](crate::RpcClient).
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Receiver, Rej
 use crate::messaging::requester::Requester;
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::{bump, set};
-use crate::{RequestError, TransportError};
+use crate::{ConfigError, RequestError, TransportError};
 
 /// How soon a PUB output holding messages for a subscriber that fell behind tries again.
 const FLUSH_RETRY: Duration = Duration::from_millis(2);
@@ -27,12 +27,16 @@ pub struct ProxyBuilder<D: Dialect = DefaultDialect> {
     kind: ProxyKind,
     sides: Sides,
     pending: PendingLimits,
+    /// A setting this kind has no use for, refused at `bind`.
+    misfit: Option<&'static str>,
 }
 
 impl<D: Dialect> ProxyBuilder<D> {
     side_setters!();
 
-    /// An input endpoint: bound (REP) or connected to (SUB), as the kind says.
+    /// The REP input endpoint to bind (`Rep2Req`, `Rep2Pub`). For the kinds with a SUB input
+    /// it is subscribed to instead, as [`subscribe`](Self::subscribe) says explicitly (and
+    /// as `zmqrpc-proxy --in` gives it, whatever the kind).
     pub fn input(mut self, endpoint: impl Into<String>) -> Self {
         let input = std::mem::take(&mut self.sides.input);
         self.sides.input = if self.kind.rep_input() {
@@ -40,6 +44,19 @@ impl<D: Dialect> ProxyBuilder<D> {
         } else {
             input.subscribe(endpoint)
         };
+        self
+    }
+
+    /// A SUB input endpoint to subscribe to (`Sub2Req`, `Sub2Pub`), as a server's and a
+    /// buffered proxy's `subscribe`; a kind with a REP input refuses it at `bind`
+    /// ([`ConfigError::NotForKind`](crate::ConfigError::NotForKind)).
+    pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
+        if self.kind.rep_input() {
+            self.misfit = Some("subscribe");
+        } else {
+            let input = std::mem::take(&mut self.sides.input);
+            self.sides.input = input.subscribe(endpoint);
+        }
         self
     }
 
@@ -66,6 +83,10 @@ impl<D: Dialect> ProxyBuilder<D> {
 
     /// Creates, binds and connects both sides.
     pub fn bind(mut self) -> Result<Proxy<D>, TransportError> {
+        if let Some(setting) = self.misfit {
+            let kind = self.kind.name();
+            return Err(ConfigError::NotForKind { setting, kind }.into());
+        }
         let max_body = self.sides.max_body();
         let (ctx, input) = self.sides.bind_input()?;
         let sides = &self.sides;
@@ -115,6 +136,7 @@ impl<D: Dialect> Proxy<D> {
             kind,
             sides: Sides::new(D::heartbeat_answer, !kind.req_output()),
             pending: PendingLimits::default(),
+            misfit: None,
         }
     }
 

@@ -61,6 +61,16 @@ impl ProxyKind {
         matches!(self, ProxyKind::Sub2Req | ProxyKind::Rep2Req)
     }
 
+    /// The kind's name, as `zmqrpc-proxy --kind` takes it (`rep2req`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProxyKind::Sub2Req => "sub2req",
+            ProxyKind::Sub2Pub => "sub2pub",
+            ProxyKind::Rep2Pub => "rep2pub",
+            ProxyKind::Rep2Req => "rep2req",
+        }
+    }
+
     /// All kinds, for help texts.
     pub const ALL: [ProxyKind; 4] = [
         ProxyKind::Sub2Req,
@@ -72,12 +82,7 @@ impl ProxyKind {
 
 impl fmt::Display for ProxyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProxyKind::Sub2Req => "sub2req",
-            ProxyKind::Sub2Pub => "sub2pub",
-            ProxyKind::Rep2Pub => "rep2pub",
-            ProxyKind::Rep2Req => "rep2req",
-        })
+        f.write_str(self.name())
     }
 }
 

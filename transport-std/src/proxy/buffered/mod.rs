@@ -1,11 +1,11 @@
 //! [`BufferedProxy`]: a REP→REQ proxy that acknowledges a request once it is safely queued,
 //! then delivers it downstream, in order, retrying until the downstream answers.
 //!
-//! The seed's favourite model: a site collects samples and forwards them reliably over a link
-//! that comes and goes. Requests wait in a bounded in-memory queue and, with a [`Spool`], in
-//! an append-only file that is `fsync`ed before the acknowledgement, so a restart or power cut
-//! loses nothing acknowledged. A full proxy refuses new requests with a `Busy` error: the
-//! caller knows, nothing is dropped silently.
+//! The model pyzmqrpc3's README proposes for its proxies: a site collects samples and
+//! forwards them reliably over a link that comes and goes. Requests wait in a bounded
+//! in-memory queue and, with a [`Spool`], in an append-only file that is `fsync`ed before
+//! the acknowledgement, so a restart or power cut loses nothing acknowledged. A full proxy
+//! refuses new requests with a `Busy` error: the caller knows, nothing is dropped silently.
 //!
 //! Delivery is **at-least-once**: a message whose answer was lost (or whose delivery record
 //! did not reach the disk before a crash) is delivered again. The proxy forwards frames

@@ -37,10 +37,15 @@ pub use service::{Caller, RegisterError, Service, ServiceError, WithCaller};
 /// [`snapshot`](Self::snapshot).
 #[derive(Clone, Debug, Default)]
 pub struct ServerStats {
-    receiver: Arc<ReceiverStats>,
-    dispatch: Arc<DispatchStats>,
+    /// The sockets' live counters.
+    #[deprecated(since = "0.1.0", note = "read `snapshot().receiver`")]
+    pub receiver: Arc<ReceiverStats>,
+    /// The dispatch's live counters.
+    #[deprecated(since = "0.1.0", note = "read `snapshot().dispatch`")]
+    pub dispatch: Arc<DispatchStats>,
 }
 
+#[allow(deprecated)] // the fields stay readable until 0.2; this crate reads them here only
 impl ServerStats {
     /// The counters' values now.
     pub fn snapshot(&self) -> ServerCounts {
@@ -133,6 +138,7 @@ impl<D: Dialect> RpcServer<D> {
     }
 
     /// The server's live counters (all workers together).
+    #[allow(deprecated)] // builds the handle, fields and all
     pub fn stats(&self) -> ServerStats {
         match &self.inner {
             Inner::Single {
