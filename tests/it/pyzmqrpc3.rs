@@ -188,16 +188,22 @@ fn a_rust_client_calls_a_python_server() {
     );
 }
 
-#[test]
-fn a_python_client_calls_a_rust_server_beside_a_rust_client() {
-    let Some(python) = python() else { return };
-    let server = RpcServer::builder_for(Mixed::new(dialect()))
+/// A server for Python callers (and Rust ones, in the same dialect): `LedSet`, `Fail` and
+/// `Nothing`, endpoints still to give.
+fn led_server() -> zmqrpc::transport::ServerBuilder<Mixed> {
+    RpcServer::builder_for(Mixed::new(dialect()))
         .register(|led: LedSet| Ok::<_, ServiceError>(format!("led {} {}", led.on, led.level)))
         .unwrap()
         .register(|fail: Fail| Err::<(), _>(ServiceError::new(fail.why)))
         .unwrap()
         .register(|Nothing| Ok::<_, ServiceError>(()))
         .unwrap()
+}
+
+#[test]
+fn a_python_client_calls_a_rust_server_beside_a_rust_client() {
+    let Some(python) = python() else { return };
+    let server = led_server()
         .rep(ipc_endpoint("rust-server"))
         .bind()
         .unwrap();
@@ -243,13 +249,7 @@ fn a_python_client_calls_a_rust_server_beside_a_rust_client() {
 #[test]
 fn a_python_caller_gets_403_for_what_its_user_may_not_call() {
     let Some(python) = python() else { return };
-    let server = RpcServer::builder_for(Mixed::new(dialect()))
-        .register(|led: LedSet| Ok::<_, ServiceError>(format!("led {} {}", led.on, led.level)))
-        .unwrap()
-        .register(|fail: Fail| Err::<(), _>(ServiceError::new(fail.why)))
-        .unwrap()
-        .register(|Nothing| Ok::<_, ServiceError>(()))
-        .unwrap()
+    let server = led_server()
         .users(zmqrpc::transport::Users::new().with("site", "s3rver"))
         .permissions(zmqrpc::transport::auth::Permissions::parse("site call sensor.*\n").unwrap())
         .rep(ipc_endpoint("py-permissions"))
