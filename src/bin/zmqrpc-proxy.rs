@@ -74,7 +74,8 @@ or --credentials for one with no connecting side, is refused; files of secrets
 readable by group or others are refused.
 
 Stops cleanly on SIGINT or SIGTERM (the spool is synced); prints one line
-`ready in=... out=...` to stdout once its sockets are bound.
+`ready in=... out=...` to stdout once its sockets are bound: every endpoint of
+each side, bound (wildcard ports resolved) or connected.
 ";
 
 /// Settings, from a config file and then flags.
@@ -351,6 +352,8 @@ fn main() {
 fn run() -> Result<(), CliError> {
     let (settings, verbosity) = parse()?;
     cli::init_logging(verbosity);
+    // What the connecting sides were given: the ready line names them as they are.
+    let (given_in, given_out) = (settings.input.clone(), settings.output.clone());
     let started = start(settings)?;
     // The counters are read once more after the loop: a closure over the live ones.
     type Counts = Box<dyn Fn() -> String>;
@@ -385,7 +388,14 @@ fn run() -> Result<(), CliError> {
         }
     };
     let signals = cli::stop_on_signals(shutdown)?;
-    println!("ready in={} out={}", input.join(","), output.join(","));
+    // A side that binds is named by what it bound (wildcard ports resolved); one that
+    // connects by what it connects to.
+    let side = |bound: Vec<String>, given: Vec<String>| match bound.is_empty() {
+        true => given.join(","),
+        false => bound.join(","),
+    };
+    let (input, output) = (side(input, given_in), side(output, given_out));
+    println!("ready in={input} out={output}");
     match started {
         Started::Plain(proxy) => proxy.run()?,
         Started::Buffered(proxy) => proxy.run()?,

@@ -175,7 +175,8 @@ fn the_proxy_takes_its_settings_from_a_config_file() {
         ),
     );
     let (_proxy, ready) = Process::start(PROXY, &["--config", config.as_str()]);
-    assert_eq!(ready, format!("ready in={input} out=")); // a REQ output binds nothing
+    // A REQ output binds nothing: it is named by what it connects to.
+    assert_eq!(ready, format!("ready in={input} out={server},{dead}"));
 
     // The two outputs take turns: one call is answered, the other times out after the file's
     // timeout (200 ms), not the default 5 s.
@@ -240,7 +241,7 @@ fn flags_given_beside_the_proxy_config_file_win() {
         ],
     );
     // rep2req (a rep2pub would bind its output), on the flag's input only.
-    assert_eq!(ready, format!("ready in={flag_input} out="));
+    assert_eq!(ready, format!("ready in={flag_input} out={server},{dead}"));
     assert!(!std::path::Path::new(file_input.trim_start_matches("ipc://")).exists());
 
     let mut bob = client_as(&flag_input, "bob", "b-pass");
@@ -981,7 +982,11 @@ fn sub2req_forwards_a_publishers_notifications_to_a_server() {
             &server_endpoint,
         ],
     );
-    assert_eq!(ready, "ready in= out="); // connects on both sides
+    // Regression: a proxy that connects on both sides printed `ready in= out=`.
+    assert_eq!(
+        ready,
+        format!("ready in={sensor_endpoint} out={server_endpoint}")
+    );
 
     for seq in 0..5 {
         sensor.notify(&Sample { seq, value: 0.5 }).unwrap();
