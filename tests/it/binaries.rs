@@ -1097,3 +1097,25 @@ fn a_proxy_logs_failures_as_they_happen() {
     req.recv_bytes(0).unwrap();
     assert!(proxy.wait_for_log("refused a message", secs(5)));
 }
+
+/// Regression: the buffered proxy's warning for a request its downstream refused said only
+/// "the downstream refused a request", naming neither the command nor what was said. It
+/// names both now, as its warning for a failed delivery names the command.
+#[test]
+fn the_buffered_proxy_names_the_command_and_what_the_downstream_said() {
+    use zmqrpc::Command as _;
+    let (server, _running) = library_server(None);
+    let input = ipc_endpoint("buffered-words");
+    let (proxy, _) = Process::start(
+        PROXY,
+        &["--kind", "buffered", "--in", &input, "--out", &server],
+    );
+    // Acknowledged by the proxy, then refused by the server: it serves no `Unregistered`.
+    client(&input).call(&Unregistered).unwrap();
+    let key = Unregistered::KEY.to_string();
+    let line = std::iter::from_fn(|| proxy.log.recv_timeout(secs(5)).ok())
+        .find(|line| line.contains("refused"))
+        .expect("a warning for the refused request");
+    assert!(line.contains(&format!("command {key}")), "{line}");
+    assert!(line.contains("no service for key"), "{line}");
+}

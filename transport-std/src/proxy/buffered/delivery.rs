@@ -171,8 +171,14 @@ impl<D: Dialect> Buffer<D> {
                 let verdict = judge(&self.dialect, reply.bytes);
                 self.in_flight = None;
                 match verdict {
-                    Verdict::Done => self.delivered(false),
-                    Verdict::Refused => self.delivered(true),
+                    Verdict::Done => self.delivered(None),
+                    Verdict::Refused(said) => {
+                        let command = self.front_command();
+                        let what = format!(
+                            "the downstream refused {command} ({said}): delivered, not retried"
+                        );
+                        self.delivered(Some(what))
+                    }
                     Verdict::TryAgain(why) => self.failed(&why),
                 }
             }
@@ -189,15 +195,16 @@ impl<D: Dialect> Buffer<D> {
         }
     }
 
-    fn delivered(&mut self, refused: bool) {
+    /// The request at the front was delivered; `refusal` says how the downstream refused it,
+    /// if it did.
+    fn delivered(&mut self, refusal: Option<String>) {
         if let Some(message) = self.queue.pop() {
             self.queued.give(message.len());
         }
         bump(&self.stats.forwarded);
-        if refused {
+        if let Some(what) = refusal {
             // The downstream answered with an error: delivered, but worth counting.
             bump(&self.stats.failed);
-            let what = "the downstream refused a request (delivered, not retried)";
             self.failures.warn(&NAME, &what);
         }
         self.backoff = self.retry.0;
@@ -209,9 +216,27 @@ impl<D: Dialect> Buffer<D> {
         set(&self.stats.queued, self.queue.len() as u64);
     }
 
+    /// The command of the request at the front (the one being delivered), for the log.
+    fn front_command(&mut self) -> String {
+        let Some(message) = self.queue.front() else {
+            return "no request".into();
+        };
+        match self
+            .dialect
+            .read_request(message, &mut self.scratch, self.max_body)
+        {
+            Ok(request) => format!("command {}", request.key),
+            Err(_) => "an unreadable request".into(),
+        }
+    }
+
     fn failed(&mut self, why: &str) {
         bump(&self.stats.retried);
-        let what = format_args!("delivery failed ({why}); retrying in {:?}", self.backoff);
+        let command = self.front_command();
+        let what = format_args!(
+            "delivery of {command} failed ({why}); retrying in {:?}",
+            self.backoff
+        );
         self.failures.warn(&NAME, &what);
         self.retry_at = Some(later(Instant::now(), self.backoff));
         self.backoff = self.backoff.saturating_mul(2).min(self.retry.1);
@@ -227,8 +252,8 @@ enum Verdict {
     /// Served.
     Done,
     /// Answered with a permanent error (unknown command, bad frame, service failure): it was
-    /// delivered, and sending it again would fail again.
-    Refused,
+    /// delivered, and sending it again would fail again. What the downstream said.
+    Refused(String),
     /// Not delivered: the downstream is busy or could not reach its own downstream (a full
     /// buffered proxy, a Rep2Req proxy whose server is away), or the answer is unreadable.
     TryAgain(String),
@@ -241,7 +266,7 @@ fn judge<D: Dialect>(dialect: &D, answer: &[u8]) -> Verdict {
         Ok(AnswerView { says: Err(e), .. }) if e.code.is_transient() => {
             Verdict::TryAgain(e.to_string())
         }
-        Ok(AnswerView { says: Err(_), .. }) => Verdict::Refused,
+        Ok(AnswerView { says: Err(e), .. }) => Verdict::Refused(e.to_string()),
         Err(e) => Verdict::TryAgain(format!("unreadable answer: {e}")),
     }
 }
@@ -368,9 +393,8 @@ mod tests {
             ErrorCode::ServiceFailed,
             ErrorCode::TooLarge,
         ] {
-            assert_eq!(
-                judge(&Native, &error_answer(code)),
-                Verdict::Refused,
+            assert!(
+                matches!(judge(&Native, &error_answer(code)), Verdict::Refused(_)),
                 "{code:?}"
             );
         }
@@ -406,9 +430,8 @@ mod tests {
         assert_eq!(judge(&mixed, ok), Verdict::Done);
         for refused in [451, 463, 400] {
             let answer = format!(r#"{{"status_code": {refused}, "status_message": "no"}}"#);
-            assert_eq!(
-                judge(&mixed, answer.as_bytes()),
-                Verdict::Refused,
+            assert!(
+                matches!(judge(&mixed, answer.as_bytes()), Verdict::Refused(_)),
                 "{refused}"
             );
         }
