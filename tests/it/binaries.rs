@@ -1085,7 +1085,9 @@ fn a_proxy_logs_failures_as_they_happen() {
         client.call(&Add(1, 1)),
         Err(zmqrpc::transport::CallError::Remote { .. })
     ));
-    assert!(proxy.wait_for_log("not forwarded", secs(5)));
+    // The warning names the command (regression: it said only "not forwarded").
+    let expected = format!("command {} not forwarded", <Add as zmqrpc::Command>::KEY);
+    assert!(proxy.wait_for_log(&expected, secs(5)));
     let ctx = zmq::Context::new();
     let req = ctx.socket(zmq::REQ).unwrap();
     req.set_linger(0).unwrap();

@@ -190,14 +190,14 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
         let read = self
             .dialect
             .read_request(message.bytes, &mut self.scratch, self.max_body);
-        let head = match read {
+        let (head, key) = match read {
             Ok(request) => {
                 let permissions = self.permissions.as_deref();
                 if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
                     bump(&self.stats.forbidden);
                     return;
                 }
-                request.head
+                (request.head, request.key)
             }
             Err(refusal) => {
                 bump(match refusal.is_too_large() {
@@ -240,7 +240,8 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
                              bytes): try again later",
                             counts.queued, counts.queued_bytes
                         );
-                        self.failures.warn(&self.kind, &why);
+                        let what = format_args!("command {key} refused: {why}");
+                        self.failures.warn(&self.kind, &what);
                         self.dialect
                             .encode_error(&head, ErrorCode::Busy, &why, reply);
                     }
@@ -253,8 +254,10 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
                     }
                     Err(e) => {
                         bump(&self.stats.failed);
-                        self.failures
-                            .warn(&self.kind, &format_args!("publish failed: {e}"));
+                        self.failures.warn(
+                            &self.kind,
+                            &format_args!("command {key} not published: {e}"),
+                        );
                         if answer {
                             let why = e.to_string();
                             self.dialect
@@ -273,8 +276,10 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
                     }
                     Err(e) => {
                         bump(&self.stats.failed);
-                        self.failures
-                            .warn(&self.kind, &format_args!("not forwarded: {e}"));
+                        self.failures.warn(
+                            &self.kind,
+                            &format_args!("command {key} not forwarded: {e}"),
+                        );
                         if answer {
                             let code = match e {
                                 RequestError::Timeout { .. } => ErrorCode::Timeout,
