@@ -274,7 +274,7 @@ impl<'a, const N: usize> DeviceServer<'a, N> {
                 heartbeat.copy_from_slice(&frame::HEARTBEAT);
                 return Some(heartbeat);
             }
-            Kind::Reply | Kind::Error => {
+            Kind::Reply | Kind::Error | Kind::Accepted => {
                 self.stats.bad_frames += 1;
                 return None;
             }

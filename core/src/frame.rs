@@ -3,7 +3,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 1 | protocol version ([`VERSION`]) |
-//! | 1 | 1 | [`Kind`]: 0 request, 1 notify, 2 reply, 3 error, 4 heartbeat |
+//! | 1 | 1 | [`Kind`]: 0 request, 1 notify, 2 reply, 3 error, 4 heartbeat, 5 accepted |
 //! | 2 | 4 | sequence number, little-endian (0 for notify) |
 //! | 6 | 8 | command [`Key`], little-endian |
 //! | 14 | … | postcard body: the command, its response, or a [`RemoteError`] |
@@ -29,7 +29,7 @@ pub const HEADER_LEN: usize = 14;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Kind {
-    /// A call that expects a [`Kind::Reply`] or [`Kind::Error`].
+    /// A call that expects a [`Kind::Reply`], a [`Kind::Error`] or a [`Kind::Accepted`].
     Request = 0,
     /// A one-way call; nothing answers it.
     Notify = 1,
@@ -40,6 +40,10 @@ pub enum Kind {
     /// Liveness only: sequence 0, key 0, empty body. Transports answer or absorb it; it never
     /// reaches a service. See [`HEARTBEAT`].
     Heartbeat = 4,
+    /// An answer from a store-and-forward hop (a buffered proxy, a proxy that publishes):
+    /// it took the call on and will pass it on, and the response, if the command has one,
+    /// will not come back. Empty body.
+    Accepted = 5,
 }
 
 impl Kind {
@@ -49,9 +53,10 @@ impl Kind {
         matches!(self, Kind::Request | Kind::Notify)
     }
 
-    /// Whether a frame of this kind answers a request: a [`Kind::Reply`] or [`Kind::Error`].
+    /// Whether a frame of this kind answers a request: a [`Kind::Reply`], a [`Kind::Error`]
+    /// or a [`Kind::Accepted`].
     pub const fn is_answer(self) -> bool {
-        matches!(self, Kind::Reply | Kind::Error)
+        matches!(self, Kind::Reply | Kind::Error | Kind::Accepted)
     }
 
     /// The kind of a wire byte, if it names one.
@@ -62,6 +67,7 @@ impl Kind {
             2 => Some(Kind::Reply),
             3 => Some(Kind::Error),
             4 => Some(Kind::Heartbeat),
+            5 => Some(Kind::Accepted),
             _ => None,
         }
     }
@@ -143,7 +149,17 @@ impl Header {
         }
     }
 
-    /// Whether `answer` is a reply or error to this request: same sequence number and key.
+    /// The header of the acceptance of this request by a store-and-forward hop (same
+    /// sequence number and key): see [`Kind::Accepted`].
+    pub const fn accepted(&self) -> Header {
+        Header {
+            kind: Kind::Accepted,
+            ..*self
+        }
+    }
+
+    /// Whether `answer` is a reply, error or acceptance of this request: same sequence
+    /// number and key.
     pub fn is_answered_by(&self, answer: &Header) -> bool {
         answer.kind.is_answer() && answer.seq == self.seq && answer.key == self.key
     }
@@ -233,8 +249,8 @@ impl<'a> Frame<'a> {
     }
 
     /// What an answer frame says: the response `R` of a [`Kind::Reply`], or the
-    /// [`RemoteError`] of a [`Kind::Error`]. Any other kind is
-    /// [`DecodeError::NotAnAnswer`]. Whether the answer belongs to a given request is
+    /// [`RemoteError`] of a [`Kind::Error`]. A [`Kind::Accepted`] holds no response:
+    /// [`DecodeError::Accepted`]; any other kind is [`DecodeError::NotAnAnswer`]. Whether the answer belongs to a given request is
     /// [`Header::takes_answer`]'s question.
     ///
     /// ```
@@ -251,6 +267,7 @@ impl<'a> Frame<'a> {
         match self.header.kind {
             Kind::Reply => self.body().map(Ok),
             Kind::Error => self.remote_error().map(Err),
+            Kind::Accepted => Err(DecodeError::Accepted),
             kind => Err(DecodeError::NotAnAnswer(kind)),
         }
     }
@@ -320,6 +337,9 @@ pub enum DecodeError {
     /// The body nests values deeper than [`MAX_NESTING`](crate::nesting::MAX_NESTING)
     /// levels.
     TooDeep,
+    /// A response was expected, and the answer is a [`Kind::Accepted`]: a store-and-forward
+    /// hop took the call on; its response does not come back.
+    Accepted,
 }
 
 impl fmt::Display for DecodeError {
@@ -341,6 +361,9 @@ impl fmt::Display for DecodeError {
                 f,
                 "frame body nests deeper than {} levels",
                 crate::nesting::MAX_NESTING
+            ),
+            DecodeError::Accepted => f.write_str(
+                "the call was accepted for later delivery; its response does not come back",
             ),
         }
     }

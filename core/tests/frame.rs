@@ -227,13 +227,28 @@ fn decode_errors_say_what_is_wrong() {
 #[test]
 fn a_server_serves_requests_and_notifications_only() {
     assert!(Kind::Request.is_request() && Kind::Notify.is_request());
-    for kind in [Kind::Reply, Kind::Error, Kind::Heartbeat] {
+    for kind in [Kind::Reply, Kind::Error, Kind::Heartbeat, Kind::Accepted] {
         assert!(!kind.is_request(), "{kind:?}");
     }
-    assert!(Kind::Reply.is_answer() && Kind::Error.is_answer());
+    for kind in [Kind::Reply, Kind::Error, Kind::Accepted] {
+        assert!(kind.is_answer(), "{kind:?}");
+    }
     for kind in [Kind::Request, Kind::Notify, Kind::Heartbeat] {
         assert!(!kind.is_answer(), "{kind:?}");
     }
+}
+
+#[test]
+fn an_acceptance_answers_its_request_and_holds_no_response() {
+    let request = Header::request(41, Key::of("sensor.temperature"));
+    let mut buf = [0u8; 32];
+    let accepted = frame::encode(&request.accepted(), &(), &mut buf).unwrap();
+    assert_eq!(accepted.len(), HEADER_LEN);
+    assert_eq!(accepted[1], 5, "the wire byte of an acceptance");
+    let frame = Frame::decode(accepted).unwrap();
+    assert!(request.takes_answer(&frame.header));
+    assert_eq!(frame.outcome::<f32>(), Err(DecodeError::Accepted));
+    assert_eq!(frame.outcome::<()>(), Err(DecodeError::Accepted));
 }
 
 #[test]

@@ -7,10 +7,12 @@
 //! order, a repeat tolerated.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use zmqrpc::transport::{BufferedProxy, CallError, RpcServer, ServiceError, Spool};
+use zmqrpc::transport::{BufferedProxy, CallError, Receipt, RpcServer, ServiceError, Spool};
 use zmqrpc::{ErrorCode, Frame};
 
 fn fast_retry(
@@ -366,4 +368,107 @@ fn new_requests_are_acknowledged_at_once_while_a_delivery_waits_for_a_silent_dow
         slowest < Duration::from_millis(250) * slack(),
         "slowest acknowledgement {slowest:?}"
     );
+}
+
+/// A command with a value for an answer: what the buffered proxy cannot give back.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct ReadTemperature {
+    sensor: u8,
+}
+impl zmqrpc::Command for ReadTemperature {
+    const NAME: &'static str = "test.temperature";
+    type Response = f32;
+}
+
+/// A server of `ReadTemperature` (21.5 °C) and samples, counting the temperature calls it
+/// ran.
+fn thermometer(samples: &Samples, runs: &Arc<AtomicUsize>) -> zmqrpc::transport::ServerBuilder {
+    let runs = Arc::clone(runs);
+    samples
+        .server()
+        .register(move |_: ReadTemperature| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ServiceError>(21.5f32)
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_call_through_a_buffered_proxy_is_accepted_never_a_failure_nor_a_made_up_value() {
+    let (samples, runs) = (Samples::default(), Arc::new(AtomicUsize::new(0)));
+    let server = thermometer(&samples, &runs)
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let direct = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let proxy = fast_retry(BufferedProxy::builder())
+        .input("tcp://127.0.0.1:*")
+        .output(&direct)
+        .bind()
+        .unwrap();
+    let input = proxy.input_endpoints()[0].clone();
+    let _proxy = proxy.spawn().unwrap();
+    let mut client = client(&input);
+
+    // A value-returning call: accepted, named as such, and it still runs downstream.
+    match client.call(&ReadTemperature { sensor: 1 }) {
+        Err(CallError::Accepted { endpoint }) => assert_eq!(endpoint, input),
+        other => panic!("a value-returning call through the proxy: {other:?}"),
+    }
+    assert!(eventually(secs(5), || runs.load(Ordering::SeqCst) == 1));
+    // `submit` says the same without an error; a `()` command is a success either way.
+    assert_eq!(
+        client.submit(&ReadTemperature { sensor: 2 }).unwrap(),
+        Receipt::Accepted {
+            endpoint: input.clone()
+        }
+    );
+    client.call(&Sample { seq: 7, value: 1.0 }).unwrap();
+    assert!(matches!(
+        client.submit(&Sample { seq: 8, value: 1.0 }).unwrap(),
+        Receipt::Accepted { .. }
+    ));
+    assert_eq!(samples.wait_for_delivered(2, secs(5)), vec![7, 8]);
+    assert!(eventually(secs(5), || runs.load(Ordering::SeqCst) == 2));
+
+    // Straight to the server, the same calls are answered.
+    let mut straight = zmqrpc::transport::RpcClient::builder()
+        .req(&direct)
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    assert_eq!(straight.call(&ReadTemperature { sensor: 1 }).unwrap(), 21.5);
+    assert_eq!(
+        straight.submit(&ReadTemperature { sensor: 1 }).unwrap(),
+        Receipt::Answered(21.5)
+    );
+    assert_eq!(
+        straight.submit(&Sample { seq: 9, value: 1.0 }).unwrap(),
+        Receipt::Answered(())
+    );
+}
+
+#[cfg(feature = "pyzmqrpc3")]
+#[test]
+fn a_pyzmqrpc3_dialect_caller_through_a_buffered_proxy_is_told_its_call_was_accepted() {
+    use zmqrpc::transport::dialect::Pyzmqrpc3;
+    // Nothing downstream: the acceptance is the proxy's own answer.
+    let proxy = fast_retry(BufferedProxy::builder())
+        .input("tcp://127.0.0.1:*")
+        .output(dead_endpoint())
+        .bind()
+        .unwrap();
+    let input = proxy.input_endpoints()[0].clone();
+    let _proxy = proxy.spawn().unwrap();
+    let mut client = zmqrpc::transport::RpcClient::builder_for(Pyzmqrpc3::new())
+        .req(&input)
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    match client.call(&ReadTemperature { sensor: 1 }) {
+        Err(CallError::Accepted { endpoint }) => assert_eq!(endpoint, input),
+        other => panic!("a value-returning call through the proxy: {other:?}"),
+    }
+    client.call(&Sample { seq: 1, value: 0.5 }).unwrap();
 }

@@ -6,7 +6,7 @@
 use crate::common::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use zmqrpc::transport::dialect::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request};
+use zmqrpc::transport::dialect::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request, Says};
 use zmqrpc::transport::{CallError, Native, Pipeline, RpcClient, RpcServer, ServiceError};
 use zmqrpc::{frame, Command, DecodeError, EncodeError, ErrorCode, Header, Key, RemoteError};
 
@@ -103,8 +103,10 @@ impl Dialect for Named {
         out.extend_from_slice(message.as_bytes());
     }
 
-    fn encode_ack(&self, head: &u32, out: &mut Vec<u8>) {
-        let _ = self.encode_response(head, &(), out, 64);
+    fn encode_accepted(&self, head: &u32, out: &mut Vec<u8>) {
+        out.clear();
+        out.push(b'A');
+        out.extend_from_slice(&head.to_le_bytes());
     }
 
     fn unreadable(&self) -> u32 {
@@ -149,7 +151,11 @@ impl Dialect for Named {
         match bytes[0] {
             b'R' => Ok(AnswerView {
                 to,
-                says: Ok(&bytes[5..]),
+                says: Says::Response(&bytes[5..]),
+            }),
+            b'A' => Ok(AnswerView {
+                to,
+                says: Says::Accepted,
             }),
             b'E' => {
                 let code = bytes.get(5..7).ok_or(DecodeError::BodyTruncated)?;
@@ -157,7 +163,7 @@ impl Dialect for Named {
                 let message = std::str::from_utf8(&bytes[7..]).map_err(|_| DecodeError::BadBody)?;
                 Ok(AnswerView {
                     to,
-                    says: Err(RemoteError::new(code, message)),
+                    says: Says::Error(RemoteError::new(code, message)),
                 })
             }
             other => Err(DecodeError::UnknownKind(other)),
@@ -181,7 +187,7 @@ enum EitherHead {
 }
 
 fn is_named(bytes: &[u8]) -> bool {
-    matches!(bytes.first(), Some(b'Q' | b'N' | b'R' | b'E' | b'H'))
+    matches!(bytes.first(), Some(b'Q' | b'N' | b'R' | b'E' | b'A' | b'H'))
 }
 
 impl Dialect for NativeOrNamed {
@@ -257,10 +263,10 @@ impl Dialect for NativeOrNamed {
         }
     }
 
-    fn encode_ack(&self, head: &EitherHead, out: &mut Vec<u8>) {
+    fn encode_accepted(&self, head: &EitherHead, out: &mut Vec<u8>) {
         match head {
-            EitherHead::Native(h) => Native.encode_ack(h, out),
-            EitherHead::Named(h) => Named.encode_ack(h, out),
+            EitherHead::Native(h) => Native.encode_accepted(h, out),
+            EitherHead::Named(h) => Named.encode_accepted(h, out),
         }
     }
 
@@ -381,7 +387,10 @@ fn one_server_answers_each_caller_in_its_own_dialect_on_one_socket() {
         let bytes = req.recv_bytes(0).unwrap();
         let answer = Native.read_answer(&bytes).unwrap();
         assert_eq!(answer.to, Addressee::Anyone);
-        assert_eq!(answer.says.unwrap_err().code, ErrorCode::VersionMismatch);
+        match answer.says {
+            Says::Error(error) => assert_eq!(error.code, ErrorCode::VersionMismatch),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(named.call(&Add(1, 1)).unwrap(), 2);
         assert_eq!(native.call(&Add(1, 1)).unwrap(), 2);
     }

@@ -206,7 +206,7 @@ fn a_second_buffered_proxy_on_one_spool_refuses_to_start_naming_the_holder() {
     let call =
         zmqrpc::frame::encode(&Header::request(1, Expr::KEY), &Expr::Lit(1), &mut call).unwrap();
     let answer = ask(&req, call);
-    assert_eq!(Frame::decode(&answer).unwrap().header.kind, Kind::Reply);
+    assert_eq!(Frame::decode(&answer).unwrap().header.kind, Kind::Accepted);
     let _ = std::fs::remove_file(format!("{}.lock", spool.as_str()));
 }
 
@@ -381,7 +381,7 @@ fn a_rep2pub_proxy_without_subscribers_refuses_busy_past_its_bytes() {
         let answer = ask(&req, &request);
         let answer = Frame::decode(&answer).unwrap();
         match answer.header.kind {
-            Kind::Reply => acknowledged += 1,
+            Kind::Accepted => acknowledged += 1,
             Kind::Error => {
                 let error: RemoteError = answer.body().unwrap();
                 assert_eq!(error.code, ErrorCode::Busy, "{}", error.message);

@@ -13,6 +13,8 @@
                                             for i < N, 50 ms apart; prints "published"
     peer.py calls ENDPOINT USER PASSWORD N  SetLed(True, i) for i < N over raw REQ ("-" for no
                                             credentials); prints each status code
+    peer.py execute ENDPOINT USER PASSWORD  SetLed(True, 3) with ZmqRpcClient ("-" for no
+                                            credentials); prints repr of what it returned
     peer.py agent ENDPOINT                  calls zmqrpc-server's Ping, Echo and GetNodeInfo
                                             with ZmqRpcClient; prints each response as JSON
 
@@ -196,6 +198,17 @@ def calls(endpoint, user, password, count):
         socket.close()
 
 
+def execute(endpoint, user, password):
+    """SetLed(True, 3) through pyzmqrpc3's own client; prints what execute_remote returned."""
+    from zmqrpc.client import ZmqRpcClient
+
+    client = ZmqRpcClient(
+        zmq_req_endpoints=(endpoint,), username=user, password=password
+    )
+    print(repr(client.execute_remote(SetLed(True, 3), time_out_in_sec=20)), flush=True)
+    client.destroy()
+
+
 def agent(endpoint):
     from zmqrpc.client import ZmqRpcClient
 
@@ -223,5 +236,7 @@ if __name__ == "__main__":
             serve(endpoint, user, password)
         elif what == "calls":
             calls(endpoint, user, password, count)
+        elif what == "execute":
+            execute(endpoint, user, password)
         else:
             call(endpoint, user, password, count)

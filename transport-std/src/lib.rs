@@ -139,6 +139,7 @@ pub use proxy::spool::{Recovery, Spool, SpoolError};
 pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
 pub use rpc::client::{ClientBuilder, RpcClient};
 pub use rpc::pipeline::{Outcome, Pipeline, PipelineBuilder, DEFAULT_WINDOW_BYTES};
+pub use rpc::receipt::Receipt;
 pub use rpc::server::{
     Caller, DispatchCounts, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts,
     ServerStats, Service, ServiceError, WithCaller,

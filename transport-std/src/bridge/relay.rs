@@ -215,7 +215,7 @@ impl<O: Opener> Relay<O> {
             match header.kind {
                 // Only the call's own answer: the unaddressed error says the device could
                 // not read *a* frame (line noise, a frame cut by a reset), not which.
-                Kind::Reply | Kind::Error => match waiting {
+                Kind::Reply | Kind::Error | Kind::Accepted => match waiting {
                     Some(w) if w.on_link.is_answered_by(&header) => {
                         let answer = Header {
                             seq: w.caller.seq,
@@ -333,7 +333,7 @@ impl<O: Opener> MessageHandler for Relay<O> {
             return match self.send(&request.head, request.body) {
                 Ok(()) => {
                     bump(&self.stats.forwarded);
-                    Native.encode_ack(&request.head, reply);
+                    Native.encode_accepted(&request.head, reply);
                 }
                 Err(e) => self.fail(&request.head, &e, reply),
             };

@@ -139,10 +139,10 @@ impl Dialect for Mixed {
         }
     }
 
-    fn encode_ack(&self, head: &MixedHead, out: &mut Vec<u8>) {
+    fn encode_accepted(&self, head: &MixedHead, out: &mut Vec<u8>) {
         match head {
-            MixedHead::Native(header) => Native.encode_ack(header, out),
-            MixedHead::Pyzmqrpc3 => self.pyzmqrpc3.encode_ack(&(), out),
+            MixedHead::Native(header) => Native.encode_accepted(header, out),
+            MixedHead::Pyzmqrpc3 => self.pyzmqrpc3.encode_accepted(&(), out),
         }
     }
 

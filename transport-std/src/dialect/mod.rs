@@ -49,7 +49,7 @@ pub type DefaultDialect = Mixed;
 pub type DefaultDialect = Native;
 pub use native::Native;
 #[cfg(feature = "pyzmqrpc3")]
-pub use pyzmqrpc3::{error_code, status_code, Pyzmqrpc3, PYZMQRPC3_HEARTBEAT};
+pub use pyzmqrpc3::{error_code, status_code, Pyzmqrpc3, ACCEPTED_MESSAGE, PYZMQRPC3_HEARTBEAT};
 
 /// A wire format: how requests, answers and heartbeats are written.
 ///
@@ -107,9 +107,10 @@ pub trait Dialect: Clone + Send + Sync + 'static {
     /// fails: an error answer always fits (a message too long is cut).
     fn encode_error(&self, head: &Self::Head, code: ErrorCode, message: &str, out: &mut Vec<u8>);
 
-    /// Writes the acknowledgement of a request a proxy took on (published it, queued it):
-    /// a success with nothing in it.
-    fn encode_ack(&self, head: &Self::Head, out: &mut Vec<u8>);
+    /// Writes the answer of a store-and-forward hop to the request `head`: it took the call
+    /// on (queued it, published it) and its response, if the command has one, will not come
+    /// back. A caller reads it as [`Says::Accepted`], never as a response.
+    fn encode_accepted(&self, head: &Self::Head, out: &mut Vec<u8>);
 
     /// The head of an answer to a message that could not be read at all (several parts):
     /// its caller takes it whatever it asked.
@@ -206,8 +207,20 @@ pub enum Addressee {
 pub struct AnswerView<'a> {
     /// The call it answers.
     pub to: Addressee,
-    /// The encoded value of a success, or the error.
-    pub says: Result<&'a [u8], RemoteError>,
+    /// What it says.
+    pub says: Says<'a>,
+}
+
+/// What an answer says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Says<'a> {
+    /// A success: the encoded response, decoded by whoever knows its type.
+    Response(&'a [u8]),
+    /// A store-and-forward hop (a buffered proxy, a proxy that publishes) took the call on
+    /// and will pass it on; the response, if the command has one, will not come back.
+    Accepted,
+    /// What the far side said went wrong.
+    Error(RemoteError),
 }
 
 impl AnswerView<'_> {
@@ -219,14 +232,17 @@ impl AnswerView<'_> {
         }
     }
 
-    /// What the answer says, a success's value decoded as an `R` by `dialect`.
-    pub fn outcome<D: Dialect, R: DeserializeOwned>(
-        self,
-        dialect: &D,
-    ) -> Result<Result<R, RemoteError>, DecodeError> {
+    /// What the answer means to a call that expects an `R`, a response decoded by
+    /// `dialect` (whether it is this call's answer is [`answers`](Self::answers)'
+    /// question).
+    pub fn meaning<D: Dialect, R: DeserializeOwned>(self, dialect: &D) -> Interpretation<R> {
         match self.says {
-            Ok(body) => dialect.decode_response(body).map(Ok),
-            Err(error) => Ok(Err(error)),
+            Says::Response(body) => match dialect.decode_response(body) {
+                Ok(response) => Interpretation::Answer(Ok(response)),
+                Err(error) => Interpretation::Unreadable(error),
+            },
+            Says::Accepted => Interpretation::Accepted,
+            Says::Error(error) => Interpretation::Answer(Err(error)),
         }
     }
 }
@@ -236,10 +252,21 @@ impl AnswerView<'_> {
 pub enum Interpretation<R> {
     /// The call's result: the response, or what the far side said went wrong.
     Answer(Result<R, RemoteError>),
+    /// A store-and-forward hop took the call on; its response does not come back (see
+    /// [`Says::Accepted`]).
+    Accepted,
     /// The answer belongs to another call (a late one, from before a socket was made anew).
     Stray,
     /// The bytes are not an answer in this dialect, or its value is not an `R`.
     Unreadable(DecodeError),
+}
+
+/// The value of a response type that carries nothing (`()`, a unit struct): what a call of
+/// such a command returns when a store-and-forward hop accepted it, as no response is
+/// lost. `None` for a type with something in it: the caller is told its call was accepted
+/// instead of being handed a value nobody sent.
+pub fn empty_response<R: DeserializeOwned>() -> Option<R> {
+    zmqrpc_core::frame::decode_body(&[]).ok()
 }
 
 /// What `bytes` mean to the call `call`: the whole client-side protocol after
@@ -270,8 +297,5 @@ pub fn interpret<D: Dialect, R: DeserializeOwned>(
     if !answer.answers(call) {
         return Interpretation::Stray;
     }
-    match answer.outcome(dialect) {
-        Ok(outcome) => Interpretation::Answer(outcome),
-        Err(error) => Interpretation::Unreadable(error),
-    }
+    answer.meaning(dialect)
 }

@@ -11,7 +11,7 @@ use zmqrpc_core::{
     HEADER_LEN,
 };
 
-use super::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request};
+use super::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request, Says};
 
 /// The native wire format: one [`Frame`] per message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,9 +94,9 @@ impl Dialect for Native {
         let _ = encode_to_vec(&head.error(), &error, out, MAX_ERROR_FRAME);
     }
 
-    fn encode_ack(&self, head: &Header, out: &mut Vec<u8>) {
+    fn encode_accepted(&self, head: &Header, out: &mut Vec<u8>) {
         // `()` encodes to nothing: the header alone, which always fits.
-        let _ = encode_to_vec(&head.reply(), &(), out, HEADER_LEN);
+        let _ = encode_to_vec(&head.accepted(), &(), out, HEADER_LEN);
     }
 
     fn unreadable(&self) -> Header {
@@ -139,8 +139,9 @@ impl Dialect for Native {
         };
         let says = match header.kind {
             // A reply's value is decoded by whoever knows its type.
-            Kind::Reply => Ok(frame.body),
-            _ => Err(frame.remote_error()?),
+            Kind::Reply => Says::Response(frame.body),
+            Kind::Accepted => Says::Accepted,
+            _ => Says::Error(frame.remote_error()?),
         };
         Ok(AnswerView { to, says })
     }
@@ -322,12 +323,23 @@ mod tests {
     }
 
     #[test]
-    fn an_acknowledgement_is_an_empty_reply_and_a_heartbeat_is_echoed() {
+    fn an_acceptance_is_no_response_and_a_heartbeat_is_echoed() {
         let head = Header::request(3, Add::KEY);
         let mut out = Vec::new();
-        Native.encode_ack(&head, &mut out);
-        let answer = Native.read_answer(&out).unwrap();
-        assert_eq!(answer.outcome::<_, ()>(&Native), Ok(Ok(())));
+        Native.encode_accepted(&head, &mut out);
+        let tag = CallTag {
+            seq: 3,
+            key: Add::KEY,
+        };
+        // Neither a value nobody sent nor a decoding failure: an acceptance.
+        assert_eq!(
+            interpret::<_, i32>(&Native, &tag, &out),
+            Interpretation::Accepted
+        );
+        assert_eq!(
+            interpret::<_, ()>(&Native, &tag, &out),
+            Interpretation::Accepted
+        );
         assert_eq!(
             Native::heartbeat_answer(Native::HEARTBEAT),
             Some(Native::HEARTBEAT)

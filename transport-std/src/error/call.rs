@@ -143,7 +143,16 @@ pub enum CallError {
     /// The client has no socket of this kind: no REQ endpoint for a call, no PUB endpoint
     /// for a notification or a heartbeat.
     NoSocket(SocketKind),
-    /// The wait for the answer was given up because the client's loop was asked to stop.
+    /// A store-and-forward hop (a buffered proxy, a proxy that publishes) took the call on
+    /// and will deliver it later, at least once; the command's response will not come
+    /// back. Returned by `call` for a command whose response carries something; `submit`
+    /// returns the acceptance as a [`Receipt`](crate::Receipt).
+    Accepted {
+        /// The endpoint that accepted the call.
+        endpoint: String,
+    },
+    /// The wait for the answer was given up because the loop making the call (a proxy's,
+    /// a bridge's) was asked to stop.
     Stopped {
         /// The endpoint that was being waited for.
         endpoint: String,
@@ -187,7 +196,14 @@ impl fmt::Display for CallError {
                 "the client has no {kind} socket: no `{}` endpoint was configured",
                 kind.setting()
             ),
-            CallError::Stopped { endpoint } => write!(f, "stopped while waiting for {endpoint}"),
+            CallError::Accepted { endpoint } => write!(
+                f,
+                "{endpoint} accepted the call for later delivery (a store-and-forward proxy): \
+                 the command has not run yet and its response will not come back"
+            ),
+            CallError::Stopped { endpoint } => {
+                write!(f, "the loop was asked to stop while waiting for {endpoint}")
+            }
             CallError::WindowFull { in_flight } => {
                 write!(f, "{in_flight} calls in flight fill the pipeline's window")
             }
@@ -203,29 +219,6 @@ impl std::error::Error for CallError {
             CallError::Decode { error, .. } => Some(error),
             CallError::Transport(e) => Some(e),
             _ => None,
-        }
-    }
-}
-
-impl CallError {
-    /// A call's result from what its answer said ([`AnswerView::outcome`]), naming `endpoint`
-    /// in the errors.
-    ///
-    /// [`AnswerView::outcome`]: crate::dialect::AnswerView::outcome
-    pub(crate) fn from_outcome<R>(
-        endpoint: &str,
-        outcome: Result<Result<R, RemoteError>, DecodeError>,
-    ) -> Result<R, CallError> {
-        match outcome {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(CallError::Remote {
-                endpoint: endpoint.to_owned(),
-                error: Box::new(error),
-            }),
-            Err(error) => Err(CallError::Decode {
-                endpoint: endpoint.to_owned(),
-                error,
-            }),
         }
     }
 }

@@ -248,8 +248,8 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
                     Ok(true) => {
                         bump(&self.stats.forwarded);
                         if answer {
-                            // Published (or held for a subscriber): an empty reply.
-                            self.dialect.encode_ack(&head, reply);
+                            // Published (or held for a subscriber): accepted.
+                            self.dialect.encode_accepted(&head, reply);
                         }
                     }
                     Err(e) => {

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | [`ProxyKind::Sub2Req`] | SUB (connects) | REQ (connects) | — |
 //! | [`ProxyKind::Sub2Pub`] | SUB (connects) | PUB (binds) | — |
-//! | [`ProxyKind::Rep2Pub`] | REP (binds) | PUB (binds) | an empty reply once published |
+//! | [`ProxyKind::Rep2Pub`] | REP (binds) | PUB (binds) | an acceptance once published ([`Receipt::Accepted`](crate::Receipt)) |
 //! | [`ProxyKind::Rep2Req`] | REP (binds) | REQ (connects) | the downstream reply, or an error |
 //!
 //! A proxy reads a frame's header (to answer with the right sequence number and key, and to

@@ -6,10 +6,11 @@ use std::time::Duration;
 use zmqrpc_core::Command;
 
 use crate::auth::{Credentials, Users};
-use crate::dialect::{interpret, CallTag, Dialect, Interpretation, Native};
+use crate::dialect::{interpret, CallTag, Dialect, Native};
 use crate::error::HandshakeFailure;
 use crate::messaging::publisher::PublisherStats;
 use crate::messaging::sender::{Sender, SenderBuilder};
+use crate::rpc::receipt::{receipt, Receipt};
 use crate::socket::options::SocketOptions;
 use crate::{CallError, RequestError, SocketKind, TransportError};
 
@@ -167,6 +168,11 @@ impl<D: Dialect> RpcClient<D> {
     }
 
     /// Calls `command` on the next server with the default timeout.
+    ///
+    /// Through a store-and-forward hop (a buffered proxy, a proxy that publishes), which
+    /// answers before the command runs, a command whose response carries nothing (`()`)
+    /// returns `Ok` once the hop holds it; any other is [`CallError::Accepted`], as its
+    /// response will not come back. [`submit`](Self::submit) tells the two cases apart.
     pub fn call<C: Command>(&mut self, command: &C) -> Result<C::Response, CallError> {
         self.call_timeout(command, self.timeout)
     }
@@ -177,6 +183,34 @@ impl<D: Dialect> RpcClient<D> {
         command: &C,
         timeout: Duration,
     ) -> Result<C::Response, CallError> {
+        self.submit_timeout(command, timeout)?.into_response()
+    }
+
+    /// Calls `command` like [`call`](Self::call), and says whether the server answered or
+    /// a store-and-forward hop accepted the call to deliver it later.
+    ///
+    /// ```no_run
+    /// # use zmqrpc_transport_std::{Receipt, RpcClient};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct ReadTemperature;
+    /// # impl zmqrpc_core::Command for ReadTemperature {
+    /// #     const NAME: &'static str = "sensor.temperature"; type Response = f32; }
+    /// # let mut client = RpcClient::builder().req("tcp://127.0.0.1:5555").connect()?;
+    /// match client.submit(&ReadTemperature)? {
+    ///     Receipt::Answered(celsius) => println!("{celsius} °C"),
+    ///     Receipt::Accepted { endpoint } => println!("{endpoint} will deliver it later"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit<C: Command>(&mut self, command: &C) -> Result<Receipt<C::Response>, CallError> {
+        self.submit_timeout(command, self.timeout)
+    }
+
+    /// [`submit`](Self::submit), waiting up to `timeout` for each attempt.
+    pub fn submit_timeout<C: Command>(
+        &mut self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<Receipt<C::Response>, CallError> {
         self.seq = self.seq.wrapping_add(1);
         let call = self
             .dialect
@@ -267,7 +301,7 @@ impl<D: Dialect> RpcClient<D> {
     }
 }
 
-/// Turns answer bytes into the call's result, naming `endpoint` in its errors. A server
+/// Turns answer bytes into the call's receipt, naming `endpoint` in its errors. A server
 /// that could not read the request answers whatever call waits (it says what went wrong);
 /// an answer to another call is a stray.
 fn answer<D: Dialect, C: Command>(
@@ -275,14 +309,8 @@ fn answer<D: Dialect, C: Command>(
     call: &CallTag,
     endpoint: &str,
     bytes: &[u8],
-) -> Result<C::Response, CallError> {
-    match interpret::<D, C::Response>(dialect, call, bytes) {
-        Interpretation::Answer(outcome) => CallError::from_outcome(endpoint, Ok(outcome)),
-        Interpretation::Unreadable(error) => CallError::from_outcome(endpoint, Err(error)),
-        Interpretation::Stray => Err(CallError::StrayReply {
-            endpoint: endpoint.to_owned(),
-        }),
-    }
+) -> Result<Receipt<C::Response>, CallError> {
+    receipt(endpoint, interpret::<D, C::Response>(dialect, call, bytes))
 }
 
 /// A starting sequence number that differs between runs, so replies meant for an earlier

@@ -29,6 +29,7 @@ use zmqrpc_core::Command;
 
 use crate::auth::Credentials;
 use crate::dialect::{Addressee, Dialect, Native};
+use crate::rpc::receipt::{receipt, Receipt};
 use crate::socket::monitor::{Event, Handshakes, Monitor, Watch};
 use crate::socket::options::{later, SocketOptions};
 use crate::socket::{drain_parts, wait_ms};
@@ -479,8 +480,9 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
         }
         let call = self.in_flight.remove(&tag.seq)?;
         self.bytes_in_flight -= call.bytes;
-        let outcome = answer.outcome::<D, C::Response>(&self.dialect);
-        Some((tag.seq, CallError::from_outcome(&self.endpoint, outcome)))
+        let meaning = answer.meaning::<D, C::Response>(&self.dialect);
+        let result = receipt(&self.endpoint, meaning).and_then(Receipt::into_response);
+        Some((tag.seq, result))
     }
 
     /// The call whose deadline passed first, if any.

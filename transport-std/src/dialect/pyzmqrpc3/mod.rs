@@ -10,6 +10,10 @@
 //!   OK; 400 bad serialisation; 403 the caller may not call the command (zmqrpc's
 //!   permissions; pyzmqrpc3 has none); 451 no service for the command; 463 the service
 //!   raised; 482 a proxy's downstream failed.
+//! - A store-and-forward hop (zmqrpc's buffered proxy, a proxy that publishes) answers a
+//!   call it took on with 200 and the status message [`ACCEPTED_MESSAGE`], no
+//!   `response_message`: a pyzmqrpc3 caller gets `None` (as from pyzmqrpc3's own buffered
+//!   proxy), a zmqrpc caller reads it as [`Says::Accepted`].
 //! - The heartbeat is the bare string `zmq_sub_heartbeat`. pyzmqrpc3's own server never
 //!   answers one that comes over REQ, leaving the caller stuck; this dialect answers it with
 //!   an OK status.
@@ -30,10 +34,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use zmqrpc_core::{Command, DecodeError, EncodeError, ErrorCode, Key, RemoteError};
 
-use super::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request};
+use super::{Addressee, AnswerView, CallTag, Dialect, Refusal, Request, Says};
 
 /// The heartbeat pyzmqrpc3 publishes.
 pub const PYZMQRPC3_HEARTBEAT: &[u8] = b"zmq_sub_heartbeat";
+
+/// The status message of a store-and-forward hop's answer: the call was taken on, to be
+/// passed on later; its response does not come back.
+pub const ACCEPTED_MESSAGE: &str = "Accepted, not yet delivered";
+
+/// The answer of a store-and-forward hop (see [`ACCEPTED_MESSAGE`]).
+const ACCEPTED_ANSWER: &[u8] =
+    br#"{"status_code": 200, "status_message": "Accepted, not yet delivered"}"#;
 
 /// What a REP socket answers a pyzmqrpc3 heartbeat with: an OK status.
 const OK_ANSWER: &[u8] = br#"{"status_code": 200, "status_message": "OK"}"#;
@@ -270,9 +282,9 @@ impl Dialect for Pyzmqrpc3 {
         let _ = Pyzmqrpc3::encode_status(out, status_code(code), message, None);
     }
 
-    fn encode_ack(&self, _head: &(), out: &mut Vec<u8>) {
+    fn encode_accepted(&self, _head: &(), out: &mut Vec<u8>) {
         out.clear();
-        out.extend_from_slice(OK_ANSWER);
+        out.extend_from_slice(ACCEPTED_ANSWER);
     }
 
     fn unreadable(&self) {}
@@ -303,17 +315,21 @@ impl Dialect for Pyzmqrpc3 {
         // Answers name no call: one call at a time per REQ socket pairs them.
         let to = Addressee::Anyone;
         if status.status_code == OK {
-            let body = status
-                .response_message
-                .map_or(&b"null"[..], |value| value.get().as_bytes());
-            return Ok(AnswerView { to, says: Ok(body) });
+            let says = match status.response_message {
+                Some(value) => Says::Response(value.get().as_bytes()),
+                None if status.status_message.as_deref() == Some(ACCEPTED_MESSAGE) => {
+                    Says::Accepted
+                }
+                None => Says::Response(b"null"),
+            };
+            return Ok(AnswerView { to, says });
         }
         let message = status
             .status_message
             .unwrap_or_else(|| format!("error status {}", status.status_code));
         Ok(AnswerView {
             to,
-            says: Err(RemoteError::new(error_code(status.status_code), &message)),
+            says: Says::Error(RemoteError::new(error_code(status.status_code), &message)),
         })
     }
 

@@ -117,6 +117,17 @@ fn answers_are_the_peers_status_json() {
         interpret::<_, ()>(&dialect, &call, python_nothing),
         Interpretation::Answer(Ok(()))
     );
+    // A buffered proxy's acceptance: neither `None` nor a failure to a zmqrpc caller.
+    let mut accepted = Vec::new();
+    dialect.encode_accepted(&(), &mut accepted);
+    assert_eq!(
+        interpret::<_, String>(&dialect, &call, &accepted),
+        Interpretation::Accepted
+    );
+    assert_eq!(
+        interpret::<_, ()>(&dialect, &call, &accepted),
+        Interpretation::Accepted
+    );
     let python_raised =
         br#"{"status_code": 463, "status_message": "Exception raised when calling service"}"#;
     match interpret::<_, String>(&dialect, &call, python_raised) {

@@ -10,7 +10,7 @@ use zmqrpc_core::{BoundedQueue, ErrorCode};
 use super::MAX_BUFFERED;
 use crate::auth::Permissions;
 use crate::budget::{self, Share};
-use crate::dialect::{AnswerView, Dialect};
+use crate::dialect::{AnswerView, Dialect, Says};
 use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::messaging::requester::Requester;
 use crate::proxy::spool::Spool;
@@ -262,11 +262,19 @@ enum Verdict {
 /// Judges a downstream answer by what `dialect` reads in it.
 fn judge<D: Dialect>(dialect: &D, answer: &[u8]) -> Verdict {
     match dialect.read_answer(answer) {
-        Ok(AnswerView { says: Ok(_), .. }) => Verdict::Done,
-        Ok(AnswerView { says: Err(e), .. }) if e.code.is_transient() => {
-            Verdict::TryAgain(e.to_string())
-        }
-        Ok(AnswerView { says: Err(e), .. }) => Verdict::Refused(e.to_string()),
+        // A downstream store-and-forward hop that accepted it delivers it from here on.
+        Ok(AnswerView {
+            says: Says::Response(_) | Says::Accepted,
+            ..
+        }) => Verdict::Done,
+        Ok(AnswerView {
+            says: Says::Error(e),
+            ..
+        }) if e.code.is_transient() => Verdict::TryAgain(e.to_string()),
+        Ok(AnswerView {
+            says: Says::Error(e),
+            ..
+        }) => Verdict::Refused(e.to_string()),
         Err(e) => Verdict::TryAgain(format!("unreadable answer: {e}")),
     }
 }
@@ -301,7 +309,7 @@ impl<D: Dialect> MessageHandler for Buffer<D> {
         match self.accept(message.bytes) {
             Ok(()) => {
                 set(&self.stats.queued, self.queue.len() as u64);
-                self.dialect.encode_ack(&head, reply);
+                self.dialect.encode_accepted(&head, reply);
                 self.pump();
             }
             Err((code, why)) => {
@@ -385,7 +393,7 @@ mod tests {
     #[test]
     fn a_reply_is_delivered_a_permanent_error_refused_a_transient_one_retried() {
         let mut ack = Vec::new();
-        Native.encode_ack(&Header::request(1, Key::of("sample")), &mut ack);
+        Native.encode_accepted(&Header::request(1, Key::of("sample")), &mut ack);
         assert_eq!(judge(&Native, &ack), Verdict::Done);
         for code in [
             ErrorCode::UnknownCommand,
@@ -439,7 +447,7 @@ mod tests {
         assert!(matches!(judge(&mixed, proxy_failed), Verdict::TryAgain(_)));
         // And native answers through the same dialect, as before.
         let mut ack = Vec::new();
-        Native.encode_ack(&Header::request(1, Key::of("sample")), &mut ack);
+        Native.encode_accepted(&Header::request(1, Key::of("sample")), &mut ack);
         assert_eq!(judge(&mixed, &ack), Verdict::Done);
     }
 }

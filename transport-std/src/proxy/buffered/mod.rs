@@ -12,8 +12,15 @@
 //! unchanged, so the command's key and the caller's sequence number travel with it and a
 //! server can recognise a duplicate.
 //!
-//! The acknowledgement is an empty reply: use the buffered proxy for commands whose response
-//! is `()` (the downstream's actual answers are counted, not returned). One request is in
+//! The acknowledgement is an *acceptance* ([`Kind::Accepted`](zmqrpc_core::Kind::Accepted);
+//! in pyzmqrpc3's dialect a 200 whose status message is
+//! [`ACCEPTED_MESSAGE`](crate::dialect::pyzmqrpc3::ACCEPTED_MESSAGE)), not a reply: the
+//! downstream's answers are counted, not returned. A caller's
+//! [`call`](crate::RpcClient::call) of a command whose response is `()` returns `Ok`; one
+//! with a value is [`CallError::Accepted`](crate::CallError::Accepted), never a made-up
+//! value; [`submit`](crate::RpcClient::submit) returns [`Receipt::Accepted`](crate::Receipt)
+//! for both. A pyzmqrpc3 caller gets `None`, as from pyzmqrpc3's own buffered proxy. Use the
+//! buffered proxy for commands whose response is `()`. One request is in
 //! flight at a time, which is what keeps the order; the loop never blocks on the downstream,
 //! so acknowledging new requests goes on while a delivery waits.
 
