@@ -20,9 +20,10 @@ USAGE:
 
 KINDS:
     rep2req     calls in (REP, bound), forwarded to a server (REQ), answers returned
-    buffered    like rep2req, but each call is acknowledged once queued (and spooled),
-                then delivered in order, retried until the server answers
-    rep2pub     calls in (REP, bound), published (PUB, bound), acknowledged at once
+    buffered    like rep2req, but each call is accepted once queued (and spooled),
+                then delivered in order, retried until the server answers; the
+                caller gets no response (docs/proxies.md: what a caller gets)
+    rep2pub     calls in (REP, bound), published (PUB, bound), accepted at once
     sub2req     publications in (SUB, connects), forwarded to a server (REQ)
     sub2pub     publications in (SUB, connects), published again (PUB, bound)
     rep2serial  calls in (REP, bound), carried to a microcontroller on a serial port

@@ -138,7 +138,14 @@ fn a_protected_publisher_never_feeds_a_subscriber_without_the_right_credentials(
         }
         let running = builder.bind().unwrap().spawn().unwrap();
         assert_never_fed(&mut intruder, &samples, &format!("{credentials:?}"));
-        assert_eq!(running.stats().snapshot().receiver.received, 0);
+        let receiver = running.stats().snapshot().receiver;
+        assert_eq!(receiver.received, 0);
+        // The subscribing side knows too (regression: it counted nothing, said nothing).
+        assert!(
+            eventually(secs(5), || running.stats().snapshot().receiver.sub_refused
+                > 0),
+            "{credentials:?}: {receiver:?}"
+        );
     }
 }
 

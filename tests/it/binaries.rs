@@ -1100,6 +1100,60 @@ fn a_proxy_logs_failures_as_they_happen() {
     assert!(proxy.wait_for_log("refused a message", secs(5)));
 }
 
+/// Regression: a proxy whose SUB input its publisher refuses (wrong credentials) said
+/// nothing and counted nothing: the link looked idle. It warns now, naming the endpoint.
+#[test]
+fn a_proxy_refused_by_its_publisher_says_so() {
+    let users = zmqrpc::transport::Users::new().with("sensor", "s3cret");
+    let (mut publisher, endpoint) = publishing_client(Some(users));
+    let credentials = TempPath::with_mode("refused-credentials", "sensor:wrong\n", 0o600);
+    let output = ipc_endpoint("refused-out");
+    let (proxy, _) = Process::start(
+        PROXY,
+        &[
+            "--kind",
+            "sub2pub",
+            "--in",
+            &endpoint,
+            "--out",
+            &output,
+            "--credentials",
+            credentials.as_str(),
+        ],
+    );
+    // The publisher reads its monitor as it is used.
+    let stats = publisher.publisher_stats().unwrap();
+    assert!(eventually(secs(5), || {
+        publisher.flush().unwrap();
+        stats.snapshot().refused > 0
+    }));
+    let line = std::iter::from_fn(|| proxy.log.recv_timeout(secs(5)).ok())
+        .find(|line| line.contains("refused this subscriber"))
+        .expect("a warning on the subscribing side");
+    assert!(line.contains(&format!("SUB {endpoint}")), "{line}");
+    assert!(line.contains("credentials refused"), "{line}");
+}
+
+/// The library's proxies count the refusals on their input (`input_stats`).
+#[test]
+fn a_library_proxy_counts_the_refusals_of_its_publisher() {
+    let users = zmqrpc::transport::Users::new().with("sensor", "s3cret");
+    let (_publisher, endpoint) = publishing_client(Some(users));
+    let proxy = zmqrpc::transport::Proxy::builder(zmqrpc::transport::ProxyKind::Sub2Pub)
+        .subscribe(&endpoint)
+        .input_credentials(zmqrpc::transport::Credentials::new("sensor", "wrong"))
+        .output(ipc_endpoint("refused-lib-out"))
+        .bind()
+        .unwrap();
+    let input = proxy.input_stats();
+    let _running = proxy.spawn().unwrap();
+    assert!(
+        eventually(secs(5), || input.snapshot().sub_refused > 0),
+        "{:?}",
+        input.snapshot()
+    );
+}
+
 /// Regression: the buffered proxy's warning for a request its downstream refused said only
 /// "the downstream refused a request", naming neither the command nor what was said. It
 /// names both now, as its warning for a failed delivery names the command.

@@ -123,6 +123,12 @@ fn a_protected_publisher_refuses_a_pool_without_the_right_credentials() {
         let running = builder.bind().unwrap().spawn().unwrap();
         assert_never_fed(&mut publisher, &samples, &format!("{credentials:?}"));
         assert_eq!(running.stats().snapshot().receiver.received, 0);
+        // Counted on the pool's side too.
+        assert!(
+            eventually(secs(5), || running.stats().snapshot().receiver.sub_refused
+                > 0),
+            "{credentials:?}"
+        );
     }
     // The right credentials get through the same pool.
     let (mut sensor, endpoint) = publishing_client(Some(pool_users()));

@@ -13,8 +13,9 @@ use crate::auth::Permissions;
 use crate::dialect::{Dialect, Native};
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
-use crate::proxy::{refuse_forbidden, FailureLog};
+use crate::proxy::refuse_forbidden;
 use crate::socket::shutdown::Shutdown;
+use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
 
 /// How long a wait for the device lasts at most before the stop flag is looked at again.

@@ -5,17 +5,24 @@
 //! cut itself for a protocol error (a message over `max_message_size`, in libzmq 4.3.4 and
 //! 4.3.5): that socket would stay deaf for good. So every SUB socket is monitored, and one
 //! that loses its connection, or that hears nothing for its optional silence timeout, is
-//! closed and made anew. Messages are read without waiting, heartbeats absorbed here, and
-//! multipart messages (never zmqrpc's) drained and reported as such.
+//! closed and made anew. A handshake the publisher refuses (wrong or missing credentials, a
+//! security mechanism it does not speak) would leave the socket as deaf and as quiet: each
+//! one is counted (`sub_refused`) and logged, the first at once, then at most once a
+//! minute. Messages are read without waiting, heartbeats absorbed here, and multipart
+//! messages (never zmqrpc's) drained and reported as such.
 
 use std::time::{Duration, Instant};
 
 use crate::auth::Credentials;
-use crate::messaging::receiver::Heartbeats;
+use crate::messaging::receiver::{Heartbeats, ReceiverStats};
 use crate::socket::drain_parts;
 use crate::socket::monitor::{Event, Monitor, Watch};
 use crate::socket::options::{later, SocketOptions};
+use crate::socket::stats::{bump, FailureLog};
 use crate::TransportError;
+
+/// How often a subscriber its publisher keeps refusing says so again.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(60);
 
 /// What one read from a SUB socket found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +49,12 @@ pub(crate) struct SubSide {
     /// A handshake succeeded on the current connection.
     connected: bool,
     /// An established connection was dropped; the socket is made anew at the next check.
-    /// (A refused handshake is not counted: libzmq retries that itself, with backoff.)
+    /// (A refused handshake is not: libzmq retries that itself, with backoff.)
     lost: bool,
+    /// The latest handshake was refused (said once it succeeds again).
+    refused: bool,
+    /// Says the refusals (kept when the socket is made anew).
+    refusals: FailureLog,
 }
 
 impl SubSide {
@@ -73,6 +84,8 @@ impl SubSide {
             last_heard: Instant::now(),
             connected: false,
             lost: false,
+            refused: false,
+            refusals: FailureLog::every(REFUSALS_LOGGED_EVERY),
         })
     }
 
@@ -112,29 +125,49 @@ impl SubSide {
         ]
     }
 
-    /// Makes the socket anew if its connection was dropped or its silence timeout passed;
-    /// whether it did. The monitor is read only when a poll found `events` waiting: an empty
-    /// read costs libzmq a system call.
-    pub(crate) fn revive(
+    /// Reads the monitor, counting refused handshakes, and makes the socket anew if its
+    /// connection was dropped or its silence timeout passed (counted in `sub_recreated`).
+    /// The monitor is read only when a poll found `events` waiting: an empty read costs
+    /// libzmq a system call.
+    fn revive(
         &mut self,
         ctx: &zmq::Context,
         options: &SocketOptions,
         now: Instant,
         events: bool,
-    ) -> Result<bool, TransportError> {
+        stats: &ReceiverStats,
+    ) -> Result<(), TransportError> {
         while let Some(event) = events.then(|| self.monitor.next()).flatten() {
             match event {
-                Event::HandshakeSucceeded => self.connected = true,
+                Event::HandshakeSucceeded => {
+                    self.connected = true;
+                    if std::mem::take(&mut self.refused) {
+                        log::info!(
+                            "SUB {}: the publisher accepts this subscriber",
+                            self.endpoint
+                        );
+                    }
+                }
+                Event::HandshakeFailed(reason) => {
+                    self.refused = true;
+                    bump(&stats.sub_refused);
+                    let name = format_args!("SUB {}", self.endpoint);
+                    let what = format_args!(
+                        "the publisher refused this subscriber's handshake ({reason}): nothing \
+                         arrives from it until it accepts (libzmq tries again)"
+                    );
+                    self.refusals.warn(&name, &what);
+                }
                 Event::Disconnected if self.connected => {
                     self.connected = false;
                     self.lost = true;
                 }
-                _ => {}
+                Event::Disconnected | Event::Other => {}
             }
         }
         let silent = self.deadline().is_some_and(|deadline| deadline <= now);
         if !self.lost && !silent {
-            return Ok(false);
+            return Ok(());
         }
         if self.lost {
             log::info!(
@@ -143,11 +176,30 @@ impl SubSide {
             );
         }
         let endpoint = self.endpoint.clone();
-        // The old socket (and its monitor) close here.
         let credentials = self.credentials.clone();
+        // The old socket (and its monitor) close here; what was said of refusals stays.
+        let refusals = std::mem::take(&mut self.refusals);
+        let refused = self.refused;
         *self = SubSide::connect(ctx, options, credentials, endpoint, self.silence)?;
-        Ok(true)
+        (self.refusals, self.refused) = (refusals, refused);
+        bump(&stats.sub_recreated);
+        Ok(())
     }
+}
+
+/// [`SubSide::revive`] for each of `subs`, `ready` saying whose monitors have events.
+pub(crate) fn revive_all(
+    subs: &mut [SubSide],
+    ctx: &zmq::Context,
+    options: &SocketOptions,
+    ready: SubsReady,
+    stats: &ReceiverStats,
+) -> Result<(), TransportError> {
+    let now = Instant::now();
+    for (index, sub) in subs.iter_mut().enumerate() {
+        sub.revive(ctx, options, now, ready.events(index), stats)?;
+    }
+    Ok(())
 }
 
 /// Which SUB sockets, and which of their monitors, a poll found readable: bit `i` for SUB

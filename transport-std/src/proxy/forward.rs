@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::ErrorCode;
 
 use super::{
-    refuse_forbidden, relay_methods, side_setters, FailureLog, ProxyKind, ProxyStats, Sides,
-    LOG_EVERY,
+    refuse_forbidden, relay_methods, side_setters, ProxyKind, ProxyStats, Sides, LOG_EVERY,
 };
 use crate::auth::Permissions;
 use crate::dialect::{DefaultDialect, Dialect};
@@ -15,6 +14,7 @@ use crate::messaging::publisher::{PendingLimits, Publisher};
 use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Receiver, Rejection};
 use crate::messaging::requester::Requester;
 use crate::socket::shutdown::Shutdown;
+use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
 use crate::{ConfigError, RequestError, TransportError};
 

@@ -163,31 +163,3 @@ pub(crate) fn refuse_forbidden<D: Dialect>(
 
 /// How often a busy proxy logs its counters.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// Says in the log when a proxy fails or drops messages, as it happens: the first failure
-/// at once, then at most one line a second, saying how many more there were in between (a
-/// flood of garbage must not flood the log, nor hide behind one line at exit).
-#[derive(Debug, Default)]
-pub(crate) struct FailureLog {
-    last: Option<Instant>,
-    unsaid: u64,
-}
-
-impl FailureLog {
-    /// Logs at warn that proxy `name` failed: `what`.
-    pub(crate) fn warn(&mut self, name: &dyn fmt::Display, what: &dyn fmt::Display) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            self.unsaid += 1;
-            return;
-        }
-        match std::mem::take(&mut self.unsaid) {
-            0 => log::warn!("{name}: {what}"),
-            more => log::warn!("{name}: {what} (and {more} more failures since the last line)"),
-        }
-        self.last = Some(now);
-    }
-}

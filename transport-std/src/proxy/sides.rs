@@ -220,6 +220,12 @@ macro_rules! relay_methods {
             self.$handler.stats().clone()
         }
 
+        /// The live counters of the input's sockets: heartbeats, SUB sockets made anew,
+        /// and handshakes a publisher refused a SUB input (`sub_refused`).
+        pub fn input_stats(&self) -> std::sync::Arc<$crate::ReceiverStats> {
+            self.input.stats()
+        }
+
         /// Serves on the calling thread until stopped.
         pub fn run(self) -> Result<(), $crate::TransportError> {
             self.input.run(self.$handler)

@@ -1,4 +1,8 @@
-//! Counters: one definition gives a live, shareable set of atomics and its plain snapshot.
+//! Counters: one definition gives a live, shareable set of atomics and its plain snapshot;
+//! and [`FailureLog`], the rate-limited warning that goes with a counted failure.
+
+use std::fmt;
+use std::time::{Duration, Instant};
 
 /// Defines `$live` (atomic counters, shared between a loop and its handle) and `$snapshot`
 /// (the same fields as plain numbers, read at one moment).
@@ -42,4 +46,49 @@ pub(crate) fn bump(counter: &std::sync::atomic::AtomicU64) {
 /// Sets a gauge.
 pub(crate) fn set(counter: &std::sync::atomic::AtomicU64, value: u64) {
     counter.store(value, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Says in the log when a loop fails or drops messages, as it happens: the first failure
+/// at once, then at most one line per interval (a second unless [`every`](Self::every)
+/// says otherwise), saying how many more there were in between (a flood of garbage must
+/// not flood the log, nor hide behind one line at exit).
+#[derive(Debug)]
+pub(crate) struct FailureLog {
+    every: Duration,
+    last: Option<Instant>,
+    unsaid: u64,
+}
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        FailureLog::every(Duration::from_secs(1))
+    }
+}
+
+impl FailureLog {
+    /// A log of at most one line per `interval`.
+    pub(crate) fn every(interval: Duration) -> FailureLog {
+        FailureLog {
+            every: interval,
+            last: None,
+            unsaid: 0,
+        }
+    }
+
+    /// Logs at warn that `name` failed: `what`.
+    pub(crate) fn warn(&mut self, name: &dyn fmt::Display, what: &dyn fmt::Display) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.every)
+        {
+            self.unsaid += 1;
+            return;
+        }
+        match std::mem::take(&mut self.unsaid) {
+            0 => log::warn!("{name}: {what}"),
+            more => log::warn!("{name}: {what} (and {more} more failures since the last line)"),
+        }
+        self.last = Some(now);
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::{AuthStats, Verifier};
-use crate::messaging::subscriber::{Received, SubSide, SubsReady};
+use crate::messaging::subscriber::{revive_all, Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown, StopListener};
 use crate::socket::stats::{bump, counters};
@@ -40,6 +40,10 @@ counters! {
         rejected,
         /// SUB sockets made anew after their connection dropped or their silence timeout.
         sub_recreated,
+        /// Security handshakes a publisher refused a SUB socket (wrong or missing
+        /// credentials, or credentials it does not expect): nothing arrives from that
+        /// publisher meanwhile. Logged too, the first at once, then at most once a minute.
+        sub_refused,
         /// REP sockets recreated after a failed reply.
         rep_recreated,
     }
@@ -303,13 +307,7 @@ impl Receiver {
 
     /// Makes anew the SUB sockets that lost their connection or stayed silent too long.
     fn revive_subs(&mut self, ready: SubsReady) -> Result<(), TransportError> {
-        let now = Instant::now();
-        for (index, sub) in self.subs.iter_mut().enumerate() {
-            if sub.revive(&self.ctx, &self.options, now, ready.events(index))? {
-                bump(&self.stats.sub_recreated);
-            }
-        }
-        Ok(())
+        revive_all(&mut self.subs, &self.ctx, &self.options, ready, &self.stats)
     }
 }
 

@@ -14,8 +14,9 @@ use crate::dialect::{AnswerView, Dialect, Says};
 use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::messaging::requester::Requester;
 use crate::proxy::spool::Spool;
-use crate::proxy::{refuse_forbidden, FailureLog, ProxyStats, LOG_EVERY};
+use crate::proxy::{refuse_forbidden, ProxyStats, LOG_EVERY};
 use crate::socket::options::later;
+use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
 
 /// The delivery in progress: which endpoint, until when.

@@ -30,7 +30,7 @@ use crate::error::panic_message;
 use crate::messaging::receiver::{
     Heartbeats, MessageHandler, Origin, ReceiverBuilder, ReceiverStats, BATCH,
 };
-use crate::messaging::subscriber::{Received, SubSide, SubsReady};
+use crate::messaging::subscriber::{revive_all, Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Shutdown, StopListener};
 use crate::socket::stats::bump;
@@ -217,13 +217,13 @@ impl Broker {
                     self.take_notifications(index)?;
                 }
             }
-            let now = Instant::now();
-            for (index, sub) in self.subs.iter_mut().enumerate() {
-                let events = ready.subs.events(index);
-                if sub.revive(&self.ctx, &self.options, now, events)? {
-                    bump(&self.stats.sub_recreated);
-                }
-            }
+            revive_all(
+                &mut self.subs,
+                &self.ctx,
+                &self.options,
+                ready.subs,
+                &self.stats,
+            )?;
         }
     }
 
