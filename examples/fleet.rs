@@ -122,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     std::thread::sleep(Duration::from_millis(600));
     if let Some(running) = server.take() {
-        running.join()?;
+        running.stop_and_wait()?;
         println!(
             "central: stopped at {:.1} s",
             started.elapsed().as_secs_f32()
@@ -152,7 +152,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seen = seen.lock().map_err(|_| "poisoned")?;
         (seen.0.len(), seen.1)
     };
-    site.join()?;
+    site.stop_and_wait()?;
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "sent {sent}, received {unique} ({} repeated deliveries, at-least-once); site {:?}",

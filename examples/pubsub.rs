@@ -75,6 +75,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         received.load(Ordering::SeqCst),
         stats.snapshot()
     );
-    running.join()?;
+    running.stop_and_wait()?;
     Ok(())
 }

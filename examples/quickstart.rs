@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let bound = server.rep_endpoints()[0].clone();
             let running = server.spawn()?;
             client(&bound)?;
-            running.join()?;
+            running.stop_and_wait()?;
         }
         Some(other) => return Err(format!("unknown mode {other:?}: use server or client").into()),
     }

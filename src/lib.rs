@@ -27,7 +27,7 @@
 //!
 //! let mut client = RpcClient::builder().req(endpoint).connect()?;
 //! assert_eq!(client.call(&Add(2, 40))?, 42);
-//! running.join()?;
+//! running.stop_and_wait()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

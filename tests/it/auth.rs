@@ -50,7 +50,7 @@ fn right_credentials_work_on_req_rep_and_the_service_sees_the_user() {
     assert_eq!(sensor.call(&WhoAmI).unwrap().as_deref(), Some("sensor"));
     let mut ops = client_as(&endpoint, Some(Credentials::new("ops", "hunter2")));
     assert_eq!(ops.call(&WhoAmI).unwrap().as_deref(), Some("ops"));
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -244,7 +244,7 @@ fn the_zap_handler_stops_with_its_server() {
     let running = server.spawn().unwrap();
     let mut client = client_as(&endpoint, Some(Credentials::new("ops", "hunter2")));
     assert_eq!(client.call(&Add(1, 1)).unwrap(), 2);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     // Its thread is gone: a second protected server can take the same context's ZAP slot.
     let ctx = zmq::Context::new();
     for _ in 0..2 {
@@ -254,7 +254,7 @@ fn the_zap_handler_stops_with_its_server() {
             .bind()
             .unwrap();
         let running = server.spawn().unwrap();
-        running.join().unwrap();
+        running.stop_and_wait().unwrap();
     }
 }
 

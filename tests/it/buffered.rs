@@ -57,7 +57,7 @@ fn everything_acknowledged_during_an_outage_is_delivered_in_order() {
     );
 
     // An outage in the middle: stop the server, keep sending, start it again.
-    server.join().unwrap();
+    server.stop_and_wait().unwrap();
     for seq in 20..30 {
         client.call(&Sample { seq, value: 0.0 }).unwrap();
     }

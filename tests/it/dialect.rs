@@ -351,7 +351,7 @@ fn a_second_dialect_calls_the_same_services_by_name() {
     assert_eq!(req.recv_bytes(0).unwrap(), NAMED_HEARTBEAT);
     let counts = running.stats().snapshot().dispatch;
     assert_eq!((counts.served, counts.failed, counts.unknown), (1, 1, 1));
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -420,7 +420,7 @@ fn a_proxy_forwards_either_dialect_and_answers_a_failure_in_the_callers() {
     assert_eq!(named.call(&Add(2, 3)).unwrap(), 5);
     assert_eq!(native.call(&Add(2, 4)).unwrap(), 6);
     // With the server gone, each caller hears of it in its own dialect.
-    server.join().unwrap();
+    server.stop_and_wait().unwrap();
     for result in [named.call(&Add(1, 1)), native.call(&Add(1, 1))] {
         match result {
             Err(CallError::Remote { error, .. }) => assert_eq!(error.code, ErrorCode::Timeout),

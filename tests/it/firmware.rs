@@ -225,6 +225,6 @@ fn an_emulated_microcontroller_answers_typed_calls_through_the_proxy_binary() {
     assert!(stats.served < 10, "counters start over: {stats:?}");
 
     drop(client);
-    sub.join().unwrap();
+    sub.stop_and_wait().unwrap();
     drop(board);
 }

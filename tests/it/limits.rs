@@ -455,7 +455,7 @@ fn with_backpressure_a_burst_reaches_a_subscriber_whole() {
             received.load(SeqCst) + dropped >= SENT
         }));
         let counts = publisher.stats().snapshot();
-        server.join().unwrap();
+        server.stop_and_wait().unwrap();
         (received.load(SeqCst), counts)
     };
     let (got, counts) = run(true);

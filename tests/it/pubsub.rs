@@ -165,7 +165,7 @@ fn when_the_last_subscriber_leaves_messages_are_held_for_the_next() {
     attach(&mut client);
     client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();
     assert_eq!(first.wait_for(1, secs(5)), [0]);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 
     // The transport learns that the subscriber left (XPUB unsubscribe) ...
     let publisher = client.sender().publisher().unwrap();

@@ -89,7 +89,7 @@ fn a_panicking_handler_is_reported_by_join_with_its_message() {
     // The handler panics on this request: no reply comes.
     let _ = sender.request(b"x", std::time::Duration::from_millis(200));
     assert!(eventually(secs(5), || running.is_finished()));
-    match running.join() {
+    match running.stop_and_wait() {
         Err(TransportError::Panicked { thread, message }) => {
             assert_eq!(message, "boom");
             assert_eq!(thread, "zmqrpc-receiver");

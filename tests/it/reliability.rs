@@ -229,7 +229,7 @@ fn a_proxy_waiting_for_a_dead_downstream_stops_at_once() {
     });
     assert!(eventually(secs(5), || running.stats().snapshot().received == 1));
     let asked = Instant::now();
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     let took = asked.elapsed();
     assert!(took < Duration::from_millis(300) * slack(), "{took:?}");
     // The caller was told, not left waiting for its own timeout.

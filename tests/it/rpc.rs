@@ -24,7 +24,7 @@ fn call_returns_the_typed_reply() {
     assert_eq!(client.call(&Add(40, 2)).unwrap(), 42);
     assert_eq!(client.call(&Echo("héllo".into())).unwrap(), "héllo");
     assert_eq!(running.stats().snapshot().dispatch.served, 2);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn a_stopped_and_restarted_server_answers_the_next_call() {
     let mut client = client(&endpoint);
     let running = server.spawn().unwrap();
     assert_eq!(client.call(&Add(1, 1)).unwrap(), 2);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 
     // Rebinding the same port can race the old listener's close for a moment.
     let mut rebound = None;
@@ -144,7 +144,7 @@ fn a_stopped_and_restarted_server_answers_the_next_call() {
     }));
     let running = rebound.unwrap().spawn().unwrap();
     assert_eq!(client.call(&Add(2, 2)).unwrap(), 4);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn stop_and_join_take_less_than_100ms() {
     let running = server.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let asked = Instant::now();
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     let took = asked.elapsed();
     assert!(took < Duration::from_millis(100) * slack(), "{took:?}");
 }
@@ -177,7 +177,7 @@ fn round_robin_spreads_calls_and_a_dead_endpoint_costs_only_its_own_calls() {
     assert_eq!(rb.stats().snapshot().dispatch.served, 5);
 
     // B dies. Its calls time out; A's calls keep succeeding, each answered at once.
-    rb.join().unwrap();
+    rb.stop_and_wait().unwrap();
     let timeout = Duration::from_millis(200) * slack();
     let (mut ok, mut timed_out) = (0, 0);
     for i in 0..6 {
@@ -239,7 +239,7 @@ fn inproc_works_with_a_shared_context() {
         client.call(&Echo("in process".into())).unwrap(),
         "in process"
     );
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn ipc_works() {
         .spawn()
         .unwrap();
     assert_eq!(client(&endpoint).call(&Add(3, 4)).unwrap(), 7);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -286,7 +286,7 @@ fn a_service_can_stop_its_own_server_only_if_registered_to() {
         remote_code(client(&endpoint).call(&Quit)),
         ErrorCode::UnknownCommand
     );
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 
     // A user who wants one registers it, with the handle of the server it stops.
     let builder = standard_server().rep("tcp://127.0.0.1:*");
@@ -303,7 +303,7 @@ fn a_service_can_stop_its_own_server_only_if_registered_to() {
     let running = server.spawn().unwrap();
     client(&endpoint).call(&Quit).unwrap();
     assert!(eventually(secs(2), || running.is_finished()));
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -354,4 +354,36 @@ fn a_multipart_answer_fails_the_call_by_name() {
         other => panic!("{other:?}"),
     }
     peer.join().unwrap();
+}
+
+/// Regression: `Running::join` stopped the loop, unlike `std::thread::JoinHandle::join`.
+/// `wait` waits and stops nothing; `stop` (here through a `Shutdown` handle) stops.
+#[test]
+fn waiting_for_a_server_does_not_stop_it() {
+    let server = standard_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    let shutdown = running.shutdown();
+    let (ended, end) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let result = running.wait();
+        ended.send(()).unwrap();
+        result
+    });
+    let mut client = client(&endpoint);
+    for n in 0..3 {
+        assert_eq!(
+            client.call(&Add(n, 1)).unwrap(),
+            n + 1,
+            "served while waited for"
+        );
+    }
+    assert!(
+        end.recv_timeout(ms(200)).is_err(),
+        "wait returned though nothing stopped the loop"
+    );
+    shutdown.request();
+    end.recv_timeout(secs(5))
+        .expect("wait returns once the loop is stopped");
+    waiter.join().unwrap().unwrap();
 }

@@ -88,7 +88,7 @@ impl Rig {
     /// Stops the bridge (after the client) and unplugs the device; what its server counted.
     fn stop(self) -> DeviceStats {
         drop(self.client);
-        self.running.join().unwrap();
+        self.running.stop_and_wait().unwrap();
         self.device.unplug()
     }
 }
@@ -306,7 +306,7 @@ fn a_device_that_takes_no_more_bytes_is_closed_instead_of_blocking_the_bridge() 
     device.behaviour.deaf.store(false, Ordering::SeqCst);
     assert_eq!(ping_until_answered(&mut client, 5, secs(10)), 5);
     drop(client);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     drop(device);
 }
 
@@ -333,7 +333,7 @@ fn a_bridge_stopped_during_a_call_answers_it_and_stops_in_bounded_time() {
         >= 2));
     let started = Instant::now();
     running.stop();
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     assert!(started.elapsed() < secs(2), "took {:?}", started.elapsed());
     assert_eq!(remote_code(caller.join().unwrap()), ErrorCode::Unavailable);
     drop(device);
@@ -420,7 +420,7 @@ fn a_device_that_goes_away_mid_call_fails_that_call_at_once_and_is_reopened_when
     assert_eq!(counts.opened, 2);
     assert!(counts.lost >= 1, "{counts:?}");
     drop(client);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     drop(device);
 }
 
@@ -444,7 +444,7 @@ fn a_device_unplugged_while_idle_fails_the_next_call_at_once() {
         started.elapsed()
     );
     drop(client);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
 }
 
 #[test]
@@ -495,7 +495,7 @@ fn a_device_missing_when_the_bridge_starts_is_opened_when_it_appears() {
     assert_eq!(ping_until_answered(&mut client, 4, secs(5)), 4);
     assert_eq!(running.stats().snapshot().opened, 1);
     drop(client);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     drop(device);
 }
 
@@ -513,7 +513,7 @@ fn the_devices_notifications_reach_a_subscriber_while_calls_go_on() {
     let seqs: Vec<u32> = samples.lock().unwrap().iter().map(|s| s.seq).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     assert!(rig.running.stats().snapshot().published >= 10);
-    subscriber.join().unwrap();
+    subscriber.stop_and_wait().unwrap();
     rig.stop();
 }
 
@@ -557,7 +557,7 @@ fn garbage_from_the_network_is_refused_and_the_bridge_keeps_serving() {
     assert_eq!(ping_until_answered(&mut client, 9, secs(5)), 9);
     assert_eq!(running.stats().snapshot().refused, 3);
     drop(client);
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     drop(device);
 }
 
@@ -602,7 +602,7 @@ fn the_proxy_binary_bridges_a_serial_device_and_publishes_its_notifications() {
     let said = format!("serial device {} failed", link.display());
     assert!(proxy.wait_for_log(&said, secs(5)));
     drop(client);
-    subscriber.join().unwrap();
+    subscriber.stop_and_wait().unwrap();
     drop(proxy);
 }
 
@@ -740,7 +740,7 @@ fn a_request_over_the_devices_frame_limit_gets_too_large_at_once() {
         error.contains("device_frame_max 1025 is out of range"),
         "{error}"
     );
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     drop(device);
 }
 
@@ -798,7 +798,7 @@ fn a_device_streaming_without_delimiters_holds_no_call_past_its_deadline_nor_a_s
     }
     let started = Instant::now();
     running.stop();
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     let took = started.elapsed();
     assert!(took < ms(50) + ms(100), "the stop took {took:?}");
     stop.store(true, Ordering::SeqCst);

@@ -49,8 +49,8 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
             .unwrap();
         assert_eq!(raw.request(b"hi", secs(5)).unwrap().bytes, b"ok");
         client.notify(&Sample { seq: 0, value: 0.0 }).unwrap();
-        running.join().unwrap();
-        receiver.join().unwrap();
+        running.stop_and_wait().unwrap();
+        receiver.stop_and_wait().unwrap();
         // A pool: a proxy thread and its workers.
         let pool = zmqrpc::transport::RpcServer::builder()
             .workers(3)
@@ -67,7 +67,7 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
                 .unwrap(),
             4
         );
-        pool.join().unwrap();
+        pool.stop_and_wait().unwrap();
         drop((client, caller, raw));
     }
     // libzmq's own I/O and reaper threads end when their context is terminated, which the

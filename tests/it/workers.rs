@@ -52,7 +52,7 @@ fn four_workers_serve_slow_calls_in_parallel() {
     assert!(took < Duration::from_millis(1000), "{took:?}");
     assert_eq!(running.stats().snapshot().dispatch.served, 8);
     let asked = Instant::now();
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     assert!(asked.elapsed() < Duration::from_millis(500) * slack());
 }
 
@@ -257,7 +257,7 @@ fn a_pool_of_eight_stops_and_joins_within_100_ms() {
         assert_eq!(client.call(&Add(i, 1)).unwrap(), i + 1);
     }
     let asked = Instant::now();
-    running.join().unwrap();
+    running.stop_and_wait().unwrap();
     let took = asked.elapsed();
     eprintln!("workers(8): stop + join took {took:?}");
     assert!(took < Duration::from_millis(100) * slack(), "{took:?}");

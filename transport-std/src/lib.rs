@@ -9,7 +9,7 @@
 //! has the dialect write the answer; the client has it encode each call and interpret what
 //! comes back, with per-call timeouts. The proxies forward bytes, reading only as much as the
 //! dialect needs to answer or refuse. Every loop stops the same way, through a [`Shutdown`]
-//! handle or a [`Running`] handle's `stop`/`join`. Sockets use one [`zmq::Context`] per
+//! handle or a [`Running`] handle's `stop` (`wait` waits, `stop_and_wait` does both). Sockets use one [`zmq::Context`] per
 //! object unless you pass one in, which `inproc://` needs.
 //!
 //! Builders speak alike: endpoints by the socket that uses them (`rep`, `subscribe`, `req`,
@@ -43,7 +43,7 @@
 //!
 //! let mut client = RpcClient::builder().req(endpoint).connect()?;
 //! assert_eq!(client.call(&Add(2, 40))?, 42);
-//! running.join()?;
+//! running.stop_and_wait()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

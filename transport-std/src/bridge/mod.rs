@@ -47,7 +47,7 @@
 //!     .timeout(Duration::from_millis(500))
 //!     .bind()?;
 //! let running = bridge.spawn()?;
-//! # running.join()?;
+//! # running.stop_and_wait()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -258,6 +258,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stopped_call_names_the_loop_not_a_client() {
+        let stopped = CallError::Stopped {
+            endpoint: "tcp://a:1".into(),
+        };
+        let text = stopped.to_string();
+        assert_eq!(
+            text,
+            "the loop was asked to stop while waiting for tcp://a:1"
+        );
+        assert!(!text.contains("client"), "{text}");
+    }
+
+    #[test]
     fn a_missing_socket_is_one_call_error_whichever_layer_noticed() {
         assert_eq!(
             CallError::from(RequestError::NoEndpoint),

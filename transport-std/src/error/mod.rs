@@ -167,7 +167,7 @@ pub enum TransportError {
         reason: String,
     },
     /// A thread panicked: a loop's own thread (a [`Receiver`](crate::Receiver)'s handler,
-    /// say), seen by [`Running::join`](crate::Running::join), or a worker of a pool.
+    /// say), seen by [`Running::wait`](crate::Running::wait), or a worker of a pool.
     Panicked {
         /// The thread's name.
         thread: String,

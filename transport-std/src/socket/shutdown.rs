@@ -108,8 +108,10 @@ impl StopListener {
 
 /// A loop running on its own thread, with its statistics.
 ///
-/// [`stop`](Running::stop) asks it to end; [`join`](Running::join) waits for it and returns
-/// how it ended. Dropping the handle does both.
+/// Two words, two acts: [`stop`](Running::stop) asks the loop to end and returns at once;
+/// [`wait`](Running::wait) waits for it to end (as `std::thread::JoinHandle::join` does,
+/// stopping nothing) and returns how it ended. [`stop_and_wait`](Running::stop_and_wait)
+/// does both, and so does dropping the handle.
 pub struct Running<S> {
     shutdown: Shutdown,
     thread: Option<JoinHandle<Result<(), TransportError>>>,
@@ -153,17 +155,34 @@ impl<S> Running<S> {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// Stops the loop and waits for its thread to end.
+    /// Waits for the loop to end, without asking it to: until something stops it (a
+    /// [`Shutdown`] handle, a service, a signal handler) or it fails.
     ///
     /// Returns the loop's error if it ended on one; a panic in the loop (in a
     /// [`Receiver`](crate::Receiver)'s handler, say) is reported as
     /// [`TransportError::Panicked`] with the panic's message.
-    pub fn join(mut self) -> Result<(), TransportError> {
-        self.stop();
-        self.wait()
+    pub fn wait(mut self) -> Result<(), TransportError> {
+        self.wait_for_thread()
     }
 
-    fn wait(&mut self) -> Result<(), TransportError> {
+    /// Asks the loop to stop, then waits for it to end: [`stop`](Self::stop), then
+    /// [`wait`](Self::wait).
+    pub fn stop_and_wait(mut self) -> Result<(), TransportError> {
+        self.stop();
+        self.wait_for_thread()
+    }
+
+    /// The name of [`stop_and_wait`](Self::stop_and_wait) before 0.1, which stopped the
+    /// loop although `std`'s `join` does not.
+    #[deprecated(
+        since = "0.1.0",
+        note = "it stops the loop too: call `stop_and_wait()`, or `wait()` to wait without stopping"
+    )]
+    pub fn join(self) -> Result<(), TransportError> {
+        self.stop_and_wait()
+    }
+
+    fn wait_for_thread(&mut self) -> Result<(), TransportError> {
         match self.thread.take() {
             Some(thread) => {
                 let name = thread.thread().name().unwrap_or("unnamed").to_owned();
@@ -182,7 +201,7 @@ impl<S> Running<S> {
 impl<S> Drop for Running<S> {
     fn drop(&mut self) {
         self.stop();
-        let _ = self.wait();
+        let _ = self.wait_for_thread();
     }
 }
 
