@@ -39,7 +39,7 @@ for name in "${wanted[@]}"; do
         printf '%-32s %14s %14s\n' "$target" "(no $(linker "$name"))" ""
         continue
     fi
-    cargo build -q --profile device --bins --target "$target"
+    cargo build -q --profile device --features cli,serial --bins --target "$target"
     dir=target/$target/device
     printf '%-32s %14s %14s\n' "$target" \
         "$(stat -c %s "$dir/zmqrpc-proxy") B" "$(stat -c %s "$dir/zmqrpc-server") B"
@@ -47,7 +47,7 @@ done
 
 # Memory: the bench's RSS case against the host's device builds (idle: 1.5 s after start;
 # peak: after pipelined calls to the server and sequential calls through the proxy).
-cargo build -q --profile device --bins --target "$host"
+cargo build -q --profile device --features cli,serial --bins --target "$host"
 echo
 ZMQRPC_BIN_DIR="$PWD/target/$host/device" cargo bench -q --bench zmqrpc-bench -- rss |
     sed -n '/^5\./,$p'

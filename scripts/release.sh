@@ -55,7 +55,7 @@ for name in "${wanted[@]}"; do
     target=$(rust_target "$name")
     triple=${target%.2.28}
     started=$SECONDS
-    build=(cargo zigbuild --profile device --bins --target "$target")
+    build=(cargo zigbuild --profile device --features cli,serial --bins --target "$target")
     case $name in
         armv6-glibc)
             rustup component add rust-src >/dev/null

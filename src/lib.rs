@@ -46,8 +46,9 @@
 //! - `zmqrpc-server`: the node agent, and `zmqrpc-server call …` to query one.
 //!
 //! # Guides
-//! The repository's `docs/` pages (architecture, proxies, migrating from pyzmqrpc3,
-//! microcontrollers, security, failures, limits, deployment, performance, testing); each
+//! The repository's `docs/` pages (architecture, proxies, threads and async, migrating from
+//! pyzmqrpc3, microcontrollers, security, failures, limits, deployment, performance,
+//! testing); each
 //! Rust example in them is compiled and run as a doctest of this crate.
 //!
 //! # Features
@@ -64,7 +65,15 @@ pub mod agent;
 pub mod cli;
 
 pub use zmqrpc_core::*;
-pub use zmqrpc_transport_std as transport;
+
+/// The libzmq transport: servers, clients, pipelines, proxies, the serial bridge (the
+/// `zmqrpc-transport-std` crate, whose items are all here: `zmqrpc::transport::RpcClient`,
+/// `zmqrpc::transport::dialect::Pyzmqrpc3`, …). Its [crate docs](zmqrpc_transport_std) tell
+/// the model and the layers.
+pub mod transport {
+    #[doc(inline)]
+    pub use zmqrpc_transport_std::*;
+}
 
 /// The README's and the guides' Rust examples, compiled and run as doctests so they cannot
 /// rot.
@@ -78,6 +87,8 @@ mod guides {
     struct Microcontrollers;
     #[doc = include_str!("../docs/limits.md")]
     struct Limits;
+    #[doc = include_str!("../docs/threads.md")]
+    struct Threads;
     #[doc = include_str!("../docs/proxies.md")]
     struct Proxies;
     #[doc = include_str!("../docs/migrating.md")]

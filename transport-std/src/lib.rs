@@ -9,8 +9,9 @@
 //! has the dialect write the answer; the client has it encode each call and interpret what
 //! comes back, with per-call timeouts. The proxies forward bytes, reading only as much as the
 //! dialect needs to answer or refuse. Every loop stops the same way, through a [`Shutdown`]
-//! handle or a [`Running`] handle's `stop` (`wait` waits, `stop_and_wait` does both). Sockets use one [`zmq::Context`] per
-//! object unless you pass one in, which `inproc://` needs.
+//! handle or a [`Running`] handle's `stop` (`wait` waits, `stop_and_wait` does both).
+//! Sockets use one [`zmq::Context`] per object unless you pass one in, which `inproc://`
+//! needs.
 //!
 //! Builders speak alike: endpoints by the socket that uses them (`rep`, `subscribe`, `req`,
 //! `publish_on`; a proxy's `input` and `output`), protection by one rule, **a socket that

@@ -129,6 +129,13 @@ impl<D: Dialect> ClientBuilder<D> {
 
 /// Calls [`Command`]s on servers and waits for their typed responses.
 ///
+/// A client is `Send` but not `Sync`: its calls take `&mut self`, one at a time, over
+/// libzmq REQ sockets that one thread at a time may use. Move it into the thread that
+/// calls, or give each thread its own (they are cheap); `Arc<RpcClient>` does not compile
+/// (the compiler speaks of a `*mut c_void` inside `Sender`: libzmq's socket). Many calls in
+/// flight on one thread: a [`Pipeline`](crate::Pipeline). The repository's
+/// `docs/threads.md` says what to use from many threads and from tokio.
+///
 /// ```no_run
 /// # use serde::{Deserialize, Serialize};
 /// # use zmqrpc_transport_std::RpcClient;
