@@ -129,3 +129,41 @@ fn a_live_ipc_path_is_reported_as_in_use() {
     }
     drop(first);
 }
+
+#[test]
+fn a_request_with_no_connection_is_never_sent_and_never_runs_later() {
+    let endpoint = dead_endpoint();
+    let mut sender = Sender::builder().req(&endpoint).connect().unwrap();
+    // With the server down, each request waits for a connection, then gives up unsent.
+    for _ in 0..5 {
+        match sender.request(b"stale", ms(30)) {
+            Err(RequestError::NotConnected {
+                endpoint: to,
+                waited,
+            }) => {
+                assert_eq!((to.as_str(), waited), (endpoint.as_str(), ms(30)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let error = sender.request(b"stale", ms(30)).unwrap_err();
+    assert!(error.to_string().contains("not sent"), "{error}");
+
+    let (heard_tx, heard) = mpsc::channel();
+    let receiver = Receiver::builder().rep(endpoint.clone()).bind().unwrap();
+    let running = receiver
+        .spawn(move |message: Incoming, reply: &mut Vec<u8>| {
+            heard_tx.send(message.bytes.to_vec()).unwrap();
+            reply.extend_from_slice(b"ok");
+        })
+        .unwrap();
+    // The next request is the only one to arrive.
+    assert_eq!(sender.request(b"fresh", secs(5)).unwrap().bytes, b"ok");
+    assert_eq!(heard.recv_timeout(secs(5)).unwrap(), b"fresh");
+    assert_eq!(
+        heard.recv_timeout(ms(300)),
+        Err(mpsc::RecvTimeoutError::Timeout),
+        "a request its caller gave up on reached the server"
+    );
+    assert_eq!(running.stats().snapshot().received, 1);
+}

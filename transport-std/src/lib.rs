@@ -73,7 +73,7 @@
 //! - [`socket`]: what every socket and loop shares: [`SocketOptions`], [`Shutdown`] and
 //!   [`Running`] (how every loop stops), monitors (refused handshakes, dropped
 //!   connections), counters, the small helpers (inproc names, PAIR sockets, draining
-//!   parts, poll timeouts) and the crate's only `unsafe` code (`ZMQ_XPUB_NODROP`).
+//!   parts, poll timeouts) and the crate's only `unsafe` code (`ZMQ_XPUB_NODROP`, stopping a monitor).
 //! - [`error`]: [`TransportError`] (libzmq failures apart from misuse and configuration
 //!   mistakes), [`RequestError`], [`CallError`].
 //! - [`budget`]: the one memory budget all of a process's queues draw on.

@@ -14,7 +14,17 @@ use super::{HandshakeFailure, SocketKind, TransportError};
 pub enum RequestError {
     /// No REQ endpoint is configured.
     NoEndpoint,
-    /// No reply within the timeout; the endpoint's socket was closed and will be recreated.
+    /// No connection to the endpoint came up (and finished its security handshake) within
+    /// `waited`, so the request was never sent: it has not run and will not run later. The
+    /// socket was closed and will be recreated, so the next request connects at once.
+    NotConnected {
+        /// The endpoint with no connection.
+        endpoint: String,
+        /// How long the request waited for one (zero for a send that does not wait).
+        waited: Duration,
+    },
+    /// The request was sent but no reply came within the timeout; the endpoint's socket was
+    /// closed and will be recreated. The request may have run.
     Timeout {
         /// The endpoint that did not answer.
         endpoint: String,
@@ -56,6 +66,16 @@ impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RequestError::NoEndpoint => f.write_str("no REQ endpoint configured"),
+            RequestError::NotConnected { endpoint, waited } if waited.is_zero() => {
+                write!(
+                    f,
+                    "no connection to {endpoint} yet: the request was not sent"
+                )
+            }
+            RequestError::NotConnected { endpoint, waited } => write!(
+                f,
+                "no connection to {endpoint} within {waited:?}: the request was not sent"
+            ),
             RequestError::Timeout { endpoint, after } => {
                 write!(f, "no reply from {endpoint} within {after:?}")
             }
@@ -228,6 +248,11 @@ impl From<RequestError> for CallError {
         match e {
             RequestError::NoEndpoint => CallError::NoSocket(SocketKind::Req),
             RequestError::Timeout { endpoint, after } => CallError::Timeout { endpoint, after },
+            // To a caller both are "no answer in time"; `Timeout`'s docs say it may not have run.
+            RequestError::NotConnected { endpoint, waited } => CallError::Timeout {
+                endpoint,
+                after: waited,
+            },
             RequestError::AuthFailed { endpoint, reason } => {
                 CallError::AuthFailed { endpoint, reason }
             }

@@ -42,9 +42,9 @@ use crate::budget::Share;
 use crate::dialect::{Dialect, Native};
 use crate::error::ConfigError;
 use crate::messaging::subscriptions::{Change, Subscriptions};
-use crate::socket::monitor::{Event, Monitor, Watch};
-use crate::socket::nodrop::set_xpub_nodrop;
+use crate::socket::monitor::{Event, MonitoredSocket};
 use crate::socket::options::{later, SocketOptions};
+use crate::socket::raw::set_xpub_nodrop;
 use crate::socket::stats::{bump, counters, set};
 use crate::socket::wait_ms;
 use crate::TransportError;
@@ -128,7 +128,7 @@ counters! {
 
 /// A bound XPUB socket with a pending-message queue.
 pub struct Publisher {
-    socket: zmq::Socket,
+    socket: MonitoredSocket,
     endpoints: Vec<String>,
     pending: Box<BoundedQueue<zmq::Message, MAX_PENDING>>,
     /// Bytes of the messages in `pending`, and their share of the process budget.
@@ -142,7 +142,6 @@ pub struct Publisher {
     /// that may last before the full ones miss messages.
     stall: Stall,
     event: zmq::Message,
-    monitor: Monitor,
     /// When subscriptions were last read.
     last_read: Instant,
     stats: Arc<PublisherStats>,
@@ -265,7 +264,7 @@ impl Publisher {
         set_xpub_nodrop(&mut socket, true).map_err(|e| {
             TransportError::new("set ZMQ_XPUB_NODROP", bound.first().map_or("", |s| s), e)
         })?;
-        let monitor = Monitor::attach(ctx, &socket, Watch::HandshakesAndDisconnects)?;
+        let socket = MonitoredSocket::new(ctx, socket)?;
         Ok(Publisher {
             socket,
             endpoints: bound,
@@ -284,7 +283,6 @@ impl Publisher {
                 left: 0,
             },
             event: zmq::Message::new(),
-            monitor,
             last_read: Instant::now(),
             stats: Arc::default(),
             verifier,
@@ -542,7 +540,7 @@ impl Publisher {
 
     fn read_subscriptions(&mut self) -> Result<(), TransportError> {
         self.last_read = Instant::now();
-        while let Some(event) = self.monitor.next() {
+        while let Some(event) = self.socket.monitor_mut().next() {
             match event {
                 Event::HandshakeFailed(_) => bump(&self.stats.refused),
                 Event::HandshakeSucceeded => self.stall.joined += 1,

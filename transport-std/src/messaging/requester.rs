@@ -1,17 +1,30 @@
 //! [`Requester`]: REQ sockets to several endpoints, one call to one endpoint, round-robin.
 //!
 //! Each endpoint has its own REQ socket, so a dead endpoint costs only the calls sent to it.
-//! A socket whose reply did not come in time is closed at once and recreated before its next
-//! use — the ZeroMQ guide's "Lazy Pirate" pattern. Linger 0 discards a request still queued
-//! in libzmq (the usual case when the server is unreachable); one already handed to the
-//! network may still reach the server and run there, so a call that timed out may have run. Each socket is monitored, so a refused security
-//! handshake ends a call at once as [`RequestError::AuthFailed`] instead of at its timeout.
+//!
+//! A request is handed to libzmq only once its socket's monitor has reported a connection
+//! that finished its handshake: a call made while the server is down waits for one until
+//! its deadline and, if none comes, fails with [`RequestError::NotConnected`] — never sent,
+//! so it cannot run later, when the server comes up long after its caller gave up (libzmq
+//! would otherwise queue it and deliver it on connection). `ZMQ_IMMEDIATE` would say the
+//! same, but it also discards a reply that arrived just before its connection dropped (a
+//! server answering, then exiting), so it is not used. A connection that drops unnoticed
+//! between the last monitor read and a send still queues that one request; it is discarded
+//! with the socket if no answer comes in time.
+//!
+//! A socket whose request failed is closed at once and recreated before its next use — the
+//! ZeroMQ guide's "Lazy Pirate" pattern; the new socket connects at once instead of after
+//! libzmq's reconnect backoff, so the first call after a server comes back is not held up.
+//! A request that timed out waiting for its reply ([`RequestError::Timeout`]) was sent, so
+//! it may still reach the server and run there: such a call may have run. The monitor also
+//! ends a call at once as [`RequestError::AuthFailed`] when the security handshake is
+//! refused, instead of at its timeout.
 
 use std::time::{Duration, Instant};
 
 use crate::auth::Credentials;
 use crate::error::HandshakeFailure;
-use crate::socket::monitor::{Handshakes, Monitor, Watch};
+use crate::socket::monitor::{Handshakes, MonitoredSocket};
 use crate::socket::options::{later, SocketOptions};
 use crate::socket::shutdown::Shutdown;
 use crate::socket::{drain_parts, wait_ms, RecvTimeout};
@@ -49,10 +62,21 @@ struct Endpoint {
 
 /// A connected REQ socket and what its monitor has said.
 struct Connection {
-    socket: zmq::Socket,
-    monitor: Monitor,
+    socket: MonitoredSocket,
     handshakes: Handshakes,
+    /// An `inproc://` peer: no handshake, so no monitor event says it is up; it is taken to
+    /// be (a request sent before its server binds waits in libzmq until it does).
+    in_process: bool,
     timeout: RecvTimeout,
+}
+
+/// What [`Connection::wait`] waits for.
+#[derive(Clone, Copy)]
+enum Until {
+    /// Room in the socket's pipe.
+    Writable,
+    /// A connection whose handshake is done.
+    Up,
 }
 
 /// How often a waiting call reads its socket's monitor (so a refused handshake ends it
@@ -61,6 +85,9 @@ const MONITOR_EVERY: Duration = Duration::from_millis(50);
 
 /// How one exchange ended, short of a reply.
 enum Failure {
+    /// No connection was up in time: the request was never handed to libzmq.
+    NotConnected,
+    /// The request was sent; its reply did not come in time.
     Timeout,
     Stopped,
     Refused(HandshakeFailure),
@@ -148,25 +175,51 @@ impl Requester {
         }
     }
 
-    /// Sends `message` to the next endpoint without waiting for the reply; returns the
-    /// endpoint's index for [`try_reply`](Requester::try_reply). For event loops that poll
-    /// [`socket`](Requester::socket) themselves.
-    pub(crate) fn send(&mut self, message: &[u8]) -> Result<usize, RequestError> {
+    /// The endpoint whose turn it is, for [`send_to`](Requester::send_to); the turn then
+    /// passes to the next.
+    pub(crate) fn take_turn(&mut self) -> Result<usize, RequestError> {
         if self.endpoints.is_empty() {
             return Err(RequestError::NoEndpoint);
         }
         let index = self.next;
         self.next = (index + 1) % self.endpoints.len();
-        let connection = self.endpoints[index]
+        Ok(index)
+    }
+
+    /// Sends `message` to endpoint `index` without waiting for the reply, to be read with
+    /// [`try_reply`](Requester::try_reply): for event loops that poll
+    /// [`socket`](Requester::socket) themselves. While no connection is up it sends nothing
+    /// and fails with [`RequestError::NotConnected`], keeping the socket so its handshake
+    /// can finish; [`monitor`](Requester::monitor) becomes readable when there is news.
+    pub(crate) fn send_to(&mut self, index: usize, message: &[u8]) -> Result<(), RequestError> {
+        let Some(endpoint) = self.endpoints.get_mut(index) else {
+            return Err(RequestError::NoEndpoint);
+        };
+        let connection = endpoint
             .connection(&self.ctx, &self.options, self.credentials.as_ref())
             .map_err(RequestError::Transport)?;
-        match connection
-            .read_monitor()
-            .and_then(|()| connection.send_now(message))
-        {
-            Ok(()) => Ok(index),
+        let sent = connection.read_monitor().and_then(|()| {
+            if connection.is_up() {
+                connection.send_now(message)
+            } else {
+                Err(Failure::NotConnected)
+            }
+        });
+        match sent {
+            Ok(()) => Ok(()),
+            Err(Failure::NotConnected) => Err(RequestError::NotConnected {
+                endpoint: endpoint.address.clone(),
+                waited: Duration::ZERO,
+            }),
             Err(failure) => Err(self.fail(index, failure, Duration::ZERO)),
         }
+    }
+
+    /// The monitor socket of endpoint `index`, if it has a socket: readable when libzmq has
+    /// news of its connections.
+    pub(crate) fn monitor(&self, index: usize) -> Option<&zmq::Socket> {
+        let connection = self.endpoints.get(index)?.connection.as_ref()?;
+        Some(connection.socket.monitor().socket())
     }
 
     /// The socket of endpoint `index`, if it has one.
@@ -208,6 +261,10 @@ impl Requester {
         endpoint.connection = None;
         let address = endpoint.address.clone();
         match failure {
+            Failure::NotConnected => RequestError::NotConnected {
+                endpoint: address,
+                waited: timeout,
+            },
             Failure::Timeout => RequestError::Timeout {
                 endpoint: address,
                 after: timeout,
@@ -248,12 +305,12 @@ impl Endpoint {
                     .connecting_socket(ctx, zmq::REQ, credentials)
                     .map_err(err("socket"))?;
                 socket.set_linger(0).map_err(err("set_linger"))?;
-                let monitor = Monitor::attach(ctx, &socket, Watch::Handshakes)?;
+                let socket = MonitoredSocket::new(ctx, socket)?;
                 socket.connect(address).map_err(err("connect"))?;
                 Connection {
                     socket,
-                    monitor,
                     handshakes: Handshakes::default(),
+                    in_process: address.starts_with("inproc://"),
                     timeout: RecvTimeout::default(),
                 }
             }
@@ -263,6 +320,12 @@ impl Endpoint {
 }
 
 impl Connection {
+    /// Whether a request may be handed to libzmq: a connection is up (as far as the monitor
+    /// has said).
+    fn is_up(&self) -> bool {
+        self.in_process || self.handshakes.is_up()
+    }
+
     /// One request and its reply before `deadline`.
     fn exchange(
         &mut self,
@@ -271,12 +334,22 @@ impl Connection {
         stop: Option<&Shutdown>,
         reply: &mut zmq::Message,
     ) -> Result<(), Failure> {
-        // Send at once; only a full pipe makes us wait for room. The monitor is polled with
-        // the reply, so a refused handshake ends the wait as soon as libzmq reports it.
+        // Send once a connection is up (the monitor is read only while none is known to be,
+        // so a connected socket's call costs no extra system call); only a full pipe makes
+        // us wait for room. A refused handshake ends either wait as soon as libzmq says so.
+        if !self.is_up() {
+            self.read_monitor()?;
+            if !self.is_up() {
+                match self.wait(Until::Up, deadline, stop) {
+                    Err(Failure::Timeout) => return Err(Failure::NotConnected),
+                    other => other?,
+                }
+            }
+        }
         match self.socket.send(message, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => {
-                self.wait(zmq::POLLOUT, deadline, stop)?;
+                self.wait(Until::Writable, deadline, stop)?;
                 self.send_now(message)?;
             }
             Err(e) => return Err(Failure::Zmq("send", e)),
@@ -339,13 +412,17 @@ impl Connection {
         Ok(())
     }
 
-    /// Polls for `events` (and monitor news) until `deadline`.
+    /// Polls for what `until` names (and monitor news) until `deadline`.
     fn wait(
         &mut self,
-        events: zmq::PollEvents,
+        until: Until,
         deadline: Instant,
         stop: Option<&Shutdown>,
     ) -> Result<(), Failure> {
+        let events = match until {
+            Until::Writable => zmq::POLLOUT,
+            Until::Up => zmq::PollEvents::empty(),
+        };
         loop {
             if stop.is_some_and(Shutdown::is_requested) {
                 return Err(Failure::Stopped);
@@ -357,17 +434,21 @@ impl Connection {
             let ms = i64::from(wait_ms(left));
             let mut items = [
                 self.socket.as_poll_item(events),
-                self.monitor.socket().as_poll_item(zmq::POLLIN),
+                self.socket.monitor().socket().as_poll_item(zmq::POLLIN),
             ];
             match zmq::poll(&mut items, ms) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(Failure::Zmq("poll", e)),
             }
-            let ready = items[0].get_revents().contains(events);
+            let writable = items[0].get_revents().contains(events);
             // Only when it has news: an empty read still costs libzmq a system call.
             if items[1].is_readable() {
                 self.read_monitor()?;
             }
+            let ready = match until {
+                Until::Writable => writable,
+                Until::Up => self.is_up(),
+            };
             if ready {
                 return Ok(());
             }
@@ -380,7 +461,7 @@ impl Connection {
     /// Reads monitor events; fails if the latest handshake was refused (see [`Handshakes`];
     /// a client with retries tries again after a [`HandshakeFailure::NoDetail`]).
     fn read_monitor(&mut self) -> Result<(), Failure> {
-        while let Some(event) = self.monitor.next() {
+        while let Some(event) = self.socket.monitor_mut().next() {
             self.handshakes.observe(event);
         }
         self.handshakes

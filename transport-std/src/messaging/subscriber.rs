@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::auth::Credentials;
 use crate::messaging::receiver::{Heartbeats, ReceiverStats};
 use crate::socket::drain_parts;
-use crate::socket::monitor::{Event, Monitor, Watch};
+use crate::socket::monitor::{Event, MonitoredSocket};
 use crate::socket::options::{later, SocketOptions};
 use crate::socket::stats::{bump, FailureLog};
 use crate::TransportError;
@@ -42,8 +42,7 @@ pub(crate) struct SubSide {
     pub(crate) endpoint: String,
     /// Presented to the publisher (again by every socket made anew).
     credentials: Option<Credentials>,
-    pub(crate) socket: zmq::Socket,
-    monitor: Monitor,
+    pub(crate) socket: MonitoredSocket,
     silence: Option<Duration>,
     last_heard: Instant,
     /// A handshake succeeded on the current connection.
@@ -73,13 +72,12 @@ impl SubSide {
             .connecting_socket(ctx, zmq::SUB, credentials.as_ref())
             .map_err(err("socket"))?;
         socket.set_subscribe(b"").map_err(err("subscribe"))?;
-        let monitor = Monitor::attach(ctx, &socket, Watch::HandshakesAndDisconnects)?;
+        let socket = MonitoredSocket::new(ctx, socket)?;
         socket.connect(&endpoint).map_err(err("connect"))?;
         Ok(SubSide {
             endpoint,
             credentials,
             socket,
-            monitor,
             silence,
             last_heard: Instant::now(),
             connected: false,
@@ -121,7 +119,7 @@ impl SubSide {
     pub(crate) fn poll_items(&self, events: zmq::PollEvents) -> [zmq::PollItem<'_>; 2] {
         [
             self.socket.as_poll_item(events),
-            self.monitor.socket().as_poll_item(zmq::POLLIN),
+            self.socket.monitor().socket().as_poll_item(zmq::POLLIN),
         ]
     }
 
@@ -137,7 +135,7 @@ impl SubSide {
         events: bool,
         stats: &ReceiverStats,
     ) -> Result<(), TransportError> {
-        while let Some(event) = events.then(|| self.monitor.next()).flatten() {
+        while let Some(event) = events.then(|| self.socket.monitor_mut().next()).flatten() {
             match event {
                 Event::HandshakeSucceeded => {
                     self.connected = true;

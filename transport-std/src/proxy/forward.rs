@@ -282,7 +282,8 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
                         );
                         if answer {
                             let code = match e {
-                                RequestError::Timeout { .. } => ErrorCode::Timeout,
+                                RequestError::Timeout { .. }
+                                | RequestError::NotConnected { .. } => ErrorCode::Timeout,
                                 _ => ErrorCode::Unavailable,
                             };
                             self.dialect

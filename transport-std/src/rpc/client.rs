@@ -236,6 +236,7 @@ impl<D: Dialect> RpcClient<D> {
                 ),
                 Err(
                     RequestError::Timeout { .. }
+                    | RequestError::NotConnected { .. }
                     | RequestError::Transport(_)
                     | RequestError::MultipartReply { .. }
                     | RequestError::AuthFailed {

@@ -30,7 +30,7 @@ use zmqrpc_core::Command;
 use crate::auth::Credentials;
 use crate::dialect::{Addressee, Dialect, Native};
 use crate::rpc::receipt::{receipt, Receipt};
-use crate::socket::monitor::{Event, Handshakes, Monitor, Watch};
+use crate::socket::monitor::{Event, Handshakes, MonitoredSocket};
 use crate::socket::options::{later, SocketOptions};
 use crate::socket::{drain_parts, wait_ms};
 use crate::{CallError, TransportError};
@@ -147,11 +147,9 @@ struct InFlight {
 
 /// The DEALER socket and what its monitor has said.
 struct Link {
-    socket: zmq::Socket,
-    monitor: Monitor,
+    socket: MonitoredSocket,
+    /// What the handshakes said, and whether a connection is up.
     handshakes: Handshakes,
-    /// A handshake succeeded on the current connection.
-    connected: bool,
     /// When the monitor was last read.
     last_read: Instant,
 }
@@ -179,13 +177,11 @@ impl Link {
             .max(options.send_hwm);
         socket.set_sndhwm(hwm).map_err(err("set_sndhwm"))?;
         socket.set_rcvhwm(hwm).map_err(err("set_rcvhwm"))?;
-        let monitor = Monitor::attach(ctx, &socket, Watch::HandshakesAndDisconnects)?;
+        let socket = MonitoredSocket::new(ctx, socket)?;
         socket.connect(endpoint).map_err(err("connect"))?;
         Ok(Link {
             socket,
-            monitor,
             handshakes: Handshakes::default(),
-            connected: false,
             last_read: Instant::now(),
         })
     }
@@ -194,16 +190,9 @@ impl Link {
     fn read_monitor(&mut self) -> bool {
         self.last_read = Instant::now();
         let mut dropped = false;
-        while let Some(event) = self.monitor.next() {
+        while let Some(event) = self.socket.monitor_mut().next() {
+            dropped |= event == Event::Disconnected && self.handshakes.is_up();
             self.handshakes.observe(event);
-            match event {
-                Event::HandshakeSucceeded => self.connected = true,
-                Event::Disconnected if self.connected => {
-                    self.connected = false;
-                    dropped = true;
-                }
-                _ => {}
-            }
         }
         dropped
     }
@@ -356,7 +345,11 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
             let ms = i64::from(wait_ms(next.saturating_duration_since(now)));
             let mut items = [
                 self.link.socket.as_poll_item(zmq::POLLIN),
-                self.link.monitor.socket().as_poll_item(zmq::POLLIN),
+                self.link
+                    .socket
+                    .monitor()
+                    .socket()
+                    .as_poll_item(zmq::POLLIN),
             ];
             match zmq::poll(&mut items, ms) {
                 Ok(_) | Err(zmq::Error::EINTR) => monitor_ready = items[1].is_readable(),

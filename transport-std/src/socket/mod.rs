@@ -2,9 +2,9 @@
 //! socket monitors, counters, and the small helpers below, kept here once.
 
 pub(crate) mod monitor;
-#[allow(unsafe_code)]
-pub(crate) mod nodrop;
 pub mod options;
+#[allow(unsafe_code)]
+pub(crate) mod raw;
 pub mod shutdown;
 pub(crate) mod stats;
 

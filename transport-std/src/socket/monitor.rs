@@ -2,6 +2,7 @@
 //! handshake with a peer failed, and whether a connection was dropped.
 
 use crate::error::HandshakeFailure;
+use crate::socket::raw::stop_monitor;
 use crate::socket::{drain_parts, inproc_endpoint, pair};
 use crate::TransportError;
 
@@ -16,29 +17,18 @@ pub(crate) enum Event {
     Other,
 }
 
-/// Which events a monitor reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Watch {
-    /// Handshake outcomes: once per connection attempt, never per message.
-    Handshakes,
-    /// Handshake outcomes and dropped connections.
-    HandshakesAndDisconnects,
+/// The events a monitor reports: handshake outcomes and dropped connections, each once per
+/// connection, never per message.
+fn watched_events() -> u16 {
+    zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
+        | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
+        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()
+        | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw()
+        | zmq::SocketEvent::DISCONNECTED.to_raw()
 }
 
-impl Watch {
-    fn events(self) -> u16 {
-        let handshakes = zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()
-            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()
-            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()
-            | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw();
-        match self {
-            Watch::Handshakes => handshakes,
-            Watch::HandshakesAndDisconnects => handshakes | zmq::SocketEvent::DISCONNECTED.to_raw(),
-        }
-    }
-}
-
-/// What the handshakes of one connecting socket have said: whether the peer refuses it.
+/// What the handshakes of one connecting socket have said: whether the peer refuses it,
+/// and whether a connection is up (its handshake done, no disconnection since).
 ///
 /// A server that requires credentials cuts off a client offering none, often before the
 /// client learns why (a handshake failure "without detail"). One such cut-off can be a
@@ -48,27 +38,101 @@ impl Watch {
 pub(crate) struct Handshakes {
     refused: Option<HandshakeFailure>,
     cut_off: u32,
+    up: bool,
 }
 
 impl Handshakes {
     /// Takes one monitor event into account.
     pub(crate) fn observe(&mut self, event: Event) {
         match event {
-            Event::HandshakeSucceeded => *self = Handshakes::default(),
+            Event::HandshakeSucceeded => {
+                *self = Handshakes {
+                    up: true,
+                    ..Handshakes::default()
+                }
+            }
             Event::HandshakeFailed(HandshakeFailure::NoDetail) => {
+                self.up = false;
                 self.cut_off += 1;
                 if self.cut_off >= 2 {
                     self.refused = Some(HandshakeFailure::NoDetail);
                 }
             }
-            Event::HandshakeFailed(reason) => self.refused = Some(reason),
-            Event::Disconnected | Event::Other => {}
+            Event::HandshakeFailed(reason) => {
+                self.up = false;
+                self.refused = Some(reason);
+            }
+            Event::Disconnected => self.up = false,
+            Event::Other => {}
         }
+    }
+
+    /// Whether a connection finished its handshake and has not been seen to drop since
+    /// (a socket of one peer; with several, whether the latest event was a success).
+    pub(crate) fn is_up(&self) -> bool {
+        self.up
     }
 
     /// How the peer refused the latest handshake, if it did.
     pub(crate) fn refused(&self) -> Option<HandshakeFailure> {
         self.refused
+    }
+}
+
+/// A socket with its monitor, closed in the order libzmq needs.
+///
+/// libzmq's I/O thread sends monitor events with blocking sends. Once the PAIR end here is
+/// closed, an event for the socket (say a connection its connecter completes while the
+/// socket is being reaped) would block that I/O thread for good, and with it every socket of
+/// the context: calls on a fresh socket then never connect. So the monitor is stopped before
+/// the socket is closed, and the PAIR end closed last.
+pub(crate) struct MonitoredSocket {
+    socket: zmq::Socket,
+    monitor: Monitor,
+}
+
+impl MonitoredSocket {
+    /// Starts monitoring `socket`'s handshakes and dropped connections.
+    pub(crate) fn new(
+        ctx: &zmq::Context,
+        socket: zmq::Socket,
+    ) -> Result<MonitoredSocket, TransportError> {
+        let monitor = Monitor::attach(ctx, &socket)?;
+        Ok(MonitoredSocket { socket, monitor })
+    }
+
+    /// The monitor's end, to poll and read.
+    pub(crate) fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    /// The monitor's end, to read events from.
+    pub(crate) fn monitor_mut(&mut self) -> &mut Monitor {
+        &mut self.monitor
+    }
+}
+
+impl std::ops::Deref for MonitoredSocket {
+    type Target = zmq::Socket;
+
+    fn deref(&self) -> &zmq::Socket {
+        &self.socket
+    }
+}
+
+impl std::ops::DerefMut for MonitoredSocket {
+    fn deref_mut(&mut self) -> &mut zmq::Socket {
+        &mut self.socket
+    }
+}
+
+impl Drop for MonitoredSocket {
+    fn drop(&mut self) {
+        if let Err(e) = stop_monitor(&mut self.socket) {
+            // Cannot happen for a monitored socket; the PAIR end is closed all the same.
+            log::debug!("stopping a socket monitor failed: {e}");
+        }
+        // Then `socket` closes, and `monitor` (declared after it) last.
     }
 }
 
@@ -79,17 +143,12 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    /// Starts monitoring `socket` for the events `watch` names.
-    pub(crate) fn attach(
-        ctx: &zmq::Context,
-        socket: &zmq::Socket,
-        watch: Watch,
-    ) -> Result<Monitor, TransportError> {
+    /// Starts monitoring `socket`'s handshakes and dropped connections.
+    fn attach(ctx: &zmq::Context, socket: &zmq::Socket) -> Result<Monitor, TransportError> {
         let endpoint = inproc_endpoint("monitor");
         let err = |op| move |e| TransportError::new(op, "socket monitor", e);
-        // Connection events only: they come once per connection, never per message.
         socket
-            .monitor(&endpoint, i32::from(watch.events()))
+            .monitor(&endpoint, i32::from(watched_events()))
             .map_err(err("monitor"))?;
         let pair = pair(ctx, "socket monitor")?;
         // libzmq's I/O thread sends events without DONTWAIT: a full monitor pipe would stall
@@ -139,5 +198,43 @@ fn decode(id: u16, value: u32) -> Event {
         Event::Disconnected
     } else {
         Event::Other
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is the test's failure report
+mod tests {
+    use super::*;
+
+    /// Regression: the PAIR end closed before libzmq stopped sending to it left an event of
+    /// a connection completing during the socket's teardown blocking the context's I/O
+    /// thread: no socket of the context connected again.
+    #[test]
+    fn monitored_sockets_closed_mid_handshake_leave_their_context_working() {
+        let server_ctx = zmq::Context::new();
+        let server = server_ctx.socket(zmq::REP).unwrap();
+        server.set_linger(0).unwrap();
+        server.set_rcvtimeo(5_000).unwrap();
+        server.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = server.get_last_endpoint().unwrap().unwrap();
+
+        let ctx = zmq::Context::new();
+        for _ in 0..300 {
+            let socket = ctx.socket(zmq::REQ).unwrap();
+            socket.set_linger(0).unwrap();
+            let socket = MonitoredSocket::new(&ctx, socket).unwrap();
+            socket.connect(&endpoint).unwrap();
+            // Closed while its connection and handshake are under way.
+            drop(socket);
+        }
+        let caller = ctx.socket(zmq::REQ).unwrap();
+        caller.set_linger(0).unwrap();
+        caller.connect(&endpoint).unwrap();
+        caller.send("still here", 0).unwrap();
+        assert_eq!(
+            server.recv_bytes(0).map_err(|e| e.to_string()),
+            Ok(b"still here".to_vec()),
+            "the caller's context stalled"
+        );
     }
 }

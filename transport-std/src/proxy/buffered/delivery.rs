@@ -18,10 +18,13 @@ use crate::proxy::{refuse_forbidden, ProxyStats, LOG_EVERY};
 use crate::socket::options::later;
 use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
+use crate::RequestError;
 
-/// The delivery in progress: which endpoint, until when.
+/// The delivery in progress: which endpoint, whether the request went out, until when
+/// (for a connection, then for the answer).
 struct InFlight {
     endpoint: usize,
+    sent: bool,
     deadline: Instant,
 }
 
@@ -148,23 +151,62 @@ impl<D: Dialect> Buffer<D> {
             return;
         }
         self.retry_at = None;
-        let Some(message) = self.queue.front() else {
+        if self.queue.is_empty() {
             return;
-        };
-        match self.requester.send(message) {
+        }
+        match self.requester.take_turn() {
             Ok(endpoint) => {
                 self.in_flight = Some(InFlight {
                     endpoint,
+                    sent: false,
                     deadline: later(Instant::now(), self.timeout),
                 });
+                self.send_in_flight();
             }
             Err(e) => self.failed(&e.to_string()),
         }
     }
 
+    /// Sends the request at the front once its endpoint has a connection; one that does not
+    /// come within the timeout is a failed delivery (nothing was sent).
+    fn send_in_flight(&mut self) {
+        let (Some(in_flight), Some(message)) = (&mut self.in_flight, self.queue.front()) else {
+            return;
+        };
+        if in_flight.sent {
+            return;
+        }
+        match self.requester.send_to(in_flight.endpoint, message) {
+            Ok(()) => {
+                in_flight.sent = true;
+                in_flight.deadline = later(Instant::now(), self.timeout);
+            }
+            Err(RequestError::NotConnected { endpoint, .. }) => {
+                if Instant::now() >= in_flight.deadline {
+                    self.in_flight = None;
+                    let why = RequestError::NotConnected {
+                        endpoint,
+                        waited: self.timeout,
+                    };
+                    self.failed(&why.to_string());
+                }
+            }
+            Err(e) => {
+                self.in_flight = None;
+                self.failed(&e.to_string());
+            }
+        }
+    }
+
     /// Checks the delivery in flight: answered, failed, or still waiting.
     fn check_in_flight(&mut self) {
-        let Some(InFlight { endpoint, deadline }) = self.in_flight else {
+        self.send_in_flight();
+        let Some(InFlight {
+            endpoint,
+            sent: true,
+            deadline,
+        }) = self.in_flight
+        else {
             return;
         };
         match self.requester.try_reply(endpoint) {
@@ -337,10 +379,14 @@ impl<D: Dialect> MessageHandler for Buffer<D> {
     }
 
     fn watch(&self) -> Option<zmq::PollItem<'_>> {
-        self.in_flight
-            .as_ref()
-            .and_then(|f| self.requester.socket(f.endpoint))
-            .map(|socket| socket.as_poll_item(zmq::POLLIN))
+        // The answer once the request is out; news of the connection until then.
+        let in_flight = self.in_flight.as_ref()?;
+        let socket = if in_flight.sent {
+            self.requester.socket(in_flight.endpoint)
+        } else {
+            self.requester.monitor(in_flight.endpoint)
+        };
+        socket.map(|socket| socket.as_poll_item(zmq::POLLIN))
     }
 
     fn deadline(&self) -> Option<Instant> {
