@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every feature combination the crates claim, checked clippy-clean with warnings denied:
-# the transport with no feature and each alone, the facade with none, each alone and the
+# the transport and the protocol layer with no feature and each alone, the facade with none, each alone and the
 # binaries' sets. (The full set is what the clippy and test steps build.) The `cfg(not(..))`
 # branches are compiled nowhere else.
 set -euo pipefail
@@ -15,6 +15,15 @@ check() { # check PACKAGE FEATURES...
 for features in "" pyzmqrpc3 serial; do
     check zmqrpc-transport-std "$features"
 done
+# The protocol layer alone: no libzmq in its build (checked below), with and without pyzmqrpc3.
+for features in "" pyzmqrpc3; do
+    check zmqrpc-protocol "$features"
+done
+if cargo tree -q -p zmqrpc-protocol --all-features -e normal --prefix none \
+    | grep -E "^(zmq|zmq-sys|zeromq-src|zmqrpc-libzmq) "; then
+    echo "zmqrpc-protocol depends on libzmq" >&2
+    exit 1
+fi
 for features in "" cli pyzmqrpc3 serial cli,pyzmqrpc3 cli,serial; do
     check zmqrpc "$features"
 done

@@ -62,10 +62,10 @@
 //!   (REP + SUB in, one thread), [`Publisher`] (XPUB out, nothing dropped uncounted, no
 //!   subscriber holding the others back past its grace) and the subscriptions it tracks,
 //!   [`Requester`] (REQ out, round-robin, Lazy Pirate), [`Sender`] (both).
-//! - [`dialect`]: the wire-dialect seam: [`Dialect`], through which everything that reads or
-//!   writes a message goes; [`Native`] (the core's frame); with the `pyzmqrpc3` feature,
-//!   pyzmqrpc3's format and `Mixed` (both on one socket, what servers and proxies speak by
-//!   default then).
+//! - [`dialect`] (from `zmqrpc-protocol`, which has no I/O): the wire-dialect seam:
+//!   [`Dialect`], through which everything that reads or writes a message goes; [`Native`]
+//!   (the core's frame); with the `pyzmqrpc3` feature, pyzmqrpc3's format and `Mixed` (both
+//!   on one socket, what servers and proxies speak by default then).
 //! - [`auth`]: [`Users`] (what a bound socket verifies: passwords, or CURVE client keys) and
 //!   [`Credentials`] (what a connecting socket presents: a password, or a CURVE key pair and
 //!   the server's public key), judged by a ZAP handler per context; CURVE keys and their
@@ -104,7 +104,8 @@ pub mod auth;
 #[cfg(feature = "serial")]
 pub mod bridge;
 pub mod budget;
-pub mod dialect;
+#[doc(inline)]
+pub use zmqrpc_protocol::dialect;
 pub mod error;
 pub mod messaging;
 pub mod proxy;

@@ -22,7 +22,7 @@
 //! otherwise, so Rust names need not be Python class names. A command meant for a Python
 //! peer has named fields (pyzmqrpc3's state is always a JSON object); a command with no
 //! fields travels as `{}`. Answers carry no sequence number: a REQ socket pairs them with
-//! their call, so a [`Pipeline`](crate::Pipeline) cannot use this dialect.
+//! their call, so a pipeline or a shared client cannot use this dialect.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,7 +80,7 @@ impl Pyzmqrpc3 {
     /// Names command `C` `class` on the wire (its Python class name).
     ///
     /// ```
-    /// # use zmqrpc_transport_std::dialect::Pyzmqrpc3;
+    /// # use zmqrpc_protocol::dialect::Pyzmqrpc3;
     /// # #[derive(serde::Serialize, serde::Deserialize)] struct SetLed { on: bool }
     /// # impl zmqrpc_core::Command for SetLed { const NAME: &'static str = "led.set"; type Response = (); }
     /// let dialect = Pyzmqrpc3::new().class::<SetLed>("SetLedCommand");
@@ -217,6 +217,9 @@ impl Dialect for Pyzmqrpc3 {
     type Head = ();
 
     const HEARTBEAT: &'static [u8] = PYZMQRPC3_HEARTBEAT;
+
+    // A REQ socket pairs an answer with its call: the answer itself says nothing of it.
+    const NUMBERS_ANSWERS: bool = false;
 
     fn heartbeat_answer(message: &[u8]) -> Option<&'static [u8]> {
         (message == PYZMQRPC3_HEARTBEAT).then_some(OK_ANSWER)

@@ -1,6 +1,6 @@
 //! The wire-dialect seam: how message bytes become requests and answers, and back.
 //!
-//! Everything in this crate that reads or writes a message goes through a [`Dialect`]: the
+//! Everything in zmqrpc that reads or writes a message goes through a [`Dialect`]: the
 //! server's dispatch (and its type-erased services, which get their command from the
 //! dialect), the client, the pipeline, both proxies and the buffered proxy's judgement of
 //! downstream answers. The loops under them (receiver, worker pool, requester, publisher)
@@ -33,14 +33,11 @@ use zmqrpc_core::{Command, DecodeError, EncodeError, ErrorCode, Key, RemoteError
 #[cfg(feature = "pyzmqrpc3")]
 pub use mixed::{Mixed, MixedHead};
 
-/// What servers and proxies speak unless told otherwise ([`RpcServer::builder`],
-/// [`Proxy::builder`], [`BufferedProxy::builder`]): `Mixed` with the `pyzmqrpc3` feature
-/// (native frames and pyzmqrpc3's messages on one socket, each answered in its own),
-/// [`Native`] without it. Clients and pipelines speak [`Native`] unless told otherwise.
-///
-/// [`RpcServer::builder`]: crate::RpcServer::builder
-/// [`Proxy::builder`]: crate::Proxy::builder
-/// [`BufferedProxy::builder`]: crate::BufferedProxy::builder
+/// What servers and proxies speak unless told otherwise (`RpcServer::builder`,
+/// `Proxy::builder`, `BufferedProxy::builder` of `zmqrpc-transport-std`): `Mixed` with the
+/// `pyzmqrpc3` feature (native frames and pyzmqrpc3's messages on one socket, each answered
+/// in its own), [`Native`] without it. Clients and pipelines speak [`Native`] unless told
+/// otherwise.
 #[cfg(feature = "pyzmqrpc3")]
 pub type DefaultDialect = Mixed;
 /// What servers and proxies speak unless told otherwise: [`Native`] (with the `pyzmqrpc3`
@@ -62,6 +59,12 @@ pub trait Dialect: Clone + Send + Sync + 'static {
 
     /// The heartbeat a sender publishes to keep its subscribers' silence timeouts quiet.
     const HEARTBEAT: &'static [u8];
+
+    /// Whether the answers this dialect reads name the call they answer
+    /// ([`Addressee::Call`]), so that many calls can share a connection and be matched by
+    /// number. A dialect whose answers carry no number can only call one at a time per
+    /// socket: a pipeline or a shared client refuses it.
+    const NUMBERS_ANSWERS: bool = true;
 
     /// Whether `message` is a heartbeat; if so, what a REP socket answers (a heartbeat on
     /// SUB is absorbed). A loop calls this before anything else: a heartbeat never reaches
@@ -274,7 +277,7 @@ pub fn empty_response<R: DeserializeOwned>() -> Option<R> {
 ///
 /// ```
 /// use zmqrpc_core::{ErrorCode, Key};
-/// use zmqrpc_transport_std::dialect::{interpret, Dialect, Interpretation, Native};
+/// use zmqrpc_protocol::dialect::{interpret, Dialect, Interpretation, Native};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct Add(i32, i32);
 /// # impl zmqrpc_core::Command for Add { const NAME: &'static str = "add"; type Response = i32; }
 /// let (mut call, mut answer, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
