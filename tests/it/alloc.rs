@@ -1,5 +1,5 @@
 //! The per-message path allocates nothing on the Rust heap in steady state: client call,
-//! server dispatch and proxy forward. A counting global allocator sees every Rust allocation
+//! pipelined calls, server dispatch and proxy forward. A counting global allocator sees every Rust allocation
 //! of every thread in the test binary (libzmq's own C allocations are not on the Rust heap).
 //! The test runs itself in a process of its own, so no other test's allocations are counted;
 //! the allocator's count costs the other tests one relaxed atomic add per allocation.
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::common::process::in_own_process;
 use crate::common::*;
-use zmqrpc::transport::{Proxy, ProxyKind, RpcClient};
+use zmqrpc::transport::{Pipeline, Proxy, ProxyKind, RpcClient};
 
 struct Counting;
 
@@ -81,5 +81,47 @@ fn calls_dispatch_and_forwarding_allocate_nothing_in_steady_state() {
     assert_eq!(
         allocations, 0,
         "via Rep2Req: {allocations} allocations in 10,000 calls"
+    );
+}
+
+/// Allocations made by `rounds` rounds of `window` pipelined calls, after one round to warm up.
+fn pipelined_allocations(pipeline: &mut Pipeline<Add>, window: i64, rounds: i64) -> u64 {
+    let mut before = 0;
+    for round in 0..=rounds {
+        if round == 1 {
+            before = ALLOCATIONS.load(Ordering::SeqCst);
+        }
+        for i in 0..window {
+            if pipeline.send(&Add(i, 1)).is_err() {
+                panic!("send {i} failed");
+            }
+        }
+        while pipeline.in_flight() > 0 {
+            match pipeline.recv(secs(5)) {
+                Ok(Some((_, Ok(_)))) => {}
+                _ => panic!("a pipelined call failed"),
+            }
+        }
+    }
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn pipelined_calls_allocate_nothing_in_steady_state() {
+    if in_own_process("alloc::pipelined_calls_allocate_nothing_in_steady_state") {
+        return;
+    }
+    let server = standard_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let mut pipeline = Pipeline::builder()
+        .req(&endpoint)
+        .window(64)
+        .connect::<Add>()
+        .unwrap();
+    let allocations = pipelined_allocations(&mut pipeline, 64, 100);
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in 6,400 pipelined calls"
     );
 }

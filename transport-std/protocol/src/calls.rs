@@ -252,6 +252,16 @@ impl<T> Calls<T> {
         None
     }
 
+    /// Sets the request size of the queued call `seq`, for a caller that learns it only
+    /// once the request is written under its number.
+    pub fn set_bytes(&mut self, seq: u32, bytes: usize) {
+        if let Some(slot) = self.live_mut(seq) {
+            if slot.state == State::Queued {
+                slot.bytes = bytes;
+            }
+        }
+    }
+
     /// The oldest queued call, now counted as sent, if the bounds let one more go: the
     /// transport sends it at once (or gives it back with [`unsend`](Calls::unsend)).
     pub fn next_to_send(&mut self) -> Option<u32> {

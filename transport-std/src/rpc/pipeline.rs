@@ -21,14 +21,15 @@
 //! would never reconnect) ends every call in flight with [`CallError::Disconnected`] — their
 //! answers can no longer come — and the socket is made anew for the next call.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use zmqrpc_core::Command;
+use zmqrpc_protocol::calls::{Calls, Limits, Why};
 
 use crate::auth::Credentials;
-use crate::dialect::{Addressee, Dialect, Native};
+use crate::dialect::{Addressee, AnswerView, Dialect, Native};
 use crate::rpc::receipt::{receipt, Receipt};
 use crate::socket::monitor::{Event, Handshakes, MonitoredSocket};
 use crate::socket::options::{later, SocketOptions};
@@ -125,10 +126,11 @@ impl<D: Dialect> PipelineBuilder<D> {
             max_frame: self.options.max_frame(),
             timeout: self.timeout,
             window: self.window,
-            window_bytes: self.window_bytes,
-            bytes_in_flight: 0,
-            seq: 0,
-            in_flight: HashMap::with_capacity(self.window),
+            calls: Calls::new(Limits {
+                in_flight: self.window,
+                queued: 0,
+                bytes: self.window_bytes,
+            }),
             ended: VecDeque::new(),
             buf: Vec::with_capacity(256),
             part: zmq::Message::new(),
@@ -136,13 +138,6 @@ impl<D: Dialect> PipelineBuilder<D> {
             command: PhantomData,
         })
     }
-}
-
-/// A call in flight.
-struct InFlight {
-    deadline: Instant,
-    /// The request's size.
-    bytes: usize,
 }
 
 /// The DEALER socket and what its monitor has said.
@@ -230,12 +225,8 @@ pub struct Pipeline<C, D: Dialect = Native> {
     max_frame: usize,
     timeout: Duration,
     window: usize,
-    seq: u32,
-    /// Calls in flight: their deadlines and sizes.
-    in_flight: HashMap<u32, InFlight>,
-    window_bytes: usize,
-    /// Bytes of the requests in `in_flight`.
-    bytes_in_flight: usize,
+    /// The calls in flight: numbers, deadlines, sizes, matching.
+    calls: Calls<()>,
     /// Calls that ended without an answer (refused, disconnected), to report in turn.
     ended: VecDeque<(u32, CallError)>,
     buf: Vec<u8>,
@@ -271,10 +262,11 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
     ///
     /// Fails with [`CallError::WindowFull`] while the window is full: `recv` first.
     pub fn send(&mut self, command: &C) -> Result<u32, CallError> {
-        if self.in_flight.len() >= self.window {
-            return Err(CallError::WindowFull {
-                in_flight: self.in_flight.len(),
-            });
+        let full = |calls: &Calls<()>| CallError::WindowFull {
+            in_flight: calls.in_flight(),
+        };
+        if self.calls.in_flight() >= self.window {
+            return Err(full(&self.calls));
         }
         self.check_link(false)?;
         if let Some(reason) = self.link.handshakes.refused() {
@@ -283,27 +275,36 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
                 reason,
             });
         }
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        self.dialect
+        let deadline = later(Instant::now(), self.timeout);
+        let seq = self
+            .calls
+            .submit(C::KEY, 0, deadline)
+            .map_err(|_| full(&self.calls))?;
+        if let Err(e) = self
+            .dialect
             .encode_call(seq, command, &mut self.buf, self.max_frame)
-            .map_err(CallError::Encode)?;
-        if !self.in_flight.is_empty() && self.bytes_in_flight + self.buf.len() > self.window_bytes {
-            return Err(CallError::WindowFull {
-                in_flight: self.in_flight.len(),
-            });
+        {
+            self.calls.cancel(seq);
+            return Err(CallError::Encode(e));
+        }
+        self.calls.set_bytes(seq, self.buf.len());
+        // Past the window's bytes the call stays unsent: refused.
+        if self.calls.next_to_send() != Some(seq) {
+            self.calls.cancel(seq);
+            return Err(full(&self.calls));
         }
         let socket = &self.link.socket;
-        socket
+        let sent = socket
             .send(&b""[..], zmq::SNDMORE | zmq::DONTWAIT)
-            .and_then(|()| socket.send(&self.buf[..], zmq::DONTWAIT))
-            .map_err(|e| CallError::Transport(TransportError::new("send", &self.endpoint, e)))?;
-        let call = InFlight {
-            deadline: later(Instant::now(), self.timeout),
-            bytes: self.buf.len(),
-        };
-        self.bytes_in_flight += call.bytes;
-        self.in_flight.insert(seq, call);
+            .and_then(|()| socket.send(&self.buf[..], zmq::DONTWAIT));
+        if let Err(e) = sent {
+            self.calls.cancel(seq);
+            return Err(CallError::Transport(TransportError::new(
+                "send",
+                &self.endpoint,
+                e,
+            )));
+        }
         Ok(seq)
     }
 
@@ -323,8 +324,8 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
                 return Ok(Some(answer));
             }
             let now = Instant::now();
-            if let Some(seq) = self.expired(now) {
-                self.end(seq);
+            if let Some(seq) = self.calls.expire(now) {
+                self.calls.collect(seq);
                 return Ok(Some((
                     seq,
                     Err(CallError::Timeout {
@@ -337,10 +338,8 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
                 return Ok(None);
             }
             let next = self
-                .in_flight
-                .values()
-                .map(|call| call.deadline)
-                .min()
+                .calls
+                .next_deadline()
                 .map_or(until, |deadline| deadline.min(until));
             let ms = i64::from(wait_ms(next.saturating_duration_since(now)));
             let mut items = [
@@ -366,7 +365,7 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
 
     /// Calls in flight (sent, not yet reported by [`recv`](Pipeline::recv)).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len() + self.ended.len()
+        self.calls.in_flight() + self.ended.len()
     }
 
     /// Reads the monitor. A refused handshake ends the calls in flight with
@@ -404,17 +403,23 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
         } else {
             return Ok(());
         };
-        let mut seqs: Vec<_> = self.in_flight.drain().map(|(seq, _)| seq).collect();
-        self.bytes_in_flight = 0;
-        seqs.sort_unstable_by_key(|&seq| seq.wrapping_sub(self.seq));
-        self.ended
-            .extend(seqs.into_iter().map(|seq| (seq, ended.clone())));
+        let why = match ended {
+            CallError::AuthFailed { .. } => Why::Refused,
+            _ => Why::Disconnected,
+        };
+        let first = self.ended.len();
+        let reported = &mut self.ended;
+        self.calls
+            .end_in_flight(why, |seq, ()| reported.push_back((seq, ended.clone())));
+        for &(seq, _) in self.ended.range(first..) {
+            self.calls.collect(seq);
+        }
         Ok(())
     }
 
     /// Answers dropped because they matched no call in flight (late, or not ours).
     pub fn stray_answers(&self) -> u64 {
-        self.stray
+        self.stray + self.calls.counts().late
     }
 
     /// An answer already received, if any. Strays are skipped until `until` at most: a peer
@@ -455,43 +460,35 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
                 continue;
             }
             let Some((seq, result)) = self.answer() else {
-                self.stray += 1;
-                continue;
+                continue; // counted as a stray
             };
             return Ok(Some((seq, result)));
         }
     }
 
-    /// Reads the answer in `part`, if it answers a call in flight.
+    /// Reads the answer in `part`, if it answers a call in flight; counts it as a stray if
+    /// not (the call machine counts the late ones).
     fn answer(&mut self) -> Option<Outcome<C>> {
-        let answer = self.dialect.read_answer(&self.part).ok()?;
+        let answer = match self.dialect.read_answer(&self.part) {
+            Ok(
+                answer @ AnswerView {
+                    to: Addressee::Call(_),
+                    ..
+                },
+            ) => answer,
+            _ => {
+                self.stray += 1;
+                return None;
+            }
+        };
         let Addressee::Call(tag) = answer.to else {
             return None;
         };
-        if tag.key != C::KEY {
-            return None;
-        }
-        let call = self.in_flight.remove(&tag.seq)?;
-        self.bytes_in_flight -= call.bytes;
+        self.calls.answered(tag.seq, tag.key)?;
+        self.calls.collect(tag.seq);
         let meaning = answer.meaning::<D, C::Response>(&self.dialect);
         let result = receipt(&self.endpoint, meaning).and_then(Receipt::into_response);
         Some((tag.seq, result))
-    }
-
-    /// The call whose deadline passed first, if any.
-    fn expired(&self, now: Instant) -> Option<u32> {
-        self.in_flight
-            .iter()
-            .filter(|(_, call)| call.deadline <= now)
-            .min_by_key(|(_, call)| call.deadline)
-            .map(|(seq, _)| *seq)
-    }
-
-    /// Call `seq` is no longer in flight; `None` if it was not.
-    fn end(&mut self, seq: u32) -> Option<()> {
-        let call = self.in_flight.remove(&seq)?;
-        self.bytes_in_flight -= call.bytes;
-        Some(())
     }
 
     /// Discards the rest of a message counted as a stray (a rest that cannot be read is
