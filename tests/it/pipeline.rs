@@ -153,3 +153,19 @@ fn recv_returns_within_its_wait_while_strays_keep_arriving() {
     assert!(matches!(pipeline.recv(wait), Ok(None)));
     assert!(pipeline.stray_answers() > strays);
 }
+
+/// pyzmqrpc3's answers carry no call number: a pipeline could not tell them apart.
+#[test]
+fn a_dialect_whose_answers_carry_no_number_is_refused_at_connect() {
+    let refused = Pipeline::builder_for(zmqrpc::transport::dialect::Pyzmqrpc3::default())
+        .req("tcp://127.0.0.1:9")
+        .connect::<Add>();
+    match refused {
+        Err(TransportError::Config(error @ ConfigError::UnnumberedDialect { what, .. })) => {
+            assert_eq!(what, "pipeline");
+            assert!(error.to_string().contains("RpcClient"), "{error}");
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a pyzmqrpc3 pipeline was made"),
+    }
+}

@@ -98,6 +98,15 @@ pub enum ConfigError {
         /// The number of workers asked for.
         workers: usize,
     },
+    /// Many calls in flight on one connection are matched to their answers by number, and
+    /// the dialect's answers carry none (pyzmqrpc3's: a REQ socket pairs each answer with
+    /// its call). Call such peers with an `RpcClient`.
+    UnnumberedDialect {
+        /// What needs the numbers: "pipeline", …
+        what: &'static str,
+        /// The dialect's type.
+        dialect: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -130,6 +139,11 @@ impl fmt::Display for ConfigError {
                 f,
                 "the service for {command:?} cannot be copied to {workers} workers: \
                  register it with register_clone"
+            ),
+            ConfigError::UnnumberedDialect { what, dialect } => write!(
+                f,
+                "a {what} matches answers to calls by number, and the answers of {dialect} \
+                 carry none: call its peers with an RpcClient"
             ),
         }
     }

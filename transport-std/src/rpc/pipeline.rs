@@ -104,7 +104,17 @@ impl<D: Dialect> PipelineBuilder<D> {
     }
 
     /// Creates and connects the DEALER socket, for calls of command `C`.
+    ///
+    /// Fails with [`ConfigError::UnnumberedDialect`](crate::ConfigError::UnnumberedDialect)
+    /// for a dialect whose answers carry no call number (pyzmqrpc3's).
     pub fn connect<C: Command>(self) -> Result<Pipeline<C, D>, TransportError> {
+        if !D::NUMBERS_ANSWERS {
+            return Err(crate::ConfigError::UnnumberedDialect {
+                what: "pipeline",
+                dialect: std::any::type_name::<D>(),
+            }
+            .into());
+        }
         let endpoint = self
             .endpoint
             .ok_or(crate::ConfigError::NoEndpoint { what: "pipeline" })?;
