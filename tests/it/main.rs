@@ -30,6 +30,7 @@ mod raw;
 mod reliability;
 mod rpc;
 mod serial_bridge;
+mod shared;
 mod strangers;
 mod threads;
 mod workers;

@@ -67,6 +67,21 @@ fn servers_receivers_and_clients_leave_no_thread_behind() {
                 .unwrap(),
             4
         );
+        // A shared client: its I/O thread, with calls from clones on other threads.
+        let shared = zmqrpc::transport::SharedClient::builder()
+            .req(&pool_endpoint)
+            .connect()
+            .unwrap();
+        let clones: Vec<_> = (0..4)
+            .map(|i| {
+                let shared = shared.clone();
+                std::thread::spawn(move || shared.call(&Add(i, i)).unwrap())
+            })
+            .collect();
+        for (i, clone) in clones.into_iter().enumerate() {
+            assert_eq!(clone.join().unwrap(), 2 * i as i64);
+        }
+        drop(shared);
         pool.stop_and_wait().unwrap();
         drop((client, caller, raw));
     }

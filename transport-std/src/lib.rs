@@ -146,6 +146,7 @@ pub use rpc::server::{
     Caller, DispatchCounts, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts,
     ServerStats, Service, ServiceError, WithCaller,
 };
+pub use rpc::shared::{SharedClient, SharedClientBuilder};
 pub use socket::options::SocketOptions;
 pub use socket::shutdown::{Running, Shutdown};
 pub use zmq;

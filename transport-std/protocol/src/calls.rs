@@ -376,11 +376,22 @@ impl<T> Calls<T> {
     /// Ends every call in flight for `why` (their connection dropped, say), calling `each`
     /// with each one's number, oldest first. Queued calls stay queued, to be sent on the
     /// next connection.
-    pub fn end_in_flight(&mut self, why: Why, mut each: impl FnMut(u32, &mut T)) {
+    pub fn end_in_flight(&mut self, why: Why, each: impl FnMut(u32, &mut T)) {
+        self.end_in_flight_if(why, |_| true, each);
+    }
+
+    /// [`end_in_flight`](Calls::end_in_flight) for the calls in flight whose `T` passes
+    /// `which` (those sent on one connection of several, say).
+    pub fn end_in_flight_if(
+        &mut self,
+        why: Why,
+        mut which: impl FnMut(&T) -> bool,
+        mut each: impl FnMut(u32, &mut T),
+    ) {
         let mut seqs: Vec<u32> = self
             .slots
             .iter()
-            .filter(|slot| slot.state == State::InFlight)
+            .filter(|slot| slot.state == State::InFlight && which(&slot.data))
             .map(|slot| slot.seq)
             .collect();
         let newest = self.last_seq;
@@ -457,6 +468,17 @@ impl<T> Calls<T> {
     /// Call `seq`'s `T`, if it is a call (not free).
     pub fn data_mut(&mut self, seq: u32) -> Option<&mut T> {
         self.slot_mut(seq).map(|slot| &mut slot.data)
+    }
+
+    /// The index of call `seq`'s slot, below [`slot_count`](Calls::slot_count): for a
+    /// transport that keeps something per slot beside the machine (a condition variable).
+    pub fn slot_of(&self, seq: u32) -> usize {
+        (seq & self.mask) as usize
+    }
+
+    /// How many slots the machine has.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     /// Calls sent and not yet ended.

@@ -1,8 +1,10 @@
 //! Typed calls on top of the messaging layer, every byte through a
 //! [`Dialect`](crate::Dialect): the [`server`] (services, dispatch, the worker pool), the
-//! [`client`], the [`pipeline`], and the [`receipt`] a call gets back.
+//! [`client`], the [`pipeline`], the [`shared`] client, and the [`receipt`] a call gets
+//! back.
 
 pub mod client;
 pub mod pipeline;
 pub mod receipt;
 pub mod server;
+pub mod shared;

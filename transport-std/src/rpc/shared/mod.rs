@@ -1,0 +1,517 @@
+//! [`SharedClient`]: one client for a whole application, cloned into every thread.
+//!
+//! A shared client is `Clone + Send + Sync` and cheap to clone (one `Arc`). Any number of
+//! calls, of any command types, are in flight at once over one DEALER socket per server
+//! endpoint, each with its own deadline, answers matched by call number.
+//!
+//! # How it is built
+//! One I/O thread owns the sockets and sleeps in level-triggered `zmq_poll` on them, their
+//! monitors and a wake-up socket pair. A caller numbers its call and writes it into a slot
+//! of the protocol's [`Calls`] machine under one mutex, wakes the I/O thread if it sleeps
+//! (one byte on the socket pair, skipped while it is awake), and waits on its slot's
+//! condition variable. The I/O thread sends queued calls to endpoints whose connection is up
+//! (round-robin), copies each answer into its call's slot and wakes that caller alone, and
+//! ends calls whose deadlines pass. Sockets never leave the thread, no runtime is needed,
+//! and `ZMQ_FD`'s edge-triggered readiness (libzmq #3641, #1434) never comes into it: the
+//! thread re-polls after every pass. A warmed-up client allocates nothing per call: each
+//! slot keeps its request and answer buffers for the next call.
+//!
+//! # What a caller can count on
+//! - A call is sent only on a connection whose handshake is done; with no server, it waits
+//!   queued and times out unsent ([`CallError::Timeout`]), so it never runs after its
+//!   caller gave up.
+//! - At most `in_flight` calls are sent and not answered, and `queued` more wait behind
+//!   them; past both a call is refused at once with [`CallError::WindowFull`].
+//! - A dropped connection ends the calls sent on it with [`CallError::Disconnected`] and the
+//!   socket is made anew; the other endpoints' calls and the queued ones go on. A refused
+//!   handshake ends that endpoint's calls with [`CallError::AuthFailed`]. A timeout ends one
+//!   call, never the connection.
+//! - An answer that comes after its call ended is dropped and counted
+//!   ([`CallCounts::late`]).
+//! - When the last clone is dropped the I/O thread stops and joins, and any call still
+//!   waiting ends with [`CallError::Stopped`]; a panic in the I/O thread ends every waiting
+//!   call the same way, and later calls are refused with it.
+//!
+//! A dialect whose answers carry no number (pyzmqrpc3's) cannot be shared: it is refused at
+//! connect with [`ConfigError::UnnumberedDialect`].
+
+mod io;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use zmqrpc_core::Command;
+use zmqrpc_protocol::calls::{CallCounts, Calls, End, Limits, Refusal, State, Why};
+
+use crate::auth::Credentials;
+use crate::dialect::{Dialect, Native};
+use crate::error::HandshakeFailure;
+use crate::rpc::receipt::{receipt, Receipt};
+use crate::socket::options::{later, SocketOptions};
+use crate::{CallError, ConfigError, TransportError};
+
+/// Builds a [`SharedClient`].
+pub struct SharedClientBuilder<D: Dialect = Native> {
+    dialect: D,
+    ctx: Option<zmq::Context>,
+    endpoints: Vec<String>,
+    options: SocketOptions,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    limits: Limits,
+}
+
+impl<D: Dialect> SharedClientBuilder<D> {
+    /// Uses `ctx` (needed for `inproc://`); by default the client makes its own context.
+    pub fn context(mut self, ctx: &zmq::Context) -> Self {
+        self.ctx = Some(ctx.clone());
+        self
+    }
+
+    /// Adds a server's REP (or ROUTER) endpoint; calls go to the endpoints whose
+    /// connection is up, in turn.
+    pub fn req(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoints.push(endpoint.into());
+        self
+    }
+
+    /// Socket options.
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Presents `credentials` to servers that require them.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The default per-call timeout (default 5 s), counted from the call, queue included.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The most calls sent and not yet answered (default 256).
+    pub fn in_flight(mut self, calls: usize) -> Self {
+        self.limits.in_flight = calls.max(1);
+        self
+    }
+
+    /// The most calls waiting behind those in flight (default 1024); past both, a call is
+    /// refused with [`CallError::WindowFull`].
+    pub fn queued(mut self, calls: usize) -> Self {
+        self.limits.queued = calls;
+        self
+    }
+
+    /// The most bytes of requests in flight (default 16 MiB; one call always goes).
+    pub fn window_bytes(mut self, bytes: usize) -> Self {
+        self.limits.bytes = bytes;
+        self
+    }
+
+    /// Creates the sockets and starts the I/O thread.
+    ///
+    /// Fails with [`ConfigError::NoEndpoint`] without an endpoint, and with
+    /// [`ConfigError::UnnumberedDialect`] for a dialect whose answers carry no number.
+    pub fn connect(self) -> Result<SharedClient<D>, TransportError> {
+        if !D::NUMBERS_ANSWERS {
+            return Err(ConfigError::UnnumberedDialect {
+                what: "shared client",
+                dialect: std::any::type_name::<D>(),
+            }
+            .into());
+        }
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::NoEndpoint {
+                what: "shared client",
+            }
+            .into());
+        }
+        let ctx = self.ctx.unwrap_or_default();
+        let (wake, woken) = UnixStream::pair()
+            .and_then(|(wake, woken)| {
+                wake.set_nonblocking(true)?;
+                woken.set_nonblocking(true)?;
+                Ok((wake, woken))
+            })
+            .map_err(|e| TransportError::Spawn {
+                thread: "zmqrpc-shared-client (its wake-up socket pair)".into(),
+                reason: e.to_string(),
+            })?;
+        let calls: Calls<Waiter> = Calls::new(self.limits);
+        let ready = (0..calls.slot_count()).map(|_| Condvar::new()).collect();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Inside {
+                calls,
+                stop: false,
+                stopped: false,
+                asleep: false,
+                refused: vec![None; self.endpoints.len()],
+                stray: 0,
+            }),
+            ready,
+            wake,
+        });
+        let endpoints: Arc<[String]> = self.endpoints.into();
+        let io = io::Io::new(
+            &ctx,
+            Arc::clone(&shared),
+            self.dialect.clone(),
+            Arc::clone(&endpoints),
+            self.options.clone(),
+            self.credentials,
+            woken,
+        )?;
+        let thread = std::thread::Builder::new()
+            .name("zmqrpc-shared-client".into())
+            .spawn(move || io.run())
+            .map_err(|e| TransportError::Spawn {
+                thread: "zmqrpc-shared-client".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(SharedClient {
+            inner: Arc::new(Handle {
+                shared,
+                dialect: self.dialect,
+                endpoints,
+                max_frame: self.options.max_frame(),
+                timeout: self.timeout,
+                thread: Some(thread),
+            }),
+        })
+    }
+}
+
+/// One client shared by every thread of an application: see the [module docs](self).
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # use zmqrpc_transport_std::SharedClient;
+/// # #[derive(Serialize, Deserialize)] struct Add(i32, i32);
+/// # impl zmqrpc_core::Command for Add { const NAME: &'static str = "add"; type Response = i32; }
+/// let client = SharedClient::builder().req("tcp://127.0.0.1:30000").connect()?;
+/// let threads: Vec<_> = (0..8)
+///     .map(|i| {
+///         let client = client.clone();
+///         std::thread::spawn(move || client.call(&Add(i, i)))
+///     })
+///     .collect();
+/// for thread in threads {
+///     println!("{:?}", thread.join().unwrap());
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SharedClient<D: Dialect = Native> {
+    inner: Arc<Handle<D>>,
+}
+
+impl<D: Dialect> Clone for SharedClient<D> {
+    fn clone(&self) -> Self {
+        SharedClient {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl SharedClient {
+    /// Starts building a shared client of the native dialect.
+    pub fn builder() -> SharedClientBuilder {
+        SharedClient::builder_for(Native)
+    }
+
+    /// Starts building a shared client that calls in `dialect`.
+    pub fn builder_for<D: Dialect>(dialect: D) -> SharedClientBuilder<D> {
+        SharedClientBuilder {
+            dialect,
+            ctx: None,
+            endpoints: Vec::new(),
+            options: SocketOptions::default(),
+            credentials: None,
+            timeout: Duration::from_secs(5),
+            limits: Limits {
+                in_flight: 256,
+                queued: 1024,
+                bytes: crate::DEFAULT_WINDOW_BYTES,
+            },
+        }
+    }
+}
+
+impl<D: Dialect> SharedClient<D> {
+    /// Calls `command` and waits for its response, up to the client's timeout.
+    pub fn call<C: Command>(&self, command: &C) -> Result<C::Response, CallError> {
+        self.call_timeout(command, self.inner.timeout)
+    }
+
+    /// [`call`](SharedClient::call) with its own timeout.
+    pub fn call_timeout<C: Command>(
+        &self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<C::Response, CallError> {
+        self.submit_timeout(command, timeout)
+            .and_then(Receipt::into_response)
+    }
+
+    /// Calls `command` and says what came back: its response, or that a store-and-forward
+    /// hop accepted it (see [`Receipt`]).
+    pub fn submit<C: Command>(&self, command: &C) -> Result<Receipt<C::Response>, CallError> {
+        self.submit_timeout(command, self.inner.timeout)
+    }
+
+    /// [`submit`](SharedClient::submit) with its own timeout.
+    pub fn submit_timeout<C: Command>(
+        &self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<Receipt<C::Response>, CallError> {
+        let handle = &self.inner;
+        let deadline = later(Instant::now(), timeout);
+        let mut inside = handle.shared.lock();
+        let seq = handle.start(&mut inside, command, deadline)?;
+        let ready = &handle.shared.ready[inside.calls.slot_of(seq)];
+        // The I/O thread ends every call by its deadline; the margin only guards against
+        // an I/O thread that can no longer run at all.
+        let give_up = later(deadline, STALLED_IO_MARGIN);
+        let end = loop {
+            match inside.calls.state(seq) {
+                State::Ended(end) => break end,
+                State::Free => return Err(handle.stopped()),
+                State::Queued | State::InFlight => {}
+            }
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                inside.calls.cancel(seq);
+                return Err(handle.stopped());
+            }
+            inside = ready
+                .wait_timeout(inside, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        let result = handle.finish::<C>(&mut inside, seq, end, timeout);
+        inside.calls.collect(seq);
+        result
+    }
+
+    /// Calls sent and not yet ended.
+    pub fn in_flight(&self) -> usize {
+        self.inner.shared.lock().calls.in_flight()
+    }
+
+    /// Calls waiting to be sent.
+    pub fn queued(&self) -> usize {
+        self.inner.shared.lock().calls.queued()
+    }
+
+    /// What the client has counted: calls submitted, sent, answered, timed out, refused,
+    /// and late answers dropped.
+    pub fn counts(&self) -> CallCounts {
+        self.inner.shared.lock().calls.counts()
+    }
+
+    /// Answers dropped: late ones (their call had ended), and messages that were no
+    /// numbered answer at all.
+    pub fn stray_answers(&self) -> u64 {
+        let inside = self.inner.shared.lock();
+        inside.calls.counts().late + inside.stray
+    }
+
+    /// The server endpoints, in the order given.
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.endpoints
+    }
+}
+
+/// A [`Waiter::endpoint`] that names no endpoint: the call was not sent.
+const NOT_SENT: usize = usize::MAX;
+
+/// How long past a call's deadline a caller waits for an I/O thread that did not end it.
+const STALLED_IO_MARGIN: Duration = Duration::from_secs(1);
+
+/// What the clones share; the last one dropped stops the I/O thread.
+struct Handle<D: Dialect> {
+    shared: Arc<Shared>,
+    dialect: D,
+    endpoints: Arc<[String]>,
+    max_frame: usize,
+    timeout: Duration,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<D: Dialect> Handle<D> {
+    /// Numbers, writes and queues a call, waking the I/O thread if it sleeps.
+    fn start<C: Command>(
+        &self,
+        inside: &mut Inside,
+        command: &C,
+        deadline: Instant,
+    ) -> Result<u32, CallError> {
+        if inside.stop || inside.stopped {
+            return Err(self.stopped());
+        }
+        if let Some((index, reason)) = inside.refused_everywhere() {
+            return Err(CallError::AuthFailed {
+                endpoint: self.endpoints[index].clone(),
+                reason,
+            });
+        }
+        let seq = inside.calls.submit(C::KEY, 0, deadline).map_err(
+            |Refusal::Full { in_flight, queued }| CallError::WindowFull {
+                in_flight: in_flight + queued,
+            },
+        )?;
+        let Some(waiter) = inside.calls.data_mut(seq) else {
+            return Err(CallError::Transport(TransportError::Internal {
+                what: "a call just submitted has no slot",
+            }));
+        };
+        if let Err(e) = self
+            .dialect
+            .encode_call(seq, command, &mut waiter.request, self.max_frame)
+        {
+            inside.calls.cancel(seq);
+            return Err(CallError::Encode(e));
+        }
+        waiter.endpoint = NOT_SENT;
+        let bytes = waiter.request.len();
+        inside.calls.set_bytes(seq, bytes);
+        if std::mem::take(&mut inside.asleep) {
+            self.shared.wake();
+        }
+        Ok(seq)
+    }
+
+    /// What the ended call `seq` returns.
+    fn finish<C: Command>(
+        &self,
+        inside: &mut Inside,
+        seq: u32,
+        end: End,
+        timeout: Duration,
+    ) -> Result<Receipt<C::Response>, CallError> {
+        let refused = inside.refused.clone();
+        let Some(waiter) = inside.calls.data_mut(seq) else {
+            return Err(self.stopped());
+        };
+        let endpoint = self
+            .endpoints
+            .get(waiter.endpoint)
+            .map_or_else(|| self.endpoints.join(","), Clone::clone);
+        match end {
+            End::Answered => match self.dialect.read_answer(&waiter.reply) {
+                Ok(answer) => receipt(&endpoint, answer.meaning::<D, C::Response>(&self.dialect)),
+                Err(error) => Err(CallError::Decode { endpoint, error }),
+            },
+            End::TimedOut { sent } => Err(CallError::Timeout {
+                endpoint: if sent {
+                    endpoint
+                } else {
+                    self.endpoints.join(",")
+                },
+                after: timeout,
+            }),
+            End::Ended(Why::Disconnected) => Err(CallError::Disconnected { endpoint }),
+            End::Ended(Why::Refused) => Err(CallError::AuthFailed {
+                reason: refused
+                    .get(waiter.endpoint)
+                    .copied()
+                    .flatten()
+                    .or_else(|| refused.iter().flatten().next().copied())
+                    .unwrap_or(HandshakeFailure::NoDetail),
+                endpoint,
+            }),
+            End::Ended(Why::Stopped) => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&self) -> CallError {
+        CallError::Stopped {
+            endpoint: self.endpoints.join(","),
+        }
+    }
+}
+
+impl<D: Dialect> Drop for Handle<D> {
+    fn drop(&mut self) {
+        {
+            let mut inside = self.shared.lock();
+            inside.stop = true;
+        }
+        self.shared.wake();
+        if let Some(thread) = self.thread.take() {
+            // A panic in it has already ended every call (see `io::Io::run`).
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The state callers and the I/O thread share, and how they wake each other.
+struct Shared {
+    state: Mutex<Inside>,
+    /// One per call slot: its caller waits on it, the I/O thread wakes it alone.
+    ready: Box<[Condvar]>,
+    /// Written to wake the I/O thread; it polls the other end.
+    wake: UnixStream,
+}
+
+impl Shared {
+    /// The state; a panic elsewhere while holding it leaves it usable (every update in it
+    /// is complete before anything can panic).
+    fn lock(&self) -> MutexGuard<'_, Inside> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the I/O thread's poll (a full pipe already will).
+    fn wake(&self) {
+        let _ = (&self.wake).write(&[1]);
+    }
+
+    /// Wakes the caller of call `seq`.
+    fn notify(&self, inside: &mut Inside, seq: u32) {
+        self.ready[inside.calls.slot_of(seq)].notify_all();
+    }
+}
+
+/// Under the mutex.
+struct Inside {
+    calls: Calls<Waiter>,
+    /// The last clone asked the I/O thread to stop.
+    stop: bool,
+    /// The I/O thread has ended (stopped or panicked): nothing more will be answered.
+    stopped: bool,
+    /// The I/O thread is in (or about to enter) its poll: a caller must wake it.
+    asleep: bool,
+    /// How each endpoint's latest handshake was refused, if it was.
+    refused: Vec<Option<HandshakeFailure>>,
+    /// Messages that were no readable, numbered answer, dropped.
+    stray: u64,
+}
+
+impl Inside {
+    /// The first endpoint's refusal, if every endpoint refuses this client.
+    fn refused_everywhere(&self) -> Option<(usize, HandshakeFailure)> {
+        if self.refused.iter().all(Option::is_some) {
+            self.refused[0].map(|reason| (0, reason))
+        } else {
+            None
+        }
+    }
+}
+
+/// A call slot's own: kept for the next call in the slot, so buffers are reused.
+#[derive(Default)]
+struct Waiter {
+    /// The request, as written under its number.
+    request: Vec<u8>,
+    /// The answer, as it came.
+    reply: Vec<u8>,
+    /// The endpoint it was sent to.
+    endpoint: usize,
+}
