@@ -396,28 +396,38 @@ impl<D: Dialect> Handle<D> {
         end: End,
         timeout: Duration,
     ) -> Result<Receipt<C::Response>, CallError> {
-        let refused = inside.refused.clone();
+        let refused = &inside.refused;
         let Some(waiter) = inside.calls.data_mut(seq) else {
             return Err(self.stopped());
         };
-        let endpoint = self
-            .endpoints
-            .get(waiter.endpoint)
-            .map_or_else(|| self.endpoints.join(","), Clone::clone);
+        // The endpoint's name is copied only into an error; a call not sent names them all.
+        let all = || self.endpoints.join(",");
+        let endpoint = || {
+            self.endpoints
+                .get(waiter.endpoint)
+                .map_or_else(all, Clone::clone)
+        };
         match end {
             End::Answered => match self.dialect.read_answer(&waiter.reply) {
-                Ok(answer) => receipt(&endpoint, answer.meaning::<D, C::Response>(&self.dialect)),
-                Err(error) => Err(CallError::Decode { endpoint, error }),
+                Ok(answer) => {
+                    let named = self
+                        .endpoints
+                        .get(waiter.endpoint)
+                        .map_or("", String::as_str);
+                    receipt(named, answer.meaning::<D, C::Response>(&self.dialect))
+                }
+                Err(error) => Err(CallError::Decode {
+                    endpoint: endpoint(),
+                    error,
+                }),
             },
             End::TimedOut { sent } => Err(CallError::Timeout {
-                endpoint: if sent {
-                    endpoint
-                } else {
-                    self.endpoints.join(",")
-                },
+                endpoint: if sent { endpoint() } else { all() },
                 after: timeout,
             }),
-            End::Ended(Why::Disconnected) => Err(CallError::Disconnected { endpoint }),
+            End::Ended(Why::Disconnected) => Err(CallError::Disconnected {
+                endpoint: endpoint(),
+            }),
             End::Ended(Why::Refused) => Err(CallError::AuthFailed {
                 reason: refused
                     .get(waiter.endpoint)
@@ -425,7 +435,7 @@ impl<D: Dialect> Handle<D> {
                     .flatten()
                     .or_else(|| refused.iter().flatten().next().copied())
                     .unwrap_or(HandshakeFailure::NoDetail),
-                endpoint,
+                endpoint: endpoint(),
             }),
             End::Ended(Why::Stopped) => Err(self.stopped()),
         }
