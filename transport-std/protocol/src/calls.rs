@@ -196,8 +196,10 @@ impl<T: Default> Calls<T> {
             slots,
             mask: u32::try_from(len - 1).unwrap_or(u32::MAX),
             last_seq: 0,
-            queue: VecDeque::with_capacity(limits.queued.min(len)),
-            deadlines: BinaryHeap::with_capacity(len),
+            // Both hold stale entries too, bounded (see `submit`, `push_deadline`): made at
+            // their full size, they never grow on the per-call path.
+            queue: VecDeque::with_capacity(len),
+            deadlines: BinaryHeap::with_capacity(2 * len + 1),
             limits,
             in_flight: 0,
             queued: 0,
@@ -231,6 +233,15 @@ impl<T> Calls<T> {
         slot.key = key;
         slot.bytes = bytes;
         slot.deadline = deadline;
+        if self.queue.len() >= self.slots.len() {
+            // Numbers of cancelled calls have piled up: keep the queued ones only.
+            let slots = &self.slots;
+            let mask = self.mask;
+            self.queue.retain(|&seq| {
+                let slot = &slots[(seq & mask) as usize];
+                slot.seq == seq && slot.state == State::Queued
+            });
+        }
         self.queue.push_back(seq);
         self.queued += 1;
         self.push_deadline(deadline, seq);
@@ -808,5 +819,17 @@ mod tests {
         calls.next_to_send().unwrap();
         assert!(calls.answered(old, ADD).is_none(), "the old call's answer");
         assert!(calls.answered(new, ADD).is_some());
+    }
+
+    #[test]
+    fn calls_cancelled_while_queued_leave_the_queue_bounded() {
+        let mut calls: Calls<()> = Calls::new(limits(1, 4));
+        let far = Instant::now() + Duration::from_secs(3600);
+        for _ in 0..100_000 {
+            let seq = calls.submit(ADD, 1, far).unwrap();
+            calls.cancel(seq);
+        }
+        assert!(calls.queue.len() <= calls.slots.len());
+        assert_eq!(calls.queued(), 0);
     }
 }
