@@ -6,7 +6,8 @@
 //! (default 2); the whole run takes well under a minute.
 //!
 //! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies` (with the
-//! serial bridge), `security` (none, PLAIN and CURVE), `rss`);
+//! serial bridge), `security` (none, PLAIN and CURVE), `rss`, `recovery` (a buffered proxy's boot on a
+//! damaged 64 MiB spool));
 //! none runs them all. `ZMQRPC_BIN_DIR` points the RSS case at other builds of the binaries
 //! (`scripts/footprint.sh` passes the `device` profile's).
 
@@ -733,6 +734,131 @@ fn case_rss() {
     );
 }
 
+/// A payload full of forged records: version-1 headers claiming 32 MiB, version-2 record
+/// ends, zeros (as the limits test's, at 64 MiB).
+fn forged_payload(len: usize, first: u8) -> Vec<u8> {
+    let pattern = b"M\x00\x00\x00\x02\x4d\x00\x0bforged\x00";
+    let mut payload: Vec<u8> = pattern.iter().copied().cycle().take(len).collect();
+    payload[0] = first;
+    payload
+}
+
+/// Boot time of a buffered proxy on a 64 MiB spool of forged payloads whose first record is
+/// damaged, in the current format and in the one before (what a spool written before the
+/// format change holds). `ZMQRPC_BIN_DIR` points it at another build; `BENCH_RECOVERY_LIMIT`
+/// (seconds, default 120) is how long a boot may take before it is reported as more.
+fn case_recovery() {
+    const MIB: usize = 1 << 20;
+    const RECORDS: usize = 64;
+    let limit = Duration::from_secs_f64(
+        std::env::var("BENCH_RECOVERY_LIMIT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(120.0),
+    );
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("zmqrpc-bench-spool-{}", std::process::id()));
+    let proxy_bin = match std::env::var_os("ZMQRPC_BIN_DIR") {
+        Some(dir) => std::path::Path::new(&dir).join("zmqrpc-proxy"),
+        None => env!("CARGO_BIN_EXE_zmqrpc-proxy").into(),
+    };
+    let boot = |format: &str| {
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let input = format!("ipc://{}.in", path.display());
+        let mut child = Command::new(&proxy_bin)
+            .args([
+                "--kind",
+                "buffered",
+                "--in",
+                &input,
+                "--out",
+                "ipc:///nonexistent/zmqrpc",
+            ])
+            .args(["--spool".as_ref(), path.as_os_str()])
+            .args(["--spool-max", &(128 * MIB).to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let stdout = child.stdout.take().unwrap();
+        let (ready, readied) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = ready.send(line);
+        });
+        let took = match readied.recv_timeout(limit) {
+            Ok(line) if line.starts_with("ready") => {
+                format!("{:.2} s", started.elapsed().as_secs_f64())
+            }
+            Ok(line) => format!("failed: {line:?}"),
+            Err(_) => format!("> {} s (stopped)", limit.as_secs()),
+        };
+        let peak = rss(child.id()).peak;
+        let _ = child.kill();
+        let _ = child.wait();
+        println!(
+            "   {format:<24} {:>5.1} MiB file: ready after {took}, peak VmHWM {peak} KiB",
+            len as f64 / MIB as f64
+        );
+    };
+    let clean = || {
+        for suffix in [
+            "",
+            ".lock",
+            ".damaged.1",
+            ".damaged.2",
+            ".damaged.3",
+            ".tmp",
+        ] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    };
+    println!("6. A buffered proxy's boot on a damaged spool of forged payloads");
+    // The current format, written through the library.
+    clean();
+    {
+        let (mut spool, _) = zmqrpc::transport::Spool::open(&path, (128 * MIB) as u64).unwrap();
+        let mut pending = Vec::new();
+        for i in 0..RECORDS {
+            let payload = forged_payload(MIB - 64, b'A' + (i % 26) as u8);
+            spool
+                .append(&payload, pending.iter().map(Vec::as_slice))
+                .unwrap();
+            pending.push(payload);
+        }
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    let first = bytes.iter().position(|&b| b == b'A').unwrap();
+    bytes[first + 100] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    drop(bytes);
+    boot("format 2 (current)");
+    // The format before: a tag, a 4-byte length, an unsalted FNV-1a 64 check, the payload.
+    clean();
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for i in 0..RECORDS {
+            let payload = forged_payload(MIB - 64, b'A' + (i % 26) as u8);
+            let mut len = (payload.len() as u32).to_le_bytes();
+            if i == 0 {
+                // Damage the first record's length: no record follows where it says.
+                len[0] ^= 0x01;
+            }
+            use std::io::Write;
+            file.write_all(b"M").unwrap();
+            file.write_all(&len).unwrap();
+            file.write_all(&zmqrpc::key::fnv1a64(&payload).to_le_bytes())
+                .unwrap();
+            file.write_all(&payload).unwrap();
+        }
+    }
+    boot("format 1 (before)");
+    clean();
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
     println!(
@@ -773,5 +899,8 @@ fn main() {
     }
     if wants("rss") {
         case_rss();
+    }
+    if wants("recovery") {
+        case_recovery();
     }
 }
