@@ -7,7 +7,7 @@
 //!
 //! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies` (with the
 //! serial bridge), `security` (none, PLAIN and CURVE), `rss`, `recovery` (a buffered proxy's boot on a
-//! damaged 64 MiB spool));
+//! damaged 64 MiB spool), `concurrent` (8 callers at once through `rep2req`));
 //! none runs them all. `ZMQRPC_BIN_DIR` points the RSS case at other builds of the binaries
 //! (`scripts/footprint.sh` passes the `device` profile's).
 
@@ -515,24 +515,29 @@ fn blast(time: Duration, received: &AtomicU64, mut send: impl FnMut(u64)) -> (f6
 
 fn case_proxies(direct: f64) {
     let (server_endpoint, _server) = blob_server("tcp://127.0.0.1:*");
-    let proxy = Proxy::builder(ProxyKind::Rep2Req)
-        .input("tcp://127.0.0.1:*")
-        .output(&server_endpoint)
-        .bind()
-        .unwrap();
-    let proxy_endpoint = proxy.input_endpoints()[0].clone();
-    let _proxy = proxy.spawn().unwrap();
-    let mut client = RpcClient::builder().req(proxy_endpoint).connect().unwrap();
     let blob = Blob(vec![7u8; 32]);
-    let via = sequential(|| {
-        client.call(&blob).unwrap();
-    });
-    row(
-        "4. sequential call via Rep2Req vs direct, 32 B",
-        direct,
-        via.rate,
-        "calls/s",
-    );
+    // One forwarder on the input's thread, and the default pool behind a ROUTER.
+    for (concurrency, label) in [
+        (1, "4. sequential via Rep2Req (concurrency 1), 32 B"),
+        (
+            zmqrpc::transport::DEFAULT_CONCURRENCY,
+            "4. sequential via Rep2Req (default pool), 32 B",
+        ),
+    ] {
+        let proxy = Proxy::builder(ProxyKind::Rep2Req)
+            .input("tcp://127.0.0.1:*")
+            .output(&server_endpoint)
+            .concurrency(concurrency)
+            .bind()
+            .unwrap();
+        let proxy_endpoint = proxy.input_endpoints()[0].clone();
+        let _proxy = proxy.spawn().unwrap();
+        let mut client = RpcClient::builder().req(proxy_endpoint).connect().unwrap();
+        let via = sequential(|| {
+            client.call(&blob).unwrap();
+        });
+        row(label, direct, via.rate, "calls/s");
+    }
 
     let buffered = BufferedProxy::builder()
         .input("tcp://127.0.0.1:*")
@@ -659,6 +664,20 @@ fn spawn(program: &str, args: &[&str]) -> Spawned {
     Spawned(child)
 }
 
+/// The path of binary `name`: in `ZMQRPC_BIN_DIR` if set, else this build's (`built`).
+fn binary(name: &str, built: &str) -> String {
+    match std::env::var_os("ZMQRPC_BIN_DIR") {
+        Some(dir) => std::path::Path::new(&dir).join(name).display().to_string(),
+        None => built.to_owned(),
+    }
+}
+
+/// An `ipc://` endpoint in the temporary directory, unique to this run and `name`.
+fn ipc_endpoint(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("zmqrpc-bench-{name}-{}", std::process::id()));
+    format!("ipc://{}", path.display())
+}
+
 fn case_rss() {
     let dir = std::env::temp_dir();
     let server_endpoint = format!(
@@ -671,12 +690,8 @@ fn case_rss() {
         dir.join(format!("zmqrpc-bench-prx-{}", std::process::id()))
             .display()
     );
-    let bin = |name: &str, built: &str| match std::env::var_os("ZMQRPC_BIN_DIR") {
-        Some(dir) => std::path::Path::new(&dir).join(name).display().to_string(),
-        None => built.to_owned(),
-    };
-    let server_bin = bin("zmqrpc-server", env!("CARGO_BIN_EXE_zmqrpc-server"));
-    let proxy_bin = bin("zmqrpc-proxy", env!("CARGO_BIN_EXE_zmqrpc-proxy"));
+    let server_bin = binary("zmqrpc-server", env!("CARGO_BIN_EXE_zmqrpc-server"));
+    let proxy_bin = binary("zmqrpc-proxy", env!("CARGO_BIN_EXE_zmqrpc-proxy"));
     let server = spawn(&server_bin, &["--bind", &server_endpoint]);
     let proxy = spawn(
         &proxy_bin,
@@ -859,6 +874,82 @@ fn case_recovery() {
     clean();
 }
 
+#[derive(Serialize, Deserialize)]
+struct Nap(u64);
+
+impl zmqrpc::Command for Nap {
+    const NAME: &'static str = "bench.nap";
+    type Response = u64;
+}
+
+/// The wall time of `callers` threads each making one `Nap(200 ms)` call to `endpoint` at
+/// once, the best of three rounds (each caller connected before the round starts).
+fn concurrent_round(endpoint: &str, callers: usize) -> Duration {
+    let mut clients: Vec<RpcClient> = (0..callers)
+        .map(|_| {
+            RpcClient::builder()
+                .req(endpoint)
+                .timeout(Duration::from_secs(10))
+                .connect()
+                .unwrap()
+        })
+        .collect();
+    for client in &mut clients {
+        client.call(&Nap(0)).unwrap();
+    }
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for client in &mut clients {
+                scope.spawn(move || client.call(&Nap(200)).unwrap());
+            }
+        });
+        best = best.min(started.elapsed());
+    }
+    best
+}
+
+/// 8 callers each making one 200 ms call at once, straight to a `workers(8)` server and
+/// through the real `zmqrpc-proxy --kind rep2req` (`ZMQRPC_BIN_DIR` picks another build).
+fn case_concurrent_proxy() {
+    const CALLERS: usize = 8;
+    let server = RpcServer::builder()
+        .rep(ipc_endpoint("nap-server"))
+        .workers(CALLERS)
+        .register_clone(|Nap(ms): Nap| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok::<_, ServiceError>(ms)
+        })
+        .unwrap()
+        .bind()
+        .unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let proxy_endpoint = ipc_endpoint("nap-proxy");
+    let _proxy = spawn(
+        &binary("zmqrpc-proxy", env!("CARGO_BIN_EXE_zmqrpc-proxy")),
+        &[
+            "--kind",
+            "rep2req",
+            "--in",
+            &proxy_endpoint,
+            "--out",
+            &server_endpoint,
+        ],
+    );
+    let direct = concurrent_round(&server_endpoint, CALLERS);
+    let via = concurrent_round(&proxy_endpoint, CALLERS);
+    println!(
+        "{:<46} {:>10.3} s {:>10.3} s {:<8} {:>5.2}x",
+        format!("7. {CALLERS} callers × one 200 ms call: direct, via rep2req"),
+        direct.as_secs_f64(),
+        via.as_secs_f64(),
+        "wall",
+        via.as_secs_f64() / direct.as_secs_f64()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
     println!(
@@ -902,5 +993,8 @@ fn main() {
     }
     if wants("recovery") {
         case_recovery();
+    }
+    if wants("concurrent") {
+        case_concurrent_proxy();
     }
 }

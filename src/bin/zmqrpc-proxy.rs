@@ -37,6 +37,8 @@ OPTIONS:
     --out ENDPOINT         output endpoint (repeatable), e.g. tcp://10.0.0.2:30001
     --timeout MS           wait for each downstream answer at most this long
                            [5000; rep2serial: 1000]
+    --concurrency N        rep2req: calls forwarded at once, each on its own
+                           connection with its own timeout [16]
     --device PATH          rep2serial: the serial device, e.g. /dev/ttyACM0
     --baud N               rep2serial: the line speed [115200]
     --device-frame-max N   rep2serial: the largest frame the device takes, header
@@ -89,6 +91,7 @@ struct Settings {
     #[serde(rename = "out", default)]
     output: Vec<String>,
     timeout_ms: Option<u64>,
+    concurrency: Option<usize>,
     users: Option<PathBuf>,
     credentials: Option<PathBuf>,
     curve_key: Option<PathBuf>,
@@ -118,6 +121,7 @@ fn parse() -> Result<(Settings, i8), CliError> {
             Long("in") => flags.input.push(cli::string(&mut parser)?),
             Long("out") => flags.output.push(cli::string(&mut parser)?),
             Long("timeout") => flags.timeout_ms = Some(parser.value()?.parse()?),
+            Long("concurrency") => flags.concurrency = Some(parser.value()?.parse()?),
             Long("users") => flags.users = Some(cli::path(&mut parser)?),
             Long("credentials") => flags.credentials = Some(cli::path(&mut parser)?),
             Long("curve-key") => flags.curve_key = Some(cli::path(&mut parser)?),
@@ -149,6 +153,7 @@ fn parse() -> Result<(Settings, i8), CliError> {
         settings.output = flags.output;
     }
     settings.timeout_ms = flags.timeout_ms.or(settings.timeout_ms);
+    settings.concurrency = flags.concurrency.or(settings.concurrency);
     settings.users = flags.users.or(settings.users);
     settings.credentials = flags.credentials.or(settings.credentials);
     settings.curve_key = flags.curve_key.or(settings.curve_key);
@@ -285,6 +290,12 @@ fn start(settings: Settings) -> Result<Started, CliError> {
     if !buffered && (settings.spool.is_some() || settings.capacity.is_some()) {
         return Err("--spool and --capacity apply to --kind buffered only".into());
     }
+    if kind != "rep2req" && settings.concurrency.is_some() {
+        return Err("--concurrency applies to --kind rep2req only".into());
+    }
+    if settings.concurrency == Some(0) {
+        return Err("--concurrency must be at least 1".into());
+    }
     if settings.input.is_empty() {
         return Err("at least one --in is required; try --help".into());
     }
@@ -315,7 +326,10 @@ fn start(settings: Settings) -> Result<Started, CliError> {
     }
     let kind: ProxyKind = kind.parse()?;
     let sides = Sides::new(&settings, kind.rep_input(), !kind.req_output())?;
-    let builder = with_sides!(Proxy::builder_for(kind, cli::wire_dialect()), sides);
+    let mut builder = with_sides!(Proxy::builder_for(kind, cli::wire_dialect()), sides);
+    if let Some(n) = settings.concurrency {
+        builder = builder.concurrency(n);
+    }
     Ok(Started::Plain(builder.bind()?))
 }
 

@@ -278,3 +278,126 @@ fn a_sub_kind_subscribes_and_a_rep_kind_refuses_a_subscription() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+/// A call that returns its caller's tag once `Gather::AT_ONCE` calls are in the service
+/// together (or after waiting the second field's milliseconds for them): proof, without
+/// timing, that calls overlap.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct Gather(u32, u64);
+
+impl Gather {
+    const AT_ONCE: usize = 8;
+}
+
+impl zmqrpc::Command for Gather {
+    const NAME: &'static str = "test.gather";
+    /// The caller's tag and how many calls were in the service together at most.
+    type Response = (u32, usize);
+}
+
+/// A `workers(8)` server of `Gather` on a free port; its endpoint and handle.
+fn gathering_server() -> (String, Running<ServerStats>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let server = zmqrpc::transport::RpcServer::builder()
+        .rep("tcp://127.0.0.1:*")
+        .workers(Gather::AT_ONCE)
+        .register_clone(move |Gather(tag, wait_ms): Gather| {
+            inside.fetch_add(1, SeqCst);
+            let give_up = Instant::now() + Duration::from_millis(wait_ms);
+            let mut most = 0;
+            while Instant::now() < give_up {
+                most = most.max(inside.load(SeqCst));
+                if most >= Gather::AT_ONCE {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Stay until the last has seen everyone.
+            std::thread::sleep(Duration::from_millis(50));
+            inside.fetch_sub(1, SeqCst);
+            Ok::<_, zmqrpc::transport::ServiceError>((tag, most))
+        })
+        .unwrap()
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    (endpoint, server.spawn().unwrap())
+}
+
+/// Regression: `Rep2Req` forwarded one call at a time, so 8 callers of a `workers(8)`
+/// server through it took 8 times as long as direct. Now 8 calls are in the server at
+/// once, from callers of both dialects, each answer back to its own caller.
+#[cfg(feature = "pyzmqrpc3")]
+#[test]
+fn rep2req_forwards_calls_from_many_callers_at_once_in_either_dialect() {
+    use zmqrpc::transport::dialect::Pyzmqrpc3;
+    let (server_endpoint, _server) = gathering_server();
+    let (proxy_endpoint, proxy) = rep2req(&server_endpoint, secs(10));
+    let callers: Vec<_> = (0..Gather::AT_ONCE as u32)
+        .map(|tag| {
+            let endpoint = proxy_endpoint.clone();
+            std::thread::spawn(move || {
+                let answer = if tag % 2 == 0 {
+                    client(&endpoint).call(&Gather(tag, 5000))
+                } else {
+                    RpcClient::builder_for(Pyzmqrpc3::new())
+                        .req(&endpoint)
+                        .timeout(secs(10))
+                        .connect()
+                        .unwrap()
+                        .call(&Gather(tag, 5000))
+                };
+                (tag, answer)
+            })
+        })
+        .collect();
+    for caller in callers {
+        let (tag, answer) = caller.join().unwrap();
+        let (answered_tag, together) = answer.unwrap();
+        assert_eq!(answered_tag, tag, "an answer went to another caller");
+        assert_eq!(
+            together,
+            Gather::AT_ONCE,
+            "caller {tag}: calls did not overlap"
+        );
+    }
+    let counts = proxy.stats().snapshot();
+    assert_eq!((counts.forwarded, counts.failed), (8, 0));
+}
+
+/// With `concurrency(1)`, calls go one at a time, in order; a kind without a REQ input and
+/// REQ output refuses the setting.
+#[test]
+fn rep2req_concurrency_one_serialises_and_other_kinds_refuse_the_setting() {
+    let (server_endpoint, _server) = gathering_server();
+    let proxy = Proxy::builder(ProxyKind::Rep2Req)
+        .input("tcp://127.0.0.1:*")
+        .output(&server_endpoint)
+        .concurrency(1)
+        .timeout(secs(10))
+        .bind()
+        .unwrap();
+    let endpoint = proxy.input_endpoints()[0].clone();
+    let _proxy = proxy.spawn().unwrap();
+    let callers: Vec<_> = (0..2)
+        .map(|tag| {
+            let endpoint = endpoint.clone();
+            std::thread::spawn(move || client(&endpoint).call(&Gather(tag, 200)).unwrap())
+        })
+        .collect();
+    for caller in callers {
+        let (_, together) = caller.join().unwrap();
+        assert_eq!(together, 1);
+    }
+    for kind in [ProxyKind::Rep2Pub, ProxyKind::Sub2Req, ProxyKind::Sub2Pub] {
+        let refused = Proxy::builder(kind)
+            .input("tcp://127.0.0.1:*")
+            .output("tcp://127.0.0.1:*")
+            .concurrency(4)
+            .bind();
+        let error = refused.err().unwrap().to_string();
+        assert!(error.contains("concurrency"), "{kind}: {error}");
+    }
+}

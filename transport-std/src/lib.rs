@@ -138,7 +138,7 @@ pub use messaging::sender::{Sender, SenderBuilder};
 pub use messaging::subscriptions::MAX_TOPICS;
 pub use proxy::buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use proxy::spool::{Recovery, Spool, SpoolError};
-pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats};
+pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats, DEFAULT_CONCURRENCY};
 pub use rpc::client::{ClientBuilder, RpcClient};
 pub use rpc::pipeline::{Outcome, Pipeline, PipelineBuilder, DEFAULT_WINDOW_BYTES};
 pub use rpc::receipt::Receipt;

@@ -55,12 +55,13 @@ mod link;
 mod relay;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dialect::{Dialect, Native};
 use crate::error::ConfigError;
-use crate::messaging::publisher::{PendingLimits, Publisher};
-use crate::messaging::receiver::Receiver;
+use crate::messaging::publisher::PendingLimits;
+use crate::messaging::serving::Serving;
 use crate::proxy::{relay_methods, side_setters, Sides};
 use crate::socket::stats::counters;
 use crate::TransportError;
@@ -213,14 +214,27 @@ impl SerialBridgeBuilder {
         let mut relay = Relay::new(link, publisher, sides.timeout, stop, self.frame_max)
             .with_permissions(sides.permissions.clone());
         relay.open_if_due();
-        Ok(SerialBridge { input, relay })
+        let stats = Arc::clone(relay.stats());
+        Ok(SerialBridge {
+            output_endpoints: relay
+                .publisher()
+                .map_or_else(Vec::new, |p| p.endpoints().to_vec()),
+            serving: Serving::One {
+                receiver: input,
+                handler: relay,
+            },
+            stats,
+        })
     }
 }
 
 /// A bridge between a REP/PUB pair and a serial device; see the [module docs](self).
 pub struct SerialBridge {
-    input: Receiver,
-    relay: Relay,
+    /// The input and the relay that serves it, on one thread.
+    serving: Serving<Relay>,
+    stats: Arc<BridgeStats>,
+    /// The PUB output's endpoints as bound.
+    output_endpoints: Vec<String>,
 }
 
 impl SerialBridge {
@@ -244,13 +258,15 @@ impl SerialBridge {
 
     /// The PUB output's endpoints as bound (empty without one).
     pub fn output_endpoints(&self) -> &[String] {
-        self.relay.publisher().map_or(&[], Publisher::endpoints)
+        &self.output_endpoints
     }
 
     /// Whether the device is open now.
     pub fn device_open(&self) -> bool {
-        self.relay.link().is_open()
+        self.serving
+            .handler()
+            .is_some_and(|relay| relay.link().is_open())
     }
 
-    relay_methods!(relay, "zmqrpc-bridge", BridgeStats);
+    relay_methods!("zmqrpc-bridge", BridgeStats);
 }

@@ -20,6 +20,8 @@
 //! ends a call at once as [`RequestError::AuthFailed`] when the security handshake is
 //! refused, instead of at its timeout.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::Credentials;
@@ -51,7 +53,9 @@ pub struct Requester {
     options: SocketOptions,
     credentials: Option<Credentials>,
     endpoints: Vec<Endpoint>,
-    next: usize,
+    /// Whose turn is next (counted on, modulo the endpoints); shared by requesters that
+    /// [take turns together](Requester::sharing_turns_with).
+    turns: Arc<AtomicUsize>,
     reply: zmq::Message,
 }
 
@@ -115,7 +119,7 @@ impl Requester {
                     connection: None,
                 })
                 .collect(),
-            next: 0,
+            turns: Arc::default(),
             reply: zmq::Message::new(),
         };
         for endpoint in &mut requester.endpoints {
@@ -157,8 +161,7 @@ impl Requester {
         if self.endpoints.is_empty() {
             return Err(RequestError::NoEndpoint);
         }
-        let index = self.next;
-        self.next = (index + 1) % self.endpoints.len();
+        let index = self.next_turn();
         let deadline = later(Instant::now(), timeout);
         let connection = self.endpoints[index]
             .connection(&self.ctx, &self.options, self.credentials.as_ref())
@@ -181,9 +184,19 @@ impl Requester {
         if self.endpoints.is_empty() {
             return Err(RequestError::NoEndpoint);
         }
-        let index = self.next;
-        self.next = (index + 1) % self.endpoints.len();
-        Ok(index)
+        Ok(self.next_turn())
+    }
+
+    /// The endpoint whose turn it is (there is at least one); the turn passes on.
+    fn next_turn(&self) -> usize {
+        self.turns.fetch_add(1, Ordering::Relaxed) % self.endpoints.len()
+    }
+
+    /// Takes turns with `other` from now on: requesters that serve one output together (a
+    /// proxy's forwarders) use its endpoints in turn between them, not each on its own.
+    pub(crate) fn sharing_turns_with(mut self, other: &Requester) -> Requester {
+        self.turns = Arc::clone(&other.turns);
+        self
     }
 
     /// Sends `message` to endpoint `index` without waiting for the reply, to be read with

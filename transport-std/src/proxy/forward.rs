@@ -10,9 +10,11 @@ use super::{
 };
 use crate::auth::Permissions;
 use crate::dialect::{DefaultDialect, Dialect};
+use crate::messaging::pool::Pick;
 use crate::messaging::publisher::{PendingLimits, Publisher};
-use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Receiver, Rejection};
+use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::messaging::requester::Requester;
+use crate::messaging::serving::Serving;
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
@@ -27,6 +29,8 @@ pub struct ProxyBuilder<D: Dialect = DefaultDialect> {
     kind: ProxyKind,
     sides: Sides,
     pending: PendingLimits,
+    /// Calls a `Rep2Req` proxy forwards at once.
+    concurrency: usize,
     /// A setting this kind has no use for, refused at `bind`.
     misfit: Option<&'static str>,
 }
@@ -81,6 +85,23 @@ impl<D: Dialect> ProxyBuilder<D> {
         self
     }
 
+    /// How many calls a [`ProxyKind::Rep2Req`] proxy forwards at once (default
+    /// [`DEFAULT_CONCURRENCY`], at least 1): each of them has a REQ socket of its own to the
+    /// output and its own timeout, and its answer goes back to its own caller, so one slow
+    /// call holds no other back. Past `n` calls in flight, callers wait in the input's queue
+    /// (its high-water mark). With 1, calls are forwarded one at a time, in order. Any
+    /// other kind refuses a value other than 1 at `bind`
+    /// ([`ConfigError::NotForKind`](crate::ConfigError::NotForKind)): a SUB input's
+    /// messages are forwarded in order, and a PUB output takes each at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        if self.kind == ProxyKind::Rep2Req {
+            self.concurrency = n.max(1);
+        } else if n != 1 {
+            self.misfit = Some("concurrency");
+        }
+        self
+    }
+
     /// Creates, binds and connects both sides.
     pub fn bind(mut self) -> Result<Proxy<D>, TransportError> {
         if let Some(setting) = self.misfit {
@@ -88,37 +109,61 @@ impl<D: Dialect> ProxyBuilder<D> {
             return Err(ConfigError::NotForKind { setting, kind }.into());
         }
         let max_body = self.sides.max_body();
-        let (ctx, input) = self.sides.bind_input()?;
+        let (ctx, input) = self.sides.input_builder()?;
+        let stats: Arc<ProxyStats> = Arc::default();
         let sides = &self.sides;
-        let output = if self.kind.req_output() {
-            Output::Req(sides.requester(&ctx)?)
+        let forwarder = |output| Forwarder {
+            dialect: self.dialect.clone(),
+            scratch: Vec::new(),
+            max_body,
+            stop: input.shutdown(),
+            kind: self.kind,
+            output,
+            timeout: sides.timeout,
+            stats: Arc::clone(&stats),
+            last_log: Instant::now(),
+            failures: FailureLog::default(),
+            permissions: sides.permissions.clone(),
+            dropped_seen: 0,
+        };
+        let mut output_endpoints = Vec::new();
+        let forwarders = if self.kind.req_output() {
+            // The output's endpoints are used in turn by all the forwarders together.
+            let first = sides.requester(&ctx)?;
+            let mut requesters = Vec::with_capacity(self.concurrency);
+            for _ in 1..self.concurrency {
+                requesters.push(sides.requester(&ctx)?.sharing_turns_with(&first));
+            }
+            requesters.push(first);
+            requesters
+                .into_iter()
+                .map(|requester| forwarder(Output::Req(requester)))
+                .collect()
         } else {
-            Output::Pub(sides.publisher(&ctx, self.pending)?)
+            let publisher = sides.publisher(&ctx, self.pending)?;
+            output_endpoints = publisher.endpoints().to_vec();
+            vec![forwarder(Output::Pub(publisher))]
         };
         Ok(Proxy {
-            forwarder: Forwarder {
-                dialect: self.dialect,
-                scratch: Vec::new(),
-                max_body,
-                stop: input.shutdown(),
-                kind: self.kind,
-                output,
-                timeout: sides.timeout,
-                stats: Arc::default(),
-                last_log: Instant::now(),
-                failures: FailureLog::default(),
-                permissions: sides.permissions.clone(),
-                dropped_seen: 0,
-            },
-            input,
+            serving: Serving::bind(input, forwarders, Pick::Warm)?,
+            stats,
+            output_endpoints,
         })
     }
 }
 
+/// How many calls a `Rep2Req` proxy forwards at once unless told
+/// ([`ProxyBuilder::concurrency`]).
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// A running or ready-to-run proxy; see the [module docs](super).
 pub struct Proxy<D: Dialect = DefaultDialect> {
-    input: Receiver,
-    forwarder: Forwarder<D>,
+    /// The input and its forwarder (with `concurrency`, a pool of them).
+    serving: Serving<Forwarder<D>>,
+    /// The counters, every forwarder's together.
+    stats: Arc<ProxyStats>,
+    /// A PUB output's endpoints as bound.
+    output_endpoints: Vec<String>,
 }
 
 impl Proxy {
@@ -136,19 +181,20 @@ impl<D: Dialect> Proxy<D> {
             kind,
             sides: Sides::new(D::heartbeat_answer, !kind.req_output()),
             pending: PendingLimits::default(),
+            concurrency: match kind {
+                ProxyKind::Rep2Req => DEFAULT_CONCURRENCY,
+                _ => 1,
+            },
             misfit: None,
         }
     }
 
     /// The PUB output's endpoints as bound (empty for a REQ output).
     pub fn output_endpoints(&self) -> &[String] {
-        match &self.forwarder.output {
-            Output::Pub(publisher) => publisher.endpoints(),
-            Output::Req(_) => &[],
-        }
+        &self.output_endpoints
     }
 
-    relay_methods!(forwarder, "zmqrpc-proxy", ProxyStats);
+    relay_methods!("zmqrpc-proxy", ProxyStats);
 }
 
 enum Output {
@@ -173,13 +219,6 @@ struct Forwarder<D: Dialect> {
     permissions: Option<Arc<Permissions>>,
     /// The output's dropped messages last logged.
     dropped_seen: u64,
-}
-
-impl<D: Dialect> Forwarder<D> {
-    /// The proxy's counters.
-    fn stats(&self) -> &Arc<ProxyStats> {
-        &self.stats
-    }
 }
 
 impl<D: Dialect> MessageHandler for Forwarder<D> {

@@ -13,6 +13,16 @@
 //! the proxy's timeout, then answers the caller with a `Timeout` or `Unavailable` error and
 //! is ready for the next request at once. Each side has its own endpoints, options and
 //! credentials.
+//!
+//! A `Rep2Req` proxy forwards up to [`concurrency`](ProxyBuilder::concurrency) calls at once
+//! (default [`DEFAULT_CONCURRENCY`]): its input is a ROUTER in front of a pool of forwarders,
+//! each with its own REQ socket to the output, as a server's [`workers`] are; every call has
+//! its own timeout and its answer goes back to its own caller, in either dialect (no answer
+//! is matched by number: each REQ socket carries one call at a time). A site proxy in front
+//! of a pool of workers therefore serialises nothing. The other kinds forward on one thread,
+//! in order.
+//!
+//! [`workers`]: crate::ServerBuilder::workers
 
 pub mod buffered;
 mod forward;
@@ -30,7 +40,7 @@ use crate::dialect::{Dialect, Request};
 use crate::messaging::receiver::Incoming;
 use crate::socket::stats::counters;
 
-pub use forward::{Proxy, ProxyBuilder};
+pub use forward::{Proxy, ProxyBuilder, DEFAULT_CONCURRENCY};
 pub(crate) use sides::{relay_methods, side_setters, Sides};
 
 /// Which sockets a [`Proxy`] joins.

@@ -82,13 +82,20 @@ impl Sides {
         self.input.options.max_frame()
     }
 
-    /// Binds the input in the proxy's context (made here unless one was given), once the
-    /// protection of both sides is [checked](Sides::check).
-    pub(crate) fn bind_input(&mut self) -> Result<(zmq::Context, Receiver), TransportError> {
+    /// The input's builder in the proxy's context (made here unless one was given), once
+    /// the protection of both sides is [checked](Sides::check).
+    pub(crate) fn input_builder(
+        &mut self,
+    ) -> Result<(zmq::Context, ReceiverBuilder), TransportError> {
         self.check()?;
         let ctx = self.ctx.take().unwrap_or_default();
-        let input = std::mem::take(&mut self.input).context(&ctx).bind()?;
-        Ok((ctx, input))
+        Ok((ctx.clone(), std::mem::take(&mut self.input).context(&ctx)))
+    }
+
+    /// The input, bound (see [`input_builder`](Sides::input_builder)).
+    pub(crate) fn bind_input(&mut self) -> Result<(zmq::Context, Receiver), TransportError> {
+        let (ctx, input) = self.input_builder()?;
+        Ok((ctx, input.bind()?))
     }
 
     /// A REQ output: the endpoints, used in turn, presenting the output credentials.
@@ -200,35 +207,35 @@ macro_rules! side_setters {
 }
 pub(crate) use side_setters;
 
-/// The methods every proxy shares, over its `input` receiver and the handler in field
-/// `$handler` (whose `stats()` are the proxy's counters, of type `$stats`): one definition
-/// for all of them.
+/// The methods every proxy shares, over its `serving` field (a
+/// [`Serving`](crate::messaging::serving::Serving)) and its `stats` (an `Arc<$stats>`, the
+/// proxy's counters): one definition for all of them.
 macro_rules! relay_methods {
-    ($handler:ident, $thread:literal, $stats:ident) => {
+    ($thread:literal, $stats:ident) => {
         /// The REP input's endpoints as bound (empty with only SUB inputs).
         pub fn input_endpoints(&self) -> &[String] {
-            self.input.rep_endpoints()
+            self.serving.rep_endpoints()
         }
 
         /// A handle that stops the proxy.
         pub fn shutdown(&self) -> $crate::Shutdown {
-            self.input.shutdown()
+            self.serving.shutdown()
         }
 
         /// The live counters.
         pub fn stats(&self) -> std::sync::Arc<$stats> {
-            self.$handler.stats().clone()
+            self.stats.clone()
         }
 
         /// The live counters of the input's sockets: heartbeats, SUB sockets made anew,
         /// and handshakes a publisher refused a SUB input (`sub_refused`).
         pub fn input_stats(&self) -> std::sync::Arc<$crate::ReceiverStats> {
-            self.input.stats()
+            self.serving.stats()
         }
 
         /// Serves on the calling thread until stopped.
         pub fn run(self) -> Result<(), $crate::TransportError> {
-            self.input.run(self.$handler)
+            self.serving.run()
         }
 
         /// Serves on a new thread; the handle stops (also on drop) and joins it.

@@ -104,11 +104,6 @@ impl<D: Dialect> Buffer<D> {
         self
     }
 
-    /// The proxy's counters.
-    pub(super) fn stats(&self) -> &Arc<ProxyStats> {
-        &self.stats
-    }
-
     /// Queues and (with a spool) persists `message`; the error reply says why not.
     fn accept(&mut self, message: &[u8]) -> Result<(), (ErrorCode, String)> {
         if self.queue.is_full() {

@@ -34,7 +34,7 @@ use zmqrpc_core::{BoundedQueue, OverflowPolicy};
 
 use crate::dialect::{DefaultDialect, Dialect};
 use crate::error::ConfigError;
-use crate::messaging::receiver::Receiver;
+use crate::messaging::serving::Serving;
 use crate::proxy::spool::{Spool, SpoolError};
 use crate::proxy::{relay_methods, side_setters, ProxyStats, Sides};
 use crate::socket::stats::set;
@@ -151,22 +151,26 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
             &stats.dropped,
             spool.as_ref().map_or(0, Spool::lost_on_open),
         );
+        let buffer = Buffer::new(
+            self.dialect,
+            queue,
+            spool,
+            requester,
+            Delivery {
+                timeout: self.sides.timeout,
+                retry: self.retry,
+                max_bytes: self.max_bytes,
+                max_body,
+            },
+            Arc::clone(&stats),
+        )
+        .with_permissions(self.sides.permissions.clone());
         Ok(BufferedProxy {
-            input,
-            buffer: Buffer::new(
-                self.dialect,
-                queue,
-                spool,
-                requester,
-                Delivery {
-                    timeout: self.sides.timeout,
-                    retry: self.retry,
-                    max_bytes: self.max_bytes,
-                    max_body,
-                },
-                stats,
-            )
-            .with_permissions(self.sides.permissions.clone()),
+            serving: Serving::One {
+                receiver: input,
+                handler: buffer,
+            },
+            stats,
         })
     }
 }
@@ -218,8 +222,9 @@ impl From<SpoolError> for BufferedProxyError {
 
 /// A store-and-forward REP→REQ proxy; see the [module docs](self).
 pub struct BufferedProxy<D: Dialect = DefaultDialect> {
-    input: Receiver,
-    buffer: Buffer<D>,
+    /// The input and the buffer that serves it, on one thread.
+    serving: Serving<Buffer<D>>,
+    stats: Arc<ProxyStats>,
 }
 
 impl BufferedProxy {
@@ -243,5 +248,5 @@ impl<D: Dialect> BufferedProxy<D> {
     }
 
     // The spool is synced when `run` ends (the buffer's drop).
-    relay_methods!(buffer, "zmqrpc-buffered", ProxyStats);
+    relay_methods!("zmqrpc-buffered", ProxyStats);
 }

@@ -216,11 +216,6 @@ impl<D: Dialect> Dispatcher<D> {
         self.permissions = permissions;
         self
     }
-
-    /// The dispatch counters.
-    pub(super) fn stats(&self) -> &Arc<DispatchStats> {
-        &self.stats
-    }
 }
 
 impl<D: Dialect> MessageHandler for Dispatcher<D> {

@@ -12,7 +12,6 @@
 //! answers are discarded (counted in [`DispatchCounts`] when they fail).
 
 mod dispatch;
-mod pool;
 mod service;
 
 use std::sync::Arc;
@@ -22,12 +21,13 @@ use zmqrpc_core::Command;
 
 use crate::auth::{Credentials, Permissions, Users};
 use crate::dialect::{DefaultDialect, Dialect};
+use crate::messaging::pool::Pick;
 use crate::messaging::receiver::{Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats};
+use crate::messaging::serving::Serving;
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown};
 use crate::{ConfigError, TransportError};
 use dispatch::{Dispatcher, Services};
-use pool::Pool;
 
 pub use dispatch::{DispatchCounts, DispatchStats};
 pub use service::{Caller, RegisterError, Service, ServiceError, WithCaller};
@@ -84,17 +84,11 @@ pub struct RpcServer<D: Dialect = DefaultDialect> {
     inner: Inner<D>,
 }
 
-enum Inner<D: Dialect> {
-    /// One thread receives and serves.
-    Single {
-        receiver: Receiver,
-        dispatcher: Dispatcher<D>,
-    },
-    /// A receiving thread hands each message to a free worker.
-    Pool {
-        pool: Pool<Dispatcher<D>>,
-        dispatch: Arc<DispatchStats>,
-    },
+struct Inner<D: Dialect> {
+    /// One thread that receives and serves, or a receiving thread and a pool of workers.
+    serving: Serving<Dispatcher<D>>,
+    /// The dispatch counters, all workers together.
+    dispatch: Arc<DispatchStats>,
 }
 
 impl RpcServer {
@@ -122,48 +116,27 @@ impl<D: Dialect> RpcServer<D> {
 
     /// The REP (or, with workers, ROUTER) endpoints as bound, wildcard ports resolved.
     pub fn rep_endpoints(&self) -> &[String] {
-        match &self.inner {
-            Inner::Single { receiver, .. } => receiver.rep_endpoints(),
-            Inner::Pool { pool, .. } => pool.endpoints(),
-        }
+        self.inner.serving.rep_endpoints()
     }
 
     /// A handle that stops the server, for another thread or for a service (a "shutdown"
     /// command exists only if you register one that calls it).
     pub fn shutdown(&self) -> Shutdown {
-        match &self.inner {
-            Inner::Single { receiver, .. } => receiver.shutdown(),
-            Inner::Pool { pool, .. } => pool.shutdown(),
-        }
+        self.inner.serving.shutdown()
     }
 
     /// The server's live counters (all workers together).
     #[allow(deprecated)] // builds the handle, fields and all
     pub fn stats(&self) -> ServerStats {
-        match &self.inner {
-            Inner::Single {
-                receiver,
-                dispatcher,
-            } => ServerStats {
-                receiver: receiver.stats(),
-                dispatch: dispatcher.stats().clone(),
-            },
-            Inner::Pool { pool, dispatch } => ServerStats {
-                receiver: pool.stats(),
-                dispatch: dispatch.clone(),
-            },
+        ServerStats {
+            receiver: self.inner.serving.stats(),
+            dispatch: self.inner.dispatch.clone(),
         }
     }
 
     /// Serves on the calling thread until the [`shutdown`](RpcServer::shutdown) handle is used.
     pub fn run(self) -> Result<(), TransportError> {
-        match self.inner {
-            Inner::Single {
-                receiver,
-                dispatcher,
-            } => receiver.run(dispatcher),
-            Inner::Pool { pool, .. } => pool.run(),
-        }
+        self.inner.serving.run()
     }
 
     /// Serves on a new thread; the handle stops it (also on drop) and joins it.
@@ -324,21 +297,21 @@ impl<D: Dialect> ServerBuilder<D> {
         let max_frame = self.options.max_frame();
         let (dialect, max_body) = (self.dialect, self.max_body);
         let permissions = self.permissions;
-        if self.workers == 1 {
-            let stats = Arc::default();
-            let dispatcher = Dispatcher::new(dialect, self.services, stats, max_frame, max_body)
-                .with_permissions(permissions);
-            return Ok(RpcServer {
-                inner: Inner::Single {
-                    receiver: self.receiver.bind()?,
-                    dispatcher,
-                },
-            });
-        }
-        // Every worker gets its own copy of every service.
         let dispatch = Arc::new(DispatchStats::default());
+        let dispatcher = |services| {
+            Dispatcher::new(
+                dialect.clone(),
+                services,
+                dispatch.clone(),
+                max_frame,
+                max_body,
+            )
+            .with_permissions(permissions.clone())
+        };
+        // Every worker but one gets a copy of every service; the last takes them as they
+        // are, so a single-threaded server needs no copies.
         let mut dispatchers = Vec::with_capacity(self.workers);
-        for _ in 0..self.workers {
+        for _ in 1..self.workers {
             let services = self
                 .services
                 .copy()
@@ -346,16 +319,12 @@ impl<D: Dialect> ServerBuilder<D> {
                     command,
                     workers: self.workers,
                 })?;
-            let stats = dispatch.clone();
-            let dispatcher = Dispatcher::new(dialect.clone(), services, stats, max_frame, max_body)
-                .with_permissions(permissions.clone());
-            dispatchers.push(dispatcher);
+            dispatchers.push(dispatcher(services));
         }
+        dispatchers.push(dispatcher(self.services));
+        let serving = Serving::bind(self.receiver, dispatchers, Pick::Rested)?;
         Ok(RpcServer {
-            inner: Inner::Pool {
-                pool: Pool::bind(self.receiver, dispatchers)?,
-                dispatch,
-            },
+            inner: Inner { serving, dispatch },
         })
     }
 }

@@ -1,19 +1,21 @@
-//! A server's worker pool: one receiving thread hands each message to a free worker.
+//! A worker pool: one receiving thread hands each message to a free worker (a server's
+//! dispatchers, a `Rep2Req` proxy's forwarders).
 //!
 //! The receiving thread (the broker) owns what faces the network: a ROUTER socket bound to
 //! the server's endpoints, the SUB sockets, and the ZAP handler of a protected server, so
 //! every socket a peer reaches is verified the same way as a single-thread server's. Behind
 //! it, each worker thread holds a REQ socket on a private inproc ROUTER and asks for work by
 //! answering its last task (the ZeroMQ guide's load-balancing broker): the broker keeps the
-//! free workers in a queue, least recently used first, and reads the network only while one
-//! is free, so a call waits only when every worker is busy. A task carries what the worker
+//! free workers in a queue, handing out the one free longest (a server: the load spread) or
+//! the one free last ([`Pick`]: a proxy, whose warm connections stay in use), and reads the
+//! network only while one is free, so a call waits only when every worker is busy. A task carries what the worker
 //! cannot learn from its own socket: where the message came from and the `User-Id` its
 //! sender authenticated as. The broker answers heartbeats itself and keeps each caller's
 //! envelope until its worker answers.
 //!
 //! Workers call their handler's [`handle`](MessageHandler::handle) and
-//! [`reject`](MessageHandler::reject) only: the pool is for dispatchers, which need no socket,
-//! deadline or wake-up of their own.
+//! [`reject`](MessageHandler::reject) only: the pool is for handlers that need no socket to
+//! watch, deadline or wake-up of their own (a server's dispatchers, a proxy's REQ forwarders).
 //!
 //! A stop wakes the broker at once; it tells every free worker to end, lets busy ones finish
 //! the call in hand (and delivers their answers), and joins them all together.
@@ -50,6 +52,41 @@ enum Busy {
     Notification,
 }
 
+/// Which free worker takes the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// The one free longest: the load spread over every worker.
+    Rested,
+    /// The one free last: as few workers in use as the load needs, so what each keeps
+    /// (a connection downstream, made anew after a failure) is kept warm.
+    Warm,
+}
+
+/// The free workers, in the order they became free.
+struct FreeWorkers {
+    queue: VecDeque<usize>,
+    pick: Pick,
+}
+
+impl FreeWorkers {
+    /// The free worker that takes the next message, as the [`Pick`] says.
+    fn next(&self) -> Option<usize> {
+        match self.pick {
+            Pick::Rested => self.queue.front(),
+            Pick::Warm => self.queue.back(),
+        }
+        .copied()
+    }
+
+    /// Marks the [`next`](FreeWorkers::next) busy.
+    fn take(&mut self) {
+        match self.pick {
+            Pick::Rested => self.queue.pop_front(),
+            Pick::Warm => self.queue.pop_back(),
+        };
+    }
+}
+
 /// The broker's record of one worker.
 struct Slot {
     busy: Busy,
@@ -76,6 +113,7 @@ impl<H: MessageHandler> Pool<H> {
     pub(crate) fn bind(
         builder: ReceiverBuilder,
         handlers: Vec<H>,
+        pick: Pick,
     ) -> Result<Pool<H>, TransportError> {
         let inputs = builder.inputs()?;
         let ctx = inputs.ctx;
@@ -109,7 +147,11 @@ impl<H: MessageHandler> Pool<H> {
                 subs: inputs.subs,
                 backend,
                 slots: Vec::with_capacity(workers.len()),
-                free: VecDeque::with_capacity(workers.len()),
+                free: FreeWorkers {
+                    queue: VecDeque::with_capacity(workers.len()),
+                    pick,
+                },
+                protected: inputs.verifier.is_some(),
                 stats: inputs.stats,
                 part: zmq::Message::new(),
                 user: String::new(),
@@ -188,7 +230,9 @@ struct Broker {
     backend: zmq::Socket,
     slots: Vec<Slot>,
     /// Free workers, least recently used first.
-    free: VecDeque<usize>,
+    free: FreeWorkers,
+    /// Whether the ROUTER verifies its peers: only then has a message a `User-Id`.
+    protected: bool,
     stats: Arc<ReceiverStats>,
     part: zmq::Message,
     /// The current message's `User-Id`, reused from message to message.
@@ -230,7 +274,7 @@ impl Broker {
     /// Waits for the backend, and for the network while a worker is free.
     fn poll(&self, stop: &StopListener) -> Result<Ready, TransportError> {
         // The network only while a worker can take what it brings (a SUB's monitor always).
-        let network = if self.free.is_empty() {
+        let network = if self.free.queue.is_empty() {
             zmq::PollEvents::empty()
         } else {
             zmq::POLLIN
@@ -288,19 +332,19 @@ impl Broker {
             slot.busy = Busy::No;
             slot.envelope.clear();
             if let Some(w) = worker {
-                self.free.push_back(w);
+                self.free.queue.push_back(w);
             }
         }
     }
 
-    /// Reads calls from the ROUTER while a worker is free; hands each to the least recently
-    /// used one.
+    /// Reads calls from the ROUTER while a worker is free; hands each to the
+    /// [`next`](FreeWorkers::next) free worker.
     fn take_calls(&mut self) -> Result<(), TransportError> {
         let Some(frontend) = &self.frontend else {
             return Ok(());
         };
         for _ in 0..BATCH {
-            let Some(&worker) = self.free.front() else {
+            let Some(worker) = self.free.next() else {
                 return Ok(());
             };
             let slot = &mut self.slots[worker];
@@ -348,11 +392,14 @@ impl Broker {
                 bump(&self.stats.received);
                 HANDLE
             };
-            copy_user(&mut body, &mut self.user);
+            match self.protected {
+                true => copy_user(&mut body, &mut self.user),
+                false => self.user.clear(),
+            }
             let header = task_header(what, Origin::Rep);
             send_task(&self.backend, worker, header, &self.user, &body)?;
             self.slots[worker].busy = Busy::Call;
-            self.free.pop_front();
+            self.free.take();
         }
         Ok(())
     }
@@ -360,7 +407,7 @@ impl Broker {
     /// Reads notifications from SUB `index` while a worker is free.
     fn take_notifications(&mut self, index: usize) -> Result<(), TransportError> {
         for _ in 0..BATCH {
-            let Some(&worker) = self.free.front() else {
+            let Some(worker) = self.free.next() else {
                 return Ok(());
             };
             let what = match self.subs[index].recv(&mut self.part, self.heartbeats)? {
@@ -382,7 +429,7 @@ impl Broker {
             let header = task_header(what, Origin::Sub(index));
             send_task(&self.backend, worker, header, "", &self.part)?;
             self.slots[worker].busy = Busy::Notification;
-            self.free.pop_front();
+            self.free.take();
         }
         Ok(())
     }
@@ -392,7 +439,7 @@ impl Broker {
     fn finish(&mut self) -> Result<(), TransportError> {
         let end = task_header(END, Origin::Rep);
         loop {
-            while let Some(worker) = self.free.pop_front() {
+            while let Some(worker) = self.free.queue.pop_front() {
                 // A worker that cannot be told has ended on an error of its own.
                 let _ = send_task(&self.backend, worker, end, "", b"");
             }

@@ -178,7 +178,7 @@ mod tests {
             panic!("boom");
         };
         let builder = ReceiverBuilder::default().rep("tcp://127.0.0.1:*");
-        let pool = Pool::bind(builder, vec![handler]).unwrap();
+        let pool = Pool::bind(builder, vec![handler], super::super::Pick::Rested).unwrap();
         let endpoint = pool.endpoints()[0].clone();
         let shutdown = pool.shutdown();
         let running = std::thread::spawn(move || pool.run());
