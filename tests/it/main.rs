@@ -31,6 +31,7 @@ mod reliability;
 mod rpc;
 mod serial_bridge;
 mod shared;
+mod shared_async;
 mod strangers;
 mod threads;
 mod workers;

@@ -182,6 +182,12 @@ pub enum CallError {
         /// Calls in flight.
         in_flight: usize,
     },
+    /// A blocking call was made on the thread of a current-thread tokio runtime, where it
+    /// would stall every task of the runtime, the I/O it waits for included. Use the
+    /// `_async` form of the call there (with the `tokio` feature), or call from a thread of
+    /// your own. (On a multi-thread runtime a blocking call is moved off the runtime with
+    /// `tokio::task::block_in_place` instead.)
+    BlockingInRuntime,
 }
 
 impl fmt::Display for CallError {
@@ -227,6 +233,10 @@ impl fmt::Display for CallError {
             CallError::WindowFull { in_flight } => {
                 write!(f, "{in_flight} calls in flight fill the pipeline's window")
             }
+            CallError::BlockingInRuntime => f.write_str(
+                "a blocking call on a current-thread tokio runtime would stall it: use the \
+                 call's `_async` form, or call from a thread of your own",
+            ),
         }
     }
 }

@@ -47,6 +47,7 @@ impl<H: MessageHandler> Serving<H> {
 
     /// The handler of an input served on one thread (`None` for a pool: its handlers are
     /// its workers').
+    #[cfg_attr(not(feature = "serial"), allow(dead_code))] // read by the bridge only
     pub(crate) fn handler(&self) -> Option<&H> {
         match self {
             Serving::One { handler, .. } => Some(handler),

@@ -114,7 +114,11 @@ impl<D: Dialect> Io<D> {
         }
         let mut inside = self.shared.lock();
         inside.stopped = true;
-        inside.calls.end_all(Why::Stopped, |_, _| {});
+        inside.calls.end_all(Why::Stopped, |_, waiter| {
+            if let Some(waker) = waiter.waker.take() {
+                waker.wake();
+            }
+        });
         drop(inside);
         for ready in self.shared.ready.iter() {
             ready.notify_all();

@@ -35,11 +35,15 @@
 //! A dialect whose answers carry no number (pyzmqrpc3's) cannot be shared: it is refused at
 //! connect with [`ConfigError::UnnumberedDialect`].
 
+#[cfg(feature = "tokio")]
+mod future;
 mod io;
+mod runtime;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,9 +53,11 @@ use zmqrpc_protocol::calls::{CallCounts, Calls, End, Limits, Refusal, State, Why
 use crate::auth::Credentials;
 use crate::dialect::{Dialect, Native};
 use crate::error::HandshakeFailure;
+use crate::messaging::publisher::PublisherStats;
+use crate::messaging::sender::{Sender, SenderBuilder};
 use crate::rpc::receipt::{receipt, Receipt};
 use crate::socket::options::{later, SocketOptions};
-use crate::{CallError, ConfigError, TransportError};
+use crate::{CallError, ConfigError, SocketKind, TransportError};
 
 /// Builds a [`SharedClient`].
 pub struct SharedClientBuilder<D: Dialect = Native> {
@@ -62,9 +68,49 @@ pub struct SharedClientBuilder<D: Dialect = Native> {
     credentials: Option<Credentials>,
     timeout: Duration,
     limits: Limits,
+    /// The PUB side for notifications, if any.
+    notifications: SenderBuilder,
 }
 
 impl<D: Dialect> SharedClientBuilder<D> {
+    /// Binds a PUB socket to `endpoint` too, for [`SharedClient::notify`]; servers subscribe.
+    pub fn publish_on(mut self, endpoint: impl Into<String>) -> Self {
+        self.notifications = self.notifications.publish_on(endpoint);
+        self
+    }
+
+    /// Notifications held while no server subscribes (default 1000); beyond, the oldest are
+    /// dropped and counted.
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.notifications = self.notifications.pending_limit(limit);
+        self
+    }
+
+    /// Bytes of notifications held at most (default 8 MiB); beyond, the oldest are dropped
+    /// and counted.
+    pub fn pending_bytes(mut self, bytes: usize) -> Self {
+        self.notifications = self.notifications.pending_bytes(bytes);
+        self
+    }
+
+    /// Back-pressure for [`SharedClient::notify`], as [`ClientBuilder::backpressure`]
+    /// says: a full publisher makes `notify` wait up to `wait` (holding the other
+    /// notifiers back meanwhile) before it drops the oldest. Off by default.
+    ///
+    /// [`ClientBuilder::backpressure`]: crate::ClientBuilder::backpressure
+    pub fn backpressure(mut self, wait: Duration) -> Self {
+        self.notifications = self.notifications.backpressure(wait);
+        self
+    }
+
+    /// Lets only servers presenting the credentials of one of `users` subscribe to the
+    /// publisher ([`publish_on`](Self::publish_on)); without one, `connect` refuses with
+    /// [`ConfigError::UsersWithoutBind`].
+    pub fn users(mut self, users: crate::Users) -> Self {
+        self.notifications = self.notifications.users(users);
+        self
+    }
+
     /// Uses `ctx` (needed for `inproc://`); by default the client makes its own context.
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.ctx = Some(ctx.clone());
@@ -134,6 +180,16 @@ impl<D: Dialect> SharedClientBuilder<D> {
             .into());
         }
         let ctx = self.ctx.unwrap_or_default();
+        let notifier = self
+            .notifications
+            .context(&ctx)
+            .options(self.options.clone())
+            .connect()?;
+        let notifier = Mutex::new(Notifier {
+            publish_endpoints: notifier.publish_endpoints().to_vec(),
+            sender: notifier,
+            buf: Vec::with_capacity(256),
+        });
         let (wake, woken) = UnixStream::pair()
             .and_then(|(wake, woken)| {
                 wake.set_nonblocking(true)?;
@@ -182,6 +238,7 @@ impl<D: Dialect> SharedClientBuilder<D> {
                 endpoints,
                 max_frame: self.options.max_frame(),
                 timeout: self.timeout,
+                notifier,
                 thread: Some(thread),
             }),
         })
@@ -219,6 +276,17 @@ impl<D: Dialect> Clone for SharedClient<D> {
     }
 }
 
+impl<D: Dialect> std::fmt::Debug for SharedClient<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inside = self.inner.shared.lock();
+        f.debug_struct("SharedClient")
+            .field("endpoints", &self.inner.endpoints)
+            .field("in_flight", &inside.calls.in_flight())
+            .field("queued", &inside.calls.queued())
+            .finish_non_exhaustive()
+    }
+}
+
 impl SharedClient {
     /// Starts building a shared client of the native dialect.
     pub fn builder() -> SharedClientBuilder {
@@ -239,6 +307,7 @@ impl SharedClient {
                 queued: 1024,
                 bytes: crate::DEFAULT_WINDOW_BYTES,
             },
+            notifications: SenderBuilder::default().named("shared client"),
         }
     }
 }
@@ -271,6 +340,15 @@ impl<D: Dialect> SharedClient<D> {
         command: &C,
         timeout: Duration,
     ) -> Result<Receipt<C::Response>, CallError> {
+        runtime::blocking(|| self.wait_for(command, timeout))?
+    }
+
+    /// A blocking call's submission and wait, on a thread where it may block.
+    fn wait_for<C: Command>(
+        &self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<Receipt<C::Response>, CallError> {
         let handle = &self.inner;
         let deadline = later(Instant::now(), timeout);
         let mut inside = handle.shared.lock();
@@ -298,6 +376,98 @@ impl<D: Dialect> SharedClient<D> {
         let result = handle.finish::<C>(&mut inside, seq, end, timeout);
         inside.calls.collect(seq);
         result
+    }
+
+    /// Calls `command` and awaits its response, up to the client's timeout counted from
+    /// the first poll. Dropping the future before it ends cancels the call at once (a queued
+    /// call is never sent; a late answer is dropped and counted).
+    #[cfg(feature = "tokio")]
+    pub async fn call_async<C: Command>(&self, command: &C) -> Result<C::Response, CallError> {
+        self.call_timeout_async(command, self.inner.timeout).await
+    }
+
+    /// [`call_async`](SharedClient::call_async) with its own timeout.
+    #[cfg(feature = "tokio")]
+    pub async fn call_timeout_async<C: Command>(
+        &self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<C::Response, CallError> {
+        self.submit_timeout_async(command, timeout)
+            .await
+            .and_then(Receipt::into_response)
+    }
+
+    /// [`submit`](SharedClient::submit), awaited: see [`call_async`](SharedClient::call_async).
+    #[cfg(feature = "tokio")]
+    pub async fn submit_async<C: Command>(
+        &self,
+        command: &C,
+    ) -> Result<Receipt<C::Response>, CallError> {
+        self.submit_timeout_async(command, self.inner.timeout).await
+    }
+
+    /// [`submit_async`](SharedClient::submit_async) with its own timeout.
+    #[cfg(feature = "tokio")]
+    pub async fn submit_timeout_async<C: Command>(
+        &self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<Receipt<C::Response>, CallError> {
+        let handle = &*self.inner;
+        let seq = {
+            let deadline = later(Instant::now(), timeout);
+            let mut inside = handle.shared.lock();
+            handle.start(&mut inside, command, deadline)?
+        };
+        future::PendingCall::<D, C>::new(handle, seq, timeout).await
+    }
+
+    /// Publishes `command` to subscribed servers, one way, from any thread or task. Held in
+    /// the publisher's pending queue while no server subscribes (the oldest dropped and
+    /// counted past its bounds; with [`backpressure`](SharedClientBuilder::backpressure),
+    /// waited for first). Fails with [`CallError::NoSocket`] without
+    /// [`publish_on`](SharedClientBuilder::publish_on).
+    pub fn notify<C: Command>(&self, command: &C) -> Result<(), CallError> {
+        let mut notifier = self.notifier();
+        let Notifier { sender, buf, .. } = &mut *notifier;
+        let publisher = sender
+            .publisher()
+            .ok_or(CallError::NoSocket(SocketKind::Pub))?;
+        self.inner
+            .dialect
+            .encode_notify(command, buf, self.inner.max_frame)
+            .map_err(CallError::Encode)?;
+        Ok(publisher.publish(buf)?)
+    }
+
+    /// Sends what the publisher holds as far as subscribers take it; how many notifications
+    /// are still held.
+    pub fn flush(&self) -> Result<usize, CallError> {
+        let mut notifier = self.notifier();
+        let publisher = notifier
+            .sender
+            .publisher()
+            .ok_or(CallError::NoSocket(SocketKind::Pub))?;
+        Ok(publisher.flush()?)
+    }
+
+    /// The endpoints the PUB side is bound to, wildcard ports resolved (none without
+    /// `publish_on`).
+    pub fn publish_endpoints(&self) -> Vec<String> {
+        self.notifier().publish_endpoints.clone()
+    }
+
+    /// The PUB side's live counters, if it is configured.
+    pub fn publisher_stats(&self) -> Option<Arc<PublisherStats>> {
+        self.notifier().sender.publisher_stats()
+    }
+
+    fn notifier(&self) -> MutexGuard<'_, Notifier> {
+        self.inner
+            .notifier
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Calls sent and not yet ended.
@@ -342,7 +512,17 @@ struct Handle<D: Dialect> {
     endpoints: Arc<[String]>,
     max_frame: usize,
     timeout: Duration,
+    /// The PUB side, shared by every notifier.
+    notifier: Mutex<Notifier>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The shared client's PUB side and the buffer notifications are written into.
+struct Notifier {
+    /// Without `publish_on`, no publisher: `notify` fails with `NoSocket`.
+    sender: Sender,
+    publish_endpoints: Vec<String>,
+    buf: Vec<u8>,
 }
 
 impl<D: Dialect> Handle<D> {
@@ -483,9 +663,12 @@ impl Shared {
         let _ = (&self.wake).write(&[1]);
     }
 
-    /// Wakes the caller of call `seq`.
+    /// Wakes the caller of call `seq`: a thread waiting on its slot, or the task awaiting it.
     fn notify(&self, inside: &mut Inside, seq: u32) {
         self.ready[inside.calls.slot_of(seq)].notify_all();
+        if let Some(waker) = inside.calls.data_mut(seq).and_then(|w| w.waker.take()) {
+            waker.wake();
+        }
     }
 }
 
@@ -524,4 +707,6 @@ struct Waiter {
     reply: Vec<u8>,
     /// The endpoint it was sent to.
     endpoint: usize,
+    /// The task awaiting the call, if an async caller made it.
+    waker: Option<Waker>,
 }
