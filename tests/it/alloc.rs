@@ -1,5 +1,5 @@
 //! The per-message path allocates nothing on the Rust heap in steady state: client call,
-//! pipelined calls, server dispatch and proxy forward. A counting global allocator sees every Rust allocation
+//! pipelined calls, shared calls (blocking and awaited), server dispatch and proxy forward. A counting global allocator sees every Rust allocation
 //! of every thread in the test binary (libzmq's own C allocations are not on the Rust heap).
 //! The test runs itself in a process of its own, so no other test's allocations are counted;
 //! the allocator's count costs the other tests one relaxed atomic add per allocation.
@@ -123,5 +123,65 @@ fn pipelined_calls_allocate_nothing_in_steady_state() {
     assert_eq!(
         allocations, 0,
         "{allocations} allocations in 6,400 pipelined calls"
+    );
+}
+
+/// Allocations made by `calls` calls of `Add` on a shared client, blocking and then awaited
+/// (on a current-thread runtime, one task), each after `warm_up` calls.
+fn shared_allocations(
+    client: &zmqrpc::transport::SharedClient,
+    warm_up: i64,
+    calls: i64,
+) -> (u64, u64) {
+    for i in 0..warm_up {
+        assert_eq!(client.call(&Add(i, 1)).unwrap(), i + 1);
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for i in 0..calls {
+        if client.call(&Add(i, 1)).ok() != Some(i + 1) {
+            panic!("call {i} failed");
+        }
+    }
+    let blocking = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let awaited = runtime.block_on(async {
+        for i in 0..warm_up {
+            assert_eq!(client.call_async(&Add(i, 1)).await.unwrap(), i + 1);
+        }
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for i in 0..calls {
+            if client.call_async(&Add(i, 1)).await.ok() != Some(i + 1) {
+                panic!("call {i} failed");
+            }
+        }
+        ALLOCATIONS.load(Ordering::SeqCst) - before
+    });
+    (blocking, awaited)
+}
+
+#[test]
+fn a_shared_call_allocates_at_most_once() {
+    if in_own_process("alloc::a_shared_call_allocates_at_most_once") {
+        return;
+    }
+    let server = standard_server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let client = zmqrpc::transport::SharedClient::builder()
+        .req(&endpoint)
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    let (blocking, awaited) = shared_allocations(&client, 1_000, 10_000);
+    eprintln!("shared client: {blocking} allocations in 10,000 blocking calls, {awaited} in 10,000 awaited");
+    assert!(
+        blocking <= 10_000,
+        "blocking: {blocking} allocations in 10,000 calls"
+    );
+    assert!(
+        awaited <= 10_000,
+        "awaited: {awaited} allocations in 10,000 calls"
     );
 }

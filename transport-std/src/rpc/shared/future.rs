@@ -55,10 +55,7 @@ impl<D: Dialect, C: Command> Future for PendingCall<'_, D, C> {
         match inside.calls.state(seq) {
             State::Ended(end) => {
                 let result = handle.finish::<C>(&mut inside, seq, end, self.timeout);
-                if let Some(waiter) = inside.calls.data_mut(seq) {
-                    waiter.waker = None;
-                }
-                inside.calls.collect(seq);
+                inside.collect(seq);
                 drop(inside);
                 self.seq = None;
                 Poll::Ready(result)
@@ -84,11 +81,7 @@ impl<D: Dialect, C: Command> Future for PendingCall<'_, D, C> {
 impl<D: Dialect, C: Command> Drop for PendingCall<'_, D, C> {
     fn drop(&mut self) {
         if let Some(seq) = self.seq.take() {
-            let mut inside = self.handle.shared.lock();
-            if let Some(waiter) = inside.calls.data_mut(seq) {
-                waiter.waker = None;
-            }
-            inside.calls.cancel(seq);
+            self.handle.shared.lock().cancel(seq);
         }
     }
 }

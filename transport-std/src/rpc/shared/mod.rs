@@ -210,6 +210,7 @@ impl<D: Dialect> SharedClientBuilder<D> {
                 asleep: false,
                 refused: vec![None; self.endpoints.len()],
                 stray: 0,
+                spare: Vec::with_capacity(self.limits.in_flight + self.limits.queued),
             }),
             ready,
             wake,
@@ -365,7 +366,7 @@ impl<D: Dialect> SharedClient<D> {
             }
             let left = give_up.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                inside.calls.cancel(seq);
+                inside.cancel(seq);
                 return Err(handle.stopped());
             }
             inside = ready
@@ -374,7 +375,7 @@ impl<D: Dialect> SharedClient<D> {
                 .0;
         };
         let result = handle.finish::<C>(&mut inside, seq, end, timeout);
-        inside.calls.collect(seq);
+        inside.collect(seq);
         result
     }
 
@@ -547,6 +548,7 @@ impl<D: Dialect> Handle<D> {
                 in_flight: in_flight + queued,
             },
         )?;
+        inside.lend_buffers(seq);
         let Some(waiter) = inside.calls.data_mut(seq) else {
             return Err(CallError::Transport(TransportError::Internal {
                 what: "a call just submitted has no slot",
@@ -556,7 +558,7 @@ impl<D: Dialect> Handle<D> {
             .dialect
             .encode_call(seq, command, &mut waiter.request, self.max_frame)
         {
-            inside.calls.cancel(seq);
+            inside.cancel(seq);
             return Err(CallError::Encode(e));
         }
         waiter.endpoint = NOT_SENT;
@@ -685,9 +687,59 @@ struct Inside {
     refused: Vec<Option<HandshakeFailure>>,
     /// Messages that were no readable, numbered answer, dropped.
     stray: u64,
+    /// Request and reply buffers of ended calls, lent to the next ones: as many as calls
+    /// were ever under way at once, not one pair per slot (there are twice as many slots as
+    /// calls may be under way, and successive calls take successive slots).
+    spare: Vec<Buffers>,
 }
 
+/// A call's request and reply buffers.
+type Buffers = (Vec<u8>, Vec<u8>);
+
+/// The most capacity a spare buffer keeps; a larger one is freed when its call ends, so a
+/// few large calls leave no large buffers behind.
+const SPARE_CAPACITY: usize = 16 << 10;
+
 impl Inside {
+    /// Gives call `seq` (just submitted) a spare pair of buffers, if there is one.
+    fn lend_buffers(&mut self, seq: u32) {
+        let Some(waiter) = self.calls.data_mut(seq) else {
+            return;
+        };
+        if let Some((request, reply)) = self.spare.pop() {
+            waiter.request = request;
+            waiter.reply = reply;
+        }
+    }
+
+    /// Collects the ended call `seq` (freeing its slot), its buffers back among the spares.
+    fn collect(&mut self, seq: u32) {
+        self.reclaim_buffers(seq);
+        self.calls.collect(seq);
+    }
+
+    /// Cancels call `seq` (freeing its slot), its buffers back among the spares.
+    fn cancel(&mut self, seq: u32) {
+        self.reclaim_buffers(seq);
+        self.calls.cancel(seq);
+    }
+
+    fn reclaim_buffers(&mut self, seq: u32) {
+        let Some(waiter) = self.calls.data_mut(seq) else {
+            return;
+        };
+        waiter.waker = None;
+        let mut request = std::mem::take(&mut waiter.request);
+        let mut reply = std::mem::take(&mut waiter.reply);
+        if self.spare.len() < self.spare.capacity() {
+            request.clear();
+            reply.clear();
+            request.shrink_to(SPARE_CAPACITY);
+            reply.shrink_to(SPARE_CAPACITY);
+            self.spare.push((request, reply));
+        }
+    }
+
     /// The first endpoint's refusal, if every endpoint refuses this client.
     fn refused_everywhere(&self) -> Option<(usize, HandshakeFailure)> {
         if self.refused.iter().all(Option::is_some) {
