@@ -520,7 +520,7 @@ fn case_proxies(direct: f64) {
     for (concurrency, label) in [
         (1, "4. sequential via Rep2Req (concurrency 1), 32 B"),
         (
-            zmqrpc::transport::DEFAULT_CONCURRENCY,
+            zmqrpc::transport::DEFAULT_PROXY_CONCURRENCY,
             "4. sequential via Rep2Req (default pool), 32 B",
         ),
     ] {

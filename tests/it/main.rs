@@ -12,6 +12,7 @@
 mod common;
 
 mod alloc;
+mod async_server;
 mod auth;
 mod bad_input;
 mod binaries;

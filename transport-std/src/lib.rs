@@ -138,10 +138,14 @@ pub use messaging::sender::{Sender, SenderBuilder};
 pub use messaging::subscriptions::MAX_TOPICS;
 pub use proxy::buffered::{BufferedProxy, BufferedProxyBuilder, BufferedProxyError, MAX_BUFFERED};
 pub use proxy::spool::{Recovery, Spool, SpoolError};
-pub use proxy::{Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats, DEFAULT_CONCURRENCY};
+pub use proxy::{
+    Proxy, ProxyBuilder, ProxyCounts, ProxyKind, ProxyStats, DEFAULT_PROXY_CONCURRENCY,
+};
 pub use rpc::client::{ClientBuilder, RpcClient};
 pub use rpc::pipeline::{Outcome, Pipeline, PipelineBuilder, DEFAULT_WINDOW_BYTES};
 pub use rpc::receipt::Receipt;
+#[cfg(feature = "tokio")]
+pub use rpc::server::{AsyncService, DEFAULT_ASYNC_CONCURRENCY};
 pub use rpc::server::{
     Caller, DispatchCounts, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts,
     ServerStats, Service, ServiceError, WithCaller,

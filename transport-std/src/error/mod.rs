@@ -107,6 +107,18 @@ pub enum ConfigError {
         /// The dialect's type.
         dialect: &'static str,
     },
+    /// An async service was registered and no tokio runtime was given
+    /// ([`ServerBuilder::runtime`](crate::ServerBuilder::runtime)) or is current at `bind`.
+    NoRuntime {
+        /// The async service's command.
+        command: &'static str,
+    },
+    /// Async services run as tasks, up to the server's `concurrency`: a server with them
+    /// takes no `workers`.
+    AsyncWithWorkers {
+        /// The number of workers asked for.
+        workers: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -144,6 +156,16 @@ impl fmt::Display for ConfigError {
                 f,
                 "a {what} matches answers to calls by number, and the answers of {dialect} \
                  carry none: call its peers with an RpcClient"
+            ),
+            ConfigError::NoRuntime { command } => write!(
+                f,
+                "the async service for {command:?} needs a tokio runtime: give the server \
+                 one with `runtime(handle)`, or bind it inside one"
+            ),
+            ConfigError::AsyncWithWorkers { workers } => write!(
+                f,
+                "a server with async services runs them as tasks (bounded by `concurrency`), \
+                 not on {workers} workers"
             ),
         }
     }

@@ -9,6 +9,7 @@ pub(crate) mod pool;
 pub mod publisher;
 pub mod receiver;
 pub mod requester;
+pub(crate) mod router;
 pub mod sender;
 pub(crate) mod serving;
 pub(crate) mod subscriber;

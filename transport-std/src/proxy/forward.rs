@@ -86,7 +86,7 @@ impl<D: Dialect> ProxyBuilder<D> {
     }
 
     /// How many calls a [`ProxyKind::Rep2Req`] proxy forwards at once (default
-    /// [`DEFAULT_CONCURRENCY`], at least 1): each of them has a REQ socket of its own to the
+    /// [`DEFAULT_PROXY_CONCURRENCY`], at least 1): each of them has a REQ socket of its own to the
     /// output and its own timeout, and its answer goes back to its own caller, so one slow
     /// call holds no other back. Past `n` calls in flight, callers wait in the input's queue
     /// (its high-water mark). With 1, calls are forwarded one at a time, in order. Any
@@ -154,7 +154,7 @@ impl<D: Dialect> ProxyBuilder<D> {
 
 /// How many calls a `Rep2Req` proxy forwards at once unless told
 /// ([`ProxyBuilder::concurrency`]).
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_PROXY_CONCURRENCY: usize = 16;
 
 /// A running or ready-to-run proxy; see the [module docs](super).
 pub struct Proxy<D: Dialect = DefaultDialect> {
@@ -182,7 +182,7 @@ impl<D: Dialect> Proxy<D> {
             sides: Sides::new(D::heartbeat_answer, !kind.req_output()),
             pending: PendingLimits::default(),
             concurrency: match kind {
-                ProxyKind::Rep2Req => DEFAULT_CONCURRENCY,
+                ProxyKind::Rep2Req => DEFAULT_PROXY_CONCURRENCY,
                 _ => 1,
             },
             misfit: None,

@@ -15,7 +15,7 @@
 //! credentials.
 //!
 //! A `Rep2Req` proxy forwards up to [`concurrency`](ProxyBuilder::concurrency) calls at once
-//! (default [`DEFAULT_CONCURRENCY`]): its input is a ROUTER in front of a pool of forwarders,
+//! (default [`DEFAULT_PROXY_CONCURRENCY`]): its input is a ROUTER in front of a pool of forwarders,
 //! each with its own REQ socket to the output, as a server's [`workers`] are; every call has
 //! its own timeout and its answer goes back to its own caller, in either dialect (no answer
 //! is matched by number: each REQ socket carries one call at a time). A site proxy in front
@@ -40,7 +40,7 @@ use crate::dialect::{Dialect, Request};
 use crate::messaging::receiver::Incoming;
 use crate::socket::stats::counters;
 
-pub use forward::{Proxy, ProxyBuilder, DEFAULT_CONCURRENCY};
+pub use forward::{Proxy, ProxyBuilder, DEFAULT_PROXY_CONCURRENCY};
 pub(crate) use sides::{relay_methods, side_setters, Sides};
 
 /// Which sockets a [`Proxy`] joins.

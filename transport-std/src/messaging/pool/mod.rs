@@ -32,6 +32,7 @@ use crate::error::panic_message;
 use crate::messaging::receiver::{
     Heartbeats, MessageHandler, Origin, ReceiverBuilder, ReceiverStats, BATCH,
 };
+use crate::messaging::router::{self, Read};
 use crate::messaging::subscriber::{revive_all, Received, SubSide, SubsReady};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Shutdown, StopListener};
@@ -117,17 +118,8 @@ impl<H: MessageHandler> Pool<H> {
     ) -> Result<Pool<H>, TransportError> {
         let inputs = builder.inputs()?;
         let ctx = inputs.ctx;
-        let (frontend, endpoints) = if inputs.rep.is_empty() {
-            (None, Vec::new())
-        } else {
-            let (socket, endpoints) = inputs.options.bound_socket(
-                &ctx,
-                zmq::ROUTER,
-                inputs.verifier.as_ref(),
-                &inputs.rep,
-            )?;
-            (Some(socket), endpoints)
-        };
+        let (frontend, endpoints) =
+            router::bind(&ctx, &inputs.options, inputs.verifier.as_ref(), &inputs.rep)?;
         let backend_endpoint = inproc_endpoint("pool");
         let err = |op| move |e| TransportError::new(op, "worker pool backend", e);
         let backend = ctx.socket(zmq::ROUTER).map_err(err("socket"))?;
@@ -322,7 +314,7 @@ impl Broker {
             };
             if slot.busy == Busy::Call {
                 if let Some(frontend) = &self.frontend {
-                    match send_enveloped(frontend, &mut slot.envelope, answer) {
+                    match router::send_enveloped(frontend, &mut slot.envelope, answer) {
                         Ok(()) => bump(&self.stats.replied),
                         // The caller is gone or not reading: nowhere to put the answer.
                         Err(e) => log::debug!("worker pool: answer dropped: {e}"),
@@ -348,54 +340,34 @@ impl Broker {
                 return Ok(());
             };
             let slot = &mut self.slots[worker];
-            // [routing id…][empty][request], the envelope kept for the answer.
-            slot.envelope.clear();
             let mut body = zmq::Message::new();
-            match frontend.recv(&mut body, zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(TransportError::new("recv", "ROUTER", e)),
-            }
-            let mut delimited = false;
-            let mut parts_after = 0;
-            while body.get_more() {
-                let mut next = zmq::Message::new();
-                frontend
-                    .recv(&mut next, zmq::DONTWAIT)
-                    .map_err(|e| TransportError::new("recv", "ROUTER", e))?;
-                let part = std::mem::replace(&mut body, next);
-                if delimited {
-                    parts_after += 1; // a multipart request: only its last part is kept
-                } else {
-                    delimited = part.is_empty();
-                    slot.envelope.push(part);
+            let what = match router::read_call(frontend, &mut slot.envelope, &mut body)? {
+                Read::Nothing => return Ok(()),
+                Read::Undelimited => {
+                    bump(&self.stats.rejected);
+                    continue;
                 }
-            }
-            if !delimited {
-                // Not from a REQ or a delimiting DEALER: there is no one to answer.
-                bump(&self.stats.rejected);
-                slot.envelope.clear();
-                continue;
-            }
-            let what = if parts_after > 0 {
-                bump(&self.stats.rejected);
-                REJECT
-            } else if let Some(answer) = (self.heartbeats)(&body) {
-                bump(&self.stats.heartbeats);
-                let sent = send_enveloped(frontend, &mut slot.envelope, answer);
-                if sent.is_ok() {
-                    bump(&self.stats.replied);
+                Read::Multipart => {
+                    bump(&self.stats.rejected);
+                    REJECT
                 }
-                slot.envelope.clear();
-                continue;
-            } else {
-                bump(&self.stats.received);
-                HANDLE
+                Read::Call => match (self.heartbeats)(&body) {
+                    Some(answer) => {
+                        bump(&self.stats.heartbeats);
+                        let sent = router::send_enveloped(frontend, &mut slot.envelope, answer);
+                        if sent.is_ok() {
+                            bump(&self.stats.replied);
+                        }
+                        slot.envelope.clear();
+                        continue;
+                    }
+                    None => {
+                        bump(&self.stats.received);
+                        HANDLE
+                    }
+                },
             };
-            match self.protected {
-                true => copy_user(&mut body, &mut self.user),
-                false => self.user.clear(),
-            }
+            router::copy_user(&mut body, self.protected, &mut self.user);
             let header = task_header(what, Origin::Rep);
             send_task(&self.backend, worker, header, &self.user, &body)?;
             self.slots[worker].busy = Busy::Call;
@@ -485,25 +457,4 @@ struct Ready {
     backend: bool,
     frontend: bool,
     subs: SubsReady,
-}
-
-/// Copies `message`'s `User-Id` (set by the ZAP handler; none on an open socket) into `user`.
-fn copy_user(message: &mut zmq::Message, user: &mut String) {
-    user.clear();
-    user.push_str(message.gets("User-Id").unwrap_or(""));
-}
-
-/// Sends `body` to a caller through `frontend` behind its `envelope` (consumed).
-fn send_enveloped(
-    frontend: &zmq::Socket,
-    envelope: &mut Vec<zmq::Message>,
-    body: &[u8],
-) -> Result<(), TransportError> {
-    let err = |e| TransportError::new("send", "ROUTER", e);
-    for part in envelope.drain(..) {
-        frontend
-            .send(part, zmq::SNDMORE | zmq::DONTWAIT)
-            .map_err(err)?;
-    }
-    frontend.send(body, zmq::DONTWAIT).map_err(err)
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use zmqrpc_core::{Command, ErrorCode, Key};
 
-use super::service::{Caller, Service};
+#[cfg(feature = "tokio")]
+use super::service::AsyncService;
+use super::service::{Caller, Service, ServiceError};
 use crate::auth::Permissions;
 use crate::dialect::{Dialect, Request};
 use crate::error::panic_message;
@@ -66,7 +68,29 @@ impl<D: Dialect> Services<D> {
             command: PhantomData,
         });
         let name = C::NAME;
+        let service = Entry::Blocking(service);
         self.table.insert(C::KEY, Registered { name, service });
+    }
+
+    /// Adds the async service for command `C` (the caller has checked its key is free).
+    #[cfg(feature = "tokio")]
+    pub(super) fn insert_async<C: Command + 'static, S: AsyncService<C>>(&mut self, service: S) {
+        let service: Arc<dyn ErasedAsync<D>> = Arc::new(TypedAsync {
+            service,
+            command: PhantomData::<fn(C)>,
+        });
+        let name = C::NAME;
+        let service = Entry::Async(service);
+        self.table.insert(C::KEY, Registered { name, service });
+    }
+
+    /// The command of an async service, if one is registered.
+    #[cfg(feature = "tokio")]
+    pub(super) fn an_async_command(&self) -> Option<&'static str> {
+        self.table
+            .values()
+            .find(|registered| matches!(registered.service, Entry::Async(_)))
+            .map(|registered| registered.name)
     }
 
     /// A copy of every service for another worker; the name of a command whose service
@@ -75,7 +99,11 @@ impl<D: Dialect> Services<D> {
         let mut table = HashMap::with_capacity(self.table.len());
         for (key, registered) in &self.table {
             let name = registered.name;
-            let service = registered.service.clone_box().ok_or(name)?;
+            let service = match &registered.service {
+                Entry::Blocking(service) => Entry::Blocking(service.clone_box().ok_or(name)?),
+                #[cfg(feature = "tokio")]
+                Entry::Async(service) => Entry::Async(Arc::clone(service)),
+            };
             table.insert(*key, Registered { name, service });
         }
         Ok(Services { table })
@@ -84,7 +112,16 @@ impl<D: Dialect> Services<D> {
 
 struct Registered<D: Dialect> {
     name: &'static str,
-    service: Box<dyn ErasedService<D>>,
+    service: Entry<D>,
+}
+
+/// How a registered service runs.
+enum Entry<D: Dialect> {
+    /// Called on the thread that dispatches.
+    Blocking(Box<dyn ErasedService<D>>),
+    /// Started on the thread that dispatches, run as a task on the server's runtime.
+    #[cfg(feature = "tokio")]
+    Async(Arc<dyn ErasedAsync<D>>),
 }
 
 /// A service with its command type erased, so services of all types share one table. It
@@ -104,10 +141,78 @@ trait ErasedService<D: Dialect>: Send {
     ) -> Outcome;
 }
 
-enum Outcome {
+/// How serving one request ended, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
     Served,
     Failed,
     BadFrame,
+}
+
+impl Outcome {
+    /// Counts it in `stats`.
+    pub(super) fn count(self, stats: &DispatchStats) {
+        bump(match self {
+            Outcome::Served => &stats.served,
+            Outcome::Failed => &stats.failed,
+            Outcome::BadFrame => &stats.bad_frames,
+        });
+    }
+}
+
+/// Answers a served request: `result` is what the service returned, or its panic. The
+/// answer goes into `reply` (a call's; none for a notification). One definition for blocking
+/// and async services.
+fn answer<D: Dialect, R: serde::Serialize>(
+    dialect: &D,
+    head: &D::Head,
+    name: &'static str,
+    result: std::thread::Result<Result<R, ServiceError>>,
+    reply: Option<&mut Vec<u8>>,
+    max_frame: usize,
+) -> Outcome {
+    let response = match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            if let Some(reply) = reply {
+                dialect.encode_error(head, ErrorCode::ServiceFailed, e.message(), reply);
+            }
+            return Outcome::Failed;
+        }
+        Err(panic) => {
+            if let Some(reply) = reply {
+                let message = format!("{name} panicked: {}", panic_message(&*panic));
+                dialect.encode_error(head, ErrorCode::ServiceFailed, &message, reply);
+            }
+            return Outcome::Failed;
+        }
+    };
+    let Some(reply) = reply else {
+        return Outcome::Served;
+    };
+    match dialect.encode_response(head, &response, reply, max_frame) {
+        Ok(()) => Outcome::Served,
+        Err(e) => {
+            let message = format!("{name}: cannot encode the response: {e}");
+            dialect.encode_error(head, ErrorCode::ServiceFailed, &message, reply);
+            Outcome::Failed
+        }
+    }
+}
+
+/// Decodes `request`'s command; a bad body is answered (`BadFrame`) into `reply`.
+fn decode<D: Dialect, C: Command>(
+    dialect: &D,
+    request: &Request<'_, D::Head>,
+    reply: Option<&mut Vec<u8>>,
+) -> Result<C, Outcome> {
+    dialect.decode_command(request).map_err(|e| {
+        if let Some(reply) = reply {
+            let message = format!("{}: {e}", C::NAME);
+            dialect.encode_error(&request.head, ErrorCode::BadFrame, &message, reply);
+        }
+        Outcome::BadFrame
+    })
 }
 
 struct Typed<C, S> {
@@ -132,48 +237,83 @@ impl<D: Dialect, C: Command + 'static, S: Service<C>> ErasedService<D> for Typed
         dialect: &D,
         request: &Request<'_, D::Head>,
         caller: &Caller<'_>,
-        reply: Option<&mut Vec<u8>>,
+        mut reply: Option<&mut Vec<u8>>,
         max_frame: usize,
     ) -> Outcome {
-        let head = &request.head;
-        let command: C = match dialect.decode_command(request) {
+        let command: C = match decode(dialect, request, reply.as_deref_mut()) {
             Ok(command) => command,
-            Err(e) => {
-                if let Some(reply) = reply {
-                    let message = format!("{}: {e}", C::NAME);
-                    dialect.encode_error(head, ErrorCode::BadFrame, &message, reply);
-                }
-                return Outcome::BadFrame;
-            }
+            Err(outcome) => return outcome,
         };
         let result = catch_unwind(AssertUnwindSafe(|| self.service.call(command, caller)));
-        let response = match result {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                if let Some(reply) = reply {
-                    dialect.encode_error(head, ErrorCode::ServiceFailed, e.message(), reply);
+        answer(dialect, &request.head, C::NAME, result, reply, max_frame)
+    }
+}
+
+/// An answer an async service will give: how serving ended and the reply (empty for a
+/// notification).
+#[cfg(feature = "tokio")]
+pub(super) type Later =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Outcome, Vec<u8>)> + Send>>;
+
+/// An async service with its command type erased.
+#[cfg(feature = "tokio")]
+trait ErasedAsync<D: Dialect>: Send + Sync {
+    /// Decodes `request` and starts serving it; a bad body is answered into `reply` at once.
+    fn start(
+        &self,
+        dialect: &D,
+        request: &Request<'_, D::Head>,
+        caller: &Caller<'_>,
+        reply: Option<&mut Vec<u8>>,
+        max_frame: usize,
+    ) -> Result<Later, Outcome>;
+}
+
+#[cfg(feature = "tokio")]
+struct TypedAsync<C, S> {
+    service: S,
+    command: PhantomData<fn(C)>,
+}
+
+#[cfg(feature = "tokio")]
+impl<D: Dialect, C: Command + 'static, S: AsyncService<C>> ErasedAsync<D> for TypedAsync<C, S> {
+    fn start(
+        &self,
+        dialect: &D,
+        request: &Request<'_, D::Head>,
+        caller: &Caller<'_>,
+        mut reply: Option<&mut Vec<u8>>,
+        max_frame: usize,
+    ) -> Result<Later, Outcome> {
+        let command: C = decode(dialect, request, reply.as_deref_mut())?;
+        let wants_answer = reply.is_some();
+        let started = catch_unwind(AssertUnwindSafe(|| self.service.call(command, caller)));
+        let (dialect, head) = (dialect.clone(), request.head);
+        Ok(Box::pin(async move {
+            let result = match started {
+                Ok(future) => {
+                    // A panic while polling the service's future is its answer too.
+                    let mut future = std::pin::pin!(future);
+                    std::future::poll_fn(|cx| {
+                        match catch_unwind(AssertUnwindSafe(|| {
+                            std::future::Future::poll(future.as_mut(), cx)
+                        })) {
+                            Ok(std::task::Poll::Ready(result)) => {
+                                std::task::Poll::Ready(Ok(result))
+                            }
+                            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                            Err(panic) => std::task::Poll::Ready(Err(panic)),
+                        }
+                    })
+                    .await
                 }
-                return Outcome::Failed;
-            }
-            Err(panic) => {
-                if let Some(reply) = reply {
-                    let message = format!("{} panicked: {}", C::NAME, panic_message(&*panic));
-                    dialect.encode_error(head, ErrorCode::ServiceFailed, &message, reply);
-                }
-                return Outcome::Failed;
-            }
-        };
-        let Some(reply) = reply else {
-            return Outcome::Served;
-        };
-        match dialect.encode_response(head, &response, reply, max_frame) {
-            Ok(()) => Outcome::Served,
-            Err(e) => {
-                let message = format!("{}: cannot encode the response: {e}", C::NAME);
-                dialect.encode_error(head, ErrorCode::ServiceFailed, &message, reply);
-                Outcome::Failed
-            }
-        }
+                Err(panic) => Err(panic),
+            };
+            let mut reply = Vec::new();
+            let target = wants_answer.then_some(&mut reply);
+            let outcome = answer(&dialect, &head, C::NAME, result, target, max_frame);
+            (outcome, reply)
+        }))
     }
 }
 
@@ -218,8 +358,21 @@ impl<D: Dialect> Dispatcher<D> {
     }
 }
 
-impl<D: Dialect> MessageHandler for Dispatcher<D> {
-    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+/// What dispatching a message gave.
+pub(super) enum Dispatched {
+    /// Answered (or, for a notification, done) on the spot.
+    Now,
+    /// An async service serves it; its answer comes with the future.
+    #[cfg(feature = "tokio")]
+    Later(Later),
+}
+
+impl<D: Dialect> Dispatcher<D> {
+    /// Reads `message`, checks it is allowed, finds its service and serves it: a blocking
+    /// service at once (its answer in `reply`), an async one by the future returned. Every
+    /// refusal is answered into `reply` and counted here; an async service's outcome is
+    /// counted when its future ends ([`Outcome::count`]).
+    pub(super) fn dispatch(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) -> Dispatched {
         let reply = (message.origin == Origin::Rep).then_some(reply);
         let dialect = &self.dialect;
         let request = match dialect.read_request(message.bytes, &mut self.scratch, self.max_body) {
@@ -232,7 +385,7 @@ impl<D: Dialect> MessageHandler for Dispatcher<D> {
                 if let Some(reply) = reply {
                     refusal.answer(dialect, reply);
                 }
-                return;
+                return Dispatched::Now;
             }
         };
         if let Some(permissions) = &self.permissions {
@@ -243,7 +396,7 @@ impl<D: Dialect> MessageHandler for Dispatcher<D> {
                 if let Some(reply) = reply {
                     dialect.encode_error(&request.head, ErrorCode::Forbidden, &why, reply);
                 }
-                return;
+                return Dispatched::Now;
             }
         }
         let Some(entry) = self.services.table.get_mut(&request.key) else {
@@ -252,20 +405,49 @@ impl<D: Dialect> MessageHandler for Dispatcher<D> {
                 let message = format!("no service for key {}", request.key);
                 dialect.encode_error(&request.head, ErrorCode::UnknownCommand, &message, reply);
             }
-            return;
+            return Dispatched::Now;
         };
         let caller = Caller {
             origin: message.origin,
             user_id: message.user_id,
             seq: request.seq,
         };
-        match entry
-            .service
-            .call(dialect, &request, &caller, reply, self.max_frame)
-        {
-            Outcome::Served => bump(&self.stats.served),
-            Outcome::Failed => bump(&self.stats.failed),
-            Outcome::BadFrame => bump(&self.stats.bad_frames),
+        let max_frame = self.max_frame;
+        match &mut entry.service {
+            Entry::Blocking(service) => {
+                let outcome = service.call(dialect, &request, &caller, reply, max_frame);
+                outcome.count(&self.stats);
+                Dispatched::Now
+            }
+            #[cfg(feature = "tokio")]
+            Entry::Async(service) => {
+                match service.start(dialect, &request, &caller, reply, max_frame) {
+                    Ok(later) => Dispatched::Later(later),
+                    Err(outcome) => {
+                        outcome.count(&self.stats);
+                        Dispatched::Now
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dispatch counters.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // read by the async loop
+    pub(super) fn stats(&self) -> &Arc<DispatchStats> {
+        &self.stats
+    }
+}
+
+impl<D: Dialect> MessageHandler for Dispatcher<D> {
+    fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        match self.dispatch(message, reply) {
+            Dispatched::Now => {}
+            // `bind` runs a server with async services on its runtime, never here.
+            #[cfg(feature = "tokio")]
+            Dispatched::Later(_) => {
+                log::error!("an async service was dispatched without a runtime; dropped");
+            }
         }
     }
 

@@ -13,6 +13,8 @@
 
 mod dispatch;
 mod service;
+#[cfg(feature = "tokio")]
+mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +32,11 @@ use crate::{ConfigError, TransportError};
 use dispatch::{Dispatcher, Services};
 
 pub use dispatch::{DispatchCounts, DispatchStats};
+#[cfg(feature = "tokio")]
+pub use service::AsyncService;
 pub use service::{Caller, RegisterError, Service, ServiceError, WithCaller};
+#[cfg(feature = "tokio")]
+pub use tasks::DEFAULT_ASYNC_CONCURRENCY;
 
 /// The live counters of a running [`RpcServer`] (all its workers together): its sockets and
 /// its dispatch. A cheap handle, as every object's `stats()` is; read it with
@@ -74,6 +80,12 @@ pub struct ServerBuilder<D: Dialect = DefaultDialect> {
     max_body: usize,
     workers: usize,
     permissions: Option<Arc<Permissions>>,
+    /// Where async services run.
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Handle>,
+    /// Async calls served at once, at most.
+    #[cfg(feature = "tokio")]
+    concurrency: usize,
 }
 
 /// The default largest request body a server decodes: 256 KiB.
@@ -85,10 +97,52 @@ pub struct RpcServer<D: Dialect = DefaultDialect> {
 }
 
 struct Inner<D: Dialect> {
-    /// One thread that receives and serves, or a receiving thread and a pool of workers.
-    serving: Serving<Dispatcher<D>>,
+    serving: Loop<D>,
     /// The dispatch counters, all workers together.
     dispatch: Arc<DispatchStats>,
+}
+
+/// How the server serves.
+enum Loop<D: Dialect> {
+    /// One thread that receives and serves, or a receiving thread and a pool of workers.
+    Threads(Serving<Dispatcher<D>>),
+    /// A receiving thread, its async services as tasks on a runtime.
+    #[cfg(feature = "tokio")]
+    Tasks(tasks::Tasks<D>),
+}
+
+impl<D: Dialect> Loop<D> {
+    fn rep_endpoints(&self) -> &[String] {
+        match self {
+            Loop::Threads(serving) => serving.rep_endpoints(),
+            #[cfg(feature = "tokio")]
+            Loop::Tasks(tasks) => tasks.endpoints(),
+        }
+    }
+
+    fn shutdown(&self) -> Shutdown {
+        match self {
+            Loop::Threads(serving) => serving.shutdown(),
+            #[cfg(feature = "tokio")]
+            Loop::Tasks(tasks) => tasks.shutdown(),
+        }
+    }
+
+    fn stats(&self) -> Arc<ReceiverStats> {
+        match self {
+            Loop::Threads(serving) => serving.stats(),
+            #[cfg(feature = "tokio")]
+            Loop::Tasks(tasks) => tasks.stats(),
+        }
+    }
+
+    fn run(self) -> Result<(), TransportError> {
+        match self {
+            Loop::Threads(serving) => serving.run(),
+            #[cfg(feature = "tokio")]
+            Loop::Tasks(tasks) => tasks.run(),
+        }
+    }
 }
 
 impl RpcServer {
@@ -111,6 +165,10 @@ impl<D: Dialect> RpcServer<D> {
             max_body: DEFAULT_MAX_BODY,
             workers: 1,
             permissions: None,
+            #[cfg(feature = "tokio")]
+            runtime: None,
+            #[cfg(feature = "tokio")]
+            concurrency: tasks::DEFAULT_ASYNC_CONCURRENCY,
         }
     }
 
@@ -270,6 +328,64 @@ impl<D: Dialect> ServerBuilder<D> {
         self
     }
 
+    /// Registers an async service for command `C`: its future runs as a task on the
+    /// server's tokio [`runtime`](ServerBuilder::runtime), up to
+    /// [`concurrency`](ServerBuilder::concurrency) calls at once, so a slow call holds no
+    /// other back. Dispatch, refusals, permissions, counters and the stop handle are the
+    /// blocking server's; a service that fails or panics (while starting or while polled)
+    /// answers `ServiceFailed`. Blocking services registered beside it run on the receiving
+    /// thread, in turn. Fails as [`register`](ServerBuilder::register) does for a key
+    /// already taken.
+    ///
+    /// ```no_run
+    /// # use zmqrpc_transport_std::{RpcServer, ServiceError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Nap(u64);
+    /// # impl zmqrpc_core::Command for Nap { const NAME: &'static str = "nap"; type Response = u64; }
+    /// # async fn sleep(_: u64) {}
+    /// # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = RpcServer::builder()
+    ///     .rep("tcp://127.0.0.1:30000")
+    ///     .register_async(|Nap(ms): Nap| async move {
+    ///         sleep(ms).await;
+    ///         Ok::<_, ServiceError>(ms)
+    ///     })?
+    ///     .bind()?; // inside a runtime: its services run there
+    /// let running = server.spawn()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn register_async<C: Command + 'static, S: AsyncService<C>>(
+        mut self,
+        service: S,
+    ) -> Result<Self, RegisterError> {
+        if let Some(existing) = self.services.name_of(C::KEY) {
+            return Err(RegisterError::DuplicateKey {
+                name: C::NAME,
+                existing,
+                key: C::KEY,
+            });
+        }
+        self.services.insert_async::<C, S>(service);
+        Ok(self)
+    }
+
+    /// The tokio runtime async services run on; by default the one current at
+    /// [`bind`](ServerBuilder::bind).
+    #[cfg(feature = "tokio")]
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// How many async calls (and notifications) are served at once, at most (default
+    /// [`DEFAULT_ASYNC_CONCURRENCY`], at least 1). With that many under way the server
+    /// reads no more until one ends: the rest wait in libzmq's queues.
+    #[cfg(feature = "tokio")]
+    pub fn concurrency(mut self, calls: usize) -> Self {
+        self.concurrency = calls.max(1);
+        self
+    }
+
     fn insert<C: Command + 'static, S: Service<C>>(
         mut self,
         service: S,
@@ -321,8 +437,28 @@ impl<D: Dialect> ServerBuilder<D> {
                 })?;
             dispatchers.push(dispatcher(services));
         }
+        #[cfg(feature = "tokio")]
+        if let Some(command) = self.services.an_async_command() {
+            if self.workers > 1 {
+                let workers = self.workers;
+                return Err(ConfigError::AsyncWithWorkers { workers }.into());
+            }
+            let runtime = match self.runtime {
+                Some(runtime) => runtime,
+                None => tokio::runtime::Handle::try_current()
+                    .map_err(|_| ConfigError::NoRuntime { command })?,
+            };
+            let dispatcher = dispatcher(self.services);
+            let tasks = tasks::Tasks::bind(self.receiver, dispatcher, runtime, self.concurrency)?;
+            return Ok(RpcServer {
+                inner: Inner {
+                    serving: Loop::Tasks(tasks),
+                    dispatch,
+                },
+            });
+        }
         dispatchers.push(dispatcher(self.services));
-        let serving = Serving::bind(self.receiver, dispatchers, Pick::Rested)?;
+        let serving = Loop::Threads(Serving::bind(self.receiver, dispatchers, Pick::Rested)?);
         Ok(RpcServer {
             inner: Inner { serving, dispatch },
         })

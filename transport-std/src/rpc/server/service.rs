@@ -153,3 +153,47 @@ impl fmt::Display for RegisterError {
 }
 
 impl std::error::Error for RegisterError {}
+
+/// Answers one command type with an async fn, on the server's tokio runtime (see
+/// [`ServerBuilder::register_async`](crate::ServerBuilder::register_async)).
+///
+/// Closures `Fn(C) -> impl Future<Output = Result<C::Response, ServiceError>>` are async
+/// services; one that also wants its [`Caller`] goes in a [`WithCaller`], where it reads what
+/// it needs from the caller before its future starts. Many calls of one service run at once:
+/// it is shared (`Fn`, `Sync`), not copied.
+#[cfg(feature = "tokio")]
+pub trait AsyncService<C: Command>: Send + Sync + 'static {
+    /// What serving one command is.
+    type Future: std::future::Future<Output = Result<C::Response, ServiceError>> + Send + 'static;
+
+    /// Starts serving `command` for `caller`.
+    fn call(&self, command: C, caller: &Caller<'_>) -> Self::Future;
+}
+
+#[cfg(feature = "tokio")]
+impl<C, F, Fut> AsyncService<C> for F
+where
+    C: Command,
+    F: Fn(C) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<C::Response, ServiceError>> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn call(&self, command: C, _caller: &Caller<'_>) -> Fut {
+        self(command)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<C, F, Fut> AsyncService<C> for WithCaller<F>
+where
+    C: Command,
+    F: Fn(C, &Caller<'_>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<C::Response, ServiceError>> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn call(&self, command: C, caller: &Caller<'_>) -> Fut {
+        (self.0)(command, caller)
+    }
+}
