@@ -7,7 +7,8 @@
 //!
 //! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies` (with the
 //! serial bridge), `security` (none, PLAIN and CURVE), `rss`, `recovery` (a buffered proxy's boot on a
-//! damaged 64 MiB spool), `concurrent` (8 callers at once through `rep2req`));
+//! damaged 64 MiB spool), `concurrent` (8 callers at once through `rep2req`), `shared` (the shared client
+//! and the async server against what they replace));
 //! none runs them all. `ZMQRPC_BIN_DIR` points the RSS case at other builds of the binaries
 //! (`scripts/footprint.sh` passes the `device` profile's).
 
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use zmqrpc::agent::Echo;
 use zmqrpc::transport::{
     BufferedProxy, Credentials, KeyPair, Pipeline, Proxy, ProxyKind, Requester, RpcClient,
-    RpcServer, ServiceError, SocketOptions, Users,
+    RpcServer, ServiceError, SharedClient, SocketOptions, Users,
 };
 use zmqrpc::{frame, Command as _, Header};
 
@@ -950,6 +951,184 @@ fn case_concurrent_proxy() {
     );
 }
 
+/// The shared client against what it replaces, in one run against one blob server: 256
+/// tokio tasks on one client against a `Pipeline` with 256 in flight; 16 threads on one
+/// client against 16 `RpcClient`s; one caller's latency against an `RpcClient`'s.
+fn case_shared() {
+    const TASKS: usize = 256;
+    const THREADS: usize = 16;
+    let (endpoint, _server) = blob_server("tcp://127.0.0.1:*");
+    let blob = Blob(vec![7u8; 32]);
+    let mut pipeline = Pipeline::builder()
+        .req(&endpoint)
+        .window(TASKS)
+        .connect::<Blob>()
+        .unwrap();
+    let piped = pipelined(&mut pipeline, TASKS, &blob);
+    drop(pipeline);
+    let shared = SharedClient::builder().req(&endpoint).connect().unwrap();
+    shared.call(&blob).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let tasks = runtime.block_on(async {
+        let done = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (client, done) = (shared.clone(), done.clone());
+                tokio::spawn(async move {
+                    let blob = Blob(vec![7u8; 32]);
+                    while started.elapsed() < seconds() {
+                        client.call_async(&blob).await.unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    });
+    drop(runtime);
+    println!(
+        "{:<46} {:>12.0} {:>12.0} {:<8} {:>6.2}x",
+        "8. 256 tokio tasks, one SharedClient (vs Pipeline)",
+        piped,
+        tasks,
+        "calls/s",
+        tasks / piped
+    );
+    let threads = |call: &(dyn Fn(usize) + Sync)| {
+        let done = AtomicU64::new(0);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let done = &done;
+                scope.spawn(move || {
+                    while started.elapsed() < seconds() {
+                        call(t);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    };
+    let clients: Vec<_> = (0..THREADS)
+        .map(|_| std::sync::Mutex::new(RpcClient::builder().req(&endpoint).connect().unwrap()))
+        .collect();
+    let separate = threads(&|t| {
+        clients[t]
+            .lock()
+            .unwrap()
+            .call(&Blob(vec![7u8; 32]))
+            .unwrap();
+    });
+    let one = threads(&|_| {
+        shared.call(&Blob(vec![7u8; 32])).unwrap();
+    });
+    println!(
+        "{:<46} {:>12.0} {:>12.0} {:<8} {:>6.2}x",
+        "8. 16 threads, one SharedClient (vs 16 RpcClients)",
+        separate,
+        one,
+        "calls/s",
+        one / separate
+    );
+    let mut client = RpcClient::builder().req(&endpoint).connect().unwrap();
+    let alone = sequential(|| {
+        client.call(&blob).unwrap();
+    });
+    let through_shared = sequential(|| {
+        shared.call(&blob).unwrap();
+    });
+    println!(
+        "{:<46} {:>12.0} {:>12.0} {:<8} {:>6.2}x",
+        "8. one caller, SharedClient (vs RpcClient)",
+        alone.rate,
+        through_shared.rate,
+        "calls/s",
+        through_shared.rate / alone.rate
+    );
+    latency_row(&alone, &through_shared);
+}
+
+#[derive(Serialize, Deserialize)]
+struct Work(u64);
+
+impl zmqrpc::Command for Work {
+    const NAME: &'static str = "bench.work";
+    type Response = u64;
+}
+
+/// A 1 ms service behind `workers(4)` (a thread asleep per call) and behind the async server
+/// (a task asleep per call, 64 at once), 64 calls kept in flight by a `Pipeline`.
+fn case_async_server() {
+    const IN_FLIGHT: usize = 64;
+    let load = |endpoint: &str| {
+        let mut pipeline = Pipeline::builder()
+            .req(endpoint)
+            .window(IN_FLIGHT)
+            .connect::<Work>()
+            .unwrap();
+        let mut done = 0u64;
+        let started = Instant::now();
+        while started.elapsed() < seconds() {
+            while pipeline.in_flight() < IN_FLIGHT {
+                pipeline.send(&Work(1)).unwrap();
+            }
+            let (_, answer) = pipeline.recv(Duration::from_secs(5)).unwrap().unwrap();
+            answer.unwrap();
+            done += 1;
+        }
+        done as f64 / started.elapsed().as_secs_f64()
+    };
+    let pool = RpcServer::builder()
+        .rep("tcp://127.0.0.1:*")
+        .workers(4)
+        .register_clone(|Work(ms): Work| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok::<_, ServiceError>(ms)
+        })
+        .unwrap()
+        .bind()
+        .unwrap();
+    let pool_endpoint = pool.rep_endpoints()[0].clone();
+    let pool = pool.spawn().unwrap();
+    let threads = load(&pool_endpoint);
+    drop(pool);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let server = RpcServer::builder()
+        .rep("tcp://127.0.0.1:*")
+        .runtime(runtime.handle().clone())
+        .concurrency(IN_FLIGHT)
+        .register_async(|Work(ms): Work| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, ServiceError>(ms)
+        })
+        .unwrap()
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let tasks = load(&endpoint);
+    println!(
+        "{:<46} {:>12.0} {:>12.0} {:<8} {:>6.2}x",
+        "8. 1 ms service: async server (vs workers(4))",
+        threads,
+        tasks,
+        "calls/s",
+        tasks / threads
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
     println!(
@@ -996,5 +1175,9 @@ fn main() {
     }
     if wants("concurrent") {
         case_concurrent_proxy();
+    }
+    if wants("shared") {
+        case_shared();
+        case_async_server();
     }
 }

@@ -241,8 +241,10 @@ impl<D: Dialect> Io<D> {
 
     /// Empties the wake-up pair (its bytes only say "look").
     fn drain_wake_ups(&mut self) {
-        let mut bytes = [0u8; 64];
-        while matches!(self.woken.read(&mut bytes), Ok(n) if n > 0) {}
+        // One read: callers write only while the thread sleeps, so there is rarely more
+        // than a byte, and what is left makes the next poll return at once.
+        let mut bytes = [0u8; 256];
+        let _ = self.woken.read(&mut bytes);
     }
 
     /// Reads link `index`'s monitor: a refused handshake ends its calls (and, refused
@@ -333,6 +335,12 @@ impl<D: Dialect> Io<D> {
                 waiter.reply.clear();
                 waiter.reply.extend_from_slice(&self.part);
                 self.shared.notify(inside, tag.seq);
+            }
+            // With no call left in flight, no answer can be waiting: not looking saves a
+            // read that would find nothing (a system call, for a lone caller one per call).
+            // A stray, if one came, is read at the next pass: the poll is level-triggered.
+            if inside.calls.in_flight() == 0 {
+                return Ok(());
             }
         }
     }
