@@ -55,11 +55,15 @@
 //!   [`DeviceServer`](zmqrpc_core::device::DeviceServer) on its UART) and back, its
 //!   notifications published; it reuses the proxies' sides and the receiver loop.
 //! - [`proxy`]: [`Proxy`] (Sub2Req, Sub2Pub, Rep2Pub, Rep2Req, sharing one definition of
-//!   their two sides), [`BufferedProxy`] (store-and-forward) and its [`Spool`].
-//! - [`rpc`]: [`RpcServer`] (its [`Service`] API, the type-erased dispatch, the worker
-//!   pool), [`RpcClient`], [`Pipeline`].
+//!   their two sides; Rep2Req forwarding many calls at once through a pool of forwarders),
+//!   [`BufferedProxy`] (store-and-forward) and its [`Spool`].
+//! - [`rpc`]: [`RpcServer`] (its [`Service`] API, the type-erased dispatch, served on one
+//!   thread, by a worker pool, or, with the `tokio` feature, with `async fn` services as
+//!   tasks on a runtime), [`RpcClient`], [`Pipeline`], [`SharedClient`] (one client for every
+//!   thread and task, blocking or `async`, over one I/O thread).
 //! - [`messaging`]: the sockets that move bytes: [`Receiver`] and its [`MessageHandler`] contract
-//!   (REP + SUB in, one thread), [`Publisher`] (XPUB out, nothing dropped uncounted, no
+//!   (REP + SUB in, one thread), the worker pool (a ROUTER in front of handler threads)
+//!   and the ROUTER helpers it shares with the async server, [`Publisher`] (XPUB out, nothing dropped uncounted, no
 //!   subscriber holding the others back past its grace) and the subscriptions it tracks,
 //!   [`Requester`] (REQ out, round-robin, Lazy Pirate), [`Sender`] (both).
 //! - [`dialect`] (from `zmqrpc-protocol`, which has no I/O): the wire-dialect seam:
