@@ -108,7 +108,27 @@ impl Requester {
         options: &SocketOptions,
         credentials: Option<Credentials>,
     ) -> Result<Requester, TransportError> {
-        let mut requester = Requester {
+        let mut requester = Requester::unconnected(ctx, endpoints, options, credentials);
+        for endpoint in &mut requester.endpoints {
+            endpoint.connection(
+                &requester.ctx,
+                &requester.options,
+                requester.credentials.as_ref(),
+            )?;
+        }
+        Ok(requester)
+    }
+
+    /// A requester whose sockets are made and connected on their endpoints' first turns:
+    /// for one of many that may never be used (a proxy's spare forwarders), which then
+    /// holds no connection, here or at the server.
+    pub(crate) fn unconnected(
+        ctx: &zmq::Context,
+        endpoints: &[String],
+        options: &SocketOptions,
+        credentials: Option<Credentials>,
+    ) -> Requester {
+        Requester {
             ctx: ctx.clone(),
             options: options.clone(),
             credentials,
@@ -121,15 +141,7 @@ impl Requester {
                 .collect(),
             turns: Arc::default(),
             reply: zmq::Message::new(),
-        };
-        for endpoint in &mut requester.endpoints {
-            endpoint.connection(
-                &requester.ctx,
-                &requester.options,
-                requester.credentials.as_ref(),
-            )?;
         }
-        Ok(requester)
     }
 
     /// The endpoints, in turn order.

@@ -128,11 +128,13 @@ impl<D: Dialect> ProxyBuilder<D> {
         };
         let mut output_endpoints = Vec::new();
         let forwarders = if self.kind.req_output() {
-            // The output's endpoints are used in turn by all the forwarders together.
+            // The output's endpoints are used in turn by all the forwarders together. The
+            // first connects now; the others when first used (the busiest forwarder is
+            // the one free last, so a quiet proxy holds one connection per endpoint).
             let first = sides.requester(&ctx)?;
             let mut requesters = Vec::with_capacity(self.concurrency);
             for _ in 1..self.concurrency {
-                requesters.push(sides.requester(&ctx)?.sharing_turns_with(&first));
+                requesters.push(sides.unconnected_requester(&ctx).sharing_turns_with(&first));
             }
             requesters.push(first);
             requesters

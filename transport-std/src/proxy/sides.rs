@@ -108,6 +108,17 @@ impl Sides {
         )
     }
 
+    /// A REQ output like [`requester`](Sides::requester) whose sockets are made on first
+    /// use.
+    pub(crate) fn unconnected_requester(&self, ctx: &zmq::Context) -> Requester {
+        Requester::unconnected(
+            ctx,
+            &self.outputs,
+            &self.output_options,
+            self.output_credentials.clone(),
+        )
+    }
+
     /// A PUB output: bound to the endpoints, verifying subscribers against the output
     /// users; holds up to `limits` while none is attached.
     pub(crate) fn publisher(
