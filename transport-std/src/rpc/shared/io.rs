@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use zmqrpc_protocol::calls::Why;
 
-use super::{Inside, Shared};
+use super::{Inside, Shared, ToWake};
 use crate::auth::Credentials;
 use crate::dialect::{Addressee, Dialect};
 use crate::socket::monitor::{Event, Handshakes, MonitoredSocket};
@@ -72,6 +72,8 @@ pub(super) struct Io<D: Dialect> {
     readable: Vec<(bool, bool)>,
     /// Calls just ended together, to wake their callers.
     ended: Vec<u32>,
+    /// The callers to wake once the lock is let go (swapped with the list under it).
+    to_wake: Vec<ToWake>,
 }
 
 impl<D: Dialect> Io<D> {
@@ -101,6 +103,7 @@ impl<D: Dialect> Io<D> {
             woken,
             part: zmq::Message::new(),
             ended: Vec::new(),
+            to_wake: Vec::new(),
         })
     }
 
@@ -140,9 +143,11 @@ impl<D: Dialect> Io<D> {
                 }
                 self.send_queued(&mut inside);
                 inside.asleep = true;
-                inside.calls.next_deadline().map_or(-1, |deadline| {
+                let timeout = inside.calls.next_deadline().map_or(-1, |deadline| {
                     i64::from(wait_ms(deadline.saturating_duration_since(now)))
-                })
+                });
+                shared.unlock(inside, &mut self.to_wake);
+                timeout
             };
             let woken = self.poll(timeout)?;
             if woken {
@@ -280,7 +285,7 @@ impl<D: Dialect> Io<D> {
         for &seq in self.ended.iter() {
             self.shared.notify(&mut inside, seq);
         }
-        drop(inside);
+        self.shared.unlock(inside, &mut self.to_wake);
         if dropped && refused.is_none() {
             // libzmq 4.3 never reconnects a connection it cut for a protocol error.
             log::info!(
@@ -299,7 +304,22 @@ impl<D: Dialect> Io<D> {
 
     /// Takes every answer link `index` has, each to its call's slot, waking its caller.
     fn receive(&mut self, index: usize) -> Result<(), TransportError> {
-        let mut inside: Option<MutexGuard<'_, Inside>> = None;
+        let shared = Arc::clone(&self.shared);
+        let mut inside = None;
+        let received = self.receive_locked(index, &shared, &mut inside);
+        if let Some(inside) = inside {
+            shared.unlock(inside, &mut self.to_wake);
+        }
+        received
+    }
+
+    /// [`receive`](Io::receive)'s loop; the lock, once taken, stays in `inside`.
+    fn receive_locked<'s>(
+        &mut self,
+        index: usize,
+        shared: &'s Shared,
+        inside: &mut Option<MutexGuard<'s, Inside>>,
+    ) -> Result<(), TransportError> {
         loop {
             let socket = &self.links[index].socket;
             match socket.recv(&mut self.part, zmq::DONTWAIT) {
@@ -307,7 +327,7 @@ impl<D: Dialect> Io<D> {
                 Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(TransportError::new("recv", &self.endpoints[index], e)),
             }
-            let inside = inside.get_or_insert_with(|| self.shared.lock());
+            let inside = inside.get_or_insert_with(|| shared.lock());
             // [empty delimiter][frame], as a REP socket sends it.
             let framed = self.part.is_empty()
                 && self.part.get_more()
@@ -334,7 +354,7 @@ impl<D: Dialect> Io<D> {
             if let Some(waiter) = inside.calls.answered(tag.seq, tag.key) {
                 waiter.reply.clear();
                 waiter.reply.extend_from_slice(&self.part);
-                self.shared.notify(inside, tag.seq);
+                shared.notify(inside, tag.seq);
             }
             // With no call left in flight, no answer can be waiting: not looking saves a
             // read that would find nothing (a system call, for a lone caller one per call).

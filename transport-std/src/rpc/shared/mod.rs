@@ -211,6 +211,7 @@ impl<D: Dialect> SharedClientBuilder<D> {
                 refused: vec![None; self.endpoints.len()],
                 stray: 0,
                 spare: Vec::with_capacity(self.limits.in_flight + self.limits.queued),
+                to_wake: Vec::with_capacity(self.limits.in_flight + self.limits.queued),
             }),
             ready,
             wake,
@@ -665,11 +666,25 @@ impl Shared {
         let _ = (&self.wake).write(&[1]);
     }
 
-    /// Wakes the caller of call `seq`: a thread waiting on its slot, or the task awaiting it.
+    /// Notes that the caller of call `seq` is to be woken (a thread waiting on its slot, or
+    /// the task awaiting it), once the lock is let go: [`unlock`](Shared::unlock).
     fn notify(&self, inside: &mut Inside, seq: u32) {
-        self.ready[inside.calls.slot_of(seq)].notify_all();
-        if let Some(waker) = inside.calls.data_mut(seq).and_then(|w| w.waker.take()) {
-            waker.wake();
+        let slot = inside.calls.slot_of(seq);
+        let waker = inside.calls.data_mut(seq).and_then(|w| w.waker.take());
+        inside.to_wake.push((slot, waker));
+    }
+
+    /// Lets go of the lock, then wakes the callers [`notify`](Shared::notify) noted: woken
+    /// under the lock, each would first wait for it. `spare` is the waking thread's own
+    /// list, swapped with the one under the lock, so neither allocates once grown.
+    fn unlock(&self, mut inside: MutexGuard<'_, Inside>, spare: &mut Vec<ToWake>) {
+        std::mem::swap(&mut inside.to_wake, spare);
+        drop(inside);
+        for (slot, waker) in spare.drain(..) {
+            self.ready[slot].notify_one();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 }
@@ -687,6 +702,8 @@ struct Inside {
     refused: Vec<Option<HandshakeFailure>>,
     /// Messages that were no readable, numbered answer, dropped.
     stray: u64,
+    /// Callers to wake once the lock is let go ([`Shared::notify`]).
+    to_wake: Vec<ToWake>,
     /// Request and reply buffers of ended calls, lent to the next ones: as many as calls
     /// were ever under way at once, not one pair per slot (there are twice as many slots as
     /// calls may be under way, and successive calls take successive slots).
@@ -695,6 +712,9 @@ struct Inside {
 
 /// A call's request and reply buffers.
 type Buffers = (Vec<u8>, Vec<u8>);
+
+/// A caller to wake: its call's slot, and its task if it awaits.
+type ToWake = (usize, Option<Waker>);
 
 /// The most capacity a spare buffer keeps; a larger one is freed when its call ends, so a
 /// few large calls leave no large buffers behind.
