@@ -354,7 +354,11 @@ impl<D: Dialect> SharedClient<D> {
         let handle = &self.inner;
         let deadline = later(Instant::now(), timeout);
         let mut inside = handle.shared.lock();
-        let seq = handle.start(&mut inside, command, deadline)?;
+        let (seq, asleep) = handle.start(&mut inside, command, deadline)?;
+        if asleep {
+            // Under the lock: letting go of it and taking it again costs more.
+            handle.shared.wake();
+        }
         let ready = &handle.shared.ready[inside.calls.slot_of(seq)];
         // The I/O thread ends every call by its deadline; the margin only guards against
         // an I/O thread that can no longer run at all.
@@ -416,13 +420,7 @@ impl<D: Dialect> SharedClient<D> {
         command: &C,
         timeout: Duration,
     ) -> Result<Receipt<C::Response>, CallError> {
-        let handle = &*self.inner;
-        let seq = {
-            let deadline = later(Instant::now(), timeout);
-            let mut inside = handle.shared.lock();
-            handle.start(&mut inside, command, deadline)?
-        };
-        future::PendingCall::<D, C>::new(handle, seq, timeout).await
+        future::PendingCall::new(&self.inner, command, timeout).await
     }
 
     /// Publishes `command` to subscribed servers, one way, from any thread or task. Held in
@@ -528,13 +526,14 @@ struct Notifier {
 }
 
 impl<D: Dialect> Handle<D> {
-    /// Numbers, writes and queues a call, waking the I/O thread if it sleeps.
+    /// Numbers, writes and queues a call; says whether the I/O thread sleeps and must be
+    /// woken ([`Shared::wake`], best once the lock is let go).
     fn start<C: Command>(
         &self,
         inside: &mut Inside,
         command: &C,
         deadline: Instant,
-    ) -> Result<u32, CallError> {
+    ) -> Result<(u32, bool), CallError> {
         if inside.stop || inside.stopped {
             return Err(self.stopped());
         }
@@ -565,10 +564,7 @@ impl<D: Dialect> Handle<D> {
         waiter.endpoint = NOT_SENT;
         let bytes = waiter.request.len();
         inside.calls.set_bytes(seq, bytes);
-        if std::mem::take(&mut inside.asleep) {
-            self.shared.wake();
-        }
-        Ok(seq)
+        Ok((seq, std::mem::take(&mut inside.asleep)))
     }
 
     /// What the ended call `seq` returns.
