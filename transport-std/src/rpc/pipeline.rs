@@ -278,14 +278,15 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
         if self.calls.in_flight() >= self.window {
             return Err(full(&self.calls));
         }
-        self.check_link(false)?;
+        let now = Instant::now();
+        self.check_link(false, now)?;
         if let Some(reason) = self.link.handshakes.refused() {
             return Err(CallError::AuthFailed {
                 endpoint: self.endpoint.clone(),
                 reason,
             });
         }
-        let deadline = later(Instant::now(), self.timeout);
+        let deadline = later(now, self.timeout);
         let seq = self
             .calls
             .submit(C::KEY, 0, deadline)
@@ -323,17 +324,18 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
     /// `Ok(None)`: nothing within `wait`. `Ok(Some((seq, result)))`: call `seq` ended, with
     /// its response or its error (remote error, timeout, bad reply).
     pub fn recv(&mut self, wait: Duration) -> Result<Option<Outcome<C>>, CallError> {
-        let until = later(Instant::now(), wait);
+        let mut now = Instant::now();
+        let until = later(now, wait);
         let mut monitor_ready = false;
         loop {
-            self.check_link(std::mem::take(&mut monitor_ready))?;
+            self.check_link(std::mem::take(&mut monitor_ready), now)?;
             if let Some(ended) = self.ended.pop_front() {
                 return Ok(Some((ended.0, Err(ended.1))));
             }
             if let Some(answer) = self.try_recv(until)? {
                 return Ok(Some(answer));
             }
-            let now = Instant::now();
+            now = Instant::now();
             if let Some(seq) = self.calls.expire(now) {
                 self.calls.collect(seq);
                 return Ok(Some((
@@ -382,11 +384,12 @@ impl<C: Command, D: Dialect> Pipeline<C, D> {
     /// [`CallError::AuthFailed`]; a dropped connection ends them with
     /// [`CallError::Disconnected`] and makes the socket anew.
     ///
-    /// The monitor is read when a poll found it readable (`now`), else at most once every
-    /// [`READ_EVERY`]: an empty read costs libzmq a system call, which would dominate the
-    /// cost of a pipelined call.
-    fn check_link(&mut self, now: bool) -> Result<(), CallError> {
-        if !now && self.link.last_read.elapsed() < READ_EVERY {
+    /// The monitor is read when a poll found it readable (`polled`), else at most once
+    /// every [`READ_EVERY`] (`now` is the caller's clock reading, so a call reads the clock
+    /// once): an empty read costs libzmq a system call, which would dominate the cost of a
+    /// pipelined call.
+    fn check_link(&mut self, polled: bool, now: Instant) -> Result<(), CallError> {
+        if !polled && now.saturating_duration_since(self.link.last_read) < READ_EVERY {
             return Ok(());
         }
         let dropped = self.link.read_monitor();
