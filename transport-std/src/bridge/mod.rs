@@ -30,7 +30,7 @@
 //!
 //! What the device sends of its own accord (notifications: sensor samples) is published on
 //! the PUB output, if the bridge has one (held while no subscriber is attached, like a
-//! [`Publisher`]'s), and counted as dropped if not. Frames damaged on the line are counted
+//! [`Publisher`](crate::Publisher)'s), and counted as dropped if not. Frames damaged on the line are counted
 //! in `link_errors` and skipped; the link is back in step at the next frame. The device is
 //! read in passes of at most 64 frames, 32 KiB and 10 ms, whatever it sends (a stream of
 //! bytes without a delimiter included), so no device holds a call past its deadline or the

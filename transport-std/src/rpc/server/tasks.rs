@@ -24,7 +24,8 @@ use super::dispatch::{Dispatched, Dispatcher, Later, Outcome};
 use crate::auth::Verifier;
 use crate::dialect::Dialect;
 use crate::messaging::receiver::{
-    Heartbeats, Incoming, Origin, ReceiverBuilder, ReceiverStats, BATCH,
+    Heartbeats, Incoming, MessageHandler as _, Origin, ReceiverBuilder, ReceiverStats, Rejection,
+    BATCH,
 };
 use crate::messaging::router::{self, Read};
 use crate::messaging::subscriber::{revive_all, Received, SubSide, SubsReady};
@@ -317,7 +318,6 @@ impl<D: Dialect> Tasks<D> {
                 }
                 Read::Multipart => {
                     bump(&self.stats.rejected);
-                    use crate::messaging::receiver::{MessageHandler, Rejection};
                     self.dispatcher
                         .reject(Rejection::Multipart, Origin::Rep, reply);
                 }
@@ -368,7 +368,6 @@ impl<D: Dialect> Tasks<D> {
                 Received::Heartbeat => bump(&self.stats.heartbeats),
                 Received::Multipart => {
                     bump(&self.stats.rejected);
-                    use crate::messaging::receiver::{MessageHandler, Rejection};
                     self.dispatcher
                         .reject(Rejection::Multipart, Origin::Sub(index), reply);
                 }
