@@ -34,7 +34,9 @@
 //! This crate is the one dependency an application needs: it re-exports the protocol core
 //! ([`zmqrpc_core`]: commands, frames, bounded queues, stream framing, the microcontroller
 //! server; `no_std`) and the libzmq transport ([`zmqrpc_transport_std`], as [`transport`]:
-//! servers, clients, pipelines, proxies, the serial bridge), and it ships the binaries.
+//! servers (blocking, pooled, or with `async fn` services), clients (one per thread, or one
+//! `SharedClient` for every thread and tokio task), pipelines, proxies, the serial bridge),
+//! and it ships the binaries.
 //!
 //! # Layout
 //! - everything of [`zmqrpc_core`] at the top level (`zmqrpc::Command`, `zmqrpc::frame`, …);

@@ -158,12 +158,15 @@ fn tasks_and_threads_share_one_client_every_answer_to_its_own_call() {
     // Every answered call was matched to its own; the short calls' answers, if they came
     // after their deadlines, are late, and nothing else is stray.
     assert!(eventually(secs(20), || client.in_flight() == 0));
+    // Late answers may still be coming in: read the strays between two readings of the late.
+    let late_before = client.counts().late;
+    let strays = client.stray_answers();
+    let late_after = client.counts().late;
+    assert!(strays <= short, "{strays}");
     assert!(
-        client.stray_answers() <= short,
-        "{}",
-        client.stray_answers()
+        (late_before..=late_after).contains(&strays),
+        "{strays} strays, {late_before}..{late_after} of them late"
     );
-    assert_eq!(client.stray_answers(), counts.late);
 }
 
 #[test]
@@ -224,6 +227,12 @@ fn futures_dropped_under_select_cancel_their_calls_at_once() {
 
 #[test]
 fn ten_thousand_calls_with_no_server_stay_bounded_and_none_reaches_it_later() {
+    // It reads the whole process's memory: alone in a process.
+    if in_own_process(
+        "shared_async::ten_thousand_calls_with_no_server_stay_bounded_and_none_reaches_it_later",
+    ) {
+        return;
+    }
     let endpoint = ipc_endpoint("async-no-server");
     let client = SharedClient::builder()
         .req(&endpoint)
@@ -315,6 +324,10 @@ fn a_server_killed_mid_call_ends_its_calls_typed_and_a_restarted_one_serves() {
 
 #[test]
 fn the_last_clone_dropped_mid_call_stops_everything_it_started() {
+    // It counts the whole process's threads and descriptors: alone in a process.
+    if in_own_process("shared_async::the_last_clone_dropped_mid_call_stops_everything_it_started") {
+        return;
+    }
     // A server in another process, frozen once the client is connected: the call stays in
     // flight, and what this process holds is the client's alone.
     let endpoint = ipc_endpoint("async-last-clone");
