@@ -359,3 +359,46 @@ fn a_runtime_gone_mid_call_frees_the_call_counted_and_the_server_stops() {
     running.stop_and_wait().unwrap();
     assert!(stopping.elapsed() < secs(2), "{:?}", stopping.elapsed());
 }
+
+/// Never answers: a service stuck on something that never comes.
+#[derive(Serialize, Deserialize)]
+struct Stuck;
+impl Command for Stuck {
+    const NAME: &'static str = "test.async.stuck";
+    type Response = ();
+}
+
+/// Regression: a stop waited for every async call in flight, so a service that never ended
+/// held the stop for ever.
+#[test]
+fn a_stop_cancels_what_still_runs_after_its_grace() {
+    let rt = runtime();
+    let server = RpcServer::builder()
+        .runtime(rt.handle().clone())
+        .stop_grace(ms(200))
+        .register_async(|Stuck| async {
+            std::future::pending::<()>().await;
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .rep("tcp://127.0.0.1:*")
+        .bind()
+        .unwrap();
+    let endpoint = server.rep_endpoints()[0].clone();
+    let running = server.spawn().unwrap();
+    let mut caller = RpcClient::builder()
+        .req(&endpoint)
+        .timeout(ms(300))
+        .connect()
+        .unwrap();
+    assert!(matches!(
+        caller.call(&Stuck),
+        Err(CallError::Timeout { .. })
+    ));
+    let stopping = std::time::Instant::now();
+    let stats = running.stats().clone();
+    running.stop_and_wait().unwrap();
+    let took = stopping.elapsed();
+    assert!(took >= ms(200) && took < secs(2), "{took:?}");
+    assert_eq!(stats.snapshot().dispatch.failed, 1);
+}

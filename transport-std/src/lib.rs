@@ -149,7 +149,7 @@ pub use rpc::client::{ClientBuilder, RpcClient};
 pub use rpc::pipeline::{Outcome, Pipeline, PipelineBuilder, DEFAULT_WINDOW_BYTES};
 pub use rpc::receipt::Receipt;
 #[cfg(feature = "tokio")]
-pub use rpc::server::{AsyncService, DEFAULT_ASYNC_CONCURRENCY};
+pub use rpc::server::{AsyncService, DEFAULT_ASYNC_CONCURRENCY, DEFAULT_STOP_GRACE};
 pub use rpc::server::{
     Caller, DispatchCounts, DispatchStats, RegisterError, RpcServer, ServerBuilder, ServerCounts,
     ServerStats, Service, ServiceError, WithCaller,

@@ -36,7 +36,7 @@ pub use dispatch::{DispatchCounts, DispatchStats};
 pub use service::AsyncService;
 pub use service::{Caller, RegisterError, Service, ServiceError, WithCaller};
 #[cfg(feature = "tokio")]
-pub use tasks::DEFAULT_ASYNC_CONCURRENCY;
+pub use tasks::{DEFAULT_ASYNC_CONCURRENCY, DEFAULT_STOP_GRACE};
 
 /// The live counters of a running [`RpcServer`] (all its workers together): its sockets and
 /// its dispatch. A cheap handle, as every object's `stats()` is; read it with
@@ -86,6 +86,9 @@ pub struct ServerBuilder<D: Dialect = DefaultDialect> {
     /// Async calls served at once, at most.
     #[cfg(feature = "tokio")]
     concurrency: usize,
+    /// How long a stop waits for async calls in flight.
+    #[cfg(feature = "tokio")]
+    stop_grace: Duration,
 }
 
 /// The default largest request body a server decodes: 256 KiB.
@@ -169,6 +172,8 @@ impl<D: Dialect> RpcServer<D> {
             runtime: None,
             #[cfg(feature = "tokio")]
             concurrency: tasks::DEFAULT_ASYNC_CONCURRENCY,
+            #[cfg(feature = "tokio")]
+            stop_grace: tasks::DEFAULT_STOP_GRACE,
         }
     }
 
@@ -386,6 +391,15 @@ impl<D: Dialect> ServerBuilder<D> {
         self
     }
 
+    /// How long a stop waits for the async calls in flight to answer (default
+    /// [`DEFAULT_STOP_GRACE`]); past it, the tasks still running are cancelled (each at its
+    /// next await: a future that never awaits cannot be), unanswered and counted as failed.
+    #[cfg(feature = "tokio")]
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
     fn insert<C: Command + 'static, S: Service<C>>(
         mut self,
         service: S,
@@ -449,7 +463,13 @@ impl<D: Dialect> ServerBuilder<D> {
                     .map_err(|_| ConfigError::NoRuntime { command })?,
             };
             let dispatcher = dispatcher(self.services);
-            let tasks = tasks::Tasks::bind(self.receiver, dispatcher, runtime, self.concurrency)?;
+            let tasks = tasks::Tasks::bind(
+                self.receiver,
+                dispatcher,
+                runtime,
+                self.concurrency,
+                self.stop_grace,
+            )?;
             return Ok(RpcServer {
                 inner: Inner {
                     serving: Loop::Tasks(tasks),

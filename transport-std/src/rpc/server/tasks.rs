@@ -13,12 +13,13 @@
 //!
 //! A task the runtime drops unfinished (the runtime shutting down) gives its ticket back
 //! unanswered, counted as failed; its caller times out. A stop ends reading at once and
-//! waits for the tasks in flight to answer.
+//! waits for the tasks in flight to answer, up to a grace; then cancels what still runs.
 
 use std::io::{Read as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::dispatch::{Dispatched, Dispatcher, Later, Outcome};
 use crate::auth::Verifier;
@@ -29,11 +30,15 @@ use crate::messaging::receiver::{
 };
 use crate::messaging::router::{self, Read};
 use crate::messaging::subscriber::{revive_all, Received, SubSide, SubsReady};
-use crate::socket::options::SocketOptions;
+use crate::socket::options::{later, SocketOptions};
 use crate::socket::shutdown::{Shutdown, StopListener};
 use crate::socket::stats::bump;
-use crate::socket::{self, poll_timeout};
+use crate::socket::{self, poll_timeout, wait_ms};
 use crate::TransportError;
+
+/// How long a stop waits for async calls in flight before cancelling them, unless told
+/// ([`ServerBuilder::stop_grace`](crate::ServerBuilder::stop_grace)).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The default bound on async calls served at once
 /// ([`ServerBuilder::concurrency`](crate::ServerBuilder::concurrency)).
@@ -59,6 +64,8 @@ pub(super) struct Tasks<D: Dialect> {
     finished: Arc<Finished>,
     /// The current call's `User-Id`, reused from call to call.
     user: String,
+    /// How long a stop waits for the calls in flight before cancelling them.
+    stop_grace: Duration,
     /// The end of the wake-up pair finished tasks write to.
     woken: UnixStream,
 }
@@ -69,6 +76,8 @@ struct Tickets {
     envelopes: Vec<Vec<zmq::Message>>,
     /// Whether a ticket is out with a call (whose answer goes back) or a notification.
     calls: Vec<bool>,
+    /// How to cancel the task a ticket is out with.
+    tasks: Vec<Option<tokio::task::AbortHandle>>,
     free: Vec<usize>,
 }
 
@@ -120,6 +129,7 @@ impl<D: Dialect> Tasks<D> {
         dispatcher: Dispatcher<D>,
         runtime: tokio::runtime::Handle,
         concurrency: usize,
+        stop_grace: Duration,
     ) -> Result<Tasks<D>, TransportError> {
         let inputs = builder.inputs()?;
         let (frontend, endpoints) = router::bind(
@@ -155,6 +165,7 @@ impl<D: Dialect> Tasks<D> {
             tickets: Tickets {
                 envelopes: (0..concurrency).map(|_| Vec::with_capacity(4)).collect(),
                 calls: vec![false; concurrency],
+                tasks: vec![None; concurrency],
                 free: (0..concurrency).rev().collect(),
             },
             finished: Arc::new(Finished {
@@ -163,6 +174,7 @@ impl<D: Dialect> Tasks<D> {
             }),
             woken,
             user: String::new(),
+            stop_grace,
         })
     }
 
@@ -241,7 +253,7 @@ impl<D: Dialect> Tasks<D> {
             .chain(self.frontend.iter().map(|f| f.as_poll_item(network)))
             .chain(self.subs.iter().flat_map(|sub| sub.poll_items(network)));
         let timeout = poll_timeout(
-            std::time::Instant::now(),
+            Instant::now(),
             self.subs.iter().filter_map(SubSide::deadline),
         );
         socket::poll(&self.stop.socket, items, count, timeout, |items| Ready {
@@ -290,6 +302,7 @@ impl<D: Dialect> Tasks<D> {
                 }
             }
             envelope.clear();
+            self.tickets.tasks[ticket] = None;
             self.tickets.free.push(ticket);
         }
     }
@@ -336,7 +349,8 @@ impl<D: Dialect> Tasks<D> {
                         if let Dispatched::Later(later) = self.dispatcher.dispatch(message, reply) {
                             self.tickets.calls[ticket] = true;
                             self.tickets.free.pop();
-                            spawn(&self.runtime, &self.finished, ticket, later);
+                            let task = spawn(&self.runtime, &self.finished, ticket, later);
+                            self.tickets.tasks[ticket] = Some(task);
                             continue;
                         }
                     }
@@ -383,7 +397,8 @@ impl<D: Dialect> Tasks<D> {
                     if let Dispatched::Later(later) = self.dispatcher.dispatch(message, reply) {
                         self.tickets.calls[ticket] = false;
                         self.tickets.free.pop();
-                        spawn(&self.runtime, &self.finished, ticket, later);
+                        let task = spawn(&self.runtime, &self.finished, ticket, later);
+                        self.tickets.tasks[ticket] = Some(task);
                     }
                 }
             }
@@ -391,12 +406,34 @@ impl<D: Dialect> Tasks<D> {
         Ok(())
     }
 
-    /// Waits for every task in flight and sends its answer.
+    /// Waits for every task in flight and sends its answer; past the stop grace, cancels
+    /// the tasks still running (each then ends at its next await, unanswered, counted as
+    /// failed), so a service that never ends cannot hold the stop.
     fn finish(&mut self) -> Result<(), TransportError> {
         let mut answers = Vec::new();
+        let give_up = later(Instant::now(), self.stop_grace);
+        let mut cancelled = false;
         while self.tickets.free.len() < self.tickets.envelopes.len() {
+            if !cancelled && Instant::now() >= give_up {
+                let running = self.tickets.tasks.iter().flatten().count();
+                log::warn!(
+                    "server: {running} call(s) still being served {:?} after the stop; \
+                     cancelled",
+                    self.stop_grace
+                );
+                for task in self.tickets.tasks.iter().flatten() {
+                    task.abort();
+                }
+                cancelled = true;
+            }
             let mut item = [zmq::PollItem::from_fd(self.woken.as_raw_fd(), zmq::POLLIN)];
-            match zmq::poll(&mut item, 100) {
+            let wait = match cancelled {
+                true => Duration::from_millis(100),
+                false => give_up
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100)),
+            };
+            match zmq::poll(&mut item, i64::from(wait_ms(wait))) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(TransportError::new("poll", "server", e)),
             }
@@ -408,16 +445,23 @@ impl<D: Dialect> Tasks<D> {
 }
 
 /// Runs `later` on `runtime`; its answer (or, dropped unfinished, its ticket) goes back to
-/// `finished`.
-fn spawn(runtime: &tokio::runtime::Handle, finished: &Arc<Finished>, ticket: usize, later: Later) {
+/// `finished`. The handle cancels it.
+fn spawn(
+    runtime: &tokio::runtime::Handle,
+    finished: &Arc<Finished>,
+    ticket: usize,
+    later: Later,
+) -> tokio::task::AbortHandle {
     let report = Report {
         finished: Arc::clone(finished),
         ticket,
         answer: None,
     };
-    runtime.spawn(async move {
-        report.answer(later.await);
-    });
+    runtime
+        .spawn(async move {
+            report.answer(later.await);
+        })
+        .abort_handle()
 }
 
 /// What a poll found.
