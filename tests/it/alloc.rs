@@ -1,13 +1,15 @@
 //! The per-message path allocates nothing on the Rust heap in steady state: client call,
-//! pipelined calls, shared calls (blocking and awaited), server dispatch and proxy forward. A counting global allocator sees every Rust allocation
-//! of every thread in the test binary (libzmq's own C allocations are not on the Rust heap).
-//! The test runs itself in a process of its own, so no other test's allocations are counted;
-//! the allocator's count costs the other tests one relaxed atomic add per allocation.
+//! pipelined calls, shared calls (blocking and awaited), server dispatch and proxy forward.
+//! A counting global allocator sees every Rust allocation of every thread in the test binary
+//! (libzmq's own C allocations are not on the Rust heap), and keeps the sizes of the last
+//! few for a failure's message. Each test runs itself in a process of its own, so no other
+//! test's allocations are counted; the count costs the other tests two relaxed atomic
+//! operations per allocation.
 // A global allocator needs `unsafe impl GlobalAlloc`; it only counts and delegates to System.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::common::process::in_own_process;
 use crate::common::*;
@@ -17,9 +19,26 @@ struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// The sizes of the last allocations, a ring indexed by their count: what a failure names, so
+/// an allocation that shows up only now and then can be told by its size.
+static LAST_SIZES: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+
+fn count(size: usize) {
+    let n = ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    LAST_SIZES[(n % 8) as usize].store(size, Ordering::Relaxed);
+}
+
+/// The sizes of the last (up to 8) allocations, oldest first, for a failure's message.
+fn last_sizes() -> Vec<usize> {
+    let n = ALLOCATIONS.load(Ordering::SeqCst);
+    (n.saturating_sub(8)..n)
+        .map(|i| LAST_SIZES[(i % 8) as usize].load(Ordering::Relaxed))
+        .collect()
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count(layout.size());
         unsafe { System.alloc(layout) }
     }
 
@@ -28,7 +47,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -71,16 +90,20 @@ fn calls_dispatch_and_forwarding_allocate_nothing_in_steady_state() {
     let mut direct = client(&server_endpoint);
     let allocations = allocations_per_run(&mut direct, 1_000, 10_000);
     assert_eq!(
-        allocations, 0,
-        "direct: {allocations} allocations in 10,000 calls"
+        allocations,
+        0,
+        "direct: {allocations} allocations in 10,000 calls, the last of sizes {:?}",
+        last_sizes()
     );
 
     // Client call + proxy forward + server dispatch.
     let mut forwarded = client(&proxy_endpoint);
     let allocations = allocations_per_run(&mut forwarded, 1_000, 10_000);
     assert_eq!(
-        allocations, 0,
-        "via Rep2Req: {allocations} allocations in 10,000 calls"
+        allocations,
+        0,
+        "via Rep2Req: {allocations} allocations in 10,000 calls, the last of sizes {:?}",
+        last_sizes()
     );
 }
 
@@ -121,8 +144,10 @@ fn pipelined_calls_allocate_nothing_in_steady_state() {
         .unwrap();
     let allocations = pipelined_allocations(&mut pipeline, 64, 100);
     assert_eq!(
-        allocations, 0,
-        "{allocations} allocations in 6,400 pipelined calls"
+        allocations,
+        0,
+        "{allocations} allocations in 6,400 pipelined calls, the last of sizes {:?}",
+        last_sizes()
     );
 }
 
@@ -175,13 +200,14 @@ fn a_shared_call_allocates_at_most_once() {
         .connect()
         .unwrap();
     let (blocking, awaited) = shared_allocations(&client, 1_000, 10_000);
-    eprintln!("shared client: {blocking} allocations in 10,000 blocking calls, {awaited} in 10,000 awaited");
     assert!(
         blocking <= 10_000,
-        "blocking: {blocking} allocations in 10,000 calls"
+        "blocking: {blocking} allocations in 10,000 calls, the last of sizes {:?}",
+        last_sizes()
     );
     assert!(
         awaited <= 10_000,
-        "awaited: {awaited} allocations in 10,000 calls"
+        "awaited: {awaited} allocations in 10,000 calls, the last of sizes {:?}",
+        last_sizes()
     );
 }
