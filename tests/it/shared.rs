@@ -16,14 +16,14 @@ use crate::common::*;
 
 /// Sleeps for its milliseconds, then answers them.
 #[derive(Serialize, Deserialize)]
-struct Nap(u64);
+pub(crate) struct Nap(pub(crate) u64);
 impl Command for Nap {
     const NAME: &'static str = "test.shared.nap";
     type Response = u64;
 }
 
 /// A pool of four workers serving `Add`, `Echo` and `Nap`, counting what it served.
-fn pool(served: Arc<AtomicU64>) -> ServerBuilder {
+pub(crate) fn pool(served: Arc<AtomicU64>) -> ServerBuilder {
     let (adds, echoes, naps) = (served.clone(), served.clone(), served);
     RpcServer::builder()
         .register_clone(move |Add(a, b): Add| {

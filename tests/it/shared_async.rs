@@ -7,43 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use zmqrpc::transport::{CallError, RpcServer, ServerBuilder, ServiceError, SharedClient};
-use zmqrpc::Command;
+use zmqrpc::transport::{CallError, SharedClient};
 
 use crate::common::process::*;
 use crate::common::*;
-
-/// Sleeps for its milliseconds, then answers them.
-#[derive(Serialize, Deserialize)]
-struct Nap(u64);
-impl Command for Nap {
-    const NAME: &'static str = "test.async.nap";
-    type Response = u64;
-}
-
-/// Four workers serving `Add`, `Echo` and `Nap`, counting every call served.
-fn pool(served: Arc<AtomicU64>) -> ServerBuilder {
-    let (adds, echoes, naps) = (served.clone(), served.clone(), served);
-    RpcServer::builder()
-        .register_clone(move |Add(a, b): Add| {
-            adds.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ServiceError>(a + b)
-        })
-        .unwrap()
-        .register_clone(move |Echo(s): Echo| {
-            echoes.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ServiceError>(s)
-        })
-        .unwrap()
-        .register_clone(move |Nap(ms): Nap| {
-            std::thread::sleep(Duration::from_millis(ms));
-            naps.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ServiceError>(ms)
-        })
-        .unwrap()
-        .workers(4)
-}
+use crate::shared::{pool, Nap};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
