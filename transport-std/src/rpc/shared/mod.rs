@@ -374,6 +374,9 @@ impl<D: Dialect> SharedClient<D> {
                 inside.cancel(seq);
                 return Err(handle.stopped());
             }
+            if let Some(waiter) = inside.calls.data_mut(seq) {
+                waiter.blocked = true;
+            }
             inside = ready
                 .wait_timeout(inside, left)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -666,8 +669,16 @@ impl Shared {
     /// the task awaiting it), once the lock is let go: [`unlock`](Shared::unlock).
     fn notify(&self, inside: &mut Inside, seq: u32) {
         let slot = inside.calls.slot_of(seq);
-        let waker = inside.calls.data_mut(seq).and_then(|w| w.waker.take());
-        inside.to_wake.push((slot, waker));
+        let Some(waiter) = inside.calls.data_mut(seq) else {
+            return;
+        };
+        if let Some(waker) = waiter.waker.take() {
+            inside.to_wake.push(ToWake::Task(waker));
+        } else if waiter.blocked {
+            // Only a thread that waits is signalled: a condition variable's signal is a
+            // system call even when nobody waits on it.
+            inside.to_wake.push(ToWake::Thread(slot));
+        }
     }
 
     /// Lets go of the lock, then wakes the callers [`notify`](Shared::notify) noted: woken
@@ -676,10 +687,10 @@ impl Shared {
     fn unlock(&self, mut inside: MutexGuard<'_, Inside>, spare: &mut Vec<ToWake>) {
         std::mem::swap(&mut inside.to_wake, spare);
         drop(inside);
-        for (slot, waker) in spare.drain(..) {
-            self.ready[slot].notify_one();
-            if let Some(waker) = waker {
-                waker.wake();
+        for to_wake in spare.drain(..) {
+            match to_wake {
+                ToWake::Thread(slot) => self.ready[slot].notify_one(),
+                ToWake::Task(waker) => waker.wake(),
             }
         }
     }
@@ -709,8 +720,13 @@ struct Inside {
 /// A call's request and reply buffers.
 type Buffers = (Vec<u8>, Vec<u8>);
 
-/// A caller to wake: its call's slot, and its task if it awaits.
-type ToWake = (usize, Option<Waker>);
+/// A caller to wake, once the lock is let go.
+enum ToWake {
+    /// A thread waiting on the condition variable of this call slot.
+    Thread(usize),
+    /// A task awaiting its call.
+    Task(Waker),
+}
 
 /// The most capacity a spare buffer keeps; a larger one is freed when its call ends, so a
 /// few large calls leave no large buffers behind.
@@ -745,6 +761,7 @@ impl Inside {
             return;
         };
         waiter.waker = None;
+        waiter.blocked = false;
         let mut request = std::mem::take(&mut waiter.request);
         let mut reply = std::mem::take(&mut waiter.reply);
         if self.spare.len() < self.spare.capacity() {
@@ -777,4 +794,6 @@ struct Waiter {
     endpoint: usize,
     /// The task awaiting the call, if an async caller made it.
     waker: Option<Waker>,
+    /// A blocking caller waits on the slot's condition variable.
+    blocked: bool,
 }
