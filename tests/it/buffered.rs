@@ -472,3 +472,60 @@ fn a_pyzmqrpc3_dialect_caller_through_a_buffered_proxy_is_told_its_call_was_acce
     }
     client.call(&Sample { seq: 1, value: 0.5 }).unwrap();
 }
+
+/// Calls from many callers at once are taken together: the batch is written to the spool,
+/// synced once, and every caller acknowledged after that one sync (a REP input took one
+/// call at a time, a sync each, the others waiting). Everything is delivered afterwards.
+#[test]
+fn calls_from_many_callers_at_once_share_one_spool_sync_and_all_are_delivered() {
+    const CALLERS: u32 = 16;
+    let dir = std::env::temp_dir().join(format!("zmqrpc-group-sync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spool = dir.join("spool");
+    let _ = std::fs::remove_file(&spool);
+    let downstream = ipc_endpoint("group-sync-down");
+    let proxy = fast_retry(BufferedProxy::builder())
+        .input("tcp://127.0.0.1:*")
+        .output(&downstream)
+        .spool(&spool, 1 << 20)
+        .bind()
+        .unwrap();
+    let input = proxy.input_endpoints()[0].clone();
+    let stats = proxy.stats();
+    // Every caller's call is waiting at the proxy before it reads any.
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|seq| {
+            let input = input.clone();
+            std::thread::spawn(move || client(&input).call(&Sample { seq, value: 0.0 }))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300) * slack());
+    let proxy = proxy.spawn().unwrap();
+    for caller in callers {
+        caller.join().unwrap().unwrap();
+    }
+    let counts = stats.snapshot();
+    let all = u64::from(CALLERS);
+    assert_eq!((counts.received, counts.queued), (all, all), "{counts:?}");
+    assert!(
+        (1..all).contains(&counts.synced),
+        "{} callers at once took {} syncs",
+        CALLERS,
+        counts.synced
+    );
+
+    let samples = Samples::default();
+    let _server = samples
+        .server()
+        .rep(&downstream)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut delivered = samples.wait_for_delivered(CALLERS as usize, secs(10));
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!(delivered, (0..CALLERS).collect::<Vec<_>>());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -167,3 +167,98 @@ fn a_request_with_no_connection_is_never_sent_and_never_runs_later() {
     );
     assert_eq!(running.stats().snapshot().received, 1);
 }
+
+/// A handler that answers calls later, on a ROUTER input holding at most two: both held
+/// callers get their own answers (given in the reverse order), and a third caller meanwhile
+/// is refused at once with `Busy`, not left waiting.
+#[test]
+fn a_router_input_holds_calls_for_later_answers_and_refuses_past_its_bound() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use zmqrpc::transport::{Answering, HeldCall, MessageHandler, Rejection};
+
+    struct Later {
+        held: Vec<(HeldCall, Vec<u8>)>,
+        holding: Arc<AtomicUsize>,
+        release: bool,
+    }
+    impl MessageHandler for Later {
+        fn handle(&mut self, _: Incoming<'_>, reply: &mut Vec<u8>) {
+            reply.extend_from_slice(b"not held");
+        }
+        fn call(&mut self, message: Incoming<'_>, caller: HeldCall, _: &mut Vec<u8>) -> Answering {
+            self.held.push((caller, message.bytes.to_vec()));
+            self.holding.store(self.held.len(), Ordering::SeqCst);
+            Answering::Later
+        }
+        fn answers(&mut self, answer: &mut dyn FnMut(HeldCall, &[u8])) {
+            if !std::mem::take(&mut self.release) {
+                return;
+            }
+            while let Some((caller, bytes)) = self.held.pop() {
+                answer(caller, &[b"later:", &bytes[..]].concat());
+                // Answering twice is ignored.
+                answer(caller, b"twice");
+            }
+        }
+        fn reject(&mut self, reason: Rejection, _: Origin, reply: &mut Vec<u8>) {
+            // The first refusal lets the held calls go.
+            self.release = matches!(reason, Rejection::Busy { held: 2 });
+            reply.extend_from_slice(reason.to_string().as_bytes());
+        }
+    }
+
+    let holding = Arc::new(AtomicUsize::new(0));
+    let receiver = Receiver::builder()
+        .rep("tcp://127.0.0.1:*")
+        .calls_at_once(2)
+        .bind()
+        .unwrap();
+    let endpoint = receiver.rep_endpoints()[0].clone();
+    let handler = Later {
+        held: Vec::new(),
+        holding: Arc::clone(&holding),
+        release: false,
+    };
+    let stats = receiver.stats();
+    let running = receiver.spawn(handler).unwrap();
+    let callers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let endpoint = endpoint.clone();
+            std::thread::spawn(move || {
+                let mut sender = Sender::builder().req(&endpoint).connect().unwrap();
+                let reply = sender.request(name.as_bytes(), secs(10)).unwrap();
+                reply.bytes.to_vec()
+            })
+        })
+        .collect();
+    assert!(eventually(secs(10), || holding.load(Ordering::SeqCst) == 2));
+    let mut third = Sender::builder().req(&endpoint).connect().unwrap();
+    let refused = third.request(b"c", secs(10)).unwrap();
+    assert_eq!(refused.bytes, b"2 calls in hand: no room for another");
+    let mut answers: Vec<Vec<u8>> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    answers.sort();
+    assert_eq!(answers, [b"later:a".to_vec(), b"later:b".to_vec()]);
+    running.stop_and_wait().unwrap();
+    let counts = stats.snapshot();
+    assert_eq!((counts.replied, counts.rejected), (3, 1), "{counts:?}");
+}
+
+#[test]
+fn calls_at_once_outside_its_range_is_refused_at_bind() {
+    use zmqrpc::transport::{ConfigError, MAX_CALLS_AT_ONCE};
+    for calls in [0, MAX_CALLS_AT_ONCE + 1] {
+        let bound = Receiver::builder()
+            .rep("tcp://127.0.0.1:*")
+            .calls_at_once(calls)
+            .bind();
+        match bound {
+            Err(TransportError::Config(ConfigError::OutOfRange { setting, value, .. })) => {
+                assert_eq!((setting, value), ("calls_at_once", calls as u64));
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("{calls} calls at once accepted"),
+        }
+    }
+}

@@ -132,8 +132,8 @@ pub use messaging::publisher::{
 #[doc(hidden)]
 pub use messaging::receiver::MessageHandler as Handler;
 pub use messaging::receiver::{
-    Incoming, MessageHandler, Origin, Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats,
-    Rejection,
+    Answering, HeldCall, Incoming, MessageHandler, Origin, Receiver, ReceiverBuilder,
+    ReceiverCounts, ReceiverStats, Rejection, MAX_CALLS_AT_ONCE,
 };
 #[allow(deprecated)]
 pub use messaging::requester::Reply;

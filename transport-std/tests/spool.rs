@@ -316,3 +316,75 @@ fn a_spool_of_the_first_format_is_read_and_rewritten() {
     assert_eq!(recovered, all[1..]);
     assert_eq!(spool.recovery().upgraded_from, None);
 }
+
+#[test]
+fn staged_messages_are_pending_only_once_committed_and_survive_a_delivery_meanwhile() {
+    let path = folder("staged").join("spool");
+    let all = messages(4);
+    {
+        let (mut spool, _) = Spool::open(&path, 1 << 20).unwrap();
+        spool.append(&all[0], std::iter::empty()).unwrap();
+        spool
+            .stage(&all[1], all[..1].iter().map(Vec::as_slice))
+            .unwrap();
+        spool
+            .stage(&all[2], all[..2].iter().map(Vec::as_slice))
+            .unwrap();
+        assert_eq!((spool.pending(), spool.staged()), (1, 2));
+        // The only pending message delivered while two are staged: the file is not cut.
+        spool
+            .delivered(all[1..3].iter().map(Vec::as_slice))
+            .unwrap();
+        assert_eq!((spool.pending(), spool.staged()), (0, 2));
+        spool.commit().unwrap();
+        assert_eq!((spool.pending(), spool.staged()), (2, 0));
+        spool
+            .stage(&all[3], all[1..3].iter().map(Vec::as_slice))
+            .unwrap();
+        spool.commit().unwrap();
+        // Committing nothing is a no-op.
+        spool.commit().unwrap();
+    }
+    let (spool, recovered) = Spool::open(&path, 1 << 20).unwrap();
+    assert_eq!(recovered, all[1..]);
+    assert_eq!(spool.pending(), 3);
+}
+
+#[test]
+fn a_compaction_while_staging_makes_the_staged_messages_pending() {
+    let path = folder("staged-compact").join("spool");
+    let m = [7u8; 100];
+    let (mut spool, _) = Spool::open(&path, 2048).unwrap();
+    // Some delivered history in the file (too little to compact on delivery), then stage
+    // until the file is full: the stage that does not fit compacts first.
+    for _ in 0..10 {
+        spool.append(&m, std::iter::empty()).unwrap();
+    }
+    let pending: Vec<&[u8]> = vec![&m; 10];
+    for left in [9, 8, 7] {
+        spool.delivered(pending[..left].iter().copied()).unwrap();
+    }
+    let before = spool.pending();
+    assert_eq!(before, 7, "no compaction on delivery yet");
+    let mut staged = 0;
+    // Stage until a compaction happens: the staged count falls back to one.
+    loop {
+        let held: Vec<&[u8]> = vec![&m; before + staged];
+        spool.stage(&m, held.into_iter()).unwrap();
+        staged += 1;
+        if spool.staged() < staged {
+            break;
+        }
+        assert!(staged < 64, "no compaction happened");
+    }
+    assert_eq!(
+        spool.staged(),
+        1,
+        "the ones staged before the compaction were synced"
+    );
+    assert_eq!(spool.pending(), before + staged - 1);
+    spool.commit().unwrap();
+    drop(spool);
+    let (_, recovered) = Spool::open(&path, 2048).unwrap();
+    assert_eq!(recovered.len(), before + staged);
+}

@@ -351,12 +351,14 @@ impl<O: Opener> MessageHandler for Relay<O> {
         self.call(request.head, request.body, reply);
     }
 
-    fn reject(&mut self, _: Rejection, _: Origin, reply: &mut Vec<u8>) {
+    fn reject(&mut self, reason: Rejection, _: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         bump(&self.stats.refused);
-        self.failures.warn(&NAME, &"refused a multipart message");
+        let why = reason.to_string();
+        self.failures
+            .warn(&NAME, &format_args!("refused a message: {why}"));
         let head = Native.unreadable();
-        Native.encode_error(&head, ErrorCode::BadFrame, "multipart message", reply);
+        Native.encode_error(&head, reason.code(), &why, reply);
     }
 
     fn watch(&self) -> Option<zmq::PollItem<'_>> {

@@ -365,15 +365,15 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
         }
     }
 
-    fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+    fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
         bump(&self.stats.failed);
+        let why = reason.to_string();
         self.failures
-            .warn(&self.kind, &"refused a multipart message");
+            .warn(&self.kind, &format_args!("refused a message: {why}"));
         if origin == Origin::Rep {
             let head = self.dialect.unreadable();
-            self.dialect
-                .encode_error(&head, ErrorCode::BadFrame, "multipart message", reply);
+            self.dialect.encode_error(&head, reason.code(), &why, reply);
         }
     }
 }

@@ -135,6 +135,9 @@ counters! {
         /// Messages refused for their size: a command larger, decoded, than the input's
         /// `max_message_size` (a pyzmqrpc3 message inflating past it).
         too_large,
+        /// Syncs of a buffered proxy's spool that made accepted requests durable: one per
+        /// batch of requests taken at once, however many callers sent them.
+        synced,
     }
 }
 

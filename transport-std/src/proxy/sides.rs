@@ -94,8 +94,17 @@ impl Sides {
 
     /// The input, bound (see [`input_builder`](Sides::input_builder)).
     pub(crate) fn bind_input(&mut self) -> Result<(zmq::Context, Receiver), TransportError> {
+        self.bind_input_with(|input| input)
+    }
+
+    /// The input, bound as `configure` finishes its builder (a ROUTER input that takes many
+    /// calls at once: [`ReceiverBuilder::calls_at_once`]).
+    pub(crate) fn bind_input_with(
+        &mut self,
+        configure: impl FnOnce(ReceiverBuilder) -> ReceiverBuilder,
+    ) -> Result<(zmq::Context, Receiver), TransportError> {
         let (ctx, input) = self.input_builder()?;
-        Ok((ctx, input.bind()?))
+        Ok((ctx, configure(input).bind()?))
     }
 
     /// A REQ output: the endpoints, used in turn, presenting the output credentials.

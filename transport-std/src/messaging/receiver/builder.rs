@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::calls::CallsSide;
 use super::rep::RepSide;
 use super::{Heartbeats, Receiver, ReceiverStats};
 use crate::auth::{Credentials, Users, Verifier};
@@ -13,6 +14,10 @@ use crate::messaging::subscriber::SubSide;
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Shutdown, StopListener};
 use crate::TransportError;
+
+/// The most calls a ROUTER input holds unanswered at once
+/// ([`ReceiverBuilder::calls_at_once`]).
+pub const MAX_CALLS_AT_ONCE: usize = 1 << 16;
 
 /// Builds a [`Receiver`]: endpoints, options, context.
 pub struct ReceiverBuilder {
@@ -25,6 +30,8 @@ pub struct ReceiverBuilder {
     pub(crate) users: Option<Users>,
     pub(crate) credentials: Option<Credentials>,
     pub(crate) stats: Arc<ReceiverStats>,
+    /// Calls held unanswered at once on a ROUTER input; `None`: a REP input.
+    pub(crate) calls_at_once: Option<usize>,
     /// What the receiver serves (a "server", a "proxy input"), in configuration errors.
     pub(crate) what: &'static str,
 }
@@ -41,6 +48,7 @@ impl Default for ReceiverBuilder {
             users: None,
             credentials: None,
             stats: Arc::default(),
+            calls_at_once: None,
             what: "receiver",
         }
     }
@@ -76,6 +84,19 @@ impl ReceiverBuilder {
     /// back with [`Receiver::rep_endpoints`]).
     pub fn rep(mut self, endpoint: impl Into<String>) -> Self {
         self.rep.push(endpoint.into());
+        self
+    }
+
+    /// Binds the call endpoints ([`rep`](ReceiverBuilder::rep)) with a ROUTER socket instead
+    /// of a REP one, which takes calls from many callers at once: up to `calls` of them
+    /// are held unanswered while the handler answers them later
+    /// ([`Answering::Later`](super::Answering::Later)); the next is refused at once
+    /// ([`Rejection::Busy`](super::Rejection::Busy)). REQ and DEALER callers need no
+    /// change. Without it, a REP socket answers one call at a time. Outside
+    /// 1..=[`MAX_CALLS_AT_ONCE`], [`bind`](ReceiverBuilder::bind) refuses with
+    /// [`ConfigError::OutOfRange`].
+    pub fn calls_at_once(mut self, calls: usize) -> Self {
+        self.calls_at_once = Some(calls);
         self
     }
 
@@ -122,22 +143,46 @@ impl ReceiverBuilder {
 
     /// Creates, binds and connects the sockets.
     pub fn bind(self) -> Result<Receiver, TransportError> {
+        let calls_at_once = self.calls_at_once;
+        if let Some(calls) = calls_at_once.filter(|n| !(1..=MAX_CALLS_AT_ONCE).contains(n)) {
+            return Err(ConfigError::OutOfRange {
+                setting: "calls_at_once",
+                value: calls as u64,
+                min: 1,
+                max: MAX_CALLS_AT_ONCE as u64,
+            }
+            .into());
+        }
         let inputs = self.inputs()?;
-        let rep = if inputs.rep.is_empty() {
-            None
-        } else {
-            Some(RepSide::bind(
-                &inputs.ctx,
-                &inputs.options,
-                inputs.verifier.as_ref(),
-                &inputs.rep,
-            )?)
+        let (rep, calls) = match (inputs.rep.is_empty(), calls_at_once) {
+            (true, _) => (None, None),
+            (false, None) => (
+                Some(RepSide::bind(
+                    &inputs.ctx,
+                    &inputs.options,
+                    inputs.verifier.as_ref(),
+                    &inputs.rep,
+                )?),
+                None,
+            ),
+            (false, Some(at_once)) => (
+                None,
+                Some(CallsSide::bind(
+                    &inputs.ctx,
+                    &inputs.options,
+                    inputs.verifier.as_ref(),
+                    &inputs.rep,
+                    at_once,
+                )?),
+            ),
         };
         Ok(Receiver {
             heartbeats: inputs.heartbeats,
             ctx: inputs.ctx,
             options: inputs.options,
             rep,
+            rep_held: false,
+            calls,
             subs: inputs.subs,
             stop: inputs.stop,
             stats: inputs.stats,

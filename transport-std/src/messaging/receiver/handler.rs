@@ -1,7 +1,11 @@
 //! The handler contract: what a receiving loop hands on ([`Incoming`], from an [`Origin`]),
-//! what it refuses before ([`Rejection`]), and what the handler answers ([`MessageHandler`]).
+//! what it refuses before ([`Rejection`]), and what the handler answers ([`MessageHandler`]):
+//! at once, or later for a [`HeldCall`] it holds ([`Answering::Later`]).
 
+use std::fmt;
 use std::time::Instant;
+
+use zmqrpc_core::ErrorCode;
 
 use crate::auth::Action;
 
@@ -32,6 +36,51 @@ impl Origin {
 pub enum Rejection {
     /// It had more than one part; zmqrpc messages have exactly one.
     Multipart,
+    /// It is a call, and as many calls as the input holds at once
+    /// ([`ReceiverBuilder::calls_at_once`](super::ReceiverBuilder::calls_at_once)) are
+    /// still unanswered: refused at once rather than left to wait unseen.
+    Busy {
+        /// The calls held unanswered.
+        held: usize,
+    },
+}
+
+impl Rejection {
+    /// The error code a caller is answered with.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Rejection::Multipart => ErrorCode::BadFrame,
+            Rejection::Busy { .. } => ErrorCode::Busy,
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Multipart => f.write_str("multipart message"),
+            Rejection::Busy { held } => write!(f, "{held} calls in hand: no room for another"),
+        }
+    }
+}
+
+/// A call the handler has not answered yet ([`Answering::Later`]): it answers it once, through
+/// [`MessageHandler::answers`]. Opaque; a caller answered twice, or one whose input was
+/// made anew meanwhile, is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeldCall {
+    pub(super) slot: u32,
+    pub(super) generation: u32,
+}
+
+/// What [`MessageHandler::call`] did with a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Answering {
+    /// The answer is in `reply`: it goes back now.
+    Now,
+    /// The handler holds the [`HeldCall`] and answers later; the receiver takes other
+    /// calls meanwhile (on a REP input, none: REP answers one call at a time).
+    Later,
 }
 
 /// A message as a [`MessageHandler`] sees it.
@@ -52,6 +101,22 @@ pub trait MessageHandler: Send + 'static {
     /// Handles one message. For [`Origin::Rep`], whatever is in `reply` (empty on entry) is
     /// sent back as the answer.
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>);
+
+    /// Handles a call (a message on the REP or ROUTER input). By default it is
+    /// [`handle`](MessageHandler::handle)d and answered at once; a handler that answers
+    /// calls later (a bridge waiting for its device, a buffered proxy syncing a batch to
+    /// disk) keeps `caller` and returns [`Answering::Later`].
+    fn call(&mut self, message: Incoming<'_>, caller: HeldCall, reply: &mut Vec<u8>) -> Answering {
+        let _ = caller;
+        self.handle(message, reply);
+        Answering::Now
+    }
+
+    /// Hands each answer ready for a call answered [`Answering::Later`] to `answer`. The
+    /// receiver asks after every batch of messages and every wake-up.
+    fn answers(&mut self, answer: &mut dyn FnMut(HeldCall, &[u8])) {
+        let _ = answer;
+    }
 
     /// Called instead of [`handle`](MessageHandler::handle) for a message the receiver refused. For
     /// [`Origin::Rep`], `reply` is sent back (empty unless the handler fills it).

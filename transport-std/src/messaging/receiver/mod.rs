@@ -5,8 +5,15 @@
 //! answers heartbeats itself, recreates a SUB socket that stayed silent too long, and hands
 //! every other single-part message to the handler. A REP request always gets exactly one
 //! reply, so a REP socket can never be left waiting.
+//!
+//! A handler may answer a call later ([`Answering::Later`]): on a REP input the receiver then
+//! reads no other call until that answer comes; with
+//! [`calls_at_once`](ReceiverBuilder::calls_at_once) the input is a ROUTER instead, which
+//! holds up to that many callers unanswered while it takes more, and refuses the next at
+//! once ([`Rejection::Busy`]).
 
 mod builder;
+mod calls;
 mod handler;
 mod rep;
 
@@ -20,10 +27,11 @@ use crate::socket::shutdown::{Running, Shutdown, StopListener};
 use crate::socket::stats::{bump, counters};
 use crate::socket::{self, drain_parts};
 use crate::TransportError;
+use calls::{CallsSide, Taken};
 use rep::RepSide;
 
-pub use builder::ReceiverBuilder;
-pub use handler::{Incoming, MessageHandler, Origin, Rejection};
+pub use builder::{ReceiverBuilder, MAX_CALLS_AT_ONCE};
+pub use handler::{Answering, HeldCall, Incoming, MessageHandler, Origin, Rejection};
 
 counters! {
     /// Live counters of a [`Receiver`]; [`snapshot`](ReceiverStats::snapshot) reads them.
@@ -63,6 +71,10 @@ pub struct Receiver {
     ctx: zmq::Context,
     options: SocketOptions,
     rep: Option<RepSide>,
+    /// The REP socket's call is answered later: no other is read meanwhile.
+    rep_held: bool,
+    /// The ROUTER input, instead of the REP one ([`ReceiverBuilder::calls_at_once`]).
+    calls: Option<CallsSide>,
     subs: Vec<SubSide>,
     stop: StopListener,
     stats: Arc<ReceiverStats>,
@@ -84,7 +96,11 @@ impl Receiver {
 
     /// The REP socket's endpoints as bound, with wildcard ports resolved.
     pub fn rep_endpoints(&self) -> &[String] {
-        self.rep.as_ref().map_or(&[], |rep| &rep.endpoints)
+        match (&self.rep, &self.calls) {
+            (Some(rep), _) => &rep.endpoints,
+            (None, Some(calls)) => &calls.endpoints,
+            (None, None) => &[],
+        }
     }
 
     /// A handle that stops [`run`](Receiver::run) from another thread.
@@ -117,7 +133,10 @@ impl Receiver {
             let watch = handler.watch();
             // A receiver with only a REP socket (the usual server) blocks in the socket
             // itself: one system call, where polling it with the stop socket costs several.
-            let (ready, received) = if self.subs.is_empty() && watch.is_none() && self.rep.is_some()
+            let (ready, received) = if self.subs.is_empty()
+                && watch.is_none()
+                && self.rep.is_some()
+                && !self.rep_held
             {
                 let received = match &mut self.rep {
                     Some(rep) => rep.wait(timeout, &mut message)?,
@@ -137,16 +156,20 @@ impl Receiver {
                 return Ok(());
             }
             handler.on_wake();
+            self.deliver_answers(&mut handler);
             // Only sockets the poll found readable: an empty non-blocking read still costs
             // libzmq a system call.
-            if ready.rep {
+            if ready.rep && self.rep.is_some() {
                 self.serve_rep(&mut handler, &mut message, &mut reply, received)?;
+            } else if ready.rep {
+                self.serve_calls(&mut handler, &mut message, &mut reply)?;
             }
             for index in 0..self.subs.len() {
                 if ready.subs.messages(index) {
                     self.serve_sub(index, &mut handler, &mut message, &mut reply)?;
                 }
             }
+            self.deliver_answers(&mut handler);
             self.revive_subs(ready.subs)?;
         }
     }
@@ -167,17 +190,26 @@ impl Receiver {
         watch: Option<zmq::PollItem<'_>>,
     ) -> Result<Ready, TransportError> {
         let first_own = 1 + usize::from(watch.is_some());
-        let first_sub = first_own + usize::from(self.rep.is_some());
+        // The call input, read only while it can take a call: a REP socket whose call is
+        // not held, a ROUTER always (past its bound it refuses).
+        let input = match (&self.rep, &self.calls) {
+            (Some(rep), _) => Some((&rep.socket, !self.rep_held)),
+            (None, Some(calls)) => Some((&calls.socket, true)),
+            (None, None) => None,
+        };
+        let first_sub = first_own + usize::from(input.is_some());
         let count = first_sub + 2 * self.subs.len();
         let items = std::iter::once(self.stop.socket.as_poll_item(zmq::POLLIN))
             .chain(watch)
-            .chain(
-                self.rep
-                    .iter()
-                    .map(|rep| rep.socket.as_poll_item(zmq::POLLIN)),
-            )
+            .chain(input.map(|(socket, open)| {
+                let events = match open {
+                    true => zmq::POLLIN,
+                    false => zmq::PollEvents::empty(),
+                };
+                socket.as_poll_item(events)
+            }))
             .chain(self.subs.iter().flat_map(|sub| sub.poll_items(zmq::POLLIN)));
-        let has_rep = self.rep.is_some();
+        let has_rep = input.is_some();
         socket::poll(&self.stop.socket, items, count, timeout_ms, |items| {
             Ready::of(items, first_own, first_sub, has_rep)
         })
@@ -243,35 +275,121 @@ impl Receiver {
             } else {
                 bump(&self.stats.received);
                 let user = self.verifier.is_some().then_some(&mut self.user);
-                handler.handle(incoming(message, Origin::Rep, user), reply);
+                let message = incoming(message, Origin::Rep, user);
+                if handler.call(message, REP_CALL, reply) == Answering::Later {
+                    self.rep_held = true;
+                    return Ok(());
+                }
             }
-            match rep.socket.send(&reply[..], zmq::DONTWAIT) {
-                Ok(()) => bump(&self.stats.replied),
-                // The requester is gone or stuck: the reply cannot go anywhere, and the REP
-                // socket would wait for it forever. Start afresh.
-                Err(_) => {
-                    let endpoints = rep.endpoints.clone();
-                    self.rep = None;
-                    match RepSide::rebind(
-                        &self.ctx,
-                        &self.options,
-                        self.verifier.as_ref(),
-                        &endpoints,
-                    ) {
-                        Ok(rep) => {
-                            self.rep = Some(rep);
-                            bump(&self.stats.rep_recreated);
-                        }
-                        Err(e) => {
-                            log::error!("REP socket lost ({e}); retrying every 500 ms");
-                            self.lost_rep = Some(endpoints);
-                            return Ok(());
-                        }
+            if !self.reply_rep(reply) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `reply` on the REP socket; whether the socket is still there (a reply that
+    /// cannot go makes it anew, and one that cannot be bound again is retried later).
+    fn reply_rep(&mut self, reply: &[u8]) -> bool {
+        let Some(rep) = &self.rep else { return false };
+        match rep.socket.send(reply, zmq::DONTWAIT) {
+            Ok(()) => {
+                bump(&self.stats.replied);
+                true
+            }
+            // The requester is gone or stuck: the reply cannot go anywhere, and the REP
+            // socket would wait for it forever. Start afresh.
+            Err(_) => {
+                let endpoints = rep.endpoints.clone();
+                self.rep = None;
+                match RepSide::rebind(&self.ctx, &self.options, self.verifier.as_ref(), &endpoints)
+                {
+                    Ok(rep) => {
+                        self.rep = Some(rep);
+                        bump(&self.stats.rep_recreated);
+                        true
+                    }
+                    Err(e) => {
+                        log::error!("REP socket lost ({e}); retrying every 500 ms");
+                        self.lost_rep = Some(endpoints);
+                        false
                     }
                 }
             }
         }
+    }
+
+    /// Takes up to [`BATCH`] calls from the ROUTER input: answered at once, held for a
+    /// later answer, or refused past the bound.
+    fn serve_calls<H: MessageHandler>(
+        &mut self,
+        handler: &mut H,
+        message: &mut zmq::Message,
+        reply: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        for _ in 0..BATCH {
+            if self.stop.requested() {
+                return Ok(());
+            }
+            let Some(calls) = &mut self.calls else {
+                return Ok(());
+            };
+            reply.clear();
+            match calls.read(message)? {
+                Taken::Nothing => return Ok(()),
+                Taken::Undelimited => {
+                    bump(&self.stats.rejected);
+                    continue;
+                }
+                Taken::Multipart => {
+                    bump(&self.stats.rejected);
+                    handler.reject(Rejection::Multipart, Origin::Rep, reply);
+                }
+                Taken::Full => {
+                    bump(&self.stats.rejected);
+                    let held = calls.held();
+                    handler.reject(Rejection::Busy { held }, Origin::Rep, reply);
+                }
+                Taken::Call(caller) => {
+                    if let Some(answer) = (self.heartbeats)(message) {
+                        bump(&self.stats.heartbeats);
+                        reply.extend_from_slice(answer);
+                    } else {
+                        bump(&self.stats.received);
+                        let user = self.verifier.is_some().then_some(&mut self.user);
+                        let message = incoming(message, Origin::Rep, user);
+                        if handler.call(message, caller, reply) == Answering::Later {
+                            calls.hold(caller);
+                            continue;
+                        }
+                    }
+                }
+            }
+            match calls.answer_now(reply) {
+                Ok(()) => bump(&self.stats.replied),
+                // The caller is gone or not reading: nowhere to put the answer.
+                Err(e) => log::debug!("receiver: answer dropped: {e}"),
+            }
+        }
         Ok(())
+    }
+
+    /// Sends the answers the handler has ready for calls it held.
+    fn deliver_answers<H: MessageHandler>(&mut self, handler: &mut H) {
+        handler.answers(&mut |caller, bytes| {
+            if caller == REP_CALL {
+                if std::mem::take(&mut self.rep_held) {
+                    self.reply_rep(bytes);
+                }
+                return;
+            }
+            let Some(calls) = &mut self.calls else { return };
+            match calls.answer(caller, bytes) {
+                Ok(true) => bump(&self.stats.replied),
+                Ok(false) => log::debug!("receiver: an answer for no call held, dropped"),
+                Err(e) => log::debug!("receiver: answer dropped: {e}"),
+            }
+        });
     }
 
     fn serve_sub<H: MessageHandler>(
@@ -310,6 +428,12 @@ impl Receiver {
         revive_all(&mut self.subs, &self.ctx, &self.options, ready, &self.stats)
     }
 }
+
+/// The caller of a call on the REP socket (the one call it can hold).
+const REP_CALL: HeldCall = HeldCall {
+    slot: u32::MAX,
+    generation: 0,
+};
 
 /// Which of the receiver's sockets a poll found readable.
 #[derive(Default)]

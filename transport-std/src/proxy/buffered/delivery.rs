@@ -1,6 +1,11 @@
 //! The buffer behind a [`BufferedProxy`](super::BufferedProxy): it accepts requests into
 //! its queue (and spool), delivers the oldest one at a time without ever blocking the input,
 //! and judges each downstream answer through the dialect.
+//!
+//! With a spool, requests are *staged*: written to the file as they come, each caller held
+//! ([`Answering::Later`]), and the whole batch the receiver read in one pass is synced once
+//! ([`MessageHandler::answers`]) before any of them is acknowledged — one `fsync` for every
+//! caller at once, where a REP input paid one per call while the others waited.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +16,9 @@ use super::MAX_BUFFERED;
 use crate::auth::Permissions;
 use crate::budget::{self, Share};
 use crate::dialect::{AnswerView, Dialect, Says};
-use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
+use crate::messaging::receiver::{
+    Answering, HeldCall, Incoming, MessageHandler, Origin, Rejection,
+};
 use crate::messaging::requester::Requester;
 use crate::proxy::spool::Spool;
 use crate::proxy::{refuse_forbidden, ProxyStats, LOG_EVERY};
@@ -28,8 +35,20 @@ struct InFlight {
     deadline: Instant,
 }
 
+/// A request written to the spool, not yet synced: acknowledged (and queued) once it is.
+struct Staged<H> {
+    /// Its caller, for a call (a published message has none).
+    caller: Option<HeldCall>,
+    head: H,
+    message: Vec<u8>,
+}
+
 pub(super) struct Buffer<D: Dialect> {
     dialect: D,
+    /// Requests staged in the spool since the last sync, oldest first.
+    staged: Vec<Staged<D::Head>>,
+    /// Where an answer to a staged caller is written.
+    answer: Vec<u8>,
     /// Lent to the dialect to read a request.
     scratch: Vec<u8>,
     /// The largest command read, decoded.
@@ -79,6 +98,8 @@ impl<D: Dialect> Buffer<D> {
         queued.take(queue.iter().map(Vec::len).sum());
         Buffer {
             dialect,
+            staged: Vec::new(),
+            answer: Vec::new(),
             scratch: Vec::new(),
             max_body: delivery.max_body,
             queue,
@@ -104,9 +125,10 @@ impl<D: Dialect> Buffer<D> {
         self
     }
 
-    /// Queues and (with a spool) persists `message`; the error reply says why not.
-    fn accept(&mut self, message: &[u8]) -> Result<(), (ErrorCode, String)> {
-        if self.queue.is_full() {
+    /// Queues `message`, or with a spool stages it for the next sync; the error reply says
+    /// why not. `Ok(true)`: staged, to be acknowledged by [`commit`](Buffer::commit).
+    fn accept(&mut self, message: &[u8]) -> Result<bool, (ErrorCode, String)> {
+        if self.queue.len() + self.staged.len() >= self.queue.capacity() {
             return Err((
                 ErrorCode::Busy,
                 format!("buffer full ({} requests)", self.queue.capacity()),
@@ -129,15 +151,129 @@ impl<D: Dialect> Buffer<D> {
             ));
         }
         if let Some(spool) = &mut self.spool {
-            let appended = spool.append(message, self.queue.iter().map(Vec::as_slice));
-            if let Err(e) = appended {
+            // Compaction rewrites the pending and the staged alike.
+            let pending = self.queue.iter().map(Vec::as_slice);
+            let staged = self.staged.iter().map(|s| s.message.as_slice());
+            if let Err(e) = spool.stage(message, pending.chain(staged)) {
                 self.queued.give(message.len());
                 return Err((ErrorCode::Busy, e.to_string()));
             }
+            return Ok(true);
         }
         // Cannot overflow: checked above, and this loop is the only producer.
         let _ = self.queue.push(message.to_vec());
-        Ok(())
+        Ok(false)
+    }
+
+    /// Syncs the staged requests: queued and acknowledged if the sync holds, refused `Busy`
+    /// (and taken back out of the spool) if not; each caller's answer goes to `answer`.
+    fn commit(&mut self, answer: &mut dyn FnMut(HeldCall, &[u8])) {
+        if self.staged.is_empty() {
+            return;
+        }
+        // A compaction while staging syncs the requests staged before it: those hold even
+        // if this sync fails. The spool's own count is of the ones still waiting for it.
+        let waiting = self.spool.as_ref().map_or(0, Spool::staged);
+        let durable = self.staged.len().saturating_sub(waiting);
+        let committed = self.spool.as_mut().map_or(Ok(()), Spool::commit);
+        if committed.is_ok() && self.spool.is_some() {
+            bump(&self.stats.synced);
+        }
+        if let Err(e) = &committed {
+            let what = format_args!("refused {} requests: {e}", self.staged.len() - durable);
+            self.failures.warn(&NAME, &what);
+        }
+        let mut reply = std::mem::take(&mut self.answer);
+        for (i, staged) in std::mem::take(&mut self.staged).into_iter().enumerate() {
+            reply.clear();
+            match &committed {
+                Err(e) if i >= durable => {
+                    bump(&self.stats.dropped);
+                    self.queued.give(staged.message.len());
+                    let why = e.to_string();
+                    let code = ErrorCode::Busy;
+                    self.dialect
+                        .encode_error(&staged.head, code, &why, &mut reply);
+                }
+                _ => {
+                    self.dialect.encode_accepted(&staged.head, &mut reply);
+                    // Cannot overflow: `accept` counted the staged ones against the room.
+                    let _ = self.queue.push(staged.message);
+                }
+            }
+            if let Some(caller) = staged.caller {
+                answer(caller, &reply);
+            }
+        }
+        self.answer = reply;
+        set(&self.stats.queued, self.queue.len() as u64);
+        self.pump();
+    }
+
+    /// Takes a request (from `caller`, for a call) or a published message: refused, queued
+    /// and acknowledged in `reply`, or staged until the next sync ([`Answering::Later`]).
+    fn take(
+        &mut self,
+        message: Incoming<'_>,
+        caller: Option<HeldCall>,
+        reply: &mut Vec<u8>,
+    ) -> Answering {
+        bump(&self.stats.received);
+        // On SUB the reply is discarded: what would be an error reply is only counted.
+        let read = self
+            .dialect
+            .read_request(message.bytes, &mut self.scratch, self.max_body);
+        let head = match read {
+            Ok(request) => {
+                let permissions = self.permissions.as_deref();
+                if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
+                    bump(&self.stats.forbidden);
+                    return Answering::Now;
+                }
+                request.head
+            }
+            Err(refusal) => {
+                bump(match refusal.is_too_large() {
+                    true => &self.stats.too_large,
+                    false => &self.stats.failed,
+                });
+                let what = format_args!("refused a message: {}", refusal.message);
+                self.failures.warn(&NAME, &what);
+                refusal.answer(&self.dialect, reply);
+                return Answering::Now;
+            }
+        };
+        let answer = match self.accept(message.bytes) {
+            Ok(true) => {
+                self.staged.push(Staged {
+                    caller,
+                    head,
+                    message: message.bytes.to_vec(),
+                });
+                match caller {
+                    Some(_) => Answering::Later,
+                    None => Answering::Now,
+                }
+            }
+            Ok(false) => {
+                set(&self.stats.queued, self.queue.len() as u64);
+                self.dialect.encode_accepted(&head, reply);
+                self.pump();
+                Answering::Now
+            }
+            Err((code, why)) => {
+                bump(&self.stats.dropped);
+                let what = match message.origin {
+                    Origin::Rep => format_args!("refused a request: {why}"),
+                    Origin::Sub(_) => format_args!("dropped a published message: {why}"),
+                };
+                self.failures.warn(&NAME, &what);
+                self.dialect.encode_error(&head, code, &why, reply);
+                Answering::Now
+            }
+        };
+        self.stats.log_every(&NAME, LOG_EVERY, &mut self.last_log);
+        answer
     }
 
     /// Starts delivering the oldest request if nothing is in flight and no pause is on.
@@ -319,57 +455,26 @@ fn judge<D: Dialect>(dialect: &D, answer: &[u8]) -> Verdict {
 
 impl<D: Dialect> MessageHandler for Buffer<D> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
-        bump(&self.stats.received);
-        // On SUB the reply is discarded: what would be an error reply is only counted.
-        let read = self
-            .dialect
-            .read_request(message.bytes, &mut self.scratch, self.max_body);
-        let head = match read {
-            Ok(request) => {
-                let permissions = self.permissions.as_deref();
-                if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
-                    bump(&self.stats.forbidden);
-                    return;
-                }
-                request.head
-            }
-            Err(refusal) => {
-                bump(match refusal.is_too_large() {
-                    true => &self.stats.too_large,
-                    false => &self.stats.failed,
-                });
-                let what = format_args!("refused a message: {}", refusal.message);
-                self.failures.warn(&NAME, &what);
-                refusal.answer(&self.dialect, reply);
-                return;
-            }
-        };
-        match self.accept(message.bytes) {
-            Ok(()) => {
-                set(&self.stats.queued, self.queue.len() as u64);
-                self.dialect.encode_accepted(&head, reply);
-                self.pump();
-            }
-            Err((code, why)) => {
-                bump(&self.stats.dropped);
-                let what = match message.origin {
-                    Origin::Rep => format_args!("refused a request: {why}"),
-                    Origin::Sub(_) => format_args!("dropped a published message: {why}"),
-                };
-                self.failures.warn(&NAME, &what);
-                self.dialect.encode_error(&head, code, &why, reply);
-            }
-        }
-        self.stats.log_every(&NAME, LOG_EVERY, &mut self.last_log);
+        // A published message: staged with a spool, queued at the next sync.
+        self.take(message, None, reply);
     }
 
-    fn reject(&mut self, _: Rejection, origin: Origin, reply: &mut Vec<u8>) {
+    fn call(&mut self, message: Incoming<'_>, caller: HeldCall, reply: &mut Vec<u8>) -> Answering {
+        self.take(message, Some(caller), reply)
+    }
+
+    fn answers(&mut self, answer: &mut dyn FnMut(HeldCall, &[u8])) {
+        self.commit(answer);
+    }
+
+    fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.received);
-        self.failures.warn(&NAME, &"refused a multipart message");
+        let why = reason.to_string();
+        self.failures
+            .warn(&NAME, &format_args!("refused a message: {why}"));
         if origin == Origin::Rep {
             let head = self.dialect.unreadable();
-            self.dialect
-                .encode_error(&head, ErrorCode::BadFrame, "multipart message", reply);
+            self.dialect.encode_error(&head, reason.code(), &why, reply);
         }
     }
 

@@ -34,6 +34,7 @@ use zmqrpc_core::{BoundedQueue, OverflowPolicy};
 
 use crate::dialect::{DefaultDialect, Dialect};
 use crate::error::ConfigError;
+use crate::messaging::receiver::BATCH;
 use crate::messaging::serving::Serving;
 use crate::proxy::spool::{Spool, SpoolError};
 use crate::proxy::{relay_methods, side_setters, ProxyStats, Sides};
@@ -142,7 +143,10 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
             None => None,
         };
         let max_body = self.sides.max_body();
-        let (ctx, input) = self.sides.bind_input()?;
+        // A ROUTER input: the calls of one pass are staged together and synced once.
+        let (ctx, input) = self
+            .sides
+            .bind_input_with(|input| input.calls_at_once(BATCH))?;
         let requester = self.sides.requester(&ctx)?;
         let stats = Arc::new(ProxyStats::default());
         set(&stats.queued, queue.len() as u64);

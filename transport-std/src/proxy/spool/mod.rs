@@ -143,6 +143,10 @@ pub struct Spool {
     dead: u64,
     /// Pending message records, oldest first: their sizes on disk.
     pending: std::collections::VecDeque<u64>,
+    /// Records written since the last sync ([`stage`](Spool::stage)), after the pending
+    /// ones: their sizes on disk, and where the first began.
+    staged: Vec<u64>,
+    staged_from: u64,
     recovery: Recovery,
     /// Reused to encode records.
     scratch: Vec<u8>,
@@ -215,6 +219,8 @@ impl Spool {
                 .map(|m| record::encoded_len(m.len()) as u64)
                 .collect(),
             recovery,
+            staged: Vec::new(),
+            staged_from: 0,
             scratch: Vec::new(),
             out: Vec::new(),
         };
@@ -252,6 +258,18 @@ impl Spool {
         message: &[u8],
         pending: impl Iterator<Item = &'a [u8]>,
     ) -> Result<(), SpoolError> {
+        self.stage(message, pending)?;
+        self.commit()
+    }
+
+    /// Writes `message` without syncing it: it is pending only once [`commit`](Spool::commit)
+    /// returns (many staged messages, one sync). `pending` must be the messages pending and
+    /// staged, oldest first, for compaction (which syncs them all).
+    pub fn stage<'a>(
+        &mut self,
+        message: &[u8],
+        pending: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), SpoolError> {
         let size = record::encoded_len(message.len()) as u64;
         // An empty file gets its header first.
         let header = match self.len {
@@ -276,13 +294,32 @@ impl Spool {
         let size = (out.len() - header.len()) as u64;
         self.out = out;
         written?;
+        if self.staged.is_empty() {
+            self.staged_from = start;
+        }
+        self.staged.push(size);
+        Ok(())
+    }
+
+    /// Syncs the staged messages to disk, which makes them pending: once this returns they
+    /// survive a crash. On failure they are taken back out of the file, and none is pending.
+    pub fn commit(&mut self) -> Result<(), SpoolError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
         if let Err(e) = self.file.sync_data() {
-            // Not durable, so not acknowledged: take the record back out.
-            self.rewind(start);
+            // Not durable, so not acknowledged: take the records back out.
+            self.rewind(self.staged_from);
+            self.staged.clear();
             return Err(self.io("fsync", e));
         }
-        self.pending.push_back(size);
+        self.pending.extend(self.staged.drain(..));
         Ok(())
+    }
+
+    /// Messages staged and not yet committed.
+    pub fn staged(&self) -> usize {
+        self.staged.len()
     }
 
     /// Records that the oldest pending message was delivered.
@@ -294,7 +331,7 @@ impl Spool {
             return Ok(());
         };
         self.dead += size;
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.staged.is_empty() {
             // Nothing left to keep: start the file afresh.
             self.file.set_len(0).map_err(|e| self.io("truncate", e))?;
             self.file
@@ -312,7 +349,8 @@ impl Spool {
         self.out = out;
         written?;
         self.dead += DELIVERED_ENCODED as u64;
-        if self.dead > self.len / 2 {
+        // Staged messages are not among `pending` here: compaction waits for their commit.
+        if self.dead > self.len / 2 && self.staged.is_empty() {
             self.compact(pending)?;
         }
         Ok(())
@@ -387,7 +425,9 @@ impl Spool {
         self.file = out;
         self.dead = 0;
         self.len = len;
+        // Staged messages were among `pending`: synced with the rest, now pending too.
         self.pending = sizes;
+        self.staged.clear();
         Ok(())
     }
 

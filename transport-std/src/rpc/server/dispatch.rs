@@ -454,12 +454,9 @@ impl<D: Dialect> MessageHandler for Dispatcher<D> {
     fn reject(&mut self, reason: Rejection, origin: Origin, reply: &mut Vec<u8>) {
         bump(&self.stats.bad_frames);
         if origin == Origin::Rep {
-            let message = match reason {
-                Rejection::Multipart => "multipart message",
-            };
             let head = self.dialect.unreadable();
-            self.dialect
-                .encode_error(&head, ErrorCode::BadFrame, message, reply);
+            let why = reason.to_string();
+            self.dialect.encode_error(&head, reason.code(), &why, reply);
         }
     }
 }
