@@ -808,3 +808,68 @@ fn a_device_streaming_without_delimiters_holds_no_call_past_its_deadline_nor_a_s
         "the device streamed only {written} bytes"
     );
 }
+
+/// Many callers at once wait their turn for the device, each within the bridge's timeout
+/// from its arrival: a call that could no longer come back in time is answered `Timeout`
+/// without reaching the device (behind a REP input, each waited in libzmq's queue with no
+/// deadline, and the device ran calls whose callers had long given up).
+#[test]
+fn calls_from_many_callers_wait_their_turn_within_their_own_timeout() {
+    let Some((link, device)) = plugged("many-callers", NO_SAMPLES) else {
+        return;
+    };
+    let timeout = ms(700);
+    let bridge = SerialBridge::builder(&*link)
+        .input("tcp://127.0.0.1:*")
+        .timeout(timeout)
+        .bind()
+        .unwrap();
+    let rep = bridge.input_endpoints()[0].clone();
+    let running = bridge.spawn().unwrap();
+    let mut warm = client(&rep);
+    ping_until_answered(&mut warm, 1, secs(5));
+    let before = device.behaviour.requests.load(Ordering::SeqCst);
+    device.behaviour.delay_ms.store(200, Ordering::SeqCst);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let callers: Vec<_> = (0..8u32)
+        .map(|n| {
+            let (rep, start) = (rep.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut client = RpcClient::builder()
+                    .req(&rep)
+                    .timeout(secs(10))
+                    .connect()
+                    .unwrap();
+                start.wait();
+                let began = Instant::now();
+                let answer = client.call(&Ping { n: 100 + n });
+                (n, answer, began.elapsed())
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for caller in callers {
+        let (n, answer, took) = caller.join().unwrap();
+        assert!(
+            took < timeout + ms(300) * slack(),
+            "caller {n} waited {took:?}"
+        );
+        match answer {
+            Ok(value) => {
+                assert_eq!(value, 100 + n, "caller {n} got another's answer");
+                answered += 1;
+            }
+            other => assert_eq!(remote_code(other), ErrorCode::Timeout, "caller {n}"),
+        }
+    }
+    let reached = device.behaviour.requests.load(Ordering::SeqCst) - before;
+    assert!(answered >= 2, "only {answered} of 8 answered");
+    assert!(
+        reached < 8,
+        "all 8 calls reached the device, {answered} in their callers' time"
+    );
+    let counts = running.stats().snapshot();
+    assert_eq!(counts.answered as usize, answered + 1, "{counts:?}");
+    running.stop_and_wait().unwrap();
+    drop(device);
+}

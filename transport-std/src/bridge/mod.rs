@@ -1,20 +1,26 @@
 //! [`SerialBridge`]: calls from the ZeroMQ network to a microcontroller on a serial port, and
 //! the microcontroller's notifications back out (feature `serial`).
 //!
-//! The bridge binds a REP input like a `rep2req` proxy, but its downstream is a serial
+//! The bridge binds a call input like a `rep2req` proxy, but its downstream is a serial
 //! device (a UART, a USB adapter, a pseudo-terminal) carrying the core's frames in its COBS
 //! stream framing: what [`zmqrpc_core::device::DeviceServer`] serves on the other end. The
 //! frames are the same on both sides; only the sequence number changes. Each call goes to
 //! the device under a link sequence number of the bridge's own and its answer comes back
 //! under the caller's, so an answer that arrives after its call was given up on (a reset
 //! device catching up) can never be taken for a later call's: it is counted as `stray` and
-//! dropped. One call is on the line at a time. Both sides speak native frames only (the
-//! device's): a pyzmqrpc3 message is refused with `BadFrame`.
+//! dropped. One call is on the line at a time: the device answers in turn. Calls from many
+//! callers at once wait their turn in order of arrival, up to [`CALLS_HELD`] (the next is
+//! refused `Busy` at once), each within the bridge's timeout from the moment it arrived; a
+//! call that has waited behind others and has less of its timeout left than the device took
+//! over its last call is answered `Timeout` without reaching the device (`expired`), so the
+//! device never runs a call whose caller has stopped waiting for it. Both sides speak native
+//! frames only (the device's): a pyzmqrpc3 message is refused with `BadFrame`.
 //!
 //! What a caller gets:
 //! - the device's reply or error, relabelled to its call;
 //! - a `Timeout` error when the device does not answer within the bridge's timeout (1 s
-//!   unless set; a device that reset mid-call, a frame damaged on the line);
+//!   unless set, counted from the call's arrival; a device that reset mid-call, a frame
+//!   damaged on the line), or at once when the call could no longer come back in time;
 //! - an `Unavailable` error at once when the device is not open, or went away during the
 //!   call (unplugged, its USB adapter reset), or took no bytes for the write timeout (a
 //!   wedged USB device): the bridge closes it and tries to open it again, after 50 ms and
@@ -53,6 +59,7 @@
 
 mod link;
 mod relay;
+mod turns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +78,10 @@ use relay::Relay;
 /// The largest frame that crosses the serial link, in bytes (before COBS encoding).
 pub const LINK_FRAME_MAX: usize = 1024;
 
+/// The most calls a bridge holds at once, the one on the line and those waiting their
+/// turn; the next caller is refused `Busy` at once.
+pub const CALLS_HELD: usize = 64;
+
 counters! {
     /// Live counters of a [`SerialBridge`].
     BridgeStats;
@@ -84,6 +95,9 @@ counters! {
         forwarded,
         /// Calls the device did not answer in time.
         timeouts,
+        /// Calls answered `Timeout` without reaching the device: after waiting behind
+        /// others, less of their timeout was left than the device took over its last call.
+        expired,
         /// Calls and notifications refused because the device was not open or went away
         /// (or the bridge was stopping).
         unavailable,
@@ -130,7 +144,8 @@ pub struct SerialBridgeBuilder {
 impl SerialBridgeBuilder {
     side_setters!();
 
-    /// A REP input endpoint, bound: calls come in here.
+    /// An input endpoint, bound: calls come in here (a ROUTER socket, which REQ and DEALER
+    /// callers reach as they would a REP one).
     pub fn input(mut self, endpoint: impl Into<String>) -> Self {
         self.sides.input = std::mem::take(&mut self.sides.input).rep(endpoint);
         self
@@ -199,7 +214,9 @@ impl SerialBridgeBuilder {
             }
             .into());
         }
-        let (ctx, input) = self.sides.bind_input()?;
+        let (ctx, input) = self
+            .sides
+            .bind_input_with(|input| input.calls_at_once(CALLS_HELD))?;
         let sides = &self.sides;
         let publisher = match sides.outputs.is_empty() {
             true => None,

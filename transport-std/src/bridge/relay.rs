@@ -1,6 +1,8 @@
-//! The bridge's handler: each call from the REP side goes to the device under a link
-//! sequence number of the bridge's own, and the device's answer comes back under the
-//! caller's; what the device sends on its own is published.
+//! The bridge's handler: each call from the input waits its turn ([`Turns`]), goes to the
+//! device under a link sequence number of the bridge's own, and the device's answer comes
+//! back under the caller's; what the device sends on its own is published. Calls are held
+//! ([`Answering::Later`]) while they wait, so the input takes other callers meanwhile and
+//! the receiver's poll, not a loop in here, waits for the device.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,18 +10,18 @@ use std::time::{Duration, Instant, SystemTime};
 use zmqrpc_core::{ErrorCode, Frame, Header, Kind};
 
 use super::link::{Arrival, LinkError, Opener, SerialLink, SerialPath};
+use super::turns::{OnLine, Turns, Waiting};
 use super::BridgeStats;
 use crate::auth::Permissions;
 use crate::dialect::{Dialect, Native};
 use crate::messaging::publisher::Publisher;
-use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
+use crate::messaging::receiver::{
+    Answering, HeldCall, Incoming, MessageHandler, Origin, Rejection,
+};
 use crate::proxy::refuse_forbidden;
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
-
-/// How long a wait for the device lasts at most before the stop flag is looked at again.
-const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// How soon held notifications are offered again to a subscriber that fell behind.
 const FLUSH_RETRY: Duration = Duration::from_millis(2);
@@ -62,15 +64,10 @@ pub(crate) struct Relay<O: Opener = SerialPath> {
     permissions: Option<Arc<Permissions>>,
     /// The largest frame the device takes: a larger request is refused at once.
     frame_max: usize,
-}
-
-/// The call waiting for the device's answer.
-#[derive(Clone, Copy)]
-struct Waiting {
-    /// The request as it went to the device (the link sequence number).
-    on_link: Header,
-    /// The request as the caller sent it.
-    caller: Header,
+    /// The calls waiting for the line, and the one on it.
+    turns: Turns,
+    /// Answers to held calls, for the receiver to send.
+    ready: Vec<(HeldCall, Vec<u8>)>,
 }
 
 /// What one pass over the device's frames found.
@@ -109,6 +106,8 @@ impl<O: Opener> Relay<O> {
             outgoing: Vec::new(),
             permissions: None,
             frame_max,
+            turns: Turns::default(),
+            ready: Vec::new(),
         }
     }
 
@@ -173,7 +172,7 @@ impl<O: Opener> Relay<O> {
     /// else is counted.
     fn take_arrivals(
         &mut self,
-        waiting: Option<Waiting>,
+        waiting: Option<OnLine>,
         reply: &mut Vec<u8>,
     ) -> Result<Pass, LinkError> {
         let mut frames = 0;
@@ -244,43 +243,172 @@ impl<O: Opener> Relay<O> {
         Ok(Pass::Busy)
     }
 
-    /// Sends the call to the device and waits for its answer, at most the timeout.
-    fn call(&mut self, caller: Header, body: &[u8], reply: &mut Vec<u8>) {
-        let on_link = Header::request(self.take_seq(), caller.key);
-        if let Err(e) = self.send(&on_link, body) {
-            return self.fail(&caller, &e, reply);
-        }
-        self.refused_meanwhile = false;
-        let waiting = Some(Waiting { on_link, caller });
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            match self.take_arrivals(waiting, reply) {
-                Ok(Pass::Answered) => {
-                    bump(&self.stats.answered);
-                    return;
-                }
-                Ok(Pass::Drained | Pass::Busy) => {}
-                Err(e) => return self.fail(&caller, &e, reply),
-            }
-            if self.stop.is_requested() {
-                return self.fail(&caller, &LinkError::Stopping, reply);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bump(&self.stats.timeouts);
-                let mut why = format!(
-                    "the device on {} did not answer within {:?}",
-                    self.link.path().display(),
-                    self.timeout
+    /// Takes a call from the input: refused, or a notification sent, at once (the answer in
+    /// `reply`), or a request queued for its turn on the line ([`Answering::Later`]).
+    fn take(&mut self, message: Incoming<'_>, call: HeldCall, reply: &mut Vec<u8>) -> Answering {
+        bump(&self.stats.received);
+        let mut no_scratch = Vec::new();
+        // What the device cannot take is refused before it reaches the line, where the
+        // device would drop it and the call would hold the line for its whole timeout.
+        let max_body = Native::body_room(self.frame_max);
+        let request = match Native.read_request(message.bytes, &mut no_scratch, max_body) {
+            Ok(request) => request,
+            Err(refusal) if refusal.is_too_large() => {
+                bump(&self.stats.too_large);
+                let why = format!(
+                    "a frame of {} bytes is larger than the device takes ({} bytes, its \
+                     frame limit)",
+                    message.bytes.len(),
+                    self.frame_max
                 );
-                if self.refused_meanwhile {
-                    why.push_str(" (it refused a frame it could not read meanwhile)");
-                }
                 self.failures.warn(&NAME, &why);
-                return Native.encode_error(&caller, ErrorCode::Timeout, &why, reply);
+                Native.encode_error(&refusal.head, ErrorCode::TooLarge, &why, reply);
+                return Answering::Now;
             }
-            self.link.wait_readable(left.min(STOP_CHECK));
+            Err(refusal) => {
+                bump(&self.stats.refused);
+                let what = format_args!("refused a message: {}", refusal.message);
+                self.failures.warn(&NAME, &what);
+                refusal.answer(&Native, reply);
+                return Answering::Now;
+            }
+        };
+        let permissions = self.permissions.as_deref();
+        if refuse_forbidden(permissions, &Native, &message, &request, reply) {
+            bump(&self.stats.forbidden);
+            return Answering::Now;
         }
+        self.open_if_due();
+        if request.head.kind == Kind::Notify {
+            match self.send(&request.head, request.body) {
+                Ok(()) => {
+                    bump(&self.stats.forwarded);
+                    Native.encode_accepted(&request.head, reply);
+                }
+                Err(e) => self.fail(&request.head, &e, reply),
+            }
+            return Answering::Now;
+        }
+        if self.stop.is_requested() {
+            self.fail(&request.head, &LinkError::Stopping, reply);
+            return Answering::Now;
+        }
+        if !self.link.is_open() {
+            // Nothing waits on a missing device.
+            let missing = self.link.not_open();
+            self.fail(&request.head, &missing, reply);
+            return Answering::Now;
+        }
+        self.turns.queue(Waiting {
+            call,
+            caller: request.head,
+            body: request.body.to_vec(),
+            deadline: Instant::now() + self.timeout,
+            behind: false,
+        });
+        self.start_next();
+        Answering::Later
+    }
+
+    /// Gives up the waiting calls that can no longer come back in time, and puts the next
+    /// call on the line if it is free.
+    fn start_next(&mut self) {
+        while let Some(given_up) = self.turns.give_up(Instant::now()) {
+            self.expire(given_up);
+        }
+        'next: while let Some(next) = self.turns.next() {
+            // Whatever the device sent before this call is no answer to it: out of the way
+            // first (a pass at a time, so a chatty device cannot hold the call back long).
+            let mut none = Vec::new();
+            for _ in 0..4 {
+                match self.take_arrivals(None, &mut none) {
+                    Ok(Pass::Busy) => {}
+                    Ok(_) => break,
+                    Err(e) => {
+                        self.answer_failure(next.call, &next.caller, &e);
+                        continue 'next;
+                    }
+                }
+            }
+            let on_link = Header::request(self.take_seq(), next.caller.key);
+            match self.send(&on_link, &next.body) {
+                Ok(()) => {
+                    self.refused_meanwhile = false;
+                    self.turns.sent(&next, on_link, Instant::now());
+                }
+                Err(e) => self.answer_failure(next.call, &next.caller, &e),
+            }
+        }
+    }
+
+    /// Reads what the device sent (the answer to the call on the line frees the line for
+    /// the next), and times out the call on the line once its deadline has passed.
+    fn drive(&mut self) {
+        for _ in 0..4 {
+            if !self.link.is_open() {
+                break;
+            }
+            let on_line = self.turns.on_line().copied();
+            let mut reply = Vec::new();
+            match self.take_arrivals(on_line, &mut reply) {
+                Ok(Pass::Answered) => {
+                    if let Some(done) = self.turns.answered(Instant::now()) {
+                        bump(&self.stats.answered);
+                        self.ready.push((done.call, reply));
+                    }
+                    self.start_next();
+                }
+                Ok(Pass::Busy) => {}
+                Ok(Pass::Drained) => break,
+                Err(e) => {
+                    match self.turns.failed() {
+                        Some(failed) => self.answer_failure(failed.call, &failed.caller, &e),
+                        None => self.failures.warn(&NAME, &e),
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(overdue) = self.turns.overdue(Instant::now()) {
+            bump(&self.stats.timeouts);
+            let mut why = format!(
+                "the device on {} did not answer within {:?}",
+                self.link.path().display(),
+                self.timeout
+            );
+            if self.refused_meanwhile {
+                why.push_str(" (it refused a frame it could not read meanwhile)");
+            }
+            self.failures.warn(&NAME, &why);
+            let mut reply = Vec::new();
+            Native.encode_error(&overdue.caller, ErrorCode::Timeout, &why, &mut reply);
+            self.ready.push((overdue.call, reply));
+        }
+        self.start_next();
+    }
+
+    /// Answers a waiting call that can no longer come back in time: `Timeout`, unsent.
+    fn expire(&mut self, given_up: Waiting) {
+        bump(&self.stats.expired);
+        let left = given_up.deadline.saturating_duration_since(Instant::now());
+        let why = format!(
+            "gave up before the device on {}: {left:?} left of {:?} after waiting behind \
+             other calls, and its last call took {:?}",
+            self.link.path().display(),
+            self.timeout,
+            self.turns.turnaround()
+        );
+        self.failures.warn(&NAME, &why);
+        let mut reply = Vec::new();
+        Native.encode_error(&given_up.caller, ErrorCode::Timeout, &why, &mut reply);
+        self.ready.push((given_up.call, reply));
+    }
+
+    /// Answers the held `call` with the link's failure.
+    fn answer_failure(&mut self, call: HeldCall, caller: &Header, error: &LinkError) {
+        let mut reply = Vec::new();
+        self.fail(caller, error, &mut reply);
+        self.ready.push((call, reply));
     }
 
     /// Answers `caller` with the link's failure.
@@ -297,58 +425,31 @@ impl<O: Opener> Relay<O> {
 
 impl<O: Opener> MessageHandler for Relay<O> {
     fn handle(&mut self, message: Incoming<'_>, reply: &mut Vec<u8>) {
+        // Calls come through `call`; the bridge has no SUB input, so nothing else comes.
         bump(&self.stats.received);
-        // The bridge's input is a REP socket: every message gets an answer in `reply`.
-        debug_assert_eq!(message.origin, Origin::Rep);
-        let mut no_scratch = Vec::new();
-        // What the device cannot take is refused before it reaches the line, where the
-        // device would drop it and the call would hold the bridge for its whole timeout.
-        let max_body = Native::body_room(self.frame_max);
-        let request = match Native.read_request(message.bytes, &mut no_scratch, max_body) {
-            Ok(request) => request,
-            Err(refusal) if refusal.is_too_large() => {
-                bump(&self.stats.too_large);
-                let why = format!(
-                    "a frame of {} bytes is larger than the device takes ({} bytes, its \
-                     frame limit)",
-                    message.bytes.len(),
-                    self.frame_max
-                );
-                self.failures.warn(&NAME, &why);
-                return Native.encode_error(&refusal.head, ErrorCode::TooLarge, &why, reply);
-            }
-            Err(refusal) => {
-                bump(&self.stats.refused);
-                let what = format_args!("refused a message: {}", refusal.message);
-                self.failures.warn(&NAME, &what);
-                return refusal.answer(&Native, reply);
-            }
-        };
-        let permissions = self.permissions.as_deref();
-        if refuse_forbidden(permissions, &Native, &message, &request, reply) {
-            bump(&self.stats.forbidden);
-            return;
+        bump(&self.stats.refused);
+        let why = "the bridge takes calls on its input only";
+        self.failures.warn(&NAME, &why);
+        if message.origin == Origin::Rep {
+            Native.encode_error(&Native.unreadable(), ErrorCode::BadFrame, why, reply);
         }
-        self.open_if_due();
-        if request.head.kind == Kind::Notify {
-            return match self.send(&request.head, request.body) {
-                Ok(()) => {
-                    bump(&self.stats.forwarded);
-                    Native.encode_accepted(&request.head, reply);
-                }
-                Err(e) => self.fail(&request.head, &e, reply),
-            };
-        }
-        // Whatever the device sent before this call is no answer to it: out of the way
-        // first (a pass at a time, so a chatty device cannot hold the call back for long).
-        for _ in 0..4 {
-            match self.take_arrivals(None, reply) {
-                Ok(Pass::Busy) => {}
-                Ok(_) => break,
-                Err(e) => return self.fail(&request.head, &e, reply),
+    }
+
+    fn call(&mut self, message: Incoming<'_>, call: HeldCall, reply: &mut Vec<u8>) -> Answering {
+        self.take(message, call, reply)
+    }
+
+    fn answers(&mut self, answer: &mut dyn FnMut(HeldCall, &[u8])) {
+        if self.stop.is_requested() {
+            // Stopping: every call still held is answered, none left waiting.
+            let held: Vec<_> = self.turns.drain().collect();
+            for (call, caller) in held {
+                self.answer_failure(call, &caller, &LinkError::Stopping);
             }
         }
-        self.call(request.head, request.body, reply);
+        for (call, reply) in self.ready.drain(..) {
+            answer(call, &reply);
+        }
     }
 
     fn reject(&mut self, reason: Rejection, _: Origin, reply: &mut Vec<u8>) {
@@ -377,20 +478,20 @@ impl<O: Opener> MessageHandler for Relay<O> {
                 true => Instant::now() + FLUSH_RETRY,
                 false => Instant::now() + SUBSCRIBER_CHECK,
             });
-        self.link.next_try().into_iter().chain(flush).min()
+        let turns = self.turns.deadline();
+        self.link
+            .next_try()
+            .into_iter()
+            .chain(flush)
+            .chain(turns)
+            .min()
     }
 
     fn on_wake(&mut self) {
         self.open_if_due();
-        if self.link.is_open() {
-            // Notifications (and late answers) the device sent while no call was waiting;
-            // a pass at a time: if more wait, the device polls readable and the loop is
-            // back at once.
-            let mut unused = Vec::new();
-            if let Err(e) = self.take_arrivals(None, &mut unused) {
-                self.failures.warn(&NAME, &e);
-            }
-        }
+        // The answer to the call on the line, notifications, late answers: a few passes at
+        // a time; if more wait, the device polls readable and the loop is back at once.
+        self.drive();
         self.notifications.flush(&self.stats, &mut self.failures);
     }
 }
@@ -511,6 +612,14 @@ mod tests {
     /// A relay whose device runs `script` on a thread; the link headers the device saw
     /// come out of the receiver.
     fn relay(script: Script) -> (Relay<Pair>, mpsc::Receiver<Header>, JoinHandle<()>) {
+        relay_with(script, TIMEOUT)
+    }
+
+    /// [`relay`], waiting `timeout` for each call.
+    fn relay_with(
+        script: Script,
+        timeout: Duration,
+    ) -> (Relay<Pair>, mpsc::Receiver<Header>, JoinHandle<()>) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         let opener = Pair {
@@ -518,7 +627,7 @@ mod tests {
             path: PathBuf::from("/test/line"),
         };
         let link = SerialLink::new(opener, Duration::from_secs(1), Duration::from_secs(2));
-        let relay = Relay::new(link, None, TIMEOUT, Shutdown::new(), 1024);
+        let relay = Relay::new(link, None, timeout, Shutdown::new(), 1024);
         let (seen_tx, seen) = mpsc::channel();
         let device = std::thread::spawn(move || play_device(theirs, script, &seen_tx));
         (relay, seen, device)
@@ -568,8 +677,9 @@ mod tests {
         on_line(frame::encode(&request.reply(), &n, &mut buf).unwrap())
     }
 
-    /// A caller's request for `Ping { n }` under `seq`, through the relay: its answer.
-    fn call(relay: &mut Relay<Pair>, seq: u32, n: u32) -> Vec<u8> {
+    /// A caller's request for `Ping { n }` under `seq`, held as call `seq`: answered at
+    /// once (`Some`) or later.
+    fn send(relay: &mut Relay<Pair>, seq: u32, n: u32) -> Option<Vec<u8>> {
         let mut buf = [0u8; 64];
         let request = frame::encode(&Header::request(seq, Ping::KEY), &Ping { n }, &mut buf);
         let message = Incoming {
@@ -578,8 +688,41 @@ mod tests {
             user_id: None,
         };
         let mut reply = Vec::new();
-        relay.handle(message, &mut reply);
-        reply
+        match relay.call(message, HeldCall::for_test(seq), &mut reply) {
+            Answering::Now => Some(reply),
+            Answering::Later => None,
+        }
+    }
+
+    /// Drives the relay as its receiver would (waking when the device sends or a deadline
+    /// passes) until `held` calls are answered: their answers, in the order they came.
+    fn answers(relay: &mut Relay<Pair>, held: usize) -> Vec<(HeldCall, Vec<u8>)> {
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        loop {
+            relay.answers(&mut |call, bytes| got.push((call, bytes.to_vec())));
+            if got.len() >= held {
+                return got;
+            }
+            assert!(Instant::now() < until, "{} of {held} answered", got.len());
+            let wait = relay.deadline().map_or(Duration::from_millis(20), |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            relay
+                .link()
+                .wait_readable(wait.min(Duration::from_millis(20)));
+            relay.on_wake();
+        }
+    }
+
+    /// A caller's request for `Ping { n }` under `seq`, through the relay: its answer.
+    fn call(relay: &mut Relay<Pair>, seq: u32, n: u32) -> Vec<u8> {
+        if let Some(now) = send(relay, seq, n) {
+            return now;
+        }
+        let mut got = answers(relay, 1);
+        assert_eq!(got[0].0, HeldCall::for_test(seq));
+        got.remove(0).1
     }
 
     fn outcome(reply: &[u8]) -> (Header, Result<u32, RemoteError>) {
@@ -679,5 +822,69 @@ mod tests {
         let (mut relay, _seen, _device) = relay(script);
         assert_eq!(outcome(&call(&mut relay, 8, 6)).1, Ok(6));
         assert_eq!(relay.stats().snapshot().dropped, 1);
+    }
+
+    #[test]
+    fn calls_at_once_take_turns_and_one_that_cannot_come_back_in_time_never_goes() {
+        // The device takes 400 ms per call; each call has 1 s from its arrival. The first
+        // two are answered (at 0.4 and 0.8 s); then the others have 0.2 s left, less than
+        // the device takes: they are answered `Timeout` without reaching it.
+        let script: Script = Box::new(|frame| {
+            std::thread::sleep(Duration::from_millis(400));
+            Some(vec![reply_to(&frame.header, frame.header.seq)])
+        });
+        let (mut relay, seen, _device) = relay_with(script, Duration::from_secs(1));
+        let started = Instant::now();
+        for seq in 1..=4 {
+            assert!(send(&mut relay, seq, seq).is_none(), "held");
+        }
+        let mut got = answers(&mut relay, 4);
+        let took = started.elapsed();
+        // Those given up are answered as soon as they are, before the second comes back.
+        got.sort_by_key(|(_, reply)| outcome(reply).0.seq);
+        let order: Vec<HeldCall> = got.iter().map(|(call, _)| *call).collect();
+        assert_eq!(order, (1..=4).map(HeldCall::for_test).collect::<Vec<_>>());
+        for (seq, (_, reply)) in (1..=4).zip(&got) {
+            let (header, answer) = outcome(reply);
+            assert_eq!(header.seq, seq, "relabelled to its caller");
+            match seq {
+                1 | 2 => assert!(answer.is_ok(), "{seq}: {answer:?}"),
+                _ => assert_eq!(answer.unwrap_err().code, ErrorCode::Timeout, "{seq}"),
+            }
+        }
+        assert!(
+            took < Duration::from_secs(1),
+            "the given-up calls waited {took:?}"
+        );
+        let on_line: Vec<Header> = seen.try_iter().collect();
+        assert_eq!(on_line.len(), 2, "the given-up calls reached the device");
+        let counts = relay.stats().snapshot();
+        assert_eq!(
+            (counts.answered, counts.expired, counts.timeouts),
+            (2, 2, 0)
+        );
+    }
+
+    #[test]
+    fn a_stop_answers_every_held_call_unavailable() {
+        let script: Script = Box::new(|_| Some(Vec::new()));
+        let (mut relay, seen, _device) = relay(script);
+        for seq in 1..=3 {
+            assert!(send(&mut relay, seq, 0).is_none());
+        }
+        seen.recv_timeout(Duration::from_secs(5)).unwrap();
+        relay.stop.request();
+        let mut got = Vec::new();
+        relay.answers(&mut |call, bytes| got.push((call, bytes.to_vec())));
+        assert_eq!(got.len(), 3);
+        for (_, reply) in got {
+            assert_eq!(outcome(&reply).1.unwrap_err().code, ErrorCode::Unavailable);
+        }
+        // A call after the stop is refused at once.
+        let refused = send(&mut relay, 4, 0).unwrap();
+        assert_eq!(
+            outcome(&refused).1.unwrap_err().code,
+            ErrorCode::Unavailable
+        );
     }
 }

@@ -92,12 +92,8 @@ impl Sides {
         Ok((ctx.clone(), std::mem::take(&mut self.input).context(&ctx)))
     }
 
-    /// The input, bound (see [`input_builder`](Sides::input_builder)).
-    pub(crate) fn bind_input(&mut self) -> Result<(zmq::Context, Receiver), TransportError> {
-        self.bind_input_with(|input| input)
-    }
-
-    /// The input, bound as `configure` finishes its builder (a ROUTER input that takes many
+    /// The input (see [`input_builder`](Sides::input_builder)), bound as `configure`
+    /// finishes its builder (a ROUTER input that takes many
     /// calls at once: [`ReceiverBuilder::calls_at_once`]).
     pub(crate) fn bind_input_with(
         &mut self,

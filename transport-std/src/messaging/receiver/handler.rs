@@ -73,6 +73,17 @@ pub struct HeldCall {
     pub(super) generation: u32,
 }
 
+#[cfg(test)]
+impl HeldCall {
+    /// A held call numbered `n`, for handlers tested without a receiver.
+    pub(crate) fn for_test(n: u32) -> HeldCall {
+        HeldCall {
+            slot: n,
+            generation: 0,
+        }
+    }
+}
+
 /// What [`MessageHandler::call`] did with a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Answering {

@@ -126,6 +126,7 @@ impl Receiver {
             // The flag, not the socket: a stop sends one wake-up byte and the loop ends, so
             // the byte never needs reading (and an empty read would cost a system call).
             if self.stop.requested() {
+                self.deliver_answers(&mut handler);
                 return Ok(());
             }
             self.restore_rep();
@@ -153,6 +154,7 @@ impl Receiver {
                 (self.poll(timeout, watch)?, false)
             };
             if self.stop.requested() {
+                self.deliver_answers(&mut handler);
                 return Ok(());
             }
             handler.on_wake();
@@ -374,7 +376,8 @@ impl Receiver {
         Ok(())
     }
 
-    /// Sends the answers the handler has ready for calls it held.
+    /// Sends the answers the handler has ready for calls it held (asked once more at a
+    /// stop, so that a handler answers what it still holds rather than leave it waiting).
     fn deliver_answers<H: MessageHandler>(&mut self, handler: &mut H) {
         handler.answers(&mut |caller, bytes| {
             if caller == REP_CALL {
