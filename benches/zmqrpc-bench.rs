@@ -1,7 +1,12 @@
 //! zmqrpc against raw libzmq, on this machine, in one run: `cargo bench --bench zmqrpc-bench`.
 //!
 //! Every case runs for a fixed time and prints calls (or messages) per second for raw libzmq
-//! and for zmqrpc, and their ratio; the last section reads the peak RSS of the real
+//! and for zmqrpc, and their ratio. The pipelined and shared-client cases run their sides in
+//! turns (four each, a quarter of the time per turn), so both see the same stretches of a
+//! noisy machine, and print the CPU time per call of the whole process (every thread, from
+//! `/proc/self/stat`), which holds better than a rate where threads outnumber cores. The
+//! payload is 32 opaque bytes, carried as serde bytes; one row carries them as a `Vec<u8>`,
+//! which serde reads and writes element by element. The last section reads the peak RSS of the real
 //! `zmqrpc-server` and `zmqrpc-proxy` processes. `BENCH_SECONDS` sets the time per case
 //! (default 2); the whole run takes well under a minute.
 //!
@@ -20,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use zmqrpc::agent::Echo;
 use zmqrpc::transport::{
     BufferedProxy, Credentials, KeyPair, Pipeline, Proxy, ProxyKind, Requester, RpcClient,
@@ -32,11 +38,23 @@ use zmqrpc::{frame, Command as _, Header};
 #[path = "../tests/it/common/device.rs"]
 mod device;
 
+/// The payload every case carries: opaque bytes, as raw libzmq carries them, so they go as
+/// serde bytes (`serde_bytes`): one length and one copy. The wire is the same as a
+/// `Vec<u8>`'s, which serde reads and writes one `u8` at a time (see [`SeqBlob`]).
 #[derive(Serialize, Deserialize)]
-struct Blob(Vec<u8>);
+struct Blob(#[serde(with = "serde_bytes")] Vec<u8>);
 
 impl zmqrpc::Command for Blob {
     const NAME: &'static str = "bench.blob";
+    type Response = ByteBuf;
+}
+
+/// [`Blob`]'s bytes as a plain `Vec<u8>`: the same wire, serde's element-by-element path.
+#[derive(Serialize, Deserialize)]
+struct SeqBlob(Vec<u8>);
+
+impl zmqrpc::Command for SeqBlob {
+    const NAME: &'static str = "bench.seq-blob";
     type Response = Vec<u8>;
 }
 
@@ -68,23 +86,124 @@ struct Sequential {
 }
 
 fn sequential(mut call: impl FnMut()) -> Sequential {
-    for _ in 0..200 {
-        call();
+    let mut timed = Timed::warmed(&mut call);
+    timed.run(seconds(), &mut call);
+    timed.finish()
+}
+
+/// A sequential loop's latencies so far, over one or more turns.
+struct Timed {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Timed {
+    /// After 200 calls not timed.
+    fn warmed(call: &mut impl FnMut()) -> Timed {
+        for _ in 0..200 {
+            call();
+        }
+        Timed {
+            latencies: Vec::with_capacity(1 << 20),
+            elapsed: Duration::ZERO,
+        }
     }
-    let mut latencies = Vec::with_capacity(1 << 20);
-    let started = Instant::now();
-    while started.elapsed() < seconds() {
-        let t = Instant::now();
-        call();
-        latencies.push(t.elapsed());
+
+    /// Calls `call` one after another for `time`, timing each.
+    fn run(&mut self, time: Duration, call: &mut impl FnMut()) {
+        let started = Instant::now();
+        while started.elapsed() < time {
+            let t = Instant::now();
+            call();
+            self.latencies.push(t.elapsed());
+        }
+        self.elapsed += started.elapsed();
     }
-    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    Sequential {
-        rate,
-        p50: latencies[latencies.len() / 2],
-        p99: latencies[latencies.len() * 99 / 100],
+
+    fn finish(mut self) -> Sequential {
+        self.latencies.sort_unstable();
+        let n = self.latencies.len();
+        Sequential {
+            rate: n as f64 / self.elapsed.as_secs_f64(),
+            p50: self.latencies[n / 2],
+            p99: self.latencies[n * 99 / 100],
+        }
     }
+}
+
+/// How many turns each side of a ratio takes in [`in_turns`].
+const TURNS: u32 = 4;
+
+/// Runs `a` and `b` in turn, [`TURNS`] times each for a share of [`seconds`], so both see
+/// the same stretches of a shared, noisy machine: two runs one after the other see
+/// different ones, and their ratio drifts by more than the differences it is meant to show.
+fn in_turns(mut a: impl FnMut(Duration), mut b: impl FnMut(Duration)) {
+    all_in_turns(&mut [&mut a, &mut b]);
+}
+
+/// [`in_turns`] for any number of sides.
+fn all_in_turns(sides: &mut [&mut dyn FnMut(Duration)]) {
+    let turn = seconds() / TURNS;
+    for _ in 0..TURNS {
+        for side in sides.iter_mut() {
+            side(turn);
+        }
+    }
+}
+
+/// Calls done over time, and the CPU time the whole process spent on them, summed over turns.
+#[derive(Default)]
+struct Rate {
+    calls: u64,
+    elapsed: Duration,
+    cpu: Duration,
+}
+
+impl Rate {
+    /// Counts the calls `run` does in `time` (it returns how many).
+    fn run(&mut self, time: Duration, run: impl FnOnce(Duration) -> u64) {
+        let (started, cpu) = (Instant::now(), process_cpu());
+        self.calls += run(time);
+        self.elapsed += started.elapsed();
+        self.cpu += process_cpu().saturating_sub(cpu);
+    }
+
+    fn per_second(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU time per call, all threads (the caller's, the server's, libzmq's), in µs.
+    fn cpu_per_call(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.calls.max(1) as f64
+    }
+}
+
+/// The CPU time this process has used so far, user and system, all threads: from
+/// `/proc/self/stat`, in the kernel's 10 ms ticks (a case's seconds make that fine enough).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // utime and stime: fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The CPU per call of a raw and a zmqrpc run, under their row.
+fn cpu_row(raw: &Rate, ours: &Rate) {
+    println!(
+        "{:<46} {:>12.2} {:>12.2}",
+        "   CPU per call, all threads (µs)",
+        raw.cpu_per_call(),
+        ours.cpu_per_call()
+    );
 }
 
 /// A raw libzmq REP echo server on `endpoint`; stops when `stop` is set.
@@ -131,7 +250,9 @@ fn blob_server_with(
     }
     let server = builder
         .rep(endpoint)
-        .register(|Blob(bytes): Blob| Ok::<_, ServiceError>(bytes))
+        .register(|Blob(bytes): Blob| Ok::<_, ServiceError>(ByteBuf::from(bytes)))
+        .unwrap()
+        .register(|SeqBlob(bytes): SeqBlob| Ok::<_, ServiceError>(bytes))
         .unwrap()
         .bind()
         .unwrap();
@@ -202,22 +323,63 @@ fn case_sequential(transport: &str, size: usize) -> f64 {
     ours.rate
 }
 
+/// `window` calls in flight, raw libzmq against zmqrpc; at 256, also raw libzmq carrying
+/// zmqrpc's frame (the 14-byte header and the length make the 32 B a 47-byte message, over
+/// libzmq's 33-byte inline limit: allocated, and shared between threads by reference count)
+/// and the payload as a `Vec<u8>`.
 fn case_pipelined(window: usize) {
     let payload = vec![7u8; 32];
-    let raw = raw_pipelined(window, &payload);
+    let framed = vec![7u8; frame::HEADER_LEN + 1 + payload.len()];
+    let stop = Arc::new(AtomicBool::new(false));
+    let raw_endpoint = raw_echo("tcp://127.0.0.1:*", stop.clone());
+    let mut raw = RawPipeline::connect(&raw_endpoint, window);
+    let mut raw_framed = RawPipeline::connect(&raw_endpoint, window);
     let (endpoint, _server) = blob_server("tcp://127.0.0.1:*");
-    let mut pipeline = Pipeline::builder()
-        .req(endpoint)
-        .window(window)
-        .connect::<Blob>()
-        .unwrap();
-    let ours = pipelined(&mut pipeline, window, &Blob(payload));
+    let connect = || Pipeline::builder().req(&endpoint).window(window);
+    let mut pipeline = connect().connect::<Blob>().unwrap();
+    let mut seq_pipeline = connect().connect::<SeqBlob>().unwrap();
+    let (blob, seq_blob) = (Blob(payload.clone()), SeqBlob(payload.clone()));
+    let mut rates: [Rate; 4] = Default::default();
+    let [raw_rate, ours, framed_rate, seq_rate] = &mut rates;
+    let mut raw_side = |time| raw_rate.run(time, |time| raw.run(time, &payload));
+    let mut ours_side = |time| ours.run(time, |time| pipelined(&mut pipeline, window, &blob, time));
+    let mut framed_side = |time| framed_rate.run(time, |time| raw_framed.run(time, &framed));
+    let mut seq_side = |time| {
+        seq_rate.run(time, |time| {
+            pipelined(&mut seq_pipeline, window, &seq_blob, time)
+        })
+    };
+    if window == 256 {
+        all_in_turns(&mut [
+            &mut raw_side,
+            &mut ours_side,
+            &mut framed_side,
+            &mut seq_side,
+        ]);
+    } else {
+        all_in_turns(&mut [&mut raw_side, &mut ours_side]);
+    }
+    let [raw_rate, ours, framed_rate, seq_rate] = &rates;
     row(
         &format!("2. pipelined, {window} in flight, tcp, 32 B"),
-        raw,
-        ours,
+        raw_rate.per_second(),
+        ours.per_second(),
         "calls/s",
     );
+    cpu_row(raw_rate, ours);
+    if window == 256 {
+        for (case, rate) in [
+            (
+                "   raw libzmq at 47 B, zmqrpc's frame for 32 B",
+                framed_rate,
+            ),
+            ("   zmqrpc, the 32 B as a Vec<u8>", seq_rate),
+        ] {
+            row(case, raw_rate.per_second(), rate.per_second(), "calls/s");
+            cpu_row(raw_rate, rate);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
 }
 
 /// Raw libzmq without security, then zmqrpc with none, PLAIN and CURVE: sequential calls
@@ -275,7 +437,9 @@ fn case_security() {
             builder = builder.credentials(credentials);
         }
         let mut pipeline = builder.connect::<Blob>().unwrap();
-        let ours = pipelined(&mut pipeline, 256, &blob);
+        let mut ours = Rate::default();
+        ours.run(seconds(), |time| pipelined(&mut pipeline, 256, &blob, time));
+        let ours = ours.per_second();
         row(
             &format!("   256 in flight, {name} (vs raw none)"),
             raw_pipelined,
@@ -287,37 +451,69 @@ fn case_security() {
 
 /// Calls per second of raw libzmq, `window` 32-byte echoes in flight over one DEALER.
 fn raw_pipelined(window: usize, payload: &[u8]) -> f64 {
-    let ctx = zmq::Context::new();
     let stop = Arc::new(AtomicBool::new(false));
     let raw_endpoint = raw_echo("tcp://127.0.0.1:*", stop.clone());
-    let dealer = ctx.socket(zmq::DEALER).unwrap();
-    dealer.set_sndhwm(0).unwrap();
-    dealer.set_rcvhwm(0).unwrap();
-    dealer.connect(&raw_endpoint).unwrap();
-    let mut msg = zmq::Message::new();
-    let mut in_flight = 0;
-    let mut done = 0u64;
-    let started = Instant::now();
-    while started.elapsed() < seconds() {
-        while in_flight < window {
-            dealer.send(&b""[..], zmq::SNDMORE).unwrap();
-            dealer.send(payload, 0).unwrap();
-            in_flight += 1;
-        }
-        dealer.recv(&mut msg, 0).unwrap();
-        dealer.recv(&mut msg, 0).unwrap();
-        in_flight -= 1;
-        done += 1;
-    }
+    let mut raw = RawPipeline::connect(&raw_endpoint, window);
+    let mut rate = Rate::default();
+    rate.run(seconds(), |time| raw.run(time, payload));
     stop.store(true, Ordering::Relaxed);
-    done as f64 / started.elapsed().as_secs_f64()
+    rate.per_second()
 }
 
-/// Calls per second of `pipeline`, `window` calls in flight.
-fn pipelined(pipeline: &mut Pipeline<Blob>, window: usize, blob: &Blob) -> f64 {
-    let mut done = 0u64;
+/// A raw libzmq DEALER keeping `window` echoes in flight.
+struct RawPipeline {
+    dealer: zmq::Socket,
+    window: usize,
+    in_flight: usize,
+    _ctx: zmq::Context,
+}
+
+impl RawPipeline {
+    fn connect(endpoint: &str, window: usize) -> RawPipeline {
+        let ctx = zmq::Context::new();
+        let dealer = ctx.socket(zmq::DEALER).unwrap();
+        dealer.set_sndhwm(0).unwrap();
+        dealer.set_rcvhwm(0).unwrap();
+        dealer.connect(endpoint).unwrap();
+        RawPipeline {
+            dealer,
+            window,
+            in_flight: 0,
+            _ctx: ctx,
+        }
+    }
+
+    /// Echoes answered in `time`; the ones still in flight carry over to the next turn.
+    fn run(&mut self, time: Duration, payload: &[u8]) -> u64 {
+        let mut msg = zmq::Message::new();
+        let mut done = 0;
+        let started = Instant::now();
+        while started.elapsed() < time {
+            while self.in_flight < self.window {
+                self.dealer.send(&b""[..], zmq::SNDMORE).unwrap();
+                self.dealer.send(payload, 0).unwrap();
+                self.in_flight += 1;
+            }
+            self.dealer.recv(&mut msg, 0).unwrap();
+            self.dealer.recv(&mut msg, 0).unwrap();
+            self.in_flight -= 1;
+            done += 1;
+        }
+        done
+    }
+}
+
+/// Calls `pipeline` answers in `time`, `window` kept in flight (the ones still in flight
+/// carry over to the next turn).
+fn pipelined<C: zmqrpc::Command>(
+    pipeline: &mut Pipeline<C>,
+    window: usize,
+    blob: &C,
+    time: Duration,
+) -> u64 {
+    let mut done = 0;
     let started = Instant::now();
-    while started.elapsed() < seconds() {
+    while started.elapsed() < time {
         while pipeline.in_flight() < window {
             pipeline.send(blob).unwrap();
         }
@@ -325,7 +521,7 @@ fn pipelined(pipeline: &mut Pipeline<Blob>, window: usize, blob: &Blob) -> f64 {
         answer.unwrap();
         done += 1;
     }
-    done as f64 / started.elapsed().as_secs_f64()
+    done
 }
 
 fn case_notify() {
@@ -964,94 +1160,110 @@ fn case_shared() {
         .window(TASKS)
         .connect::<Blob>()
         .unwrap();
-    let piped = pipelined(&mut pipeline, TASKS, &blob);
-    drop(pipeline);
     let shared = SharedClient::builder().req(&endpoint).connect().unwrap();
     shared.call(&blob).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
-    let tasks = runtime.block_on(async {
-        let done = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let (client, done) = (shared.clone(), done.clone());
-                tokio::spawn(async move {
-                    let blob = Blob(vec![7u8; 32]);
-                    while started.elapsed() < seconds() {
-                        client.call_async(&blob).await.unwrap();
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
+    // 256 tasks making one call after another for `time`.
+    let tasks = |time: Duration| {
+        runtime.block_on(async {
+            let done = Arc::new(AtomicU64::new(0));
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let (client, done) = (shared.clone(), done.clone());
+                    tokio::spawn(async move {
+                        let blob = Blob(vec![7u8; 32]);
+                        while started.elapsed() < time {
+                            client.call_async(&blob).await.unwrap();
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
                 })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-    });
-    drop(runtime);
-    println!(
-        "{:<46} {:>12.0} {:>12.0} {:<8} {:>6.2}x",
-        "8. 256 tokio tasks, one SharedClient (vs Pipeline)",
-        piped,
-        tasks,
-        "calls/s",
-        tasks / piped
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            done.load(Ordering::Relaxed)
+        })
+    };
+    let (mut piped, mut on_tasks) = (Rate::default(), Rate::default());
+    in_turns(
+        |time| piped.run(time, |time| pipelined(&mut pipeline, TASKS, &blob, time)),
+        |time| on_tasks.run(time, tasks),
     );
-    let threads = |call: &(dyn Fn(usize) + Sync)| {
+    drop(pipeline);
+    row(
+        "8. 256 tokio tasks, one SharedClient (vs Pipeline)",
+        piped.per_second(),
+        on_tasks.per_second(),
+        "calls/s",
+    );
+    cpu_row(&piped, &on_tasks);
+    // THREADS threads, each calling `call(thread)` one call after another for `time`.
+    let threads = |time: Duration, call: &(dyn Fn(usize) + Sync)| {
         let done = AtomicU64::new(0);
         let started = Instant::now();
         std::thread::scope(|scope| {
             for t in 0..THREADS {
                 let done = &done;
                 scope.spawn(move || {
-                    while started.elapsed() < seconds() {
+                    while started.elapsed() < time {
                         call(t);
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 });
             }
         });
-        done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+        done.load(Ordering::Relaxed)
     };
     let clients: Vec<_> = (0..THREADS)
         .map(|_| std::sync::Mutex::new(RpcClient::builder().req(&endpoint).connect().unwrap()))
         .collect();
-    let separate = threads(&|t| {
-        clients[t]
-            .lock()
-            .unwrap()
-            .call(&Blob(vec![7u8; 32]))
-            .unwrap();
-    });
-    let one = threads(&|_| {
-        shared.call(&Blob(vec![7u8; 32])).unwrap();
-    });
-    println!(
-        "{:<46} {:>12.0} {:>12.0} {:<8} {:>6.2}x",
+    let (mut separate, mut one) = (Rate::default(), Rate::default());
+    in_turns(
+        |time| {
+            separate.run(time, |time| {
+                threads(time, &|t| {
+                    clients[t].lock().unwrap().call(&blob).unwrap();
+                })
+            })
+        },
+        |time| {
+            one.run(time, |time| {
+                threads(time, &|_| {
+                    shared.call(&blob).unwrap();
+                })
+            })
+        },
+    );
+    row(
         "8. 16 threads, one SharedClient (vs 16 RpcClients)",
-        separate,
-        one,
+        separate.per_second(),
+        one.per_second(),
         "calls/s",
-        one / separate
     );
     let mut client = RpcClient::builder().req(&endpoint).connect().unwrap();
-    let alone = sequential(|| {
+    let mut call_alone = || {
         client.call(&blob).unwrap();
-    });
-    let through_shared = sequential(|| {
+    };
+    let mut call_shared = || {
         shared.call(&blob).unwrap();
-    });
-    println!(
-        "{:<46} {:>12.0} {:>12.0} {:<8} {:>6.2}x",
+    };
+    let mut alone = Timed::warmed(&mut call_alone);
+    let mut through_shared = Timed::warmed(&mut call_shared);
+    in_turns(
+        |time| alone.run(time, &mut call_alone),
+        |time| through_shared.run(time, &mut call_shared),
+    );
+    let (alone, through_shared) = (alone.finish(), through_shared.finish());
+    row(
         "8. one caller, SharedClient (vs RpcClient)",
         alone.rate,
         through_shared.rate,
         "calls/s",
-        through_shared.rate / alone.rate
     );
     latency_row(&alone, &through_shared);
 }
