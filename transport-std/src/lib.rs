@@ -75,7 +75,7 @@
 //!   the server's public key), judged by a ZAP handler per context; CURVE keys and their
 //!   files; [`Permissions`](auth::Permissions), who may call or notify what.
 //! - [`socket`]: what every socket and loop shares: [`SocketOptions`], [`Shutdown`] and
-//!   [`Running`] (how every loop stops), monitors (refused handshakes, dropped
+//!   [`Running`] (how every loop stops), [`Liveness`] (whether it still turns), monitors (refused handshakes, dropped
 //!   connections), counters, the small helpers (inproc names, PAIR sockets, draining
 //!   parts, poll timeouts) and the crate's only `unsafe` code (`ZMQ_XPUB_NODROP`, stopping a monitor).
 //! - [`error`]: [`TransportError`] (libzmq failures apart from misuse and configuration
@@ -156,6 +156,6 @@ pub use rpc::server::{
 };
 pub use rpc::shared::{SharedClient, SharedClientBuilder};
 pub use socket::options::SocketOptions;
-pub use socket::shutdown::{Running, Shutdown};
+pub use socket::shutdown::{Liveness, Running, Shutdown, IDLE_TURN};
 pub use zmq;
 pub use zmqrpc_core::Command;

@@ -47,10 +47,13 @@ pub(crate) fn wait_ms(left: Duration) -> i32 {
     options::millis(left.saturating_add(Duration::from_nanos(999_999)))
 }
 
-/// The soonest of `deadlines` as a poll timeout ([`wait_ms`]), or -1 (no limit) if none.
+/// A node loop's poll timeout: until the soonest of `deadlines` ([`wait_ms`]), and at most
+/// [`IDLE_TURN`](shutdown::IDLE_TURN), so the loop turns that often even when idle (its
+/// [`Liveness`](shutdown::Liveness) tells a loop that waits from one that is stuck).
 pub(crate) fn poll_timeout(now: Instant, deadlines: impl Iterator<Item = Instant>) -> i64 {
-    deadlines.min().map_or(-1, |deadline| {
-        i64::from(wait_ms(deadline.saturating_duration_since(now)))
+    let idle = i64::from(wait_ms(shutdown::IDLE_TURN));
+    deadlines.min().map_or(idle, |deadline| {
+        i64::from(wait_ms(deadline.saturating_duration_since(now))).min(idle)
     })
 }
 

@@ -1,13 +1,20 @@
-//! One way to stop a running loop: a [`Shutdown`] to ask, a [`Running`] handle to wait.
+//! One way to stop a running loop: a [`Shutdown`] to ask, a [`Running`] handle to wait; and
+//! one way to tell that it still runs: its [`Liveness`].
 //!
 //! A loop polls its sockets together with a private inproc PAIR socket. [`Shutdown::request`]
 //! sets a flag and sends one byte on the other end, so the loop wakes at once, whatever it
 //! was waiting for, closes its sockets and returns. No loop ever waits on context
 //! termination (which never comes while sockets live).
+//!
+//! Every node's loop (a server's, a worker pool's, a proxy's, a bridge's) counts its turns
+//! and waits at most [`IDLE_TURN`] before it turns again, busy or idle. A loop stuck in a
+//! service, a handler or a system call stops counting: [`Liveness::turns`] standing still
+//! for longer than that is what a watchdog (systemd's, say) needs to know.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::panic_message;
 use crate::socket::{inproc_endpoint, pair};
@@ -23,6 +30,8 @@ pub struct Shutdown {
 #[derive(Default)]
 struct ShutdownInner {
     requested: AtomicBool,
+    /// How many times the loop has turned.
+    turns: AtomicU64,
     /// Set once the loop's sockets exist; before that the flag alone suffices.
     waker: OnceLock<Mutex<zmq::Socket>>,
 }
@@ -58,6 +67,61 @@ impl Shutdown {
     pub fn is_requested(&self) -> bool {
         self.inner.requested.load(Ordering::SeqCst)
     }
+
+    /// What tells whether the loop this handle stops still turns.
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// The longest a node's loop waits before it turns again, idle or not: a [`Liveness`]
+/// whose [`turns`](Liveness::turns) stand still for well over this is stuck.
+pub const IDLE_TURN: Duration = Duration::from_millis(250);
+
+/// Whether a loop still turns: its count of turns, read from any thread. Cheap to clone;
+/// from [`Shutdown::liveness`].
+///
+/// A loop turns every time it wakes (for a message, a deadline, a stop, or after
+/// [`IDLE_TURN`] of nothing), so the count moves at least every [`IDLE_TURN`] while the loop
+/// works and stops while it is stuck: in a service that never returns, a handler that
+/// blocks, a deadlock. A watchdog compares two readings [`IDLE_TURN`] or more apart.
+///
+/// ```no_run
+/// # use zmqrpc_transport_std::{RpcServer, IDLE_TURN};
+/// let server = RpcServer::builder().rep("tcp://127.0.0.1:30000").bind()?;
+/// let liveness = server.shutdown().liveness();
+/// let running = server.spawn()?;
+/// let before = liveness.turns();
+/// std::thread::sleep(4 * IDLE_TURN);
+/// assert!(liveness.turns() > before, "the server's loop is stuck");
+/// # drop(running);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Liveness {
+    inner: Arc<ShutdownInner>,
+}
+
+impl Liveness {
+    /// How many times the loop has turned so far.
+    pub fn turns(&self) -> u64 {
+        self.inner.turns.load(Ordering::Relaxed)
+    }
+
+    /// Whether the loop was asked to stop (a loop that stops stops turning too).
+    pub fn is_stopping(&self) -> bool {
+        self.inner.requested.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Liveness")
+            .field("turns", &self.turns())
+            .finish()
+    }
 }
 
 /// The loop's end of a [`Shutdown`]: a socket to include in its poll set.
@@ -91,6 +155,11 @@ impl StopListener {
     /// A handle that stops this listener's loop.
     pub(crate) fn shutdown(&self) -> Shutdown {
         self.shutdown.clone()
+    }
+
+    /// Counts one turn of the loop (see [`Liveness`]): once a pass, where the loop wakes.
+    pub(crate) fn turned(&self) {
+        self.shutdown.inner.turns.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether a stop was asked for, without touching the socket (for checks between

@@ -33,6 +33,14 @@ macro_rules! counters {
         pub struct $snapshot {
             $( $(#[$field_meta])* pub $field: u64, )*
         }
+
+        impl $snapshot {
+            /// Each counter's name (as its field is named) and value, in the order they are
+            /// declared: for status lines and metrics.
+            pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$( (stringify!($field), self.$field), )*].into_iter()
+            }
+        }
     };
 }
 

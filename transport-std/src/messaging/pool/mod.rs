@@ -235,6 +235,7 @@ impl Broker {
     /// Brokers until a stop is asked for.
     fn serve(&mut self, stop: &StopListener) -> Result<(), TransportError> {
         loop {
+            stop.turned();
             if stop.requested() {
                 return Ok(());
             }

@@ -123,6 +123,7 @@ impl Receiver {
         let mut message = zmq::Message::new();
         let mut reply = Vec::with_capacity(256);
         loop {
+            self.stop.turned();
             // The flag, not the socket: a stop sends one wake-up byte and the loop ends, so
             // the byte never needs reading (and an empty read would cost a system call).
             if self.stop.requested() {
@@ -234,7 +235,7 @@ impl Receiver {
     }
 
     /// Milliseconds until the next SUB silence deadline or the handler's (or the next try
-    /// to bind a lost REP socket), or -1 (forever).
+    /// to bind a lost REP socket), and at most [`IDLE_TURN`](crate::IDLE_TURN).
     fn poll_timeout_ms(&self, handler: Option<Instant>) -> i64 {
         let now = Instant::now();
         let retry = self

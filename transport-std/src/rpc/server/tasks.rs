@@ -208,6 +208,7 @@ impl<D: Dialect> Tasks<D> {
         let mut reply = Vec::with_capacity(256);
         let mut body = zmq::Message::new();
         loop {
+            self.stop.turned();
             if self.stop.requested() {
                 return Ok(());
             }
