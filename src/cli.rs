@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
+use crate::systemd::Notifier;
 use crate::transport::auth::Permissions;
 use crate::transport::{Credentials, KeyPair, PublicKey, Shutdown, Users, UsersError};
 
@@ -49,18 +50,20 @@ pub fn init_logging(verbosity: i8) {
         .init();
 }
 
-/// Asks `shutdown` to stop on the first SIGINT or SIGTERM; exits at once on the second.
+/// Asks `shutdown` to stop on the first SIGINT or SIGTERM (telling `notifier`'s service
+/// manager `STOPPING=1`); exits at once on the second.
 ///
 /// Keep the returned guard until the loop has returned, then drop it: it lets go of
 /// `shutdown`, which holds a socket of the loop's ZeroMQ context. Only once every socket of a
 /// context is gone is the context terminated, and only then do the closed sockets' messages
 /// still queued (the answer to the last call, publications) get their linger to reach their
 /// peers; a process that exits first drops them.
-pub fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<SignalGuard> {
+pub fn stop_on_signals(shutdown: Shutdown, notifier: &Notifier) -> std::io::Result<SignalGuard> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let shutdown = Arc::new(Mutex::new(Some(shutdown)));
     let handle = shutdown.clone();
+    let notifier = notifier.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -75,6 +78,8 @@ pub fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<SignalGuard> {
                 if let Some(shutdown) = lock(&handle).as_ref() {
                     shutdown.request();
                 }
+                // After the stop is asked: a service manager slow to read holds up no stop.
+                notifier.stopping();
             }
         })?;
     Ok(SignalGuard { shutdown })

@@ -42,6 +42,8 @@
 //! - everything of [`zmqrpc_core`] at the top level (`zmqrpc::Command`, `zmqrpc::frame`, …);
 //! - [`transport`]: the libzmq transport.
 //! - [`agent`]: the node agent's commands (`zmqrpc-server`).
+//! - `systemd` (feature `systemd`): `Type=notify` units — readiness, a watchdog fed only
+//!   while the node's loop turns, status lines.
 //!
 //! # Binaries
 //! - `zmqrpc-proxy`: any proxy kind, from flags or a TOML file.
@@ -65,6 +67,10 @@ pub mod agent;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
+
+#[cfg(feature = "systemd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "systemd")))]
+pub mod systemd;
 
 pub use zmqrpc_core::*;
 

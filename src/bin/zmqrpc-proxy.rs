@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use zmqrpc::cli::{self, CliError};
+use zmqrpc::systemd::{self, Notifier};
 use zmqrpc::transport::auth::Permissions;
 #[cfg(feature = "serial")]
 use zmqrpc::transport::bridge::SerialBridge;
@@ -370,39 +371,51 @@ fn run() -> Result<(), CliError> {
     // What the connecting sides were given: the ready line names them as they are.
     let (given_in, given_out) = (settings.input.clone(), settings.output.clone());
     let started = start(settings)?;
-    // The counters are read once more after the loop: a closure over the live ones.
+    // The counters are read once more after the loop, and by the systemd watch: closures
+    // over the live ones.
     type Counts = Box<dyn Fn() -> String>;
-    let (shutdown, counts, input, output): (_, Counts, _, _) = match &started {
+    type Status = Box<dyn Fn() -> String + Send>;
+    let (shutdown, counts, status, input, output): (_, Counts, Status, _, _) = match &started {
         Started::Plain(p) => {
-            let stats = p.stats();
+            let (stats, watched, inputs) = (p.stats(), p.stats(), p.input_stats());
             (
                 p.shutdown(),
                 Box::new(move || format!("{:?}", stats.snapshot())),
+                Box::new(move || {
+                    systemd::summary(watched.snapshot().named().chain(inputs.snapshot().named()))
+                }),
                 p.input_endpoints().to_vec(),
                 p.output_endpoints().to_vec(),
             )
         }
         Started::Buffered(p) => {
-            let stats = p.stats();
+            let (stats, watched, inputs) = (p.stats(), p.stats(), p.input_stats());
             (
                 p.shutdown(),
                 Box::new(move || format!("{:?}", stats.snapshot())),
+                Box::new(move || {
+                    systemd::summary(watched.snapshot().named().chain(inputs.snapshot().named()))
+                }),
                 p.input_endpoints().to_vec(),
                 vec![],
             )
         }
         #[cfg(feature = "serial")]
         Started::Serial(p) => {
-            let stats = p.stats();
+            let (stats, watched, inputs) = (p.stats(), p.stats(), p.input_stats());
             (
                 p.shutdown(),
                 Box::new(move || format!("{:?}", stats.snapshot())),
+                Box::new(move || {
+                    systemd::summary(watched.snapshot().named().chain(inputs.snapshot().named()))
+                }),
                 p.input_endpoints().to_vec(),
                 p.output_endpoints().to_vec(),
             )
         }
     };
-    let signals = cli::stop_on_signals(shutdown)?;
+    let notifier = Notifier::from_env();
+    let signals = cli::stop_on_signals(shutdown.clone(), &notifier)?;
     // A side that binds is named by what it bound (wildcard ports resolved); one that
     // connects by what it connects to.
     let side = |bound: Vec<String>, given: Vec<String>| match bound.is_empty() {
@@ -411,12 +424,15 @@ fn run() -> Result<(), CliError> {
     };
     let (input, output) = (side(input, given_in), side(output, given_out));
     println!("ready in={input} out={output}");
+    notifier.ready(&format!("forwarding in={input} out={output}"));
+    let watch = notifier.watch(shutdown.liveness(), status)?;
     match started {
         Started::Plain(proxy) => proxy.run()?,
         Started::Buffered(proxy) => proxy.run()?,
         #[cfg(feature = "serial")]
         Started::Serial(bridge) => bridge.run()?,
     }
+    drop(watch);
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
     log::info!("stopped: {}", counts());

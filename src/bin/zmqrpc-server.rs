@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zmqrpc::agent::{self, Echo, GetNodeInfo, Ping};
 use zmqrpc::cli::{self, CliError};
+use zmqrpc::systemd::{self, Notifier};
 use zmqrpc::transport::{KeyPair, RpcClient, RpcServer};
 
 const HELP: &str = "\
@@ -198,10 +199,19 @@ fn serve(settings: Settings) -> Result<(), CliError> {
         builder = builder.permissions(permissions);
     }
     let server = builder.bind()?;
-    let signals = cli::stop_on_signals(server.shutdown())?;
+    let notifier = Notifier::from_env();
+    let signals = cli::stop_on_signals(server.shutdown(), &notifier)?;
     let stats = server.stats();
-    println!("ready bind={}", server.rep_endpoints().join(","));
+    let bound = server.rep_endpoints().join(",");
+    println!("ready bind={bound}");
+    notifier.ready(&format!("serving bind={bound}"));
+    let watched = stats.clone();
+    let watch = notifier.watch(server.shutdown().liveness(), move || {
+        let counts = watched.snapshot();
+        systemd::summary(counts.dispatch.named().chain(counts.receiver.named()))
+    })?;
     server.run()?;
+    drop(watch);
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
     let counts = stats.snapshot();

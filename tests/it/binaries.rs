@@ -951,7 +951,8 @@ fn signal_child_whose_stop_never_ends() {
     zmqrpc::cli::init_logging(0);
     let builder = zmqrpc::transport::Receiver::builder();
     let shutdown = builder.shutdown();
-    let _guard = zmqrpc::cli::stop_on_signals(shutdown.clone()).unwrap();
+    let notifier = zmqrpc::systemd::Notifier::from_env();
+    let _guard = zmqrpc::cli::stop_on_signals(shutdown.clone(), &notifier).unwrap();
     println!("ready");
     // A stop that never completes: waits (bounded) for the request, then hangs on.
     let deadline = Instant::now() + Duration::from_secs(60);

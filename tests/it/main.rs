@@ -34,5 +34,6 @@ mod serial_bridge;
 mod shared;
 mod shared_async;
 mod strangers;
+mod systemd;
 mod threads;
 mod workers;
