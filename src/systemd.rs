@@ -39,8 +39,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -120,23 +119,14 @@ impl Notifier {
         }
         let tick = self.tick();
         let notifier = self.clone();
-        let (stop, stopped) = mpsc::channel::<()>();
-        let (exit, exited) = mpsc::channel::<()>();
+        let ends = Arc::new(Ends::default());
+        let thread_ends = ends.clone();
         let thread = std::thread::Builder::new()
             .name("systemd-watch".into())
             .spawn(move || {
-                // Dropped when the thread ends, however it ends: what `Watch` waits for.
-                let _exit = exit;
+                let ends = thread_ends;
                 let mut watch = Watching::new(liveness.turns(), Instant::now());
-                loop {
-                    match stopped.recv_timeout(tick) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        // A stop, or the `Watch` gone.
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                    if liveness.is_stopping() {
-                        return;
-                    }
+                while !ends.stop_asked_within(tick) && !liveness.is_stopping() {
                     let line = status();
                     match watch.observe(liveness.turns(), Instant::now()) {
                         Health::Turning => notifier.fed(&line),
@@ -149,10 +139,10 @@ impl Notifier {
                         }
                     }
                 }
+                ends.exited();
             })?;
         Ok(Some(Watch {
-            stop: Some(stop),
-            exited,
+            ends,
             thread: Some(thread),
         }))
     }
@@ -205,26 +195,64 @@ pub const WATCH_STOP_WAIT: Duration = Duration::from_secs(1);
 /// at most [`WATCH_STOP_WAIT`]).
 #[derive(Debug)]
 pub struct Watch {
-    stop: Option<mpsc::Sender<()>>,
-    /// Disconnected once the thread has ended.
-    exited: mpsc::Receiver<()>,
+    ends: Arc<Ends>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        drop(self.stop.take());
         let Some(thread) = self.thread.take() else {
             return;
         };
-        match self.exited.recv_timeout(WATCH_STOP_WAIT) {
-            Err(RecvTimeoutError::Timeout) => {
-                log::warn!("the service manager reads no notifications: leaving its watch blocked")
-            }
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+        match self.ends.stop_and_wait(WATCH_STOP_WAIT) {
+            true => {
                 let _ = thread.join();
             }
+            false => {
+                log::warn!("the service manager reads no notifications: leaving its watch blocked")
+            }
         }
+    }
+}
+
+/// How a watch ends: asked to stop by its [`Watch`], and saying it has.
+#[derive(Debug, Default)]
+struct Ends {
+    /// (stop asked, thread exited)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl Ends {
+    fn lock(&self) -> MutexGuard<'_, (bool, bool)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits `time` for a stop; whether one was asked.
+    fn stop_asked_within(&self, time: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, time, |(stop, _)| !*stop)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.0
+    }
+
+    fn exited(&self) {
+        self.lock().1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Asks the thread to stop and waits at most `time` for it; whether it exited.
+    fn stop_and_wait(&self, time: Duration) -> bool {
+        let mut state = self.lock();
+        state.0 = true;
+        self.changed.notify_all();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, time, |(_, exited)| !*exited)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.1
     }
 }
 
