@@ -79,7 +79,9 @@ readable by group or others are refused.
 
 Stops cleanly on SIGINT or SIGTERM (the spool is synced); prints one line
 `ready in=... out=...` to stdout once its sockets are bound: every endpoint of
-each side, bound (wildcard ports resolved) or connected.
+each side, bound (wildcard ports resolved) or connected. In a systemd Type=notify
+unit it says READY=1 then, feeds WatchdogSec= only while its loop turns, and
+shows its counters in `systemctl status`.
 ";
 
 /// Settings, from a config file and then flags.

@@ -60,6 +60,8 @@ COMMON OPTIONS:
 
 Serving stops cleanly on SIGINT or SIGTERM; it prints one line `ready bind=...`
 to stdout once its sockets are bound. `call` exits 0 on an answer, 1 otherwise.
+In a systemd Type=notify unit it says READY=1 then, feeds WatchdogSec= only while
+its loop turns, and shows its counters in `systemctl status`.
 ";
 
 #[derive(Deserialize, Default)]
