@@ -124,7 +124,9 @@ impl Notifier {
         let thread = std::thread::Builder::new()
             .name("systemd-watch".into())
             .spawn(move || {
-                let ends = thread_ends;
+                // Says the thread exited however it exits (a status closure may panic).
+                let exit = Exit(thread_ends);
+                let ends = &exit.0;
                 let mut watch = Watching::new(liveness.turns(), Instant::now());
                 while !ends.stop_asked_within(tick) && !liveness.is_stopping() {
                     let line = status();
@@ -139,7 +141,6 @@ impl Notifier {
                         }
                     }
                 }
-                ends.exited();
             })?;
         Ok(Some(Watch {
             ends,
@@ -253,6 +254,15 @@ impl Ends {
             .wait_timeout_while(state, time, |(_, exited)| !*exited)
             .unwrap_or_else(PoisonError::into_inner);
         state.1
+    }
+}
+
+/// Tells its [`Ends`] the watch thread exited, when dropped.
+struct Exit(Arc<Ends>);
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        self.0.exited();
     }
 }
 
