@@ -12,7 +12,7 @@ check() { # check PACKAGE FEATURES...
     cargo clippy -q -p "$package" --no-default-features ${1:+--features "$1"} --lib --bins \
         -- -D warnings
 }
-for features in "" pyzmqrpc3 serial tokio; do
+for features in "" pyzmqrpc3 serial tokio schemas; do
     check zmqrpc-transport-std "$features"
 done
 # The protocol layer alone: no libzmq in its build (checked below), with and without pyzmqrpc3.
@@ -24,7 +24,7 @@ if cargo tree -q -p zmqrpc-protocol --all-features -e normal --prefix none \
     echo "zmqrpc-protocol depends on libzmq" >&2
     exit 1
 fi
-for features in "" cli pyzmqrpc3 serial tokio systemd cli,pyzmqrpc3 cli,serial; do
+for features in "" cli pyzmqrpc3 serial tokio systemd schemas cli,pyzmqrpc3 cli,serial; do
     check zmqrpc "$features"
 done
 # The core alone, with and without defmt, is built for the microcontroller targets by the

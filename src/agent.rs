@@ -3,34 +3,16 @@
 //!
 //! | command | answer |
 //! |---|---|
-//! | [`Ping`] | [`Pong`]: the agent's version and how long it has been serving |
 //! | [`GetNodeInfo`] | [`NodeInfo`]: hostname, uptime, load, memory, CPU temperature |
 //! | [`Echo`] | the same text |
-
-use std::time::Instant;
+//!
+//! Beside them it answers what every node answers
+//! ([`node`](crate::transport::node): `Ping`, `GetStats`, `Describe`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::transport::{Dialect, ServerBuilder, ServiceError};
 use crate::Command;
-
-/// Is the agent there?
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Ping;
-
-impl Command for Ping {
-    const NAME: &'static str = "agent.ping";
-    type Response = Pong;
-}
-
-/// The answer to [`Ping`].
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Pong {
-    /// The agent's version.
-    pub version: String,
-    /// Seconds since the agent started serving.
-    pub serving_secs: u64,
-}
 
 /// Asks for the node's vital signs.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -72,14 +54,7 @@ impl Command for Echo {
 pub fn register<D: Dialect>(
     builder: ServerBuilder<D>,
 ) -> Result<ServerBuilder<D>, crate::transport::RegisterError> {
-    let started = Instant::now();
     builder
-        .register(move |_: Ping| {
-            Ok::<_, ServiceError>(Pong {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                serving_secs: started.elapsed().as_secs(),
-            })
-        })?
         .register(|_: GetNodeInfo| Ok::<_, ServiceError>(NodeInfo::read()))?
         .register(|Echo(text): Echo| Ok::<_, ServiceError>(text))
 }
@@ -141,14 +116,14 @@ fn cpu_temperature() -> Option<f32> {
     best
 }
 
-/// `dialect` with the pyzmqrpc3 class names of the agent's commands: a Python pyzmqrpc3
-/// client calls them as `Ping`, `GetNodeInfo` and `Echo` (see the README).
+/// `dialect` with the pyzmqrpc3 class names of the agent's commands and of every node's
+/// built-ins: a Python pyzmqrpc3 client calls them as `GetNodeInfo`, `Echo`, `Ping`,
+/// `Stats` and `Describe` (see the README).
 #[cfg(feature = "pyzmqrpc3")]
 pub fn pyzmqrpc3_classes(
     dialect: crate::transport::dialect::Pyzmqrpc3,
 ) -> crate::transport::dialect::Pyzmqrpc3 {
-    dialect
-        .class::<Ping>("Ping")
+    crate::transport::node::pyzmqrpc3_classes(dialect)
         .class::<GetNodeInfo>("GetNodeInfo")
         .class::<Echo>("Echo")
 }

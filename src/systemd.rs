@@ -309,7 +309,7 @@ impl Watching {
 
 /// A status line from counters: those that are not zero, as `name=value`, or `idle` if none
 /// is (`STATUS=` is one short line in `systemctl status`).
-pub fn summary<'a>(counters: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+pub fn summary<N: std::fmt::Display>(counters: impl IntoIterator<Item = (N, u64)>) -> String {
     let line: Vec<String> = counters
         .into_iter()
         .filter(|&(_, value)| value != 0)

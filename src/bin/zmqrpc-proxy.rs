@@ -36,6 +36,10 @@ KINDS:
 OPTIONS:
     --in ENDPOINT          input endpoint (repeatable), e.g. tcp://*:30000
     --out ENDPOINT         output endpoint (repeatable), e.g. tcp://10.0.0.2:30001
+    --control ENDPOINT     sub2req, sub2pub: a REP endpoint (bound, repeatable) on
+                           which the proxy answers the built-in commands (ping,
+                           stats, describe) that its SUB input cannot; other
+                           kinds answer them on --in
     --timeout MS           wait for each downstream answer at most this long
                            [5000; rep2serial: 1000]
     --concurrency N        rep2req: calls forwarded at once, each on its own
@@ -93,6 +97,8 @@ struct Settings {
     input: Vec<String>,
     #[serde(rename = "out", default)]
     output: Vec<String>,
+    #[serde(default)]
+    control: Vec<String>,
     timeout_ms: Option<u64>,
     concurrency: Option<usize>,
     users: Option<PathBuf>,
@@ -123,6 +129,7 @@ fn parse() -> Result<(Settings, i8), CliError> {
             Long("kind") => flags.kind = Some(cli::string(&mut parser)?),
             Long("in") => flags.input.push(cli::string(&mut parser)?),
             Long("out") => flags.output.push(cli::string(&mut parser)?),
+            Long("control") => flags.control.push(cli::string(&mut parser)?),
             Long("timeout") => flags.timeout_ms = Some(parser.value()?.parse()?),
             Long("concurrency") => flags.concurrency = Some(parser.value()?.parse()?),
             Long("users") => flags.users = Some(cli::path(&mut parser)?),
@@ -154,6 +161,9 @@ fn parse() -> Result<(Settings, i8), CliError> {
     }
     if !flags.output.is_empty() {
         settings.output = flags.output;
+    }
+    if !flags.control.is_empty() {
+        settings.control = flags.control;
     }
     settings.timeout_ms = flags.timeout_ms.or(settings.timeout_ms);
     settings.concurrency = flags.concurrency.or(settings.concurrency);
@@ -190,6 +200,7 @@ struct Sides {
     output: Vec<String>,
     /// Whether the input binds (REP) and the output binds (PUB), as the kind says.
     input_binds: bool,
+    input_connects: bool,
     output_binds: bool,
     /// Verified by every side that binds.
     users: Option<Users>,
@@ -204,10 +215,16 @@ impl Sides {
     /// (for the bound sides) and credentials (for the connecting ones) of `settings`. A
     /// users or credentials file no side could use is refused; the environment's
     /// credentials are taken only where a side connects.
-    fn new(settings: &Settings, input_binds: bool, output_binds: bool) -> Result<Sides, CliError> {
+    /// The sides of a proxy whose input binds (REP, or a control endpoint) and/or connects
+    /// (SUB), and whose output binds (PUB) or connects (REQ).
+    fn new(
+        settings: &Settings,
+        (input_binds, input_connects): (bool, bool),
+        output_binds: bool,
+    ) -> Result<Sides, CliError> {
         let kind = settings.kind.as_deref().unwrap_or_default();
         let binds = input_binds || (output_binds && !settings.output.is_empty());
-        let connects = !input_binds || !output_binds;
+        let connects = input_connects || !output_binds;
         let files = cli::SecretFiles {
             users: settings.users.clone(),
             credentials: settings.credentials.clone(),
@@ -230,6 +247,7 @@ impl Sides {
             input: settings.input.clone(),
             output: settings.output.clone(),
             input_binds,
+            input_connects,
             output_binds,
             users: protection.users,
             credentials: protection.credentials,
@@ -262,7 +280,7 @@ macro_rules! with_sides {
             builder = builder.input_permissions(permissions);
         }
         if let Some(credentials) = sides.credentials {
-            if !sides.input_binds {
+            if sides.input_connects {
                 builder = builder.input_credentials(credentials.clone());
             }
             if !sides.output_binds {
@@ -306,7 +324,7 @@ fn start(settings: Settings) -> Result<Started, CliError> {
         return Err("at least one --out is required; try --help".into());
     }
     if serial {
-        let sides = Sides::new(&settings, true, true)?;
+        let sides = Sides::new(&settings, (true, false), true)?;
         let device = settings
             .device
             .ok_or("--kind rep2serial needs --device; try --help")?;
@@ -318,7 +336,7 @@ fn start(settings: Settings) -> Result<Started, CliError> {
         return start_serial(line, sides);
     }
     if buffered {
-        let sides = Sides::new(&settings, true, false)?;
+        let sides = Sides::new(&settings, (true, false), false)?;
         let builder = BufferedProxy::builder_for(cli::wire_dialect())
             .capacity(settings.capacity.unwrap_or(1000));
         let mut builder = with_sides!(builder, sides);
@@ -327,9 +345,20 @@ fn start(settings: Settings) -> Result<Started, CliError> {
         }
         return Ok(Started::Buffered(builder.bind()?));
     }
+    if !settings.control.is_empty() && !matches!(kind.as_str(), "sub2req" | "sub2pub") {
+        return Err(format!(
+            "--control applies to --kind sub2req and sub2pub only: {kind} answers the \
+             built-in commands on --in"
+        )
+        .into());
+    }
     let kind: ProxyKind = kind.parse()?;
-    let sides = Sides::new(&settings, kind.rep_input(), !kind.req_output())?;
+    let binds = kind.rep_input() || !settings.control.is_empty();
+    let sides = Sides::new(&settings, (binds, !kind.rep_input()), !kind.req_output())?;
     let mut builder = with_sides!(Proxy::builder_for(kind, cli::wire_dialect()), sides);
+    for endpoint in settings.control {
+        builder = builder.control(endpoint);
+    }
     if let Some(n) = settings.concurrency {
         builder = builder.concurrency(n);
     }
@@ -373,48 +402,26 @@ fn run() -> Result<(), CliError> {
     // What the connecting sides were given: the ready line names them as they are.
     let (given_in, given_out) = (settings.input.clone(), settings.output.clone());
     let started = start(settings)?;
-    // The counters are read once more after the loop, and by the systemd watch: closures
-    // over the live ones.
-    type Counts = Box<dyn Fn() -> String>;
-    type Status = Box<dyn Fn() -> String + Send>;
-    let (shutdown, counts, status, input, output): (_, Counts, Status, _, _) = match &started {
-        Started::Plain(p) => {
-            let (stats, watched, inputs) = (p.stats(), p.stats(), p.input_stats());
-            (
-                p.shutdown(),
-                Box::new(move || format!("{:?}", stats.snapshot())),
-                Box::new(move || {
-                    systemd::summary(watched.snapshot().named().chain(inputs.snapshot().named()))
-                }),
-                p.input_endpoints().to_vec(),
-                p.output_endpoints().to_vec(),
-            )
-        }
-        Started::Buffered(p) => {
-            let (stats, watched, inputs) = (p.stats(), p.stats(), p.input_stats());
-            (
-                p.shutdown(),
-                Box::new(move || format!("{:?}", stats.snapshot())),
-                Box::new(move || {
-                    systemd::summary(watched.snapshot().named().chain(inputs.snapshot().named()))
-                }),
-                p.input_endpoints().to_vec(),
-                vec![],
-            )
-        }
+    let (shutdown, report, input, output) = match &started {
+        Started::Plain(p) => (
+            p.shutdown(),
+            p.report(),
+            p.input_endpoints().to_vec(),
+            p.output_endpoints().to_vec(),
+        ),
+        Started::Buffered(p) => (
+            p.shutdown(),
+            p.report(),
+            p.input_endpoints().to_vec(),
+            vec![],
+        ),
         #[cfg(feature = "serial")]
-        Started::Serial(p) => {
-            let (stats, watched, inputs) = (p.stats(), p.stats(), p.input_stats());
-            (
-                p.shutdown(),
-                Box::new(move || format!("{:?}", stats.snapshot())),
-                Box::new(move || {
-                    systemd::summary(watched.snapshot().named().chain(inputs.snapshot().named()))
-                }),
-                p.input_endpoints().to_vec(),
-                p.output_endpoints().to_vec(),
-            )
-        }
+        Started::Serial(p) => (
+            p.shutdown(),
+            p.report(),
+            p.input_endpoints().to_vec(),
+            p.output_endpoints().to_vec(),
+        ),
     };
     let notifier = Notifier::from_env();
     let signals = cli::stop_on_signals(shutdown.clone(), &notifier)?;
@@ -427,7 +434,10 @@ fn run() -> Result<(), CliError> {
     let (input, output) = (side(input, given_in), side(output, given_out));
     println!("ready in={input} out={output}");
     notifier.ready(&format!("forwarding in={input} out={output}"));
-    let watch = notifier.watch(shutdown.liveness(), status)?;
+    let watched = report.clone();
+    let watch = notifier.watch(shutdown.liveness(), move || {
+        systemd::summary(watched.stats().counters())
+    })?;
     match started {
         Started::Plain(proxy) => proxy.run()?,
         Started::Buffered(proxy) => proxy.run()?,
@@ -437,6 +447,6 @@ fn run() -> Result<(), CliError> {
     drop(watch);
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
-    log::info!("stopped: {}", counts());
+    log::info!("stopped: {}", systemd::summary(report.stats().counters()));
     Ok(())
 }

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use zmqrpc::agent::{self, Echo, GetNodeInfo, Ping};
+use zmqrpc::agent::{self, Echo, GetNodeInfo};
 use zmqrpc::cli::{self, CliError};
 use zmqrpc::systemd::{self, Notifier};
+use zmqrpc::transport::node::Ping;
 use zmqrpc::transport::{KeyPair, RpcClient, RpcServer};
 
 const HELP: &str = "\
@@ -28,7 +29,7 @@ SERVE OPTIONS:
                            and $ZMQRPC_PASSWORD if set
     --permissions FILE     serve each caller only what it may call or notify: one
                            `USER ACTION PATTERN` rule a line, e.g. `ops any *`,
-                           `* call agent.ping`; without it, every caller the
+                           `* call zmqrpc.node.ping`; without it, every caller the
                            sockets let in may call everything
     --config FILE          read these settings from a TOML file (flags win), e.g.
                                bind = [\"tcp://*:30000\"]
@@ -203,21 +204,19 @@ fn serve(settings: Settings) -> Result<(), CliError> {
     let server = builder.bind()?;
     let notifier = Notifier::from_env();
     let signals = cli::stop_on_signals(server.shutdown(), &notifier)?;
-    let stats = server.stats();
+    let report = server.report();
     let bound = server.rep_endpoints().join(",");
     println!("ready bind={bound}");
     notifier.ready(&format!("serving bind={bound}"));
-    let watched = stats.clone();
+    let watched = report.clone();
     let watch = notifier.watch(server.shutdown().liveness(), move || {
-        let counts = watched.snapshot();
-        systemd::summary(counts.dispatch.named().chain(counts.receiver.named()))
+        systemd::summary(watched.stats().counters())
     })?;
     server.run()?;
     drop(watch);
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
-    let counts = stats.snapshot();
-    log::info!("stopped: {:?} {:?}", counts.receiver, counts.dispatch);
+    log::info!("stopped: {}", systemd::summary(report.stats().counters()));
     Ok(())
 }
 
@@ -251,8 +250,10 @@ fn call(
         [c] if c == "ping" => {
             let pong = client.call(&Ping)?;
             println!(
-                "pong: version {}, serving for {} s",
-                pong.version, pong.serving_secs
+                "pong: {} {}, up {} s",
+                pong.role,
+                pong.version,
+                pong.uptime_ms / 1000
             );
         }
         [c] if c == "info" => {

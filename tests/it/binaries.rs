@@ -9,7 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use zmqrpc::agent::{Echo, Ping};
+use zmqrpc::agent::Echo;
+use zmqrpc::transport::node::Ping;
 use zmqrpc::transport::{
     CallError, Credentials, HandshakeFailure, RpcClient, RpcServer, Running, ServerStats, Users,
 };
@@ -518,7 +519,7 @@ fn the_binaries_serve_and_forward_only_what_a_permissions_file_allows() {
     let users = TempPath::with("perm-users", "ops:o-pass\nsensor:s-pass\n");
     let rules = TempPath::with(
         "perm-rules",
-        "# the agent's commands\nops any *\n* call agent.ping\n",
+        "# the agent's commands\nops any *\n* call zmqrpc.node.ping\n",
     );
     let agent = ipc_endpoint("perm-agent");
     let (_agent, _) = Process::start(
@@ -560,7 +561,7 @@ fn the_binaries_serve_and_forward_only_what_a_permissions_file_allows() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("may not call"));
 
     // A proxy's input: exact names only (it sees keys).
-    let proxy_rules = TempPath::with("perm-proxy-rules", "sensor call agent.ping\n");
+    let proxy_rules = TempPath::with("perm-proxy-rules", "sensor call zmqrpc.node.ping\n");
     let input = ipc_endpoint("perm-proxy");
     let (_proxy, _) = Process::start(
         PROXY,
@@ -589,7 +590,7 @@ fn the_binaries_serve_and_forward_only_what_a_permissions_file_allows() {
         other => panic!("{other:?}"),
     }
     // A bad rule is refused at start, naming its line.
-    let bad = TempPath::with("perm-bad", "ops any *\nops sometimes agent.ping\n");
+    let bad = TempPath::with("perm-bad", "ops any *\nops sometimes zmqrpc.node.ping\n");
     let out = bin(
         SERVER,
         &[
@@ -910,7 +911,7 @@ fn sigterm_ends_a_call_waiting_for_a_dead_downstream_and_exits_within_a_second()
         }
         other => panic!("{other:?}"),
     }
-    assert!(proxy.wait_for_log("failed: 1", secs(1)));
+    assert!(proxy.wait_for_log("proxy.failed=1", secs(1)));
 }
 
 /// The binaries' signal handling, in a child process whose stop never completes (nothing

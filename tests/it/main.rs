@@ -21,6 +21,7 @@ mod curve;
 mod dialect;
 mod firmware;
 mod limits;
+mod node;
 mod options;
 mod permissions;
 mod pipeline;

@@ -71,7 +71,7 @@ class Unknown(ICommand):
 
 
 class Ping(ICommand):
-    """zmqrpc-server's `agent.ping`, as a pyzmqrpc3 user writes it."""
+    """every node's built-in `zmqrpc.node.ping`, as a pyzmqrpc3 user writes it."""
 
     def set_command_state(self, state):
         pass

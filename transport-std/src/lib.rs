@@ -61,6 +61,10 @@
 //!   thread, by a worker pool, or, with the `tokio` feature, with `async fn` services as
 //!   tasks on a runtime), [`RpcClient`], [`Pipeline`], [`SharedClient`] (one client for every
 //!   thread and task, blocking or `async`, over one I/O thread).
+//! - [`node`]: what every node answers about itself — the built-in commands (`Ping`,
+//!   `GetStats`, `Describe`, with [`Schema`](node::Schema)s traced from serde), the
+//!   [`NodeReport`](node::NodeReport) they answer from, and the gate a proxy screens its
+//!   input with (permissions, then built-ins answered in place).
 //! - [`messaging`]: the sockets that move bytes: [`Receiver`] and its [`MessageHandler`] contract
 //!   (REP + SUB in, one thread), the worker pool (a ROUTER in front of handler threads)
 //!   and the ROUTER helpers it shares with the async server, [`Publisher`] (XPUB out, nothing dropped uncounted, no
@@ -112,6 +116,7 @@ pub mod budget;
 pub use zmqrpc_protocol::dialect;
 pub mod error;
 pub mod messaging;
+pub mod node;
 pub mod proxy;
 pub mod rpc;
 pub mod socket;

@@ -20,12 +20,12 @@
 //!     "# who may do what\n\
 //!      ops      any     *\n\
 //!      sensor-1 notify  sensor.*\n\
-//!      *        call    agent.ping\n",
+//!      *        call    zmqrpc.node.ping\n",
 //! )?;
 //! assert!(permissions.allows(Some("ops"), Action::Call, "agent.info"));
 //! assert!(permissions.allows(Some("sensor-1"), Action::Notify, "sensor.temperature"));
 //! assert!(!permissions.allows(Some("sensor-1"), Action::Call, "sensor.temperature"));
-//! assert!(permissions.allows(None, Action::Call, "agent.ping"));
+//! assert!(permissions.allows(None, Action::Call, "zmqrpc.node.ping"));
 //! // A wildcard does not reach the administrative commands.
 //! assert!(!permissions.allows(Some("ops"), Action::Call, "zmqrpc.admin.stop"));
 //! # Ok::<(), zmqrpc_transport_std::auth::PermissionsError>(())
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn nothing_is_allowed_without_a_rule() {
-        assert!(!Permissions::new().allows(Some("ops"), Action::Call, "agent.ping"));
+        assert!(!Permissions::new().allows(Some("ops"), Action::Call, "zmqrpc.node.ping"));
     }
 
     #[test]
@@ -266,13 +266,13 @@ mod tests {
         let p = Permissions::new()
             .allow("ops", None, "*")
             .allow("sensor", Some(Action::Notify), "sensor.*")
-            .allow("*", Some(Action::Call), "agent.ping");
+            .allow("*", Some(Action::Call), "zmqrpc.node.ping");
         assert!(p.allows(Some("ops"), Action::Notify, "anything"));
         assert!(p.allows(Some("sensor"), Action::Notify, "sensor.t"));
         assert!(!p.allows(Some("sensor"), Action::Notify, "sensors.t"));
         assert!(!p.allows(Some("sensor"), Action::Call, "sensor.t"));
-        assert!(p.allows(Some("stranger"), Action::Call, "agent.ping"));
-        assert!(!p.allows(Some("stranger"), Action::Notify, "agent.ping"));
+        assert!(p.allows(Some("stranger"), Action::Call, "zmqrpc.node.ping"));
+        assert!(!p.allows(Some("stranger"), Action::Notify, "zmqrpc.node.ping"));
         assert!(!p.allows(None, Action::Call, "agent.info"));
     }
 

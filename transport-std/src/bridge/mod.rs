@@ -69,6 +69,7 @@ use crate::dialect::{Dialect, Native};
 use crate::error::ConfigError;
 use crate::messaging::publisher::PendingLimits;
 use crate::messaging::serving::Serving;
+use crate::node::NodeReport;
 use crate::proxy::{relay_methods, side_setters, Sides};
 use crate::socket::stats::counters;
 use crate::TransportError;
@@ -108,6 +109,9 @@ counters! {
         too_large,
         /// Calls and notifications no input permission allowed their caller.
         forbidden,
+        /// Built-in calls ([`node`](crate::node): `Ping`, `GetStats`, `Describe`) the
+        /// bridge answered itself; they never reach the device.
+        builtin,
         /// Frames from the device that answered no waiting call (late answers after a
         /// timeout, heartbeats, requests).
         stray,
@@ -222,25 +226,43 @@ impl SerialBridgeBuilder {
             true => None,
             false => Some(sides.publisher(&ctx, self.pending)?),
         };
+        let device_name = self.device.clone();
         let device = SerialPath {
             path: self.device,
             baud: self.baud,
         };
         let link = SerialLink::new(device, self.write_timeout, self.reopen_max);
         let stop = input.shutdown();
+        let report = NodeReport::new("rep2serial");
+        let device = device_name.display().to_string();
+        let publisher_stats = publisher
+            .as_ref()
+            .map(|p| (p.stats(), p.endpoints().to_vec()));
         let mut relay = Relay::new(link, publisher, sides.timeout, stop, self.frame_max)
-            .with_permissions(sides.permissions.clone());
+            .with_gate(sides.gate(&report));
         relay.open_if_due();
         let stats = Arc::clone(relay.stats());
+        let output_endpoints = relay
+            .publisher()
+            .map_or_else(Vec::new, |p| p.endpoints().to_vec());
+        let serving = Serving::One {
+            receiver: input,
+            handler: relay,
+        };
+        sides.report_on(&report, &serving);
+        let counts = Arc::clone(&stats);
+        report.section("bridge", vec![device], move || counts.snapshot().named());
+        if let Some((publisher, endpoints)) = publisher_stats {
+            report.section("output", endpoints, move || publisher.snapshot().named());
+        }
+        report.limit("timeout_ms", sides.timeout.as_millis() as u64);
+        report.limit("device_frame_max", self.frame_max as u64);
+        report.limit("baud", u64::from(self.baud));
         Ok(SerialBridge {
-            output_endpoints: relay
-                .publisher()
-                .map_or_else(Vec::new, |p| p.endpoints().to_vec()),
-            serving: Serving::One {
-                receiver: input,
-                handler: relay,
-            },
+            output_endpoints,
+            serving,
             stats,
+            report,
         })
     }
 }
@@ -252,6 +274,8 @@ pub struct SerialBridge {
     stats: Arc<BridgeStats>,
     /// The PUB output's endpoints as bound.
     output_endpoints: Vec<String>,
+    /// What the bridge says about itself.
+    report: NodeReport,
 }
 
 impl SerialBridge {

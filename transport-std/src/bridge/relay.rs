@@ -12,13 +12,12 @@ use zmqrpc_core::{ErrorCode, Frame, Header, Kind};
 use super::link::{Arrival, LinkError, Opener, SerialLink, SerialPath};
 use super::turns::{OnLine, Turns, Waiting};
 use super::BridgeStats;
-use crate::auth::Permissions;
 use crate::dialect::{Dialect, Native};
 use crate::messaging::publisher::Publisher;
 use crate::messaging::receiver::{
     Answering, HeldCall, Incoming, MessageHandler, Origin, Rejection,
 };
-use crate::proxy::refuse_forbidden;
+use crate::node::{Gate, Screened};
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
@@ -60,8 +59,8 @@ pub(crate) struct Relay<O: Opener = SerialPath> {
     failures: FailureLog,
     /// A frame for the device, being put together.
     outgoing: Vec<u8>,
-    /// Who may call or notify what through the bridge.
-    permissions: Option<Arc<Permissions>>,
+    /// Who may call or notify what through the bridge, and the built-ins it answers itself.
+    gate: Gate,
     /// The largest frame the device takes: a larger request is refused at once.
     frame_max: usize,
     /// The calls waiting for the line, and the one on it.
@@ -104,16 +103,17 @@ impl<O: Opener> Relay<O> {
             refused_meanwhile: false,
             failures: FailureLog::default(),
             outgoing: Vec::new(),
-            permissions: None,
+            gate: Gate::default(),
             frame_max,
             turns: Turns::default(),
             ready: Vec::new(),
         }
     }
 
-    /// Carries only what `permissions` allow each caller (none: everything).
-    pub(crate) fn with_permissions(mut self, permissions: Option<Arc<Permissions>>) -> Self {
-        self.permissions = permissions;
+    /// Carries only what `gate` lets through: refuses what its permissions do not allow,
+    /// answers the built-ins.
+    pub(crate) fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
         self
     }
 
@@ -273,10 +273,19 @@ impl<O: Opener> Relay<O> {
                 return Answering::Now;
             }
         };
-        let permissions = self.permissions.as_deref();
-        if refuse_forbidden(permissions, &Native, &message, &request, reply) {
-            bump(&self.stats.forbidden);
-            return Answering::Now;
+        match self
+            .gate
+            .screen(&Native, &message, &request, reply, self.frame_max)
+        {
+            Screened::Pass => {}
+            Screened::Forbidden => {
+                bump(&self.stats.forbidden);
+                return Answering::Now;
+            }
+            Screened::Answered => {
+                bump(&self.stats.builtin);
+                return Answering::Now;
+            }
         }
         self.open_if_due();
         if request.head.kind == Kind::Notify {

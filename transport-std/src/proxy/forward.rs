@@ -5,16 +5,14 @@ use std::time::{Duration, Instant};
 
 use zmqrpc_core::ErrorCode;
 
-use super::{
-    refuse_forbidden, relay_methods, side_setters, ProxyKind, ProxyStats, Sides, LOG_EVERY,
-};
-use crate::auth::Permissions;
+use super::{relay_methods, side_setters, ProxyKind, ProxyStats, Sides, LOG_EVERY};
 use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::pool::Pick;
 use crate::messaging::publisher::{PendingLimits, Publisher};
 use crate::messaging::receiver::{Incoming, MessageHandler, Origin, Rejection};
 use crate::messaging::requester::Requester;
 use crate::messaging::serving::Serving;
+use crate::node::{Gate, NodeReport, Screened};
 use crate::socket::shutdown::Shutdown;
 use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
@@ -60,6 +58,24 @@ impl<D: Dialect> ProxyBuilder<D> {
         } else {
             let input = std::mem::take(&mut self.sides.input);
             self.sides.input = input.subscribe(endpoint);
+        }
+        self
+    }
+
+    /// A REP endpoint to bind for a kind whose input is a subscription (`Sub2Req`,
+    /// `Sub2Pub`), on which the proxy answers its built-in commands
+    /// ([`node`](crate::node): `Ping`, `GetStats`, `Describe`) and refuses every other
+    /// call with `UnknownCommand`: it forwards only what it hears. Its callers are verified
+    /// as the input's bound sockets are ([`input_users`](Self::input_users)) and screened by
+    /// the [`input_permissions`](Self::input_permissions). A kind with a REP input answers
+    /// the built-ins there, and refuses a control endpoint at `bind`
+    /// ([`ConfigError::NotForKind`](crate::ConfigError::NotForKind)).
+    pub fn control(mut self, endpoint: impl Into<String>) -> Self {
+        if self.kind.rep_input() {
+            self.misfit = Some("control");
+        } else {
+            let input = std::mem::take(&mut self.sides.input);
+            self.sides.input = input.rep(endpoint);
         }
         self
     }
@@ -111,7 +127,9 @@ impl<D: Dialect> ProxyBuilder<D> {
         let max_body = self.sides.max_body();
         let (ctx, input) = self.sides.input_builder()?;
         let stats: Arc<ProxyStats> = Arc::default();
+        let report = NodeReport::new(self.kind.name());
         let sides = &self.sides;
+        let gate = sides.gate(&report);
         let forwarder = |output| Forwarder {
             dialect: self.dialect.clone(),
             scratch: Vec::new(),
@@ -123,10 +141,11 @@ impl<D: Dialect> ProxyBuilder<D> {
             stats: Arc::clone(&stats),
             last_log: Instant::now(),
             failures: FailureLog::default(),
-            permissions: sides.permissions.clone(),
+            gate: gate.clone(),
             dropped_seen: 0,
         };
         let mut output_endpoints = Vec::new();
+        let mut publisher_stats = None;
         let forwarders = if self.kind.req_output() {
             // The output's endpoints are used in turn by all the forwarders together. The
             // first connects now; the others when first used (the busiest forwarder is
@@ -144,12 +163,30 @@ impl<D: Dialect> ProxyBuilder<D> {
         } else {
             let publisher = sides.publisher(&ctx, self.pending)?;
             output_endpoints = publisher.endpoints().to_vec();
+            publisher_stats = Some(publisher.stats());
             vec![forwarder(Output::Pub(publisher))]
         };
+        let serving = Serving::bind(input, forwarders, Pick::Warm)?;
+        sides.report_on(&report, &serving);
+        let counts = Arc::clone(&stats);
+        report.section("proxy", Vec::new(), move || counts.snapshot().named());
+        match publisher_stats {
+            Some(publisher) => report.section("output", output_endpoints.clone(), move || {
+                publisher.snapshot().named()
+            }),
+            None => report.section("output", sides.outputs.clone(), Vec::new),
+        }
+        report.limit("timeout_ms", sides.timeout.as_millis() as u64);
+        report.limit("concurrency", self.concurrency as u64);
+        if !self.kind.req_output() {
+            report.limit("pending_messages", self.pending.messages as u64);
+            report.limit("pending_bytes", self.pending.bytes as u64);
+        }
         Ok(Proxy {
-            serving: Serving::bind(input, forwarders, Pick::Warm)?,
+            serving,
             stats,
             output_endpoints,
+            report,
         })
     }
 }
@@ -166,6 +203,8 @@ pub struct Proxy<D: Dialect = DefaultDialect> {
     stats: Arc<ProxyStats>,
     /// A PUB output's endpoints as bound.
     output_endpoints: Vec<String>,
+    /// What the proxy says about itself.
+    report: NodeReport,
 }
 
 impl Proxy {
@@ -218,7 +257,8 @@ struct Forwarder<D: Dialect> {
     stats: Arc<ProxyStats>,
     last_log: Instant,
     failures: FailureLog,
-    permissions: Option<Arc<Permissions>>,
+    /// Permissions, then the built-in commands.
+    gate: Gate,
     /// The output's dropped messages last logged.
     dropped_seen: u64,
 }
@@ -233,9 +273,29 @@ impl<D: Dialect> MessageHandler for Forwarder<D> {
             .read_request(message.bytes, &mut self.scratch, self.max_body);
         let (head, key) = match read {
             Ok(request) => {
-                let permissions = self.permissions.as_deref();
-                if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
-                    bump(&self.stats.forbidden);
+                let max = self.max_body;
+                match self
+                    .gate
+                    .screen(&self.dialect, &message, &request, reply, max)
+                {
+                    Screened::Pass => {}
+                    Screened::Forbidden => return bump(&self.stats.forbidden),
+                    Screened::Answered => return bump(&self.stats.builtin),
+                }
+                if answer && !self.kind.rep_input() {
+                    // The control endpoint of a proxy that forwards only what it hears.
+                    bump(&self.stats.failed);
+                    let why = format!(
+                        "command {} is not a built-in: this {} proxy answers only \
+                         zmqrpc.node.* here and forwards what it subscribes to",
+                        request.key, self.kind
+                    );
+                    self.dialect.encode_error(
+                        &request.head,
+                        ErrorCode::UnknownCommand,
+                        &why,
+                        reply,
+                    );
                     return;
                 }
                 (request.head, request.key)

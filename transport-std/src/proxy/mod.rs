@@ -33,11 +33,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use zmqrpc_core::ErrorCode;
-
-use crate::auth::Permissions;
-use crate::dialect::{Dialect, Request};
-use crate::messaging::receiver::Incoming;
 use crate::socket::stats::counters;
 
 pub use forward::{Proxy, ProxyBuilder, DEFAULT_PROXY_CONCURRENCY};
@@ -135,6 +130,9 @@ counters! {
         /// Messages refused for their size: a command larger, decoded, than the input's
         /// `max_message_size` (a pyzmqrpc3 message inflating past it).
         too_large,
+        /// Built-in calls ([`node`](crate::node): `Ping`, `GetStats`, `Describe`) the
+        /// proxy answered itself rather than forwarding.
+        builtin,
         /// Syncs of a buffered proxy's spool that made accepted requests durable: one per
         /// batch of requests taken at once, however many callers sent them.
         synced,
@@ -147,29 +145,6 @@ impl ProxyStats {
         if last.elapsed() >= every {
             *last = Instant::now();
             log::info!("{name}: {:?}", self.snapshot());
-        }
-    }
-}
-
-/// Refuses a request its caller may not make, when the input has permissions: answers a
-/// call with a `Forbidden` error in `reply` (a notification's reply is discarded) and says
-/// whether it refused. One check for every proxy kind and the bridge.
-pub(crate) fn refuse_forbidden<D: Dialect>(
-    permissions: Option<&Permissions>,
-    dialect: &D,
-    message: &Incoming<'_>,
-    request: &Request<'_, D::Head>,
-    reply: &mut Vec<u8>,
-) -> bool {
-    let Some(permissions) = permissions else {
-        return false;
-    };
-    let action = message.origin.action();
-    match permissions.check(message.user_id, action, request.key, None) {
-        Ok(()) => false,
-        Err(why) => {
-            dialect.encode_error(&request.head, ErrorCode::Forbidden, &why, reply);
-            true
         }
     }
 }

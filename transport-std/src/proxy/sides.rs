@@ -10,6 +10,8 @@ use crate::error::ConfigError;
 use crate::messaging::publisher::{PendingLimits, Publisher};
 use crate::messaging::receiver::{Heartbeats, Receiver, ReceiverBuilder};
 use crate::messaging::requester::Requester;
+use crate::messaging::serving::Serving;
+use crate::node::{Gate, NodeReport};
 use crate::socket::options::SocketOptions;
 use crate::TransportError;
 
@@ -28,6 +30,10 @@ pub(crate) struct Sides {
     pub(crate) output_users: Option<Users>,
     /// Who may call or notify what through the input.
     pub(crate) permissions: Option<Arc<Permissions>>,
+    /// Whether the node answers its built-in commands itself.
+    pub(crate) builtins: bool,
+    /// The SUB input's endpoints, kept when the input's builder is taken.
+    subscribed: Vec<String>,
     pub(crate) timeout: Duration,
 }
 
@@ -46,6 +52,8 @@ impl Sides {
             output_credentials: None,
             output_users: None,
             permissions: None,
+            builtins: true,
+            subscribed: Vec::new(),
             timeout: Duration::from_secs(5),
         }
     }
@@ -76,6 +84,32 @@ impl Sides {
         }
     }
 
+    /// The screen of the input: its permissions, then the built-ins answered from `report`
+    /// (unless they are off).
+    pub(crate) fn gate(&self, report: &NodeReport) -> Gate {
+        let builtins = self.builtins.then(|| report.clone());
+        Gate::new(self.permissions.clone(), builtins)
+    }
+
+    /// Tells `report` what every proxy counts: its input's counters and its loop's turns;
+    /// and which built-ins it answers.
+    pub(crate) fn report_on<H: crate::MessageHandler>(
+        &self,
+        report: &NodeReport,
+        serving: &Serving<H>,
+    ) {
+        let input = serving.stats();
+        let mut endpoints = serving.rep_endpoints().to_vec();
+        endpoints.extend(self.subscribed.iter().cloned());
+        report.section("input", endpoints, move || input.snapshot().named());
+        let liveness = serving.shutdown().liveness();
+        report.section("loop", Vec::new(), move || [("turns", liveness.turns())]);
+        report.limit("max_message_bytes", self.max_body() as u64);
+        if self.builtins {
+            report.builtins();
+        }
+    }
+
     /// The largest command the input reads, decoded (a pyzmqrpc3 message inflated): its
     /// `max_message_size`, the largest message it forwards.
     pub(crate) fn max_body(&self) -> usize {
@@ -88,6 +122,7 @@ impl Sides {
         &mut self,
     ) -> Result<(zmq::Context, ReceiverBuilder), TransportError> {
         self.check()?;
+        self.subscribed = self.input.subs.iter().map(|(e, _)| e.clone()).collect();
         let ctx = self.ctx.take().unwrap_or_default();
         Ok((ctx.clone(), std::mem::take(&mut self.input).context(&ctx)))
     }
@@ -215,6 +250,15 @@ macro_rules! side_setters {
             self
         }
 
+        /// Whether the node answers the built-in commands ([`node`](crate::node): `Ping`,
+        /// `GetStats`, `Describe`) itself, from its own counters (default: it does),
+        /// after the [`input_permissions`](Self::input_permissions) allow them; off, they
+        /// are forwarded as any call is.
+        pub fn builtins(mut self, on: bool) -> Self {
+            self.sides.builtins = on;
+            self
+        }
+
         /// The handle that will stop the proxy.
         pub fn shutdown(&self) -> $crate::Shutdown {
             self.sides.input.shutdown()
@@ -241,6 +285,12 @@ macro_rules! relay_methods {
         /// The live counters.
         pub fn stats(&self) -> std::sync::Arc<$stats> {
             self.stats.clone()
+        }
+
+        /// What the node says about itself: what its built-in commands answer
+        /// ([`node`](crate::node)), every counter it has.
+        pub fn report(&self) -> $crate::node::NodeReport {
+            self.report.clone()
         }
 
         /// The live counters of the input's sockets: heartbeats, SUB sockets made anew,

@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 use zmqrpc_core::{BoundedQueue, ErrorCode};
 
 use super::MAX_BUFFERED;
-use crate::auth::Permissions;
 use crate::budget::{self, Share};
 use crate::dialect::{AnswerView, Dialect, Says};
 use crate::messaging::receiver::{
     Answering, HeldCall, Incoming, MessageHandler, Origin, Rejection,
 };
 use crate::messaging::requester::Requester;
+use crate::node::{Gate, Screened};
 use crate::proxy::spool::Spool;
-use crate::proxy::{refuse_forbidden, ProxyStats, LOG_EVERY};
+use crate::proxy::{ProxyStats, LOG_EVERY};
 use crate::socket::options::later;
 use crate::socket::stats::FailureLog;
 use crate::socket::stats::{bump, set};
@@ -68,8 +68,8 @@ pub(super) struct Buffer<D: Dialect> {
     stats: Arc<ProxyStats>,
     last_log: Instant,
     failures: FailureLog,
-    /// Who may hand the buffer what.
-    permissions: Option<Arc<Permissions>>,
+    /// Who may hand the buffer what, and the built-ins it answers itself.
+    gate: Gate,
 }
 
 /// How a buffer delivers: the wait for each answer, the backoff after a failure (first,
@@ -115,13 +115,14 @@ impl<D: Dialect> Buffer<D> {
             stats,
             last_log: Instant::now(),
             failures: FailureLog::default(),
-            permissions: None,
+            gate: Gate::default(),
         }
     }
 
-    /// Takes only what `permissions` allow each caller (none: everything).
-    pub(super) fn with_permissions(mut self, permissions: Option<Arc<Permissions>>) -> Self {
-        self.permissions = permissions;
+    /// Takes only what `gate` lets through: refuses what its permissions do not allow,
+    /// answers the built-ins.
+    pub(super) fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
         self
     }
 
@@ -225,12 +226,21 @@ impl<D: Dialect> Buffer<D> {
             .read_request(message.bytes, &mut self.scratch, self.max_body);
         let head = match read {
             Ok(request) => {
-                let permissions = self.permissions.as_deref();
-                if refuse_forbidden(permissions, &self.dialect, &message, &request, reply) {
-                    bump(&self.stats.forbidden);
-                    return Answering::Now;
+                let max = self.max_body;
+                match self
+                    .gate
+                    .screen(&self.dialect, &message, &request, reply, max)
+                {
+                    Screened::Pass => request.head,
+                    Screened::Forbidden => {
+                        bump(&self.stats.forbidden);
+                        return Answering::Now;
+                    }
+                    Screened::Answered => {
+                        bump(&self.stats.builtin);
+                        return Answering::Now;
+                    }
                 }
-                request.head
             }
             Err(refusal) => {
                 bump(match refusal.is_too_large() {

@@ -36,6 +36,7 @@ use crate::dialect::{DefaultDialect, Dialect};
 use crate::error::ConfigError;
 use crate::messaging::receiver::BATCH;
 use crate::messaging::serving::Serving;
+use crate::node::NodeReport;
 use crate::proxy::spool::{Spool, SpoolError};
 use crate::proxy::{relay_methods, side_setters, ProxyStats, Sides};
 use crate::socket::stats::set;
@@ -142,6 +143,22 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
             }
             None => None,
         };
+        let report = NodeReport::new("buffered");
+        report.limit("capacity", self.capacity as u64);
+        report.limit("queue_bytes", self.max_bytes as u64);
+        if let (Some(spool), Some((path, max_bytes))) = (&spool, &self.spool) {
+            report.limit("spool_max_bytes", *max_bytes);
+            let found = spool.recovery();
+            let found = [
+                ("recovered", found.recovered as u64),
+                ("skipped", found.skipped),
+                ("lost", found.lost),
+                ("torn_bytes", found.torn_bytes),
+                ("unread_bytes", found.unread_bytes),
+            ];
+            let path = path.display().to_string();
+            report.section("spool", vec![path], move || found);
+        }
         let max_body = self.sides.max_body();
         // A ROUTER input: the calls of one pass are staged together and synced once.
         let (ctx, input) = self
@@ -168,13 +185,20 @@ impl<D: Dialect> BufferedProxyBuilder<D> {
             },
             Arc::clone(&stats),
         )
-        .with_permissions(self.sides.permissions.clone());
+        .with_gate(self.sides.gate(&report));
+        let serving = Serving::One {
+            receiver: input,
+            handler: buffer,
+        };
+        self.sides.report_on(&report, &serving);
+        let counts = Arc::clone(&stats);
+        report.section("proxy", Vec::new(), move || counts.snapshot().named());
+        report.section("output", self.sides.outputs.clone(), Vec::new);
+        report.limit("timeout_ms", self.sides.timeout.as_millis() as u64);
         Ok(BufferedProxy {
-            serving: Serving::One {
-                receiver: input,
-                handler: buffer,
-            },
+            serving,
             stats,
+            report,
         })
     }
 }
@@ -229,6 +253,8 @@ pub struct BufferedProxy<D: Dialect = DefaultDialect> {
     /// The input and the buffer that serves it, on one thread.
     serving: Serving<Buffer<D>>,
     stats: Arc<ProxyStats>,
+    /// What the proxy says about itself.
+    report: NodeReport,
 }
 
 impl BufferedProxy {

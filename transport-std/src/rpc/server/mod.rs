@@ -26,6 +26,7 @@ use crate::dialect::{DefaultDialect, Dialect};
 use crate::messaging::pool::Pick;
 use crate::messaging::receiver::{Receiver, ReceiverBuilder, ReceiverCounts, ReceiverStats};
 use crate::messaging::serving::Serving;
+use crate::node::{Describe, GetStats, NodeReport, Ping};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Running, Shutdown};
 use crate::{ConfigError, TransportError};
@@ -80,6 +81,10 @@ pub struct ServerBuilder<D: Dialect = DefaultDialect> {
     max_body: usize,
     workers: usize,
     permissions: Option<Arc<Permissions>>,
+    /// What the node says about itself; its built-in commands answer from it.
+    report: NodeReport,
+    /// Whether the built-in commands are served.
+    builtins: bool,
     /// Where async services run.
     #[cfg(feature = "tokio")]
     runtime: Option<tokio::runtime::Handle>,
@@ -103,6 +108,7 @@ struct Inner<D: Dialect> {
     serving: Loop<D>,
     /// The dispatch counters, all workers together.
     dispatch: Arc<DispatchStats>,
+    report: NodeReport,
 }
 
 /// How the server serves.
@@ -168,6 +174,8 @@ impl<D: Dialect> RpcServer<D> {
             max_body: DEFAULT_MAX_BODY,
             workers: 1,
             permissions: None,
+            report: NodeReport::new("server"),
+            builtins: true,
             #[cfg(feature = "tokio")]
             runtime: None,
             #[cfg(feature = "tokio")]
@@ -195,6 +203,12 @@ impl<D: Dialect> RpcServer<D> {
             receiver: self.inner.serving.stats(),
             dispatch: self.inner.dispatch.clone(),
         }
+    }
+
+    /// What the server says about itself: what its built-in commands answer
+    /// ([`node`](crate::node)).
+    pub fn report(&self) -> NodeReport {
+        self.inner.report.clone()
     }
 
     /// Serves on the calling thread until the [`shutdown`](RpcServer::shutdown) handle is used.
@@ -371,6 +385,7 @@ impl<D: Dialect> ServerBuilder<D> {
             });
         }
         self.services.insert_async::<C, S>(service);
+        self.report.command::<C>();
         Ok(self)
     }
 
@@ -419,11 +434,67 @@ impl<D: Dialect> ServerBuilder<D> {
             });
         }
         self.services.insert::<C, S>(service, clone);
+        self.report.command::<C>();
         Ok(self)
+    }
+
+    /// Whether the server answers the built-in commands [`Ping`], [`GetStats`] and
+    /// [`Describe`] (default: it does), guarded by its
+    /// [`permissions`](ServerBuilder::permissions) as every command is. A command of yours
+    /// registered under one of their names is served instead of the built-in.
+    pub fn builtins(mut self, on: bool) -> Self {
+        self.builtins = on;
+        self
+    }
+
+    /// Registers the built-in commands whose keys are free.
+    fn with_builtins(mut self) -> Result<Self, RegisterError> {
+        if !self.builtins {
+            return Ok(self);
+        }
+        let report = self.report.clone();
+        if self.services.name_of(Ping::KEY).is_none() {
+            let report = report.clone();
+            self = self.register_clone(move |_: Ping| Ok::<_, ServiceError>(report.pong()))?;
+        }
+        if self.services.name_of(GetStats::KEY).is_none() {
+            let report = report.clone();
+            self = self.register_clone(move |_: GetStats| Ok::<_, ServiceError>(report.stats()))?;
+        }
+        if self.services.name_of(Describe::KEY).is_none() {
+            self = self
+                .register_clone(move |_: Describe| Ok::<_, ServiceError>(report.description()))?;
+        }
+        Ok(self)
+    }
+
+    /// Tells the report what the bound server counts.
+    fn report_on(report: &NodeReport, serving: &Loop<D>, dispatch: &Arc<DispatchStats>) {
+        let input = serving.stats();
+        report.section("input", serving.rep_endpoints().to_vec(), move || {
+            input.snapshot().named()
+        });
+        let dispatch = Arc::clone(dispatch);
+        report.section("dispatch", Vec::new(), move || dispatch.snapshot().named());
+        let liveness = serving.shutdown().liveness();
+        report.section("loop", Vec::new(), move || [("turns", liveness.turns())]);
     }
 
     /// Creates, binds and connects the sockets.
     pub fn bind(self) -> Result<RpcServer<D>, TransportError> {
+        let this = self.with_builtins().map_err(|e| TransportError::Internal {
+            what: match e {
+                RegisterError::NotCloneable { .. } => "a built-in service not cloneable",
+                _ => "a built-in service refused",
+            },
+        })?;
+        this.bind_services()
+    }
+
+    fn bind_services(self) -> Result<RpcServer<D>, TransportError> {
+        let report = self.report;
+        report.limit("max_body_bytes", self.max_body as u64);
+        report.limit("workers", self.workers as u64);
         let max_frame = self.options.max_frame();
         let (dialect, max_body) = (self.dialect, self.max_body);
         let permissions = self.permissions;
@@ -470,17 +541,25 @@ impl<D: Dialect> ServerBuilder<D> {
                 self.concurrency,
                 self.stop_grace,
             )?;
+            let serving = Loop::Tasks(tasks);
+            Self::report_on(&report, &serving, &dispatch);
             return Ok(RpcServer {
                 inner: Inner {
-                    serving: Loop::Tasks(tasks),
+                    serving,
                     dispatch,
+                    report,
                 },
             });
         }
         dispatchers.push(dispatcher(self.services));
         let serving = Loop::Threads(Serving::bind(self.receiver, dispatchers, Pick::Rested)?);
+        Self::report_on(&report, &serving, &dispatch);
         Ok(RpcServer {
-            inner: Inner { serving, dispatch },
+            inner: Inner {
+                serving,
+                dispatch,
+                report,
+            },
         })
     }
 }
