@@ -51,8 +51,8 @@
 //!
 //! # Guides
 //! The repository's `docs/` pages (architecture, proxies, threads and async, migrating from
-//! pyzmqrpc3, microcontrollers, security, failures, limits, deployment, performance,
-//! testing); each
+//! pyzmqrpc3, microcontrollers, security, failures, limits, deployment, operating a fleet,
+//! performance, testing); each
 //! Rust example in them is compiled and run as a doctest of this crate.
 //!
 //! # Features
@@ -105,6 +105,8 @@ mod guides {
     struct Failures;
     #[doc = include_str!("../docs/deployment.md")]
     struct Deployment;
+    #[doc = include_str!("../docs/fleet.md")]
+    struct Fleet;
     #[doc = include_str!("../docs/performance.md")]
     struct Performance;
     #[doc = include_str!("../docs/architecture.md")]

@@ -299,6 +299,41 @@ fn a_python_client_calls_the_node_agent() {
 }
 
 #[test]
+fn a_python_client_asks_a_server_and_a_proxy_what_they_say_about_themselves() {
+    let Some(python) = python() else { return };
+    let endpoint = ipc_endpoint("py-node-agent");
+    let agent = Peer::binary(env!("CARGO_BIN_EXE_zmqrpc-server"), &["--bind", &endpoint]);
+    assert!(agent.line().starts_with("ready"));
+    let input = ipc_endpoint("py-node-proxy");
+    let proxy = Peer::binary(
+        env!("CARGO_BIN_EXE_zmqrpc-proxy"),
+        &["--kind", "rep2req", "--in", &input, "--out", &endpoint],
+    );
+    assert!(proxy.line().starts_with("ready"));
+    for (at, role) in [(&endpoint, "server"), (&input, "rep2req")] {
+        let caller = Peer::start(&python, &["node", at]);
+        let pong: serde_json::Value = serde_json::from_str(&caller.line()).unwrap();
+        assert_eq!(pong["role"], role, "{pong}");
+        let stats: serde_json::Value = serde_json::from_str(&caller.line()).unwrap();
+        let sections = stats["sections"].as_array().unwrap();
+        assert!(sections.iter().any(|s| s["name"] == "input"), "{stats}");
+        let described: serde_json::Value = serde_json::from_str(&caller.line()).unwrap();
+        let names: Vec<&str> = described["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"zmqrpc.node.describe"), "{described}");
+        assert_eq!(
+            names.contains(&"agent.echo"),
+            role == "server",
+            "{described}"
+        );
+    }
+}
+
+#[test]
 fn a_python_client_reaches_a_python_server_through_a_protected_rust_proxy() {
     let Some(python) = python() else { return };
     let server_endpoint = ipc_endpoint("py-behind-proxy");

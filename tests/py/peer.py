@@ -80,6 +80,26 @@ class Ping(ICommand):
         return {}
 
 
+class Stats(ICommand):
+    """Every node's built-in `zmqrpc.node.stats`."""
+
+    def set_command_state(self, state):
+        pass
+
+    def get_command_state(self):
+        return {}
+
+
+class Describe(ICommand):
+    """Every node's built-in `zmqrpc.node.describe`."""
+
+    def set_command_state(self, state):
+        pass
+
+    def get_command_state(self):
+        return {}
+
+
 class Echo(ICommand):
     """zmqrpc-server's `agent.echo`: its state is the text itself."""
 
@@ -219,10 +239,23 @@ def agent(endpoint):
     client.destroy()
 
 
+def node(endpoint):
+    """Asks any node what it says about itself, as a pyzmqrpc3 user would."""
+    from zmqrpc.client import ZmqRpcClient
+
+    client = ZmqRpcClient(zmq_req_endpoints=(endpoint,))
+    for command in (Ping(), Stats(), Describe()):
+        (response,) = client.execute_remote(command, time_out_in_sec=20)
+        print(json.dumps(response), flush=True)
+    client.destroy()
+
+
 if __name__ == "__main__":
     what, endpoint, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     if what == "agent":
         agent(endpoint)
+    elif what == "node":
+        node(endpoint)
     elif what == "publish":
         publish(endpoint, rest[0])
     elif what == "subscribe":

@@ -45,5 +45,5 @@ pub use commands::{
     BUILTIN_NAMES,
 };
 pub(crate) use gate::{Gate, Screened};
-pub use report::NodeReport;
+pub use report::{NodeReport, BUILTIN_SCHEMA};
 pub use schema::{Field, Holds, Schema, Shape, Variant};

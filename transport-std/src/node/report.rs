@@ -17,8 +17,8 @@ type Source = Box<dyn Fn(&mut Vec<Section>) + Send + Sync>;
 struct Described {
     name: &'static str,
     key: Key,
-    request: fn() -> Result<Schema, String>,
-    response: fn() -> Result<Schema, String>,
+    request: SchemaOf,
+    response: SchemaOf,
 }
 
 /// What one node (a server, a proxy, a bridge) says about itself: its role, its uptime, its
@@ -82,13 +82,22 @@ impl NodeReport {
         lock(&self.inner.limits).push(Counter::new(name, value));
     }
 
-    /// Says the node answers command `C`.
+    /// Says the node answers command `C`. A built-in's schemas are not traced: they are
+    /// this crate's types (`zmqrpc::transport::node`), and tracing them would link the
+    /// tracer's reading of every type a `Description` is made of into every proxy (about
+    /// 100 KB on armv7).
     pub(crate) fn command<C: Command>(&self) {
+        // Decided at compile time, so that a built-in's tracing is never linked.
+        let (request, response): (SchemaOf, SchemaOf) = if const { is_builtin(C::KEY) } {
+            (builtin_schema, builtin_schema)
+        } else {
+            (Schema::of::<C>, Schema::of::<C::Response>)
+        };
         lock(&self.inner.commands).push(Described {
             name: C::NAME,
             key: C::KEY,
-            request: Schema::of::<C>,
-            response: Schema::of::<C::Response>,
+            request,
+            response,
         });
     }
 
@@ -156,6 +165,24 @@ impl NodeReport {
         }
     }
 }
+
+/// How a command's schema is traced.
+type SchemaOf = fn() -> Result<Schema, String>;
+
+/// Whether `key` is a built-in command's.
+const fn is_builtin(key: Key) -> bool {
+    use super::{Describe, GetStats, Ping};
+    key.0 == Ping::KEY.0 || key.0 == GetStats::KEY.0 || key.0 == Describe::KEY.0
+}
+
+/// What `Describe` says of a built-in's shape.
+fn builtin_schema() -> Result<Schema, String> {
+    Err(BUILTIN_SCHEMA.to_owned())
+}
+
+/// What [`Describe`](super::Describe) says for the shape of a built-in command's request
+/// and response: they are the types of [`node`](super), not traced.
+pub const BUILTIN_SCHEMA: &str = "a built-in command: its types are zmqrpc::transport::node's";
 
 /// A report's lists stay usable if a thread panicked while adding to them.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
