@@ -35,6 +35,8 @@
 
 mod commands;
 mod gate;
+#[cfg(feature = "json")]
+mod json;
 mod report;
 mod schema;
 
@@ -45,5 +47,7 @@ pub use commands::{
     BUILTIN_NAMES,
 };
 pub(crate) use gate::{Gate, Screened};
+#[cfg(feature = "json")]
+pub use json::{JsonError, MAX_DEPTH};
 pub use report::{NodeReport, BUILTIN_SCHEMA};
 pub use schema::{Field, Holds, Schema, Shape, Variant};

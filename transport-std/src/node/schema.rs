@@ -117,22 +117,68 @@ mod trace {
 
     use super::{Field, Holds, Schema, Shape, Variant};
 
+    /// Tracings made anew at most: one more for each level of enums nested only in the
+    /// variants of others.
+    const MAX_RESTARTS: usize = 16;
+    /// Passes over the type at most in one tracing: one per variant of its largest enum.
+    const MAX_PASSES: usize = 1024;
+
     pub(super) fn schema_of<T: serde::de::DeserializeOwned>() -> Result<Schema, String> {
-        let mut tracer = Tracer::new(TracerConfig::default());
-        let (root, _) = tracer.trace_simple_type::<T>().map_err(|e| e.to_string())?;
-        let registry = tracer.registry().map_err(|e| e.to_string())?;
+        // serde-reflection completes the variants of the traced type's own enum by tracing
+        // it again; an enum nested inside needs its name told to go on (`check_incomplete_enum`).
+        // The names are learnt from a tracing that missed them, and the tracing made anew.
+        let mut enums: Vec<String> = Vec::new();
+        for _ in 0..MAX_RESTARTS {
+            let mut tracer = Tracer::new(TracerConfig::default());
+            let root = trace_all::<T>(&mut tracer, &enums)?;
+            match tracer.registry() {
+                Ok(registry) => return flatten(&root, &registry),
+                Err(serde_reflection::Error::MissingVariants(missing))
+                    if missing.iter().any(|name| !enums.contains(name)) =>
+                {
+                    for name in missing {
+                        if !enums.contains(&name) {
+                            enums.push(name);
+                        }
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("enums nested too deep to trace".to_owned())
+    }
+
+    /// Traces `T` until none of `enums` has a variant left to see.
+    fn trace_all<T: serde::de::DeserializeOwned>(
+        tracer: &mut Tracer,
+        enums: &[String],
+    ) -> Result<Format, String> {
+        for _ in 0..MAX_PASSES {
+            let (root, _) = tracer.trace_simple_type::<T>().map_err(|e| e.to_string())?;
+            let mut incomplete = false;
+            for name in enums {
+                incomplete |= tracer.check_incomplete_enum(name).is_some();
+            }
+            if !incomplete {
+                return Ok(root);
+            }
+        }
+        Err("an enum with too many variants to trace".to_owned())
+    }
+
+    fn flatten(root: &Format, registry: &Registry) -> Result<Schema, String> {
         let mut flat = Flattening {
-            registry: &registry,
+            registry,
             shapes: Vec::new(),
             named: BTreeMap::new(),
         };
         // Shape 0 is the type itself: a slot kept for it before its parts are added, which
         // a recursive type's reference to itself finds.
         flat.shapes.push(Shape::Unit);
-        if let Format::TypeName(name) = &root {
+        if let Format::TypeName(name) = root {
             flat.named.insert(name.clone(), 0);
         }
-        let shape = flat.shape_of(&root)?;
+        let shape = flat.shape_of(root)?;
         flat.shapes[0] = shape;
         Ok(Schema {
             shapes: flat.shapes,
