@@ -12,7 +12,7 @@ check() { # check PACKAGE FEATURES...
     cargo clippy -q -p "$package" --no-default-features ${1:+--features "$1"} --lib --bins \
         -- -D warnings
 }
-for features in "" pyzmqrpc3 serial tokio schemas; do
+for features in "" pyzmqrpc3 serial tokio schemas json; do
     check zmqrpc-transport-std "$features"
 done
 # The protocol layer alone: no libzmq in its build (checked below), with and without pyzmqrpc3.

@@ -68,6 +68,11 @@ pub mod agent;
 #[doc(hidden)]
 pub mod cli;
 
+// The fleet command line (`zmqrpc-server call`): hidden as `cli` is.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod fleet;
+
 #[cfg(feature = "systemd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "systemd")))]
 pub mod systemd;

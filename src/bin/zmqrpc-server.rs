@@ -4,20 +4,32 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use zmqrpc::agent::{self, Echo, GetNodeInfo};
+use serde_json::Value;
+use zmqrpc::agent::{self, GetNodeInfo, NodeInfo};
 use zmqrpc::cli::{self, CliError};
+use zmqrpc::fleet::{self, Access, Node, Reply, Request};
 use zmqrpc::systemd::{self, Notifier};
-use zmqrpc::transport::node::Ping;
-use zmqrpc::transport::{KeyPair, RpcClient, RpcServer};
+use zmqrpc::transport::auth::PublicKey;
+use zmqrpc::transport::{KeyPair, RpcServer};
+use zmqrpc::Command;
 
 const HELP: &str = "\
-zmqrpc-server: a node agent answering ping, info and echo over zmqrpc.
+zmqrpc-server: a node agent answering info and echo (and, as every zmqrpc node,
+ping, stats and describe) over zmqrpc; and a command line for a whole fleet.
 
 USAGE:
     zmqrpc-server [--bind ENDPOINT]... [OPTIONS]          serve
-    zmqrpc-server call ping|info|echo TEXT --connect ENDPOINT [OPTIONS]
+    zmqrpc-server call COMMAND [ARGS] --connect ENDPOINT... [OPTIONS]
+    zmqrpc-server call COMMAND [ARGS] --fleet FILE [OPTIONS]
     zmqrpc-server keygen PATH/NAME                        make a CURVE key pair:
                            NAME.key (the pair, mode 600) and NAME.pub (to hand out)
+
+COMMANDS (call):
+    ping, stats, describe  what every node answers about itself (any node kind:
+                           server, proxy, buffered proxy, bridge)
+    info, echo TEXT        the agent's own
+    NAME [JSON]            any command a node describes, by name, its arguments as
+                           JSON, e.g. `call sensor.read '{\"sensor\": 3}'`
 
 SERVE OPTIONS:
     --bind ENDPOINT        serve calls on this REP endpoint (repeatable) [tcp://*:30000]
@@ -43,10 +55,18 @@ CURVE (instead of passwords; serve and call):
                            (NAME.pub): subscriptions when serving, the agent for call
 
 CALL OPTIONS:
-    --connect ENDPOINT     the agent to ask, e.g. tcp://10.0.0.7:30000
-    --timeout MS           give up after this long [3000]
+    --connect ENDPOINT     a node to ask, e.g. tcp://10.0.0.7:30000 (repeatable)
+    --fleet FILE           the nodes to ask, one a line: `[NAME] ENDPOINT
+                           [PUBLIC-KEY-FILE]` (the key: a CURVE node's own)
+    --timeout MS           the one deadline for every node [3000]
+    --parallel N           nodes asked at once, at most [256]
+    --json                 print the outcomes as JSON, one object a node
+    --progress             show progress on stderr (on when it is a terminal
+                           and more than one node is asked)
     --credentials FILE     present these (`user:password`; mode 600); without it,
                            $ZMQRPC_USER and $ZMQRPC_PASSWORD if set
+    With one --connect, the answer is printed alone; with several nodes, a table
+    (NODE STATUS TIME ANSWER) and a last line of how many answered.
 
 PROTECTION: a socket that binds verifies who connects (--users); a socket that
 connects presents credentials (--credentials). Never the other way round: a
@@ -60,7 +80,9 @@ COMMON OPTIONS:
     -V, --version          print the version
 
 Serving stops cleanly on SIGINT or SIGTERM; it prints one line `ready bind=...`
-to stdout once its sockets are bound. `call` exits 0 on an answer, 1 otherwise.
+to stdout once its sockets are bound. `call` exits with the number of nodes
+that failed (0: every node answered; at most 100), or 125 if it could not start
+(a bad flag, argument or file).
 In a systemd Type=notify unit it says READY=1 then, feeds WatchdogSec= only while
 its loop turns, and shows its counters in `systemctl status`.
 ";
@@ -92,21 +114,29 @@ impl Settings {
     }
 }
 
+/// What `call` was asked.
+struct Calling {
+    command: Vec<String>,
+    connect: Vec<String>,
+    fleet: Option<PathBuf>,
+    timeout: Duration,
+    parallel: usize,
+    json: bool,
+    progress: bool,
+    secrets: cli::SecretFiles,
+}
+
 enum Mode {
     Serve(Settings),
-    Call {
-        command: Vec<String>,
-        connect: String,
-        timeout: Duration,
-        secrets: cli::SecretFiles,
-    },
+    Call(Calling),
     Keygen(PathBuf),
 }
 
 fn parse() -> Result<(Mode, i8), CliError> {
     use lexopt::prelude::*;
     let mut flags = Settings::default();
-    let (mut config, mut connect, mut credentials) = (None, None, None);
+    let (mut config, mut connect, mut credentials) = (None, Vec::new(), None);
+    let (mut fleet, mut parallel, mut json, mut progress) = (None, 256, false, false);
     let mut timeout = Duration::from_secs(3);
     let mut words = Vec::new();
     let mut verbosity = 0;
@@ -120,7 +150,11 @@ fn parse() -> Result<(Mode, i8), CliError> {
             Long("subscribe") => flags.subscribe.push(cli::string(&mut parser)?),
             Long("users") => flags.users = Some(cli::path(&mut parser)?),
             Long("config") => config = Some(cli::path(&mut parser)?),
-            Long("connect") => connect = Some(cli::string(&mut parser)?),
+            Long("connect") => connect.push(cli::string(&mut parser)?),
+            Long("fleet") => fleet = Some(cli::path(&mut parser)?),
+            Long("parallel") => parallel = parser.value()?.parse()?,
+            Long("json") => json = true,
+            Long("progress") => progress = true,
             Long("timeout") => timeout = Duration::from_millis(parser.value()?.parse()?),
             Long("credentials") => credentials = Some(cli::path(&mut parser)?),
             Long("curve-key") => flags.curve_key = Some(cli::path(&mut parser)?),
@@ -132,22 +166,29 @@ fn parse() -> Result<(Mode, i8), CliError> {
         }
     }
     if words.first().map(String::as_str) == Some("call") {
-        let connect = connect.ok_or("call needs --connect ENDPOINT")?;
+        if connect.is_empty() && fleet.is_none() {
+            return Err("call needs --connect ENDPOINT or --fleet FILE".into());
+        }
+        if parallel == 0 {
+            return Err("--parallel must be at least 1".into());
+        }
         let secrets = cli::SecretFiles {
             credentials,
             curve_key: flags.curve_key,
             server_key: flags.server_key,
             ..cli::SecretFiles::default()
         };
-        return Ok((
-            Mode::Call {
-                command: words.split_off(1),
-                connect,
-                timeout,
-                secrets,
-            },
-            verbosity,
-        ));
+        let calling = Calling {
+            command: words.split_off(1),
+            connect,
+            fleet,
+            timeout,
+            parallel,
+            json,
+            progress,
+            secrets,
+        };
+        return Ok((Mode::Call(calling), verbosity));
     }
     if words.first().map(String::as_str) == Some("keygen") {
         return match &words[1..] {
@@ -235,76 +276,179 @@ fn keygen(base: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-fn call(
-    command: &[String],
-    connect: String,
-    timeout: Duration,
-    secrets: cli::SecretFiles,
-) -> Result<(), CliError> {
-    let mut builder = RpcClient::builder().req(connect).timeout(timeout);
-    if let Some(credentials) = secrets.protection(false, true)?.credentials {
-        builder = builder.credentials(credentials);
+/// The request `words` name: a built-in, an agent command, or any command by name with
+/// its arguments as JSON.
+fn request(words: &[String]) -> Result<Request, CliError> {
+    let json = |name: &str, args: &[String]| -> Result<Request, CliError> {
+        let args = match args {
+            [] => Value::Null,
+            [json] => serde_json::from_str(json)
+                .map_err(|e| format!("the arguments of {name} are not JSON: {e}"))?,
+            _ => return Err(format!("{name} takes one JSON argument; quote it").into()),
+        };
+        Ok(Request::Named {
+            name: name.to_owned(),
+            args,
+        })
+    };
+    match words {
+        [] => Err(
+            "call what? ping, stats, describe, info, echo TEXT or a command's name; \
+                   try --help"
+                .into(),
+        ),
+        [c] if c == "ping" || c == zmqrpc::transport::node::Ping::NAME => Ok(Request::Ping),
+        [c] if c == "stats" || c == zmqrpc::transport::node::GetStats::NAME => Ok(Request::Stats),
+        [c] if c == "describe" || c == zmqrpc::transport::node::Describe::NAME => {
+            Ok(Request::Describe)
+        }
+        [c] if c == "info" || c == GetNodeInfo::NAME => Ok(Request::Info),
+        [c, text @ ..] if c == "echo" => Ok(Request::Echo(text.join(" "))),
+        [name, args @ ..] => json(name, args),
     }
-    let mut client = builder.connect()?;
-    match command {
-        [c] if c == "ping" => {
-            let pong = client.call(&Ping)?;
-            println!(
-                "pong: {} {}, up {} s",
-                pong.role,
-                pong.version,
-                pong.uptime_ms / 1000
-            );
-        }
-        [c] if c == "info" => {
-            let info = client.call(&GetNodeInfo)?;
-            let or = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-            println!("hostname     {}", or(info.hostname));
-            println!(
-                "uptime       {}",
-                or(info.uptime_secs.map(|s| format!("{s} s")))
-            );
-            println!(
-                "load         {}",
-                or(info.load.map(|l| format!("{} {} {}", l[0], l[1], l[2])))
-            );
-            println!(
-                "memory       {}",
-                or(info.mem_total_kib.map(|t| format!("{t} KiB total")))
-            );
-            println!(
-                "available    {}",
-                or(info.mem_available_kib.map(|a| format!("{a} KiB")))
-            );
-            println!(
-                "cpu temp     {}",
-                or(info.cpu_temp_c.map(|c| format!("{c:.1} °C")))
-            );
-        }
-        [c, text @ ..] if c == "echo" && !text.is_empty() => {
-            println!("{}", client.call(&Echo(text.join(" ")))?);
-        }
-        _ => return Err("call what? ping, info or echo TEXT; try --help".into()),
+}
+
+/// How `call` reaches the nodes, from its files of secrets: a CURVE key pair (each node's
+/// key from the fleet file, or --server-key), or PLAIN credentials.
+fn access(secrets: &cli::SecretFiles) -> Result<Access, CliError> {
+    let Some(keys) = &secrets.curve_key else {
+        let protection = secrets.protection(false, true)?;
+        return Ok(Access {
+            plain: protection.credentials,
+            ..Access::default()
+        });
+    };
+    if secrets.credentials.is_some() {
+        return Err("--credentials and --curve-key: one mechanism for connecting".into());
     }
-    Ok(())
+    let server_key = secrets
+        .server_key
+        .as_ref()
+        .map(PublicKey::from_file)
+        .transpose()
+        .map_err(|e| format!("--server-key: {e}"))?;
+    Ok(Access {
+        plain: None,
+        curve_keys: Some(KeyPair::from_file(keys).map_err(|e| format!("--curve-key: {e}"))?),
+        server_key,
+    })
+}
+
+/// Calls the command on every node; the number that failed.
+fn call(calling: Calling) -> Result<usize, CliError> {
+    use std::io::{IsTerminal, Write};
+    let request = request(&calling.command)?;
+    let access = access(&calling.secrets)?;
+    let mut nodes: Vec<Node> = calling.connect.iter().map(|e| Node::at(e)).collect();
+    if let Some(path) = &calling.fleet {
+        nodes.extend(fleet::read_fleet(path)?);
+    }
+    let alone = nodes.len() == 1 && calling.fleet.is_none() && !calling.json;
+    let show = calling.progress || (nodes.len() > 1 && std::io::stderr().is_terminal());
+    let mut last_shown = std::time::Instant::now();
+    let outcomes = fleet::fan_out(
+        &nodes,
+        &request,
+        &access,
+        calling.timeout,
+        calling.parallel,
+        |progress| {
+            if show && last_shown.elapsed() >= Duration::from_millis(100) {
+                last_shown = std::time::Instant::now();
+                let mut stderr = std::io::stderr();
+                let _ = writeln!(
+                    stderr,
+                    "progress: {}/{} answered, {} failed",
+                    progress.answered, progress.nodes, progress.failed
+                );
+            }
+        },
+    );
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if alone {
+        let outcome = outcomes.into_iter().next().ok_or("no outcome")?;
+        return match outcome.result {
+            Ok(reply) => {
+                print_alone(&request, &reply);
+                Ok(0)
+            }
+            Err(failure) => {
+                eprintln!("zmqrpc-server: {failure}");
+                Ok(1)
+            }
+        };
+    }
+    if calling.json {
+        let text = serde_json::to_string_pretty(&fleet::json(&nodes, &outcomes))
+            .map_err(|e| format!("cannot write JSON: {e}"))?;
+        println!("{text}");
+    } else {
+        print!("{}", fleet::table(&nodes, &request, &outcomes));
+    }
+    Ok(failed)
+}
+
+/// One node's answer, printed as the agent's commands always were.
+fn print_alone(request: &Request, reply: &Reply) {
+    let value = match reply {
+        Reply::Accepted => return println!("accepted (no answer comes back)"),
+        Reply::Value(value) => value,
+    };
+    match request {
+        Request::Ping => println!("pong: {}", fleet::summary(request, reply)),
+        Request::Echo(_) => println!("{}", value.as_str().unwrap_or_default()),
+        Request::Info => match serde_json::from_value::<NodeInfo>(value.clone()) {
+            Ok(info) => print_info(info),
+            Err(_) => println!("{value}"),
+        },
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+        ),
+    }
+}
+
+fn print_info(info: NodeInfo) {
+    let or = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    println!("hostname     {}", or(info.hostname));
+    println!(
+        "uptime       {}",
+        or(info.uptime_secs.map(|s| format!("{s} s")))
+    );
+    println!(
+        "load         {}",
+        or(info.load.map(|l| format!("{} {} {}", l[0], l[1], l[2])))
+    );
+    println!(
+        "memory       {}",
+        or(info.mem_total_kib.map(|t| format!("{t} KiB total")))
+    );
+    println!(
+        "available    {}",
+        or(info.mem_available_kib.map(|a| format!("{a} KiB")))
+    );
+    println!(
+        "cpu temp     {}",
+        or(info.cpu_temp_c.map(|c| format!("{c:.1} °C")))
+    );
 }
 
 fn main() {
+    let calling = std::env::args().nth(1).is_some_and(|word| word == "call");
     let result = parse().and_then(|(mode, verbosity)| {
         cli::init_logging(verbosity);
         match mode {
-            Mode::Serve(settings) => serve(settings),
-            Mode::Call {
-                command,
-                connect,
-                timeout,
-                secrets,
-            } => call(&command, connect, timeout, secrets),
-            Mode::Keygen(base) => keygen(&base),
+            Mode::Serve(settings) => serve(settings).map(|()| 0),
+            Mode::Call(calling) => call(calling),
+            Mode::Keygen(base) => keygen(&base).map(|()| 0),
         }
     });
-    if let Err(e) = result {
-        eprintln!("zmqrpc-server: {e}");
-        std::process::exit(1);
+    match result {
+        // `call`: how many nodes failed, said in the exit status (at most 100).
+        Ok(failed) => std::process::exit(failed.min(100) as i32),
+        Err(e) => {
+            eprintln!("zmqrpc-server: {e}");
+            std::process::exit(if calling { 125 } else { 1 });
+        }
     }
 }

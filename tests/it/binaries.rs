@@ -459,7 +459,8 @@ fn the_binaries_refuse_files_of_secrets_open_to_others_or_naming_a_user_twice() 
                 "--credentials",
                 open_credentials.as_str(),
             ],
-            1,
+            // `call` could not start: 125, not a count of nodes that failed.
+            125,
             format!(
                 "{} holds secrets but group or others may read it (mode 0640)",
                 open_credentials.as_str()

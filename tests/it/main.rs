@@ -20,6 +20,7 @@ mod buffered;
 mod curve;
 mod dialect;
 mod firmware;
+mod fleet;
 mod limits;
 mod node;
 mod options;

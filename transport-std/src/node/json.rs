@@ -709,7 +709,9 @@ impl<'de> Visitor<'de> for Reading<'_> {
     }
 
     fn visit_f32<E: de::Error>(self, n: f32) -> Result<Value, E> {
-        Ok(Number::from_f64(f64::from(n)).map_or(Value::Null, Value::Number))
+        // The f32's own shortest decimal (0.13), not its f64 widening (0.12999999523…).
+        let widened = n.to_string().parse().unwrap_or(f64::from(n));
+        Ok(Number::from_f64(widened).map_or(Value::Null, Value::Number))
     }
 
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
