@@ -24,7 +24,7 @@ if cargo tree -q -p zmqrpc-protocol --all-features -e normal --prefix none \
     echo "zmqrpc-protocol depends on libzmq" >&2
     exit 1
 fi
-for features in "" cli pyzmqrpc3 serial tokio systemd schemas cli,pyzmqrpc3 cli,serial; do
+for features in "" cli pyzmqrpc3 serial tokio systemd schemas metrics cli,pyzmqrpc3 cli,serial; do
     check zmqrpc "$features"
 done
 # The core alone, with and without defmt, is built for the microcontroller targets by the

@@ -274,3 +274,15 @@ pub fn common_flag(arg: &lexopt::Arg<'_>, verbosity: &mut i8, help: &str) -> boo
     }
     true
 }
+
+/// The metrics exporter at `addr`, if one was asked for (`--metrics`), serving `report`.
+pub fn metrics(
+    addr: Option<&str>,
+    report: &crate::transport::node::NodeReport,
+) -> Result<Option<crate::metrics::Exporter>, CliError> {
+    addr.map(|addr| {
+        crate::metrics::Exporter::bind(addr, report.clone())
+            .map_err(|e| format!("--metrics {addr}: {e}").into())
+    })
+    .transpose()
+}

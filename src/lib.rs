@@ -42,6 +42,8 @@
 //! - everything of [`zmqrpc_core`] at the top level (`zmqrpc::Command`, `zmqrpc::frame`, …);
 //! - [`transport`]: the libzmq transport.
 //! - [`agent`]: the node agent's commands (`zmqrpc-server`).
+//! - `metrics` (feature `metrics`): a node's counters over HTTP for Prometheus, in its text
+//!   format or OpenMetrics.
 //! - `systemd` (feature `systemd`): `Type=notify` units — readiness, a watchdog fed only
 //!   while the node's loop turns, status lines.
 //!
@@ -72,6 +74,10 @@ pub mod cli;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod fleet;
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 
 #[cfg(feature = "systemd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "systemd")))]

@@ -65,6 +65,9 @@ OPTIONS:
     --capacity N           buffered: requests held at most [1000]
     --spool FILE           buffered: keep requests in FILE too, so a restart loses nothing
     --spool-max BYTES      buffered: the spool's size bound [67108864]
+    --metrics ADDRESS      serve the counters for Prometheus at http://ADDRESS/metrics
+                           (e.g. 127.0.0.1:9100; no authentication: keep it on
+                           loopback or a management network)
     --config FILE          read these settings from a TOML file (flags win), e.g.
                                kind = \"buffered\"
                                in = [\"tcp://*:30000\"]
@@ -113,6 +116,7 @@ struct Settings {
     device: Option<PathBuf>,
     baud: Option<u32>,
     device_frame_max: Option<usize>,
+    metrics: Option<String>,
 }
 
 fn parse() -> Result<(Settings, i8), CliError> {
@@ -146,6 +150,7 @@ fn parse() -> Result<(Settings, i8), CliError> {
             Long("device-frame-max") => {
                 flags.device_frame_max = Some(parser.value()?.parse()?);
             }
+            Long("metrics") => flags.metrics = Some(cli::string(&mut parser)?),
             Long("config") => config = Some(cli::path(&mut parser)?),
             _ => return Err(format!("{}; try --help", arg.unexpected()).into()),
         }
@@ -179,6 +184,7 @@ fn parse() -> Result<(Settings, i8), CliError> {
     settings.device = flags.device.or(settings.device);
     settings.baud = flags.baud.or(settings.baud);
     settings.device_frame_max = flags.device_frame_max.or(settings.device_frame_max);
+    settings.metrics = flags.metrics.or(settings.metrics);
     Ok((settings, verbosity))
 }
 
@@ -401,6 +407,7 @@ fn run() -> Result<(), CliError> {
     cli::init_logging(verbosity);
     // What the connecting sides were given: the ready line names them as they are.
     let (given_in, given_out) = (settings.input.clone(), settings.output.clone());
+    let metrics_at = settings.metrics.clone();
     let started = start(settings)?;
     let (shutdown, report, input, output) = match &started {
         Started::Plain(p) => (
@@ -432,7 +439,14 @@ fn run() -> Result<(), CliError> {
         false => bound.join(","),
     };
     let (input, output) = (side(input, given_in), side(output, given_out));
-    println!("ready in={input} out={output}");
+    let exporter = cli::metrics(metrics_at.as_deref(), &report)?;
+    match &exporter {
+        Some(exporter) => println!(
+            "ready in={input} out={output} metrics={}",
+            exporter.local_addr()
+        ),
+        None => println!("ready in={input} out={output}"),
+    }
     notifier.ready(&format!("forwarding in={input} out={output}"));
     let watched = report.clone();
     let watch = notifier.watch(shutdown.liveness(), move || {
@@ -445,6 +459,7 @@ fn run() -> Result<(), CliError> {
         Started::Serial(bridge) => bridge.run()?,
     }
     drop(watch);
+    drop(exporter);
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
     log::info!("stopped: {}", systemd::summary(report.stats().counters()));

@@ -43,6 +43,9 @@ SERVE OPTIONS:
                            `USER ACTION PATTERN` rule a line, e.g. `ops any *`,
                            `* call zmqrpc.node.ping`; without it, every caller the
                            sockets let in may call everything
+    --metrics ADDRESS      serve the counters for Prometheus at http://ADDRESS/metrics
+                           (e.g. 127.0.0.1:9100; no authentication: keep it on
+                           loopback or a management network)
     --config FILE          read these settings from a TOML file (flags win), e.g.
                                bind = [\"tcp://*:30000\"]
                                users = \"/etc/zmqrpc/users\"
@@ -100,6 +103,7 @@ struct Settings {
     clients: Option<PathBuf>,
     server_key: Option<PathBuf>,
     permissions: Option<PathBuf>,
+    metrics: Option<String>,
 }
 
 impl Settings {
@@ -161,6 +165,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
             Long("clients") => flags.clients = Some(cli::path(&mut parser)?),
             Long("server-key") => flags.server_key = Some(cli::path(&mut parser)?),
             Long("permissions") => flags.permissions = Some(cli::path(&mut parser)?),
+            Long("metrics") => flags.metrics = Some(cli::string(&mut parser)?),
             Value(word) => words.push(word.string()?),
             _ => return Err(format!("{}; try --help", arg.unexpected()).into()),
         }
@@ -215,6 +220,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
     settings.clients = flags.clients.or(settings.clients);
     settings.server_key = flags.server_key.or(settings.server_key);
     settings.permissions = flags.permissions.or(settings.permissions);
+    settings.metrics = flags.metrics.or(settings.metrics);
     if settings.bind.is_empty() && settings.subscribe.is_empty() {
         settings.bind.push("tcp://*:30000".into());
     }
@@ -247,7 +253,11 @@ fn serve(settings: Settings) -> Result<(), CliError> {
     let signals = cli::stop_on_signals(server.shutdown(), &notifier)?;
     let report = server.report();
     let bound = server.rep_endpoints().join(",");
-    println!("ready bind={bound}");
+    let exporter = cli::metrics(settings.metrics.as_deref(), &report)?;
+    match &exporter {
+        Some(exporter) => println!("ready bind={bound} metrics={}", exporter.local_addr()),
+        None => println!("ready bind={bound}"),
+    }
     notifier.ready(&format!("serving bind={bound}"));
     let watched = report.clone();
     let watch = notifier.watch(server.shutdown().liveness(), move || {
@@ -255,6 +265,7 @@ fn serve(settings: Settings) -> Result<(), CliError> {
     })?;
     server.run()?;
     drop(watch);
+    drop(exporter);
     // The sockets are closed: let the last answers out before exiting.
     drop(signals);
     log::info!("stopped: {}", systemd::summary(report.stats().counters()));

@@ -22,6 +22,7 @@ mod dialect;
 mod firmware;
 mod fleet;
 mod limits;
+mod metrics;
 mod node;
 mod options;
 mod permissions;

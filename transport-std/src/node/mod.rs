@@ -37,6 +37,7 @@ mod commands;
 mod gate;
 #[cfg(feature = "json")]
 mod json;
+mod metrics;
 mod report;
 mod schema;
 
@@ -49,5 +50,6 @@ pub use commands::{
 pub(crate) use gate::{Gate, Screened};
 #[cfg(feature = "json")]
 pub use json::{JsonError, MAX_DEPTH};
+pub use metrics::{is_gauge, MetricsFormat};
 pub use report::{NodeReport, BUILTIN_SCHEMA};
 pub use schema::{Field, Holds, Schema, Shape, Variant};
