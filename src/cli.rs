@@ -286,3 +286,94 @@ pub fn metrics(
     })
     .transpose()
 }
+
+/// Where and how a binary announces itself (`--announce`, `--announce-every`, `--name`; in
+/// a config file `announce`, `announce_every_ms`, `name`).
+#[derive(Debug, Default, Clone)]
+pub struct Announcing {
+    /// The rosters to announce to.
+    pub announce: Vec<String>,
+    /// How often, in milliseconds.
+    pub announce_every_ms: Option<u64>,
+    /// The node's name in the fleet (default: `HOSTNAME/ROLE`).
+    pub name: Option<String>,
+}
+
+impl Announcing {
+    /// The flag `arg` is, if it is one of these (`--announce`, `--announce-every`,
+    /// `--name`), for [`take`](Self::take).
+    pub fn flag(arg: &lexopt::Arg<'_>) -> Option<&'static str> {
+        match arg {
+            lexopt::Arg::Long(long) => ["announce", "announce-every", "name"]
+                .into_iter()
+                .find(|flag| flag == long),
+            _ => None,
+        }
+    }
+
+    /// Takes the value of `flag` (one [`flag`](Self::flag) named).
+    pub fn take(&mut self, flag: &str, parser: &mut lexopt::Parser) -> Result<(), CliError> {
+        match flag {
+            "announce" => self.announce.push(string(parser)?),
+            "announce-every" => {
+                self.announce_every_ms = Some(lexopt::ValueExt::parse(&parser.value()?)?);
+            }
+            _ => self.name = Some(string(parser)?),
+        }
+        Ok(())
+    }
+
+    /// These flags over `config`'s.
+    pub fn or(self, config: Announcing) -> Announcing {
+        Announcing {
+            announce: match self.announce.is_empty() {
+                true => config.announce,
+                false => self.announce,
+            },
+            announce_every_ms: self.announce_every_ms.or(config.announce_every_ms),
+            name: self.name.or(config.name),
+        }
+    }
+
+    /// Whether the node announces.
+    pub fn announces(&self) -> bool {
+        !self.announce.is_empty()
+    }
+
+    /// Starts announcing a node of `role` reached at `endpoints`, presenting `credentials`,
+    /// if any roster was given.
+    pub fn start(
+        &self,
+        role: &str,
+        endpoints: Vec<String>,
+        credentials: Option<Credentials>,
+    ) -> Result<Option<crate::transport::presence::Announcer>, CliError> {
+        use crate::transport::presence::{Announcer, Presence};
+        if self.announce.is_empty() {
+            return Ok(None);
+        }
+        let name = match &self.name {
+            Some(name) => name.clone(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "node".to_owned());
+                format!("{host}/{role}")
+            }
+        };
+        let mut builder = Announcer::builder(Presence::new(name, role, endpoints));
+        for roster in &self.announce {
+            builder = builder.to(roster);
+        }
+        if let Some(ms) = self.announce_every_ms {
+            builder = builder.every(std::time::Duration::from_millis(ms));
+        }
+        if let Some(credentials) = credentials {
+            builder = builder.credentials(credentials);
+        }
+        builder
+            .start()
+            .map(Some)
+            .map_err(|e| format!("--announce: {e}").into())
+    }
+}

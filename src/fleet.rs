@@ -23,6 +23,7 @@ use crate::frame::{Header, HEADER_LEN};
 use crate::transport::auth::{KeyPair, PublicKey};
 use crate::transport::dialect::{interpret, Addressee, Dialect, Interpretation, Says};
 use crate::transport::node::{CommandInfo, Describe, GetStats, JsonError, Ping, Schema};
+use crate::transport::presence::GetRoster;
 use crate::transport::{
     zmq, CallError, Credentials, Native, RequestError, Requester, SocketOptions,
 };
@@ -111,6 +112,8 @@ pub enum Request {
     Info,
     /// The node agent's `agent.echo`.
     Echo(String),
+    /// A roster's `zmqrpc.presence.roster`: who is up.
+    Roster,
     /// Any command the node describes, with its arguments as JSON.
     Named {
         /// The command's name.
@@ -129,6 +132,7 @@ impl Request {
             Request::Describe => Describe::NAME,
             Request::Info => GetNodeInfo::NAME,
             Request::Echo(_) => Echo::NAME,
+            Request::Roster => GetRoster::NAME,
             Request::Named { name, .. } => name,
         }
     }
@@ -586,6 +590,7 @@ impl Asking<'_> {
             Request::Describe => self.typed(&Describe),
             Request::Info => self.typed(&GetNodeInfo),
             Request::Echo(text) => self.typed(&Echo(text.clone())),
+            Request::Roster => self.typed(&GetRoster),
             Request::Named { name, .. } => Err(Failure::NotServed {
                 command: name.clone(),
             }),
@@ -706,6 +711,19 @@ pub fn summary(request: &Request, reply: &Reply) -> String {
         Request::Echo(_) => value
             .as_str()
             .map_or_else(|| value.to_string(), str::to_owned),
+        Request::Roster => {
+            let members = value["members"].as_array().map_or(&[][..], Vec::as_slice);
+            let up = members.iter().filter(|m| m["up"] == true).count();
+            let down: Vec<&str> = members
+                .iter()
+                .filter(|m| m["up"] != true)
+                .filter_map(|m| m["name"].as_str())
+                .collect();
+            match down.is_empty() {
+                true => format!("{up} up"),
+                false => format!("{up} up, {} down: {}", down.len(), down.join(" ")),
+            }
+        }
         Request::Info | Request::Named { .. } => value.to_string(),
     }
 }

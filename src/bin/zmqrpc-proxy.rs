@@ -68,6 +68,12 @@ OPTIONS:
     --metrics ADDRESS      serve the counters for Prometheus at http://ADDRESS/metrics
                            (e.g. 127.0.0.1:9100; no authentication: keep it on
                            loopback or a management network)
+    --announce ENDPOINT    tell a roster (zmqrpc-server --roster) that this node is
+                           alive (repeatable: used in turn), presenting what the
+                           connecting sides present (--credentials, --server-key)
+    --announce-every MS    how often [5000]; the roster counts a node down after
+                           three silent intervals, at once when it stops cleanly
+    --name NAME            the node's name in the roster [HOSTNAME/KIND]
     --config FILE          read these settings from a TOML file (flags win), e.g.
                                kind = \"buffered\"
                                in = [\"tcp://*:30000\"]
@@ -117,6 +123,32 @@ struct Settings {
     baud: Option<u32>,
     device_frame_max: Option<usize>,
     metrics: Option<String>,
+    #[serde(default)]
+    announce: Vec<String>,
+    announce_every_ms: Option<u64>,
+    name: Option<String>,
+}
+
+impl Settings {
+    /// Where the node announces itself.
+    fn announcing(&self) -> cli::Announcing {
+        cli::Announcing {
+            announce: self.announce.clone(),
+            announce_every_ms: self.announce_every_ms,
+            name: self.name.clone(),
+        }
+    }
+
+    /// What its connecting sockets present, for the roster too.
+    fn connecting_credentials(&self) -> Result<Option<Credentials>, CliError> {
+        let files = cli::SecretFiles {
+            credentials: self.credentials.clone(),
+            curve_key: self.server_key.as_ref().and(self.curve_key.clone()),
+            server_key: self.server_key.clone(),
+            ..cli::SecretFiles::default()
+        };
+        Ok(files.protection(false, true)?.credentials)
+    }
 }
 
 fn parse() -> Result<(Settings, i8), CliError> {
@@ -124,9 +156,14 @@ fn parse() -> Result<(Settings, i8), CliError> {
     let mut flags = Settings::default();
     let mut config = None;
     let mut verbosity = 0;
+    let mut announcing = cli::Announcing::default();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         if cli::common_flag(&arg, &mut verbosity, HELP) {
+            continue;
+        }
+        if let Some(flag) = cli::Announcing::flag(&arg) {
+            announcing.take(flag, &mut parser)?;
             continue;
         }
         match arg {
@@ -185,6 +222,10 @@ fn parse() -> Result<(Settings, i8), CliError> {
     settings.baud = flags.baud.or(settings.baud);
     settings.device_frame_max = flags.device_frame_max.or(settings.device_frame_max);
     settings.metrics = flags.metrics.or(settings.metrics);
+    let announcing = announcing.or(settings.announcing());
+    settings.announce = announcing.announce;
+    settings.announce_every_ms = announcing.announce_every_ms;
+    settings.name = announcing.name;
     Ok((settings, verbosity))
 }
 
@@ -230,7 +271,8 @@ impl Sides {
     ) -> Result<Sides, CliError> {
         let kind = settings.kind.as_deref().unwrap_or_default();
         let binds = input_binds || (output_binds && !settings.output.is_empty());
-        let connects = input_connects || !output_binds;
+        // Announcing to a roster connects too.
+        let connects = input_connects || !output_binds || !settings.announce.is_empty();
         let files = cli::SecretFiles {
             users: settings.users.clone(),
             credentials: settings.credentials.clone(),
@@ -408,6 +450,16 @@ fn run() -> Result<(), CliError> {
     // What the connecting sides were given: the ready line names them as they are.
     let (given_in, given_out) = (settings.input.clone(), settings.output.clone());
     let metrics_at = settings.metrics.clone();
+    let announcing = settings.announcing();
+    let announce_as = match announcing.announces() {
+        true => settings.connecting_credentials()?,
+        false => None,
+    };
+    let role: String = settings
+        .kind
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let started = start(settings)?;
     let (shutdown, report, input, output) = match &started {
         Started::Plain(p) => (
@@ -438,6 +490,10 @@ fn run() -> Result<(), CliError> {
         true => given.join(","),
         false => bound.join(","),
     };
+    let input_endpoints = match input.is_empty() {
+        true => given_in.clone(),
+        false => input.clone(),
+    };
     let (input, output) = (side(input, given_in), side(output, given_out));
     let exporter = cli::metrics(metrics_at.as_deref(), &report)?;
     match &exporter {
@@ -448,6 +504,7 @@ fn run() -> Result<(), CliError> {
         None => println!("ready in={input} out={output}"),
     }
     notifier.ready(&format!("forwarding in={input} out={output}"));
+    let announcer = announcing.start(&role, input_endpoints, announce_as)?;
     let watched = report.clone();
     let watch = notifier.watch(shutdown.liveness(), move || {
         systemd::summary(watched.stats().counters())
@@ -458,6 +515,8 @@ fn run() -> Result<(), CliError> {
         #[cfg(feature = "serial")]
         Started::Serial(bridge) => bridge.run()?,
     }
+    // The roster hears that the node is leaving.
+    drop(announcer);
     drop(watch);
     drop(exporter);
     // The sockets are closed: let the last answers out before exiting.

@@ -10,6 +10,7 @@ use zmqrpc::cli::{self, CliError};
 use zmqrpc::fleet::{self, Access, Node, Reply, Request};
 use zmqrpc::systemd::{self, Notifier};
 use zmqrpc::transport::auth::PublicKey;
+use zmqrpc::transport::presence::{GetRoster, Roster, RosterView};
 use zmqrpc::transport::{KeyPair, RpcServer};
 use zmqrpc::Command;
 
@@ -27,6 +28,8 @@ USAGE:
 COMMANDS (call):
     ping, stats, describe  what every node answers about itself (any node kind:
                            server, proxy, buffered proxy, bridge)
+    roster                 who a roster (--roster) has heard of: up, since when,
+                           last heard
     info, echo TEXT        the agent's own
     NAME [JSON]            any command a node describes, by name, its arguments as
                            JSON, e.g. `call sensor.read '{\"sensor\": 3}'`
@@ -46,6 +49,15 @@ SERVE OPTIONS:
     --metrics ADDRESS      serve the counters for Prometheus at http://ADDRESS/metrics
                            (e.g. 127.0.0.1:9100; no authentication: keep it on
                            loopback or a management network)
+    --roster               also keep the fleet's roster: take announcements
+                           (zmqrpc.presence.announce) and answer who is up
+                           (zmqrpc.presence.roster; `call roster`)
+    --roster-max N         the roster keeps at most N nodes [1024]
+    --announce ENDPOINT    tell the roster there that this node is alive
+                           (repeatable: used in turn), presenting --credentials
+    --announce-every MS    how often [5000]; the roster counts a node down after
+                           three silent intervals, at once when it stops cleanly
+    --name NAME            the node's name in the roster [HOSTNAME/server]
     --config FILE          read these settings from a TOML file (flags win), e.g.
                                bind = [\"tcp://*:30000\"]
                                users = \"/etc/zmqrpc/users\"
@@ -104,6 +116,24 @@ struct Settings {
     server_key: Option<PathBuf>,
     permissions: Option<PathBuf>,
     metrics: Option<String>,
+    #[serde(default)]
+    roster: bool,
+    roster_max: Option<usize>,
+    #[serde(default)]
+    announce: Vec<String>,
+    announce_every_ms: Option<u64>,
+    name: Option<String>,
+}
+
+impl Settings {
+    /// Where the node announces itself.
+    fn announcing(&self) -> cli::Announcing {
+        cli::Announcing {
+            announce: self.announce.clone(),
+            announce_every_ms: self.announce_every_ms,
+            name: self.name.clone(),
+        }
+    }
 }
 
 impl Settings {
@@ -142,11 +172,16 @@ fn parse() -> Result<(Mode, i8), CliError> {
     let (mut config, mut connect, mut credentials) = (None, Vec::new(), None);
     let (mut fleet, mut parallel, mut json, mut progress) = (None, 256, false, false);
     let mut timeout = Duration::from_secs(3);
+    let mut announcing = cli::Announcing::default();
     let mut words = Vec::new();
     let mut verbosity = 0;
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         if cli::common_flag(&arg, &mut verbosity, HELP) {
+            continue;
+        }
+        if let Some(flag) = cli::Announcing::flag(&arg) {
+            announcing.take(flag, &mut parser)?;
             continue;
         }
         match arg {
@@ -166,6 +201,8 @@ fn parse() -> Result<(Mode, i8), CliError> {
             Long("server-key") => flags.server_key = Some(cli::path(&mut parser)?),
             Long("permissions") => flags.permissions = Some(cli::path(&mut parser)?),
             Long("metrics") => flags.metrics = Some(cli::string(&mut parser)?),
+            Long("roster") => flags.roster = true,
+            Long("roster-max") => flags.roster_max = Some(parser.value()?.parse()?),
             Value(word) => words.push(word.string()?),
             _ => return Err(format!("{}; try --help", arg.unexpected()).into()),
         }
@@ -221,6 +258,12 @@ fn parse() -> Result<(Mode, i8), CliError> {
     settings.server_key = flags.server_key.or(settings.server_key);
     settings.permissions = flags.permissions.or(settings.permissions);
     settings.metrics = flags.metrics.or(settings.metrics);
+    settings.roster |= flags.roster;
+    settings.roster_max = flags.roster_max.or(settings.roster_max);
+    let announcing = announcing.or(settings.announcing());
+    settings.announce = announcing.announce;
+    settings.announce_every_ms = announcing.announce_every_ms;
+    settings.name = announcing.name;
     if settings.bind.is_empty() && settings.subscribe.is_empty() {
         settings.bind.push("tcp://*:30000".into());
     }
@@ -236,14 +279,20 @@ fn serve(settings: Settings) -> Result<(), CliError> {
     for endpoint in &settings.subscribe {
         builder = builder.subscribe(endpoint);
     }
+    if settings.roster {
+        let max = settings.roster_max.unwrap_or(1024);
+        builder = Roster::new(max).register(builder)?.0;
+    }
+    let announcing = settings.announcing();
+    let announces = announcing.announces();
     let protection = settings
         .secret_files()
-        .protection(!settings.bind.is_empty(), subscribes)?;
+        .protection(!settings.bind.is_empty(), subscribes || announces)?;
     if let Some(users) = protection.users {
         builder = builder.users(users);
     }
-    if let Some(credentials) = protection.credentials {
-        builder = builder.credentials(credentials);
+    if let (Some(credentials), true) = (&protection.credentials, subscribes) {
+        builder = builder.credentials(credentials.clone());
     }
     if let Some(permissions) = cli::permissions(settings.permissions.as_deref())? {
         builder = builder.permissions(permissions);
@@ -259,11 +308,18 @@ fn serve(settings: Settings) -> Result<(), CliError> {
         None => println!("ready bind={bound}"),
     }
     notifier.ready(&format!("serving bind={bound}"));
+    let announcer = announcing.start(
+        "server",
+        server.rep_endpoints().to_vec(),
+        protection.credentials,
+    )?;
     let watched = report.clone();
     let watch = notifier.watch(server.shutdown().liveness(), move || {
         systemd::summary(watched.stats().counters())
     })?;
     server.run()?;
+    // The roster hears that the node is leaving.
+    drop(announcer);
     drop(watch);
     drop(exporter);
     // The sockets are closed: let the last answers out before exiting.
@@ -314,6 +370,7 @@ fn request(words: &[String]) -> Result<Request, CliError> {
             Ok(Request::Describe)
         }
         [c] if c == "info" || c == GetNodeInfo::NAME => Ok(Request::Info),
+        [c] if c == "roster" || c == GetRoster::NAME => Ok(Request::Roster),
         [c, text @ ..] if c == "echo" => Ok(Request::Echo(text.join(" "))),
         [name, args @ ..] => json(name, args),
     }
@@ -408,6 +465,10 @@ fn print_alone(request: &Request, reply: &Reply) {
     match request {
         Request::Ping => println!("pong: {}", fleet::summary(request, reply)),
         Request::Echo(_) => println!("{}", value.as_str().unwrap_or_default()),
+        Request::Roster => match serde_json::from_value::<RosterView>(value.clone()) {
+            Ok(roster) => print_roster(&roster),
+            Err(_) => println!("{value}"),
+        },
         Request::Info => match serde_json::from_value::<NodeInfo>(value.clone()) {
             Ok(info) => print_info(info),
             Err(_) => println!("{value}"),
@@ -416,6 +477,27 @@ fn print_alone(request: &Request, reply: &Reply) {
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
         ),
+    }
+}
+
+fn print_roster(roster: &RosterView) {
+    println!("NAME  ROLE  STATE  FOR  LAST HEARD  ENDPOINTS");
+    for member in &roster.members {
+        let state = if member.up { "up" } else { "down" };
+        println!(
+            "{}  {}  {state}  {} s  {} s ago  {}",
+            member.name,
+            member.role,
+            member.for_ms / 1000,
+            member.last_heard_ms / 1000,
+            member.endpoints.join(",")
+        );
+    }
+    if roster.refused > 0 {
+        println!(
+            "({} announcements refused: the roster was full)",
+            roster.refused
+        );
     }
 }
 

@@ -27,6 +27,7 @@ mod node;
 mod options;
 mod permissions;
 mod pipeline;
+mod presence;
 mod proxy;
 mod pubsub;
 mod pyzmqrpc3;

@@ -272,3 +272,40 @@ fn a_server_without_builtins_answers_them_unknown_and_one_of_yours_wins() {
     assert!(eventually(secs(1), || caller.call(&GetStats).is_ok()));
     running.stop_and_wait().unwrap();
 }
+
+#[test]
+fn a_worker_pool_and_an_async_server_answer_the_builtins_too() {
+    let pool = RpcServer::builder()
+        .rep("tcp://127.0.0.1:*")
+        .workers(4)
+        .register_clone(|Echo(text): Echo| Ok::<_, ServiceError>(text))
+        .unwrap()
+        .bind()
+        .unwrap();
+    let endpoint = pool.rep_endpoints()[0].clone();
+    let running = pool.spawn().unwrap();
+    let mut caller = client(&endpoint);
+    let stats = assert_answers_for_itself(&mut caller, "server");
+    assert_eq!(stats.limit("workers"), Some(4));
+    assert!(caller
+        .call(&Describe)
+        .unwrap()
+        .command(Echo::NAME)
+        .is_some());
+    running.stop_and_wait().unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tasks = RpcServer::builder()
+        .rep("tcp://127.0.0.1:*")
+        .runtime(runtime.handle().clone())
+        .register_async(|Echo(text): Echo| async move { Ok::<_, ServiceError>(text) })
+        .unwrap()
+        .bind()
+        .unwrap();
+    let endpoint = tasks.rep_endpoints()[0].clone();
+    let running = tasks.spawn().unwrap();
+    let mut caller = client(&endpoint);
+    assert_answers_for_itself(&mut caller, "server");
+    assert_eq!(caller.call(&Echo("async".into())).unwrap(), "async");
+    running.stop_and_wait().unwrap();
+}

@@ -50,6 +50,9 @@
 //!
 //! # Layout
 //! One folder a layer, arrows pointing down only: a layer uses the ones listed after it.
+//! - [`presence`]: nodes that announce they are alive ([`Announcer`](presence::Announcer))
+//!   and the roster that says who is up ([`Roster`](presence::Roster), two services a server
+//!   hosts), on the client and server below.
 //! - [`bridge`] (feature `serial`): [`SerialBridge`](bridge::SerialBridge), calls from a REP
 //!   endpoint to a microcontroller on a serial port (the core's
 //!   [`DeviceServer`](zmqrpc_core::device::DeviceServer) on its UART) and back, its
@@ -117,6 +120,7 @@ pub use zmqrpc_protocol::dialect;
 pub mod error;
 pub mod messaging;
 pub mod node;
+pub mod presence;
 pub mod proxy;
 pub mod rpc;
 pub mod socket;
