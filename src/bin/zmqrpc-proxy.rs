@@ -94,7 +94,8 @@ Stops cleanly on SIGINT or SIGTERM (the spool is synced); prints one line
 `ready in=... out=...` to stdout once its sockets are bound: every endpoint of
 each side, bound (wildcard ports resolved) or connected. In a systemd Type=notify
 unit it says READY=1 then, feeds WatchdogSec= only while its loop turns, and
-shows its counters in `systemctl status`.
+shows its counters in `systemctl status`. The ready line adds `control=...` and
+`metrics=...` when those are given.
 ";
 
 /// Settings, from a config file and then flags.
@@ -450,6 +451,7 @@ fn run() -> Result<(), CliError> {
     // What the connecting sides were given: the ready line names them as they are.
     let (given_in, given_out) = (settings.input.clone(), settings.output.clone());
     let metrics_at = settings.metrics.clone();
+    let controlled = !settings.control.is_empty();
     let announcing = settings.announcing();
     let announce_as = match announcing.announces() {
         true => settings.connecting_credentials()?,
@@ -490,19 +492,27 @@ fn run() -> Result<(), CliError> {
         true => given.join(","),
         false => bound.join(","),
     };
-    let input_endpoints = match input.is_empty() {
-        true => given_in.clone(),
-        false => input.clone(),
+    // A subscribing proxy's REP endpoints are its control endpoints: said apart, and where
+    // it is reached.
+    let (input, control) = match controlled {
+        true => (Vec::new(), input),
+        false => (input, Vec::new()),
+    };
+    let input_endpoints = match (input.is_empty(), control.is_empty()) {
+        (_, false) => control.clone(),
+        (true, true) => given_in.clone(),
+        (false, true) => input.clone(),
     };
     let (input, output) = (side(input, given_in), side(output, given_out));
-    let exporter = cli::metrics(metrics_at.as_deref(), &report)?;
-    match &exporter {
-        Some(exporter) => println!(
-            "ready in={input} out={output} metrics={}",
-            exporter.local_addr()
-        ),
-        None => println!("ready in={input} out={output}"),
+    let mut ready = format!("ready in={input} out={output}");
+    if !control.is_empty() {
+        ready.push_str(&format!(" control={}", control.join(",")));
     }
+    let exporter = cli::metrics(metrics_at.as_deref(), &report)?;
+    if let Some(exporter) = &exporter {
+        ready.push_str(&format!(" metrics={}", exporter.local_addr()));
+    }
+    println!("{ready}");
     notifier.ready(&format!("forwarding in={input} out={output}"));
     let announcer = announcing.start(&role, input_endpoints, announce_as)?;
     let watched = report.clone();

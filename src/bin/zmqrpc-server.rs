@@ -481,17 +481,36 @@ fn print_alone(request: &Request, reply: &Reply) {
 }
 
 fn print_roster(roster: &RosterView) {
-    println!("NAME  ROLE  STATE  FOR  LAST HEARD  ENDPOINTS");
-    for member in &roster.members {
-        let state = if member.up { "up" } else { "down" };
-        println!(
-            "{}  {}  {state}  {} s  {} s ago  {}",
-            member.name,
-            member.role,
-            member.for_ms / 1000,
-            member.last_heard_ms / 1000,
-            member.endpoints.join(",")
-        );
+    let header = ["NAME", "ROLE", "STATE", "FOR", "LAST HEARD", "ENDPOINTS"].map(str::to_owned);
+    let rows: Vec<[String; 6]> = roster
+        .members
+        .iter()
+        .map(|member| {
+            [
+                member.name.clone(),
+                member.role.clone(),
+                if member.up { "up" } else { "down" }.to_owned(),
+                format!("{} s", member.for_ms / 1000),
+                format!("{} s ago", member.last_heard_ms / 1000),
+                member.endpoints.join(","),
+            ]
+        })
+        .collect();
+    let width = |column: usize| {
+        std::iter::once(&header)
+            .chain(&rows)
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..5).map(width).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        line.push_str(&row[5]);
+        println!("{line}");
     }
     if roster.refused > 0 {
         println!(

@@ -126,18 +126,30 @@ fn every_node_kind_answers_ping_stats_and_describe_for_itself() {
             "sub2pub" => "tcp://127.0.0.1:*".to_owned(),
             _ => agent.clone(),
         };
-        let (_proxy, _) = Process::start(
+        let subscribed = dead_endpoint();
+        let (_proxy, ready) = Process::start(
             PROXY,
             &[
                 "--kind",
                 kind,
                 "--in",
-                &dead_endpoint(),
+                &subscribed,
                 "--out",
                 &out,
                 "--control",
                 &control,
             ],
+        );
+        // The ready line tells the subscription and the control endpoint apart.
+        assert_eq!(
+            ready_field(&ready, "in"),
+            vec![subscribed.clone()],
+            "{ready}"
+        );
+        assert_eq!(
+            ready_field(&ready, "control"),
+            vec![control.clone()],
+            "{ready}"
         );
         let mut caller = client(&control);
         assert_answers_for_itself(&mut caller, kind);
