@@ -222,3 +222,31 @@ fn a_scraper_that_never_sends_or_sends_without_end_holds_up_neither_node_nor_scr
         "{answer}"
     );
 }
+
+#[test]
+fn a_config_file_names_the_metrics_address_the_roster_and_where_to_announce() {
+    let roster = ipc_endpoint("metrics-config-roster");
+    let config = crate::common::process::TempPath::with(
+        "metrics-config",
+        &format!(
+            "bind = [\"{roster}\"]\nroster = true\nmetrics = \"127.0.0.1:0\"\n\
+             announce = [\"{roster}\"]\nannounce_every_ms = 200\nname = \"self\"\n"
+        ),
+    );
+    let (_node, ready) = Process::start(SERVER, &["--config", config.as_str()]);
+    let addr = ready_field(&ready, "metrics")[0].clone();
+    let (status, _, _) = scrape(&addr, "/metrics", "*/*");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // It announces itself to its own roster.
+    let mut client = RpcClient::builder()
+        .req(&roster)
+        .timeout(secs(5))
+        .connect()
+        .unwrap();
+    assert!(crate::common::eventually(secs(5), || {
+        let view = client
+            .call(&zmqrpc::transport::presence::GetRoster)
+            .unwrap();
+        view.member("self").is_some_and(|m| m.up)
+    }));
+}
