@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{Announce, Presence, MIN_EVERY};
 use crate::socket::stats::FailureLog;
-use crate::{Credentials, RpcClient, TransportError};
+use crate::{ConfigError, Credentials, RpcClient, TransportError};
 
 /// How often a node announces unless told.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(5);
@@ -70,8 +70,12 @@ impl AnnouncerBuilder {
         self
     }
 
-    /// Connects and starts announcing, the first time at once.
+    /// Connects and starts announcing, the first time at once. Without a roster
+    /// ([`to`](Self::to)) it is refused: [`ConfigError::NoEndpoint`].
     pub fn start(self) -> Result<Announcer, TransportError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::NoEndpoint { what: "announcer" }.into());
+        }
         let mut client = RpcClient::builder();
         for endpoint in &self.endpoints {
             client = client.req(endpoint);
@@ -95,11 +99,9 @@ impl AnnouncerBuilder {
         let thread = std::thread::Builder::new()
             .name("zmqrpc-announcer".into())
             .spawn(move || announcing.run(&stopped))
-            .map_err(|e| TransportError::Internal {
-                what: match e.kind() {
-                    std::io::ErrorKind::OutOfMemory => "no memory for the announcer's thread",
-                    _ => "the announcer's thread did not start",
-                },
+            .map_err(|e| TransportError::Spawn {
+                thread: "zmqrpc-announcer".to_owned(),
+                reason: e.to_string(),
             })?;
         Ok(Announcer {
             stop,
@@ -194,6 +196,24 @@ impl Announcing {
                 let name = format_args!("announcer of {}", self.presence.name);
                 self.failures.warn(&name, &format_args!("not heard: {e}"));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announcer_without_a_roster_is_refused_at_start() {
+        let presence = Presence::new("lonely", "server", Vec::new());
+        match Announcer::builder(presence).start() {
+            Err(TransportError::Config(ConfigError::NoEndpoint { what })) => {
+                assert_eq!(what, "announcer");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("started without a roster"),
         }
     }
 }
