@@ -82,6 +82,60 @@ fn a_subscriber_hears_again_after_an_oversized_publication() {
     assert!(running.stats().snapshot().receiver.sub_recreated >= 1);
 }
 
+/// The publishers a server subscribes to share one SUB socket: the one libzmq cuts for an
+/// oversized message (and never reconnects) is taken out onto a socket of its own, and both
+/// it and the one beside it are heard again.
+#[test]
+fn a_shared_subscriber_hears_both_publishers_after_one_oversized_publication() {
+    let (mut cut, cut_endpoint) = publishing_client(None);
+    let (mut beside, beside_endpoint) = publishing_client(None);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let running = RpcServer::builder()
+        .options(small_messages())
+        .register(move |blob: Blob| {
+            store.lock().unwrap().push(blob.seq);
+            Ok::<_, ServiceError>(())
+        })
+        .unwrap()
+        .subscribe(&cut_endpoint)
+        .subscribe(&beside_endpoint)
+        .bind()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert!(attached(&mut cut) && attached(&mut beside));
+    let blob = |seq, size| Blob {
+        seq,
+        bytes: vec![7; size],
+    };
+    cut.notify(&blob(1, 10)).unwrap();
+    beside.notify(&blob(1_001, 10)).unwrap();
+    assert!(eventually(secs(5), || seen.lock().unwrap().len() == 2));
+    cut.notify(&blob(2, 4096)).unwrap(); // too large: libzmq cuts this publisher for good
+    let (mut next, mut next_beside) = (3, 1_002);
+    let heard_both = eventually(secs(15), || {
+        for (publisher, seq) in [(&mut cut, &mut next), (&mut beside, &mut next_beside)] {
+            let sender = publisher.sender().publisher().unwrap();
+            sender.flush().unwrap();
+            if sender.has_subscriber() {
+                publisher.notify(&blob(*seq, 10)).unwrap();
+                *seq += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let seen = seen.lock().unwrap();
+        seen.iter().any(|&s| (3..1_000).contains(&s)) && seen.iter().any(|&s| s > 1_001)
+    });
+    assert!(
+        heard_both,
+        "not both heard after an oversized message: {:?}",
+        seen.lock().unwrap()
+    );
+    assert!(!seen.lock().unwrap().contains(&2));
+    assert!(running.stats().snapshot().receiver.sub_recreated >= 1);
+}
+
 /// Regression: after one oversized reply a pipeline's DEALER lost its connection for good
 /// and every later `send` failed with EAGAIN.
 #[test]

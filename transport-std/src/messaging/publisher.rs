@@ -545,7 +545,7 @@ impl Publisher {
                 Event::HandshakeFailed(_) => bump(&self.stats.refused),
                 Event::HandshakeSucceeded => self.stall.joined += 1,
                 Event::Disconnected => self.stall.left += 1,
-                Event::Other => {}
+                Event::Connecting | Event::Other => {}
             }
         }
         loop {

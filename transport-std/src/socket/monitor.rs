@@ -14,6 +14,9 @@ pub(crate) enum Event {
     /// A connection was dropped: the peer went away, or libzmq cut it (a message over
     /// `max_message_size`, a missed ZMTP heartbeat).
     Disconnected,
+    /// libzmq is connecting (again): a connection attempt started, was retried or
+    /// succeeded. Reported only by a monitor [`watching_reconnects`](MonitoredSocket::watching_reconnects).
+    Connecting,
     Other,
 }
 
@@ -25,6 +28,14 @@ fn watched_events() -> u16 {
         | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL.to_raw()
         | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL.to_raw()
         | zmq::SocketEvent::DISCONNECTED.to_raw()
+}
+
+/// The events that say libzmq is connecting again: one per attempt, so only for a socket
+/// whose monitor is read at every turn of its loop (an idle client's would pile up).
+fn reconnect_events() -> u16 {
+    zmq::SocketEvent::CONNECT_DELAYED.to_raw()
+        | zmq::SocketEvent::CONNECT_RETRIED.to_raw()
+        | zmq::SocketEvent::CONNECTED.to_raw()
 }
 
 /// What the handshakes of one connecting socket have said: whether the peer refuses it,
@@ -63,7 +74,7 @@ impl Handshakes {
                 self.refused = Some(reason);
             }
             Event::Disconnected => self.up = false,
-            Event::Other => {}
+            Event::Connecting | Event::Other => {}
         }
     }
 
@@ -97,7 +108,17 @@ impl MonitoredSocket {
         ctx: &zmq::Context,
         socket: zmq::Socket,
     ) -> Result<MonitoredSocket, TransportError> {
-        let monitor = Monitor::attach(ctx, &socket)?;
+        let monitor = Monitor::attach(ctx, &socket, watched_events())?;
+        Ok(MonitoredSocket { socket, monitor })
+    }
+
+    /// Like [`new`](MonitoredSocket::new), and reports every connection attempt too
+    /// ([`Event::Connecting`]): for a socket whose loop reads its monitor at every turn.
+    pub(crate) fn watching_reconnects(
+        ctx: &zmq::Context,
+        socket: zmq::Socket,
+    ) -> Result<MonitoredSocket, TransportError> {
+        let monitor = Monitor::attach(ctx, &socket, watched_events() | reconnect_events())?;
         Ok(MonitoredSocket { socket, monitor })
     }
 
@@ -143,12 +164,16 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    /// Starts monitoring `socket`'s handshakes and dropped connections.
-    fn attach(ctx: &zmq::Context, socket: &zmq::Socket) -> Result<Monitor, TransportError> {
+    /// Starts monitoring `events` of `socket`.
+    fn attach(
+        ctx: &zmq::Context,
+        socket: &zmq::Socket,
+        events: u16,
+    ) -> Result<Monitor, TransportError> {
         let endpoint = inproc_endpoint("monitor");
         let err = |op| move |e| TransportError::new(op, "socket monitor", e);
         socket
-            .monitor(&endpoint, i32::from(watched_events()))
+            .monitor(&endpoint, i32::from(events))
             .map_err(err("monitor"))?;
         let pair = pair(ctx, "socket monitor")?;
         // libzmq's I/O thread sends events without DONTWAIT: a full monitor pipe would stall
@@ -170,18 +195,36 @@ impl Monitor {
 
     /// The next pending event, without waiting.
     pub(crate) fn next(&mut self) -> Option<Event> {
+        let event = self.next_event()?;
+        // An unreadable rest is gone with the message; the event is what counts.
+        let _ = drain_parts(&self.socket, &mut self.part);
+        Some(event)
+    }
+
+    /// The next pending event and the address of the connection it concerns, without
+    /// waiting. For a connecting socket the address is the endpoint as given to `connect`
+    /// on its first connection; libzmq names later attempts of the same connection by the
+    /// address it resolved the endpoint to.
+    pub(crate) fn next_with_address(&mut self) -> Option<(Event, String)> {
+        let event = self.next_event()?;
+        let mut address = String::new();
+        if self.part.get_more() && self.socket.recv(&mut self.part, zmq::DONTWAIT).is_ok() {
+            address.push_str(&String::from_utf8_lossy(&self.part));
+        }
+        let _ = drain_parts(&self.socket, &mut self.part);
+        Some((event, address))
+    }
+
+    /// Reads an event's first part: its id (u16) and value (u32), in native byte order.
+    fn next_event(&mut self) -> Option<Event> {
         self.socket.recv(&mut self.part, zmq::DONTWAIT).ok()?;
-        // Part one: event id (u16) and value (u32), native byte order; part two: the address.
-        let event = match self.part.get(..6) {
+        Some(match self.part.get(..6) {
             Some(&[e0, e1, v0, v1, v2, v3]) => decode(
                 u16::from_ne_bytes([e0, e1]),
                 u32::from_ne_bytes([v0, v1, v2, v3]),
             ),
             _ => Event::Other,
-        };
-        // An unreadable rest is gone with the message; the event is what counts.
-        let _ = drain_parts(&self.socket, &mut self.part);
-        Some(event)
+        })
     }
 }
 
@@ -196,6 +239,8 @@ fn decode(id: u16, value: u32) -> Event {
         Event::HandshakeFailed(HandshakeFailure::NoDetail)
     } else if id == zmq::SocketEvent::DISCONNECTED.to_raw() {
         Event::Disconnected
+    } else if id & reconnect_events() != 0 {
+        Event::Connecting
     } else {
         Event::Other
     }

@@ -10,7 +10,7 @@ use super::{Heartbeats, Receiver, ReceiverStats};
 use crate::auth::{Credentials, Users, Verifier};
 use crate::dialect::{Dialect, Native};
 use crate::error::ConfigError;
-use crate::messaging::subscriber::SubSide;
+use crate::messaging::subscriber::{connect_all, SubSide};
 use crate::socket::options::SocketOptions;
 use crate::socket::shutdown::{Shutdown, StopListener};
 use crate::TransportError;
@@ -100,14 +100,17 @@ impl ReceiverBuilder {
         self
     }
 
-    /// Connects a SUB socket to a publisher at `endpoint`.
+    /// Subscribes to everything the publisher at `endpoint` sends. The publishers
+    /// subscribed to this way share one SUB socket, however many there are.
     pub fn subscribe(mut self, endpoint: impl Into<String>) -> Self {
         self.subs.push((endpoint.into(), None));
         self
     }
 
-    /// Connects a SUB socket to `endpoint`, recreated whenever nothing (not even a heartbeat)
-    /// arrives on it for `silence`.
+    /// Subscribes to the publisher at `endpoint` on a SUB socket of its own (a SUB socket
+    /// does not tell which publisher a message came from), recreated whenever nothing (not
+    /// even a heartbeat) arrives on it for `silence`. Each costs three of the context's
+    /// sockets (the SUB socket and the two ends of its monitor).
     pub fn subscribe_with_silence_timeout(
         mut self,
         endpoint: impl Into<String>,
@@ -216,14 +219,7 @@ impl ReceiverBuilder {
             .map(|users| Verifier::start(&ctx, users))
             .transpose()?;
         let stop = StopListener::new(&ctx, self.shutdown)?;
-        let subs = self
-            .subs
-            .into_iter()
-            .map(|(endpoint, silence)| {
-                let credentials = self.credentials.clone();
-                SubSide::connect(&ctx, &self.options, credentials, endpoint, silence)
-            })
-            .collect::<Result<_, _>>()?;
+        let subs = connect_all(&ctx, &self.options, self.credentials.as_ref(), self.subs)?;
         Ok(Inputs {
             ctx,
             options: self.options,
