@@ -50,6 +50,16 @@ pub fn init_logging(verbosity: i8) {
         .init();
 }
 
+/// Raises the process's soft open-file limit to its hard one (a node holds a file per
+/// connection: thousands of callers need more than the 1,024 many systems start with), and
+/// logs the limit in force; a node that cannot raise it says so and serves within it.
+pub fn raise_open_file_limit() {
+    match crate::transport::raise_open_file_limit() {
+        Ok(limit) => log::debug!("open-file limit (RLIMIT_NOFILE): {limit}"),
+        Err(e) => log::warn!("open-file limit (RLIMIT_NOFILE) not raised: {e}"),
+    }
+}
+
 /// Asks `shutdown` to stop on the first SIGINT or SIGTERM (telling `notifier`'s service
 /// manager `STOPPING=1`); exits at once on the second.
 ///

@@ -448,6 +448,7 @@ fn main() {
 fn run() -> Result<(), CliError> {
     let (settings, verbosity) = parse()?;
     cli::init_logging(verbosity);
+    cli::raise_open_file_limit();
     // What the connecting sides were given: the ready line names them as they are.
     let (given_in, given_out) = (settings.input.clone(), settings.output.clone());
     let metrics_at = settings.metrics.clone();

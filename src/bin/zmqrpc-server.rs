@@ -271,6 +271,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
 }
 
 fn serve(settings: Settings) -> Result<(), CliError> {
+    cli::raise_open_file_limit();
     let mut builder = agent::register(RpcServer::builder_for(cli::wire_dialect()))?;
     let subscribes = !settings.subscribe.is_empty();
     for endpoint in &settings.bind {

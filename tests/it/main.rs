@@ -34,6 +34,7 @@ mod pyzmqrpc3;
 mod raw;
 mod reliability;
 mod rpc;
+mod scale;
 mod serial_bridge;
 mod shared;
 mod shared_async;

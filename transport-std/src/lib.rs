@@ -130,7 +130,8 @@ pub use auth::{
 };
 pub use dialect::{Dialect, Native};
 pub use error::{
-    CallError, ConfigError, HandshakeFailure, RequestError, SocketKind, TransportError,
+    raise_open_file_limit, CallError, ConfigError, HandshakeFailure, LimitReached, RequestError,
+    SocketKind, TransportError,
 };
 pub use messaging::publisher::{
     PendingLimits, Publisher, PublisherCounts, PublisherStats, DEFAULT_PENDING_BYTES, MAX_PENDING,

@@ -5,12 +5,14 @@
 
 mod call;
 mod handshake;
+mod limit;
 
 use std::any::Any;
 use std::fmt;
 
 pub use call::{CallError, RequestError};
 pub use handshake::HandshakeFailure;
+pub use limit::{raise_open_file_limit, LimitReached};
 
 /// Which socket an operation needed and its object does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,6 +188,16 @@ pub enum TransportError {
         /// libzmq's error.
         source: zmq::Error,
     },
+    /// A libzmq operation failed with `EMFILE`: the process is at its open-file limit, or
+    /// the context at its socket limit. Says which, and the setting that raises it.
+    Limit {
+        /// What was being done: "socket", "bind", "connect", …
+        op: &'static str,
+        /// The endpoint (or the socket's purpose) concerned, or empty.
+        endpoint: String,
+        /// The limit reached.
+        limit: LimitReached,
+    },
     /// Another socket listens on this `ipc://` path, so it was not bound (libzmq would
     /// silently take the path over and orphan the other socket).
     EndpointInUse {
@@ -222,6 +234,13 @@ pub enum TransportError {
 impl TransportError {
     /// A failure of libzmq operation `op` on `endpoint`.
     pub(crate) fn new(op: &'static str, endpoint: &str, source: zmq::Error) -> Self {
+        if source == zmq::Error::EMFILE {
+            return TransportError::Limit {
+                op,
+                endpoint: endpoint.to_owned(),
+                limit: LimitReached::of(op),
+            };
+        }
         TransportError::Zmq {
             op,
             endpoint: endpoint.to_owned(),
@@ -229,10 +248,11 @@ impl TransportError {
         }
     }
 
-    /// libzmq's error, if libzmq is what failed.
+    /// libzmq's error, if libzmq is what failed (`EMFILE` for a [`Limit`](Self::Limit)).
     pub fn zmq_error(&self) -> Option<zmq::Error> {
         match self {
             TransportError::Zmq { source, .. } => Some(*source),
+            TransportError::Limit { .. } => Some(zmq::Error::EMFILE),
             _ => None,
         }
     }
@@ -258,6 +278,11 @@ impl fmt::Display for TransportError {
                 endpoint,
                 source,
             } => write!(f, "{op} {endpoint} failed: {source}"),
+            TransportError::Limit {
+                op,
+                endpoint,
+                limit,
+            } => write!(f, "{op} {endpoint} failed: {limit}"),
             TransportError::EndpointInUse { endpoint } => write!(
                 f,
                 "cannot bind {endpoint}: address in use (another socket listens on this path)"

@@ -10,6 +10,7 @@ use crate::messaging::publisher::{
     PendingLimits, Publisher, PublisherStats, SLOW_SUBSCRIBER_GRACE,
 };
 use crate::messaging::requester::{Answer, Requester};
+use crate::socket::context::{self, Seat, SOCKETS_PER_ENDPOINT};
 use crate::socket::options::SocketOptions;
 use crate::{RequestError, SocketKind, TransportError};
 
@@ -52,7 +53,8 @@ impl SenderBuilder {
         self
     }
 
-    /// Uses `ctx` (needed for `inproc://`); by default the sender makes its own context.
+    /// Uses `ctx` (needed for `inproc://`); by default the sender takes room in a context
+    /// the process's clients share (see [`RpcClient`](crate::RpcClient#threads)).
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.ctx = Some(ctx.clone());
         self
@@ -133,7 +135,10 @@ impl SenderBuilder {
         if self.users.is_some() && self.publish.is_empty() {
             return Err(ConfigError::UsersWithoutBind { what: self.what }.into());
         }
-        let ctx = self.ctx.unwrap_or_default();
+        // A socket and its monitor per REQ endpoint and for the PUB side; the ZAP handler's.
+        let sides = self.req.len() + usize::from(!self.publish.is_empty());
+        let sides = sides + usize::from(self.users.is_some());
+        let (ctx, seat) = context::given_or_shared(self.ctx, SOCKETS_PER_ENDPOINT * sides);
         let publisher = if self.publish.is_empty() {
             None
         } else {
@@ -157,6 +162,7 @@ impl SenderBuilder {
             publisher,
             requester,
             options: self.options,
+            _seat: seat,
         })
     }
 }
@@ -166,6 +172,9 @@ pub struct Sender {
     publisher: Option<Publisher>,
     requester: Option<Requester>,
     options: SocketOptions,
+    /// Its room in a shared context, if it was given none (after the sockets, so given up
+    /// once they are closed).
+    _seat: Option<Seat>,
 }
 
 impl Sender {

@@ -24,7 +24,10 @@ pub struct ClientBuilder<D: Dialect = Native> {
 }
 
 impl<D: Dialect> ClientBuilder<D> {
-    /// Uses `ctx` (needed for `inproc://`); by default the client makes its own context.
+    /// Uses `ctx` (needed for `inproc://`); by default the client takes room in a context
+    /// the process's clients share (see [`RpcClient`]'s [threads](RpcClient#threads)).
+    /// libzmq lets one context hold 1,023 sockets, and a client holds three per endpoint:
+    /// give one context to at most about 300 clients.
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.sender = self.sender.context(ctx);
         self
@@ -145,6 +148,18 @@ impl<D: Dialect> ClientBuilder<D> {
 /// let uptime: u64 = client.call(&Ping)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Threads
+///
+/// A client starts no thread of its own: its calls run on the thread that makes them, and
+/// its sockets live in a libzmq context that clients built without
+/// [`context`](ClientBuilder::context) share. Each such context runs two libzmq threads (its
+/// I/O thread and its reaper) and holds up to 768 sockets: a client takes three per
+/// endpoint (its REQ socket and the two ends of its monitor) and three for a PUB side, so
+/// 256 one-endpoint clients share two threads, and a process with `n` of them runs
+/// `2 × ⌈n / 256⌉` (a context ends with the last client in it). [`Pipeline`](crate::Pipeline)
+/// and [`Sender`](crate::Sender) take room the same way; a
+/// [`SharedClient`](crate::SharedClient) adds one I/O thread of its own.
 pub struct RpcClient<D: Dialect = Native> {
     dialect: D,
     sender: Sender,

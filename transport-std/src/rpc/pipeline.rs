@@ -31,6 +31,7 @@ use zmqrpc_protocol::calls::{Calls, Limits, Why};
 use crate::auth::Credentials;
 use crate::dialect::{Addressee, AnswerView, Dialect, Native};
 use crate::rpc::receipt::{receipt, Receipt};
+use crate::socket::context::{self, Seat, SOCKETS_PER_ENDPOINT};
 use crate::socket::monitor::{Event, Handshakes, MonitoredSocket};
 use crate::socket::options::{later, SocketOptions};
 use crate::socket::{drain_parts, wait_ms};
@@ -55,7 +56,8 @@ pub struct PipelineBuilder<D: Dialect = Native> {
 pub const DEFAULT_WINDOW_BYTES: usize = 16 << 20;
 
 impl<D: Dialect> PipelineBuilder<D> {
-    /// Uses `ctx` (needed for `inproc://`); by default the pipeline makes its own context.
+    /// Uses `ctx` (needed for `inproc://`); by default the pipeline takes room in a context
+    /// the process's clients share (see [`RpcClient`](crate::RpcClient#threads)).
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.ctx = Some(ctx.clone());
         self
@@ -118,7 +120,7 @@ impl<D: Dialect> PipelineBuilder<D> {
         let endpoint = self
             .endpoint
             .ok_or(crate::ConfigError::NoEndpoint { what: "pipeline" })?;
-        let ctx = self.ctx.unwrap_or_default();
+        let (ctx, seat) = context::given_or_shared(self.ctx, SOCKETS_PER_ENDPOINT);
         let link = Link::connect(
             &ctx,
             &endpoint,
@@ -130,6 +132,7 @@ impl<D: Dialect> PipelineBuilder<D> {
             dialect: self.dialect,
             link,
             ctx,
+            _seat: seat,
             options: self.options.clone(),
             credentials: self.credentials,
             endpoint,
@@ -229,6 +232,8 @@ pub struct Pipeline<C, D: Dialect = Native> {
     dialect: D,
     link: Link,
     ctx: zmq::Context,
+    /// Its room in a shared context, if it was given none.
+    _seat: Option<Seat>,
     options: SocketOptions,
     credentials: Option<Credentials>,
     endpoint: String,

@@ -1,6 +1,7 @@
 //! What every socket and every loop shares: [`options`], how a loop stops ([`shutdown`]),
 //! socket monitors, counters, and the small helpers below, kept here once.
 
+pub(crate) mod context;
 pub(crate) mod monitor;
 pub mod options;
 #[allow(unsafe_code)]

@@ -4,6 +4,10 @@ use std::time::{Duration, Instant};
 
 use crate::TransportError;
 
+/// The most ZMTP pings a socket configured [`for_peers`](SocketOptions::for_peers) sends a
+/// second, all its peers together.
+pub const PINGS_PER_SECOND: u32 = 250;
+
 /// Options applied to every socket a receiver, sender, server or client creates.
 ///
 /// The defaults suit a small device on a flaky link: bounded buffers, bounded message size,
@@ -40,6 +44,11 @@ pub struct SocketOptions {
     /// First and longest reconnect interval (`ZMQ_RECONNECT_IVL`, `ZMQ_RECONNECT_IVL_MAX`).
     /// Default 100 ms, backing off to 5 s.
     pub reconnect: (Duration, Duration),
+    /// Connections a bound TCP socket lets wait to be accepted (`ZMQ_BACKLOG`; the kernel
+    /// caps it at `net.core.somaxconn`). Default 1024, where libzmq's is 100: when a site's
+    /// devices all reconnect at once (the server restarted), connections past the backlog
+    /// are dropped and their devices wait out TCP's SYN back-off, seconds each time.
+    pub backlog: i32,
 }
 
 impl Default for SocketOptions {
@@ -51,6 +60,7 @@ impl Default for SocketOptions {
             max_message_size: Some(1 << 20),
             heartbeat: Some((Duration::from_secs(1), Duration::from_secs(5))),
             reconnect: (Duration::from_millis(100), Duration::from_secs(5)),
+            backlog: 1024,
         }
     }
 }
@@ -84,6 +94,42 @@ impl SocketOptions {
     /// silent for `timeout`; `None` for none.
     pub fn with_heartbeat(mut self, heartbeat: Option<(Duration, Duration)>) -> Self {
         self.heartbeat = heartbeat;
+        self
+    }
+
+    /// For a socket that thousands of peers connect to (a site server's REP side): ZMTP
+    /// heartbeats slowed so that the socket sends at most [`PINGS_PER_SECOND`] of them
+    /// whatever its number of `peers`, interval and timeout alike (1 s and 5 s become 20 s
+    /// and 100 s for 5,000 peers); up to 250 peers, nothing changes.
+    ///
+    /// libzmq cancels the timer of each answered ping by walking its I/O thread's timers
+    /// one by one, so pings every second to `n` peers cost about `2n²` steps a second: a
+    /// whole core at 5,000 peers, starving the calls. A dead peer is dropped later (its
+    /// connection lingers that much longer), and none is missed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zmqrpc_transport_std::SocketOptions;
+    /// let options = SocketOptions::default().for_peers(5_000);
+    /// assert_eq!(options.heartbeat, Some((Duration::from_secs(20), Duration::from_secs(100))));
+    /// assert_eq!(SocketOptions::default().for_peers(100), SocketOptions::default());
+    /// ```
+    pub fn for_peers(mut self, peers: usize) -> Self {
+        if let Some((interval, timeout)) = self.heartbeat {
+            // The interval at which `peers` pings take a second.
+            let spread = Duration::from_secs(1)
+                .saturating_mul(u32::try_from(peers).unwrap_or(u32::MAX) / PINGS_PER_SECOND);
+            if spread > interval && !interval.is_zero() {
+                let factor = spread.as_secs_f64() / interval.as_secs_f64();
+                self.heartbeat = Some((spread, timeout.mul_f64(factor)));
+            }
+        }
+        self
+    }
+
+    /// With a listen [`backlog`](SocketOptions::backlog) of `connections`.
+    pub fn with_backlog(mut self, connections: i32) -> Self {
+        self.backlog = connections;
         self
     }
 
@@ -151,6 +197,9 @@ impl SocketOptions {
         let err = |op| move |e| TransportError::new(op, name, e);
         let socket = ctx.socket(kind).map_err(err("socket"))?;
         self.apply(&socket).map_err(err("set options"))?;
+        socket
+            .set_backlog(self.backlog)
+            .map_err(err("set ZMQ_BACKLOG"))?;
         if let Some(verifier) = verifier {
             verifier.apply(&socket).map_err(err("set ZAP domain"))?;
         }

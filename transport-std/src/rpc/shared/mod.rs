@@ -56,6 +56,7 @@ use crate::error::HandshakeFailure;
 use crate::messaging::publisher::PublisherStats;
 use crate::messaging::sender::{Sender, SenderBuilder};
 use crate::rpc::receipt::{receipt, Receipt};
+use crate::socket::context::{self, Seat, SOCKETS_PER_ENDPOINT};
 use crate::socket::options::{later, SocketOptions};
 use crate::{CallError, ConfigError, SocketKind, TransportError};
 
@@ -111,7 +112,8 @@ impl<D: Dialect> SharedClientBuilder<D> {
         self
     }
 
-    /// Uses `ctx` (needed for `inproc://`); by default the client makes its own context.
+    /// Uses `ctx` (needed for `inproc://`); by default the client takes room in a context
+    /// the process's clients share (see [`RpcClient`](crate::RpcClient#threads)).
     pub fn context(mut self, ctx: &zmq::Context) -> Self {
         self.ctx = Some(ctx.clone());
         self
@@ -179,7 +181,9 @@ impl<D: Dialect> SharedClientBuilder<D> {
             }
             .into());
         }
-        let ctx = self.ctx.unwrap_or_default();
+        // A socket and its monitor per endpoint, and the notifier's PUB side.
+        let sockets = SOCKETS_PER_ENDPOINT * (self.endpoints.len() + 1);
+        let (ctx, seat) = context::given_or_shared(self.ctx, sockets);
         let notifier = self
             .notifications
             .context(&ctx)
@@ -242,6 +246,7 @@ impl<D: Dialect> SharedClientBuilder<D> {
                 timeout: self.timeout,
                 notifier,
                 thread: Some(thread),
+                _seat: seat,
             }),
         })
     }
@@ -518,6 +523,9 @@ struct Handle<D: Dialect> {
     /// The PUB side, shared by every notifier.
     notifier: Mutex<Notifier>,
     thread: Option<JoinHandle<()>>,
+    /// Its room in a shared context, if it was given none; given up after the I/O thread
+    /// stopped.
+    _seat: Option<Seat>,
 }
 
 /// The shared client's PUB side and the buffer notifications are written into.
