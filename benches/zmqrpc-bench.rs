@@ -13,7 +13,8 @@
 //! Arguments name the cases to run (`sequential`, `pipelined`, `notify`, `proxies` (with the
 //! serial bridge), `security` (none, PLAIN and CURVE), `rss`, `recovery` (a buffered proxy's boot on a
 //! damaged 64 MiB spool), `concurrent` (8 callers at once through `rep2req`), `shared` (the shared client
-//! and the async server against what they replace));
+//! and the async server against what they replace), `scale` (callers 8 → 4,096, publishers
+//! 1 → 2,048, subscribers 1 → 1,024, with RSS: see `scale/mod.rs`));
 //! none runs them all. `ZMQRPC_BIN_DIR` points the RSS case at other builds of the binaries
 //! (`scripts/footprint.sh` passes the `device` profile's).
 
@@ -32,6 +33,10 @@ use zmqrpc::transport::{
     RpcServer, ServiceError, SharedClient, SocketOptions, Users,
 };
 use zmqrpc::{frame, Command as _, Header};
+
+/// How throughput and memory go with the number of peers (`scale`).
+#[path = "scale/mod.rs"]
+mod scale;
 
 /// The tests' fake microcontroller (a `DeviceServer` on a pseudo-terminal).
 #[cfg(feature = "serial")]
@@ -1391,5 +1396,8 @@ fn main() {
     if wants("shared") {
         case_shared();
         case_async_server();
+    }
+    if wants("scale") {
+        scale::case_scale();
     }
 }

@@ -11,7 +11,7 @@ use zmqrpc::fleet::{self, Access, Node, Reply, Request};
 use zmqrpc::systemd::{self, Notifier};
 use zmqrpc::transport::auth::PublicKey;
 use zmqrpc::transport::presence::{GetRoster, Roster, RosterView};
-use zmqrpc::transport::{KeyPair, RpcServer};
+use zmqrpc::transport::{KeyPair, RpcServer, SocketOptions};
 use zmqrpc::Command;
 
 const HELP: &str = "\
@@ -49,6 +49,9 @@ SERVE OPTIONS:
     --metrics ADDRESS      serve the counters for Prometheus at http://ADDRESS/metrics
                            (e.g. 127.0.0.1:9100; no authentication: keep it on
                            loopback or a management network)
+    --peers N              the callers and publishers expected at once: with more
+                           than 250, ZMTP pings are slowed to 250 a second in all
+                           (libzmq's cost per ping grows with its peers) [100]
     --roster               also keep the fleet's roster: take announcements
                            (zmqrpc.presence.announce) and answer who is up
                            (zmqrpc.presence.roster; `call roster`)
@@ -123,6 +126,8 @@ struct Settings {
     announce: Vec<String>,
     announce_every_ms: Option<u64>,
     name: Option<String>,
+    /// The peers expected at once (`SocketOptions::for_peers`).
+    peers: Option<usize>,
 }
 
 impl Settings {
@@ -201,6 +206,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
             Long("server-key") => flags.server_key = Some(cli::path(&mut parser)?),
             Long("permissions") => flags.permissions = Some(cli::path(&mut parser)?),
             Long("metrics") => flags.metrics = Some(cli::string(&mut parser)?),
+            Long("peers") => flags.peers = Some(parser.value()?.parse()?),
             Long("roster") => flags.roster = true,
             Long("roster-max") => flags.roster_max = Some(parser.value()?.parse()?),
             Value(word) => words.push(word.string()?),
@@ -258,6 +264,7 @@ fn parse() -> Result<(Mode, i8), CliError> {
     settings.server_key = flags.server_key.or(settings.server_key);
     settings.permissions = flags.permissions.or(settings.permissions);
     settings.metrics = flags.metrics.or(settings.metrics);
+    settings.peers = flags.peers.or(settings.peers);
     settings.roster |= flags.roster;
     settings.roster_max = flags.roster_max.or(settings.roster_max);
     let announcing = announcing.or(settings.announcing());
@@ -273,6 +280,9 @@ fn parse() -> Result<(Mode, i8), CliError> {
 fn serve(settings: Settings) -> Result<(), CliError> {
     cli::raise_open_file_limit();
     let mut builder = agent::register(RpcServer::builder_for(cli::wire_dialect()))?;
+    if let Some(peers) = settings.peers {
+        builder = builder.options(SocketOptions::default().for_peers(peers));
+    }
     let subscribes = !settings.subscribe.is_empty();
     for endpoint in &settings.bind {
         builder = builder.rep(endpoint);

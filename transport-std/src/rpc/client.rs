@@ -158,7 +158,7 @@ impl<D: Dialect> ClientBuilder<D> {
 /// endpoint (its REQ socket and the two ends of its monitor) and three for a PUB side, so
 /// 256 one-endpoint clients share two threads, and a process with `n` of them runs
 /// `2 × ⌈n / 256⌉` (a context ends with the last client in it). [`Pipeline`](crate::Pipeline)
-/// and [`Sender`](crate::Sender) take room the same way; a
+/// and [`Sender`] take room the same way; a
 /// [`SharedClient`](crate::SharedClient) adds one I/O thread of its own.
 pub struct RpcClient<D: Dialect = Native> {
     dialect: D,
