@@ -35,25 +35,35 @@ fn small_messages() -> SocketOptions {
     SocketOptions::default().with_max_message_size(Some(1024))
 }
 
-/// Regression: libzmq 4.3.4 drops a connection that carried a message over
-/// `max_message_size` and never reconnects it; the SUB stayed deaf for good.
-#[test]
-fn a_subscriber_hears_again_after_an_oversized_publication() {
-    let (mut publisher, endpoint) = publishing_client(None);
+/// A server taking `Blob`s (up to 1 KiB messages) from the publishers at `endpoints`, and
+/// the sequence numbers it stored.
+fn blob_subscriber(
+    endpoints: &[&str],
+) -> (
+    zmqrpc::transport::Running<zmqrpc::transport::ServerStats>,
+    Arc<Mutex<Vec<u32>>>,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let store = seen.clone();
-    let running = RpcServer::builder()
+    let mut server = RpcServer::builder()
         .options(small_messages())
         .register(move |blob: Blob| {
             store.lock().unwrap().push(blob.seq);
             Ok::<_, ServiceError>(())
         })
-        .unwrap()
-        .subscribe(&endpoint)
-        .bind()
-        .unwrap()
-        .spawn()
         .unwrap();
+    for endpoint in endpoints {
+        server = server.subscribe(*endpoint);
+    }
+    (server.bind().unwrap().spawn().unwrap(), seen)
+}
+
+/// Regression: libzmq 4.3.4 drops a connection that carried a message over
+/// `max_message_size` and never reconnects it; the SUB stayed deaf for good.
+#[test]
+fn a_subscriber_hears_again_after_an_oversized_publication() {
+    let (mut publisher, endpoint) = publishing_client(None);
+    let (running, seen) = blob_subscriber(&[&endpoint]);
     assert!(attached(&mut publisher));
     let blob = |seq, size| Blob {
         seq,
@@ -89,21 +99,7 @@ fn a_subscriber_hears_again_after_an_oversized_publication() {
 fn a_shared_subscriber_hears_both_publishers_after_one_oversized_publication() {
     let (mut cut, cut_endpoint) = publishing_client(None);
     let (mut beside, beside_endpoint) = publishing_client(None);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let running = RpcServer::builder()
-        .options(small_messages())
-        .register(move |blob: Blob| {
-            store.lock().unwrap().push(blob.seq);
-            Ok::<_, ServiceError>(())
-        })
-        .unwrap()
-        .subscribe(&cut_endpoint)
-        .subscribe(&beside_endpoint)
-        .bind()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let (running, seen) = blob_subscriber(&[&cut_endpoint, &beside_endpoint]);
     assert!(attached(&mut cut) && attached(&mut beside));
     let blob = |seq, size| Blob {
         seq,
