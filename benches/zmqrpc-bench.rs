@@ -186,7 +186,12 @@ impl Rate {
 /// The CPU time this process has used so far, user and system, all threads: from
 /// `/proc/self/stat`, in the kernel's 10 ms ticks (a case's seconds make that fine enough).
 fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_of("self")
+}
+
+/// The CPU time process `pid` (a number, or `self`) has used so far, as [`process_cpu`].
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -1347,6 +1352,8 @@ fn case_async_server() {
 }
 
 fn main() {
+    // The scale case's raw echo server, run as a process of its own (this binary again).
+    scale::serve_raw_if_asked();
     // `cargo bench` passes `--bench`; nothing else is expected.
     println!(
         "zmqrpc-bench: {} s per case, {} CPUs, libzmq {:?}",

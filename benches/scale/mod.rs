@@ -4,8 +4,16 @@
 //! - **callers**: `n` clients call one real `zmqrpc-server` (configured `--peers n`; at
 //!   4,096 also without, pinging every caller every second), eight
 //!   threads each calling its share of the clients in turn; raw libzmq: `n` REQ sockets and
-//!   a REP echo thread. The server's RSS (VmRSS from `/proc`) with the callers connected,
-//!   less its RSS before any, per caller.
+//!   a REP echo thread. The server's RSS (VmRSS from `/proc`) after the measured seconds,
+//!   less its RSS before any caller connected, per caller (what the callers' calls have
+//!   touched so far: the fewer calls each made, the less), and the server's CPU time (user
+//!   and system, from `/proc/<pid>/stat`) per call over the measured seconds.
+//! - **memory as calls pass**: 256 callers, the server's RSS per caller after 1, 100, 300
+//!   and 600 calls each: libzmq touches a connection's pipe memory as messages pass, so the
+//!   figure after a few calls is not what a busy server holds. Both servers' RSS is taken
+//!   before any caller connects. Raw libzmq: a REP echo in a
+//!   process of its own (this binary, run again with `ZMQRPC_BENCH_RAW_REP` set), with the
+//!   server's socket options.
 //! - **publishers**: `n` publishers (`RpcClient::publish_on`) into one `RpcServer`
 //!   subscribed to all, eight threads sending from their share in turn; raw libzmq: `n` PUB
 //!   sockets into one SUB. Messages the server received a second. Both ends live in this
@@ -21,7 +29,7 @@ use std::time::{Duration, Instant};
 use zmqrpc::agent::Echo;
 use zmqrpc::transport::{RpcClient, RpcServer, ServiceError, SocketOptions};
 
-use crate::{binary, rss, seconds, spawn, Tick};
+use crate::{binary, cpu_of, rss, seconds, spawn, Tick};
 
 /// Sockets per raw context, under libzmq's 1,023.
 const RAW_PER_CONTEXT: usize = 900;
@@ -64,10 +72,11 @@ fn process_rss_kib() -> u64 {
     rss(std::process::id()).rss
 }
 
-fn header(what: &str) {
+/// A section's header: its name, and the per-peer column's if it has one.
+fn header(what: &str, per_peer: &str) {
     println!(
         "{:<34} {:>12} {:>12} {:>7} {:>14}",
-        what, "raw libzmq", "zmqrpc", "ratio", "RSS/peer KiB"
+        what, "raw libzmq", "zmqrpc", "ratio", per_peer
     );
 }
 
@@ -78,53 +87,130 @@ fn scale_row(case: String, raw: f64, ours: f64, per_peer_kib: f64) {
     );
 }
 
-/// Raw libzmq: `n` REQ sockets calling a REP echo thread; calls a second.
-fn raw_callers(n: usize) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let endpoint = crate::raw_echo("tcp://127.0.0.1:*", Arc::clone(&stop));
-    let (_contexts, mut sockets) = raw_sockets(n, zmq::REQ);
-    let payload = [7u8; 32];
-    for socket in &sockets {
-        socket.connect(&endpoint).unwrap();
-        socket.set_rcvtimeo(10_000).unwrap();
-        socket.send(&payload[..], 0).unwrap();
-        socket.recv_bytes(0).unwrap();
-    }
-    let started = Instant::now();
-    let calls = eight_threads(&mut sockets, seconds(), |sockets, until| {
-        let mut calls = 0;
-        let mut reply = zmq::Message::new();
-        while Instant::now() < until {
-            for socket in sockets.iter() {
-                socket.send(&payload[..], 0).unwrap();
-                socket.recv(&mut reply, 0).unwrap();
-                calls += 1;
-            }
+/// Set in the environment of this binary run again as [`serve_raw_if_asked`]: the endpoint
+/// its raw REP echo binds, and the callers it is configured for.
+const RAW_REP_ENV: &str = "ZMQRPC_BENCH_RAW_REP";
+const RAW_PEERS_ENV: &str = "ZMQRPC_BENCH_RAW_PEERS";
+
+/// Serves a raw libzmq REP echo on the endpoint in [`RAW_REP_ENV`], if set, and never
+/// returns: a raw server in a process of its own, as `zmqrpc-server` is. Its socket has the
+/// options `zmqrpc-server --peers n` gives its own (`SocketOptions::for_peers`, `n` from
+/// [`RAW_PEERS_ENV`]): heartbeats, message size limit, high-water marks.
+pub fn serve_raw_if_asked() {
+    let Ok(endpoint) = std::env::var(RAW_REP_ENV) else {
+        return;
+    };
+    let peers = std::env::var(RAW_PEERS_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let ctx = zmq::Context::new();
+    let rep = ctx.socket(zmq::REP).unwrap();
+    SocketOptions::default()
+        .for_peers(peers)
+        .apply(&rep)
+        .unwrap();
+    rep.bind(&endpoint).unwrap();
+    println!("ready");
+    let mut msg = zmq::Message::new();
+    loop {
+        if rep.recv(&mut msg, 0).is_ok() {
+            rep.send(&msg[..], 0).unwrap();
         }
-        calls
-    });
-    stop.store(true, Ordering::Relaxed);
-    calls as f64 / started.elapsed().as_secs_f64()
+    }
 }
 
-/// zmqrpc: `n` clients calling the real `zmqrpc-server` (`--peers n` if `configured`, else
-/// its default 1 s pings); calls a second and the server's RSS per connected caller, in KiB.
-fn zmqrpc_callers(n: usize, configured: bool) -> (f64, f64) {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let endpoint = format!("tcp://127.0.0.1:{port}");
-    let peers = n.to_string();
-    let mut args = vec!["--bind", &endpoint];
-    if configured {
-        args.extend(["--peers", &peers]);
+/// A raw REP echo process ([`serve_raw_if_asked`]) on `endpoint`, configured for `peers`.
+fn raw_server(endpoint: &str, peers: usize) -> crate::Spawned {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .env(RAW_REP_ENV, endpoint)
+        .env(RAW_PEERS_ENV, peers.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for its `ready` line.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    crate::Spawned(child)
+}
+
+/// `n` raw REQ sockets with zmqrpc's client options (`SocketOptions::default()`),
+/// connected to `endpoint`.
+fn raw_callers_on(endpoint: &str, n: usize) -> (Vec<zmq::Context>, Vec<zmq::Socket>) {
+    let (contexts, sockets) = raw_sockets(n, zmq::REQ);
+    for socket in &sockets {
+        SocketOptions::default().apply(socket).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.set_rcvtimeo(30_000).unwrap();
+        socket.connect(endpoint).unwrap();
     }
+    (contexts, sockets)
+}
+
+/// A free TCP endpoint on 127.0.0.1.
+fn free_endpoint() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("tcp://127.0.0.1:{}", probe.local_addr().unwrap().port())
+}
+
+/// The calls each caller has made when [`memory_as_calls_pass`] reads the server's RSS.
+const CALL_MARKS: [u64; 4] = [1, 100, 300, 600];
+
+/// The RSS per caller of server `pid` after each of [`CALL_MARKS`] calls from every one of
+/// `callers` (eight threads, each calling its share in turn), less `before`, its RSS before
+/// any caller connected; `call` makes one call.
+fn memory_as_calls_pass<C: Send>(
+    pid: u32,
+    before: u64,
+    callers: &mut [C],
+    call: impl Fn(&mut C) + Sync,
+) -> Vec<f64> {
+    let mut made = 0;
+    CALL_MARKS
+        .iter()
+        .map(|&mark| {
+            let rounds = mark - made;
+            made = mark;
+            // Rounds, not time: `eight_threads`'s deadline is never reached first.
+            eight_threads(callers, Duration::from_secs(3600), |callers, _| {
+                for _ in 0..rounds {
+                    callers.iter_mut().for_each(&call);
+                }
+                0
+            });
+            rss(pid).rss.saturating_sub(before) as f64 / callers.len() as f64
+        })
+        .collect()
+}
+
+/// [`memory_as_calls_pass`] for `n` raw REQ sockets on a raw REP echo process, and for `n`
+/// `RpcClient`s on `zmqrpc-server --peers n`; a row for each mark.
+fn memory_rows(n: usize) {
+    let endpoint = free_endpoint();
+    let raw_server = raw_server(&endpoint, n);
+    let before = rss(raw_server.0.id()).rss;
+    let (_contexts, mut sockets) = raw_callers_on(&endpoint, n);
+    // Longer than libzmq's 33-byte inline messages, as zmqrpc's request is: received into
+    // the connection's decoder buffer and referenced there (zero-copy), not copied out.
+    let payload = [7u8; 64];
+    let raw = memory_as_calls_pass(raw_server.0.id(), before, &mut sockets, |socket| {
+        socket.send(&payload[..], 0).unwrap();
+        socket.recv_bytes(0).unwrap();
+    });
+    drop((sockets, raw_server));
+
+    let endpoint = free_endpoint();
+    let peers = n.to_string();
     let server = spawn(
         &binary("zmqrpc-server", env!("CARGO_BIN_EXE_zmqrpc-server")),
-        &args,
+        &["--bind", &endpoint, "--peers", &peers],
     );
-    let pid = server.0.id();
+    let before = rss(server.0.id()).rss;
     let mut clients: Vec<RpcClient> = (0..n)
         .map(|_| {
             RpcClient::builder()
@@ -134,28 +220,205 @@ fn zmqrpc_callers(n: usize, configured: bool) -> (f64, f64) {
                 .unwrap()
         })
         .collect();
-    // Before any caller: one call, so the server has served and its buffers exist.
-    clients[0].call(&Echo("x".repeat(32))).unwrap();
-    let alone = rss(pid).rss;
-    for client in &mut clients {
-        client.call(&Echo("x".repeat(32))).unwrap();
-    }
-    let started = Instant::now();
-    let calls = eight_threads(&mut clients, seconds(), |clients, until| {
-        let mut calls = 0;
-        let text = "x".repeat(32);
-        while Instant::now() < until {
-            for client in clients.iter_mut() {
-                client.call(&Echo(text.clone())).unwrap();
-                calls += 1;
-            }
-        }
-        calls
+    let text = "x".repeat(32);
+    let ours = memory_as_calls_pass(server.0.id(), before, &mut clients, |client| {
+        client.call(&Echo(text.clone())).unwrap();
     });
-    let rate = calls as f64 / started.elapsed().as_secs_f64();
-    let with_callers = rss(pid).rss;
-    let per_caller = with_callers.saturating_sub(alone) as f64 / n as f64;
-    (rate, per_caller)
+    for ((mark, raw), ours) in CALL_MARKS.iter().zip(raw).zip(ours) {
+        println!(
+            "{:<34} {raw:>12.1} {ours:>12.1} {:>6.2}x",
+            format!("  after {mark} calls each"),
+            ours / raw
+        );
+    }
+}
+
+/// What one side of a callers row measured.
+struct Callers {
+    /// Calls a second, all callers together.
+    rate: f64,
+    /// The server's RSS per connected caller, in KiB.
+    rss_per_caller_kib: f64,
+    /// The server's CPU time (user and system, all its threads) per call, in µs.
+    server_cpu_per_call_us: f64,
+}
+
+/// One side of a callers row: a server process, its callers, and what their turns did.
+struct Served<C> {
+    pid: u32,
+    /// The server's RSS before any caller connected.
+    before: u64,
+    callers: Vec<C>,
+    calls: u64,
+    time: Duration,
+    server_cpu: Duration,
+}
+
+impl<C: Send> Served<C> {
+    /// `callers` of server `pid`, each having called once (`call`, given a reply buffer to
+    /// use if it likes).
+    fn new(
+        pid: u32,
+        before: u64,
+        mut callers: Vec<C>,
+        call: &(impl Fn(&mut C, &mut zmq::Message) + Sync),
+    ) -> Served<C> {
+        let mut reply = zmq::Message::new();
+        callers.iter_mut().for_each(|c| call(c, &mut reply));
+        Served {
+            pid,
+            before,
+            callers,
+            calls: 0,
+            time: Duration::ZERO,
+            server_cpu: Duration::ZERO,
+        }
+    }
+
+    /// Eight threads calling in turn for `time`.
+    fn turn(&mut self, time: Duration, call: &(impl Fn(&mut C, &mut zmq::Message) + Sync)) {
+        let server = self.pid.to_string();
+        let (started, cpu) = (Instant::now(), cpu_of(&server));
+        self.calls += eight_threads(&mut self.callers, time, |callers, until| {
+            let (mut calls, mut reply) = (0, zmq::Message::new());
+            while Instant::now() < until {
+                for caller in callers.iter_mut() {
+                    call(caller, &mut reply);
+                    calls += 1;
+                }
+            }
+            calls
+        });
+        self.time += started.elapsed();
+        self.server_cpu += cpu_of(&server).saturating_sub(cpu);
+    }
+
+    fn measured(&self) -> Callers {
+        Callers {
+            rate: self.calls as f64 / self.time.as_secs_f64(),
+            rss_per_caller_kib: rss(self.pid).rss.saturating_sub(self.before) as f64
+                / self.callers.len() as f64,
+            server_cpu_per_call_us: self.server_cpu.as_secs_f64() * 1e6 / self.calls.max(1) as f64,
+        }
+    }
+}
+
+/// One call of a raw REQ socket: 32 bytes, echoed.
+fn raw_call(socket: &mut zmq::Socket, reply: &mut zmq::Message) {
+    socket.send(&[7u8; 32][..], 0).unwrap();
+    socket.recv(reply, 0).unwrap();
+}
+
+/// One call of an `RpcClient`: an echo of 32 characters.
+fn our_call(client: &mut RpcClient, _: &mut zmq::Message) {
+    client.call(&Echo("x".repeat(32))).unwrap();
+}
+
+/// A raw libzmq server process ([`raw_server`]) and `n` REQ sockets connected to it, each
+/// having called once.
+struct RawSide {
+    served: Served<zmq::Socket>,
+    _contexts: Vec<zmq::Context>,
+    _server: crate::Spawned,
+}
+
+impl RawSide {
+    fn new(n: usize, peers: usize) -> RawSide {
+        let endpoint = free_endpoint();
+        let server = raw_server(&endpoint, peers);
+        let before = rss(server.0.id()).rss;
+        let (contexts, sockets) = raw_callers_on(&endpoint, n);
+        RawSide {
+            served: Served::new(server.0.id(), before, sockets, &raw_call),
+            _contexts: contexts,
+            _server: server,
+        }
+    }
+}
+
+/// The real `zmqrpc-server` (`--peers n` if `configured`) and `n` `RpcClient`s calling it,
+/// each having called once.
+fn our_side(n: usize, configured: bool) -> (Served<RpcClient>, crate::Spawned) {
+    let endpoint = free_endpoint();
+    let peers = n.to_string();
+    let mut args = vec!["--bind", &endpoint];
+    if configured {
+        args.extend(["--peers", &peers]);
+    }
+    let server = spawn(
+        &binary("zmqrpc-server", env!("CARGO_BIN_EXE_zmqrpc-server")),
+        &args,
+    );
+    let before = rss(server.0.id()).rss;
+    let clients: Vec<RpcClient> = (0..n)
+        .map(|_| {
+            RpcClient::builder()
+                .req(&endpoint)
+                .timeout(Duration::from_secs(30))
+                .connect()
+                .unwrap()
+        })
+        .collect();
+    (
+        Served::new(server.0.id(), before, clients, &our_call),
+        server,
+    )
+}
+
+/// The files this process holds for `n` callers on each side at once: a raw REQ socket
+/// holds its event descriptor and its connection; an `RpcClient` those and its monitor's
+/// two ends.
+fn files_for_both(n: usize) -> u64 {
+    6 * n as u64 + 512
+}
+
+/// `n` callers on raw libzmq (REQ sockets on a raw REP echo process, [`raw_server`]) and on
+/// zmqrpc (`RpcClient`s on the real `zmqrpc-server`), both servers configured for `n` peers
+/// if `configured` (`--peers n`), else pinging every caller every second. The two sides
+/// take four turns each, a quarter of the measured seconds per turn, so that both see the
+/// same stretches of a noisy machine; where this process may not hold the files of both
+/// at once (`open_files`), raw libzmq's side runs first, then zmqrpc's.
+fn callers(n: usize, configured: bool, open_files: u64) -> (Callers, Callers) {
+    let peers = if configured { n } else { 1 };
+    let mut raw = RawSide::new(n, peers);
+    if files_for_both(n) > open_files {
+        println!(
+            "  ({n} callers: raw libzmq's side, then zmqrpc's; both at once would hold {} \
+             files, the limit is {open_files})",
+            files_for_both(n)
+        );
+        raw.served.turn(seconds(), &raw_call);
+        let measured = raw.served.measured();
+        drop(raw);
+        let (mut ours, _server) = our_side(n, configured);
+        ours.turn(seconds(), &our_call);
+        return (measured, ours.measured());
+    }
+    let (mut ours, _server) = our_side(n, configured);
+    for _ in 0..4 {
+        raw.served.turn(seconds() / 4, &raw_call);
+        ours.turn(seconds() / 4, &our_call);
+    }
+    (raw.served.measured(), ours.measured())
+}
+
+/// A callers row: calls a second, and under it the server's RSS per caller and CPU per
+/// call.
+fn callers_row(case: String, raw: &Callers, ours: &Callers) {
+    let line = |what: &str, raw: f64, ours: f64| {
+        println!("{what:<34} {raw:>12.1} {ours:>12.1} {:>6.2}x", ours / raw);
+    };
+    line(&case, raw.rate, ours.rate);
+    line(
+        "    server RSS per caller (KiB)",
+        raw.rss_per_caller_kib,
+        ours.rss_per_caller_kib,
+    );
+    line(
+        "    server CPU per call (µs)",
+        raw.server_cpu_per_call_us,
+        ours.server_cpu_per_call_us,
+    );
 }
 
 /// Raw libzmq: `n` PUB sockets into one SUB; messages received a second.
@@ -336,26 +599,27 @@ fn zmqrpc_subscribers(n: usize) -> (f64, f64) {
 
 /// The three curves, printed as one table.
 pub fn case_scale() {
-    if let Err(e) = zmqrpc::transport::raise_open_file_limit() {
+    let open_files = zmqrpc::transport::raise_open_file_limit().unwrap_or_else(|e| {
         println!("open-file limit not raised: {e}");
-    }
-    header("scale: callers (calls/s)");
+        1024
+    });
+    header("scale: callers", "");
     for n in [8, 64, 512, 1_000, 4_096] {
-        let raw = raw_callers(n);
-        let (ours, per_caller) = zmqrpc_callers(n, true);
-        scale_row(format!("  {n} callers, server RSS"), raw, ours, per_caller);
+        let (raw, ours) = callers(n, true, open_files);
+        callers_row(format!("  {n} callers (calls/s)"), &raw, &ours);
     }
     // What `--peers` saves: the same 4,096 callers on a server pinging each every second.
-    let raw = raw_callers(4_096);
-    let (ours, per_caller) = zmqrpc_callers(4_096, false);
-    scale_row("  4096 callers, 1 s pings".into(), raw, ours, per_caller);
-    header("scale: publishers (msgs/s received)");
+    let (raw, ours) = callers(4_096, false, open_files);
+    callers_row("  4096 callers, 1 s pings".into(), &raw, &ours);
+    header("scale: server RSS per caller (KiB), 256 callers", "");
+    memory_rows(256);
+    header("scale: publishers (msgs/s received)", "RSS/peer KiB");
     for n in [1, 16, 128, 512, 2_048] {
         let raw = raw_publishers(n);
         let (ours, grown) = zmqrpc_publishers(n);
         scale_row(format!("  {n} publishers, process RSS"), raw, ours, grown);
     }
-    header("scale: subscribers (msgs/s delivered)");
+    header("scale: subscribers (msgs/s delivered)", "RSS/peer KiB");
     for n in [1, 16, 128, 1_024] {
         let raw = raw_subscribers(n);
         let (ours, grown) = zmqrpc_subscribers(n);

@@ -89,6 +89,50 @@ fn a_context_given_to_too_many_clients_says_which_limit_it_reached() {
     RpcClient::builder().req(&endpoint).connect().unwrap();
 }
 
+#[test]
+fn a_client_past_the_open_file_limit_is_refused_naming_it() {
+    if in_own_process("scale::a_client_past_the_open_file_limit_is_refused_naming_it") {
+        return;
+    }
+    // This process alone is lowered.
+    rlimit::setrlimit(rlimit::Resource::NOFILE, 256, 256).unwrap();
+    let endpoint = dead_endpoint();
+    let take_every_file = || {
+        let mut files = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            files.push(file);
+            assert!(files.len() < 256, "256 files open within a limit of 256");
+        }
+        files
+    };
+    let refused_naming_the_limit = || {
+        let Err(failure) = RpcClient::builder().req(&endpoint).connect() else {
+            panic!("a client made with no file left");
+        };
+        // Not even the directory that counts the open files can be opened at the limit:
+        // that too says which limit it is.
+        let TransportError::Limit { limit, .. } = &failure else {
+            panic!("{failure:?}");
+        };
+        assert!(
+            matches!(limit, LimitReached::OpenFiles { soft: 256, .. }),
+            "{limit:?}"
+        );
+        assert!(failure.to_string().contains("RLIMIT_NOFILE"), "{failure}");
+    };
+    // No context yet: the first client's cannot start its threads.
+    let files = take_every_file();
+    refused_naming_the_limit();
+    drop(files);
+    // A context running: the next client cannot make even its socket.
+    let _first = RpcClient::builder().req(&endpoint).connect().unwrap();
+    let files = take_every_file();
+    refused_naming_the_limit();
+    // Files given back, a client can be made again.
+    drop(files);
+    RpcClient::builder().req(&endpoint).connect().unwrap();
+}
+
 /// Publishers enough that a SUB socket and a monitor each would pass libzmq's socket
 /// limit twice over: a server and a worker pool subscribe to all of them and hear each.
 #[test]

@@ -40,11 +40,17 @@ impl LimitReached {
     /// sockets.
     pub(crate) fn of(op: &str) -> LimitReached {
         let (soft, hard) = open_file_limit();
-        let open = open_files();
-        // Files closed since the failure (libzmq's I/O thread opens and closes connections
-        // meanwhile) blur the count: within 1/32 of the limit is at it.
-        let margin = (soft / 32).max(16);
-        let near = open.is_some_and(|open| open.saturating_add(margin) >= soft);
+        let (open, near) = match open_files() {
+            // Files closed since the failure (libzmq's I/O thread opens and closes
+            // connections meanwhile) blur the count: within 1/32 of the limit is at it.
+            OpenFiles::Counted(open) => {
+                let margin = (soft / 32).max(16);
+                (Some(open), open.saturating_add(margin) >= soft)
+            }
+            // Not even the directory to count them could be opened: at the limit.
+            OpenFiles::NoneLeft => (None, true),
+            OpenFiles::Untold => (None, false),
+        };
         if op != "socket" || near {
             LimitReached::OpenFiles { open, soft, hard }
         } else {
@@ -52,6 +58,19 @@ impl LimitReached {
                 max: MAX_SOCKETS_DEFAULT,
             }
         }
+    }
+
+    /// The open-file limit, if the process has no file left to open.
+    pub(crate) fn if_no_file_left() -> Option<LimitReached> {
+        let OpenFiles::NoneLeft = open_files() else {
+            return None;
+        };
+        let (soft, hard) = open_file_limit();
+        Some(LimitReached::OpenFiles {
+            open: None,
+            soft,
+            hard,
+        })
     }
 }
 
@@ -87,11 +106,24 @@ fn open_file_limit() -> (u64, u64) {
     rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((u64::MAX, u64::MAX))
 }
 
+/// What counting the process's open files found.
+enum OpenFiles {
+    /// This many.
+    Counted(u64),
+    /// No file could be opened to count them: the process holds all it may.
+    NoneLeft,
+    /// `/proc` does not tell.
+    Untold,
+}
+
 /// How many files the process has open, where `/proc` tells.
-fn open_files() -> Option<u64> {
-    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-    // Less the descriptor reading the directory holds.
-    Some((entries.count() as u64).saturating_sub(1))
+fn open_files() -> OpenFiles {
+    match std::fs::read_dir("/proc/self/fd") {
+        // Less the descriptor reading the directory holds.
+        Ok(entries) => OpenFiles::Counted((entries.count() as u64).saturating_sub(1)),
+        Err(e) if e.raw_os_error() == Some(zmq::Error::EMFILE.to_raw()) => OpenFiles::NoneLeft,
+        Err(_) => OpenFiles::Untold,
+    }
 }
 
 /// Raises the process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit, and

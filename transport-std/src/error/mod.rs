@@ -234,11 +234,18 @@ pub enum TransportError {
 impl TransportError {
     /// A failure of libzmq operation `op` on `endpoint`.
     pub(crate) fn new(op: &'static str, endpoint: &str, source: zmq::Error) -> Self {
-        if source == zmq::Error::EMFILE {
+        let limit = match source {
+            zmq::Error::EMFILE => Some(LimitReached::of(op)),
+            // A context's first socket starts its threads; when that fails for want of a
+            // file, libzmq 4.3.5 leaves errno as it found it (EFAULT, say).
+            _ if op == "socket" => LimitReached::if_no_file_left(),
+            _ => None,
+        };
+        if let Some(limit) = limit {
             return TransportError::Limit {
                 op,
                 endpoint: endpoint.to_owned(),
-                limit: LimitReached::of(op),
+                limit,
             };
         }
         TransportError::Zmq {
