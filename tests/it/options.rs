@@ -426,6 +426,31 @@ fn a_server_pings_every_second_and_drops_a_peer_silent_for_5_s() {
     assert_eq!(client(&endpoint).call(&Add(1, 2)).unwrap(), 3);
 }
 
+#[test]
+fn zmqrpc_server_configured_for_750_peers_pings_each_every_3_s() {
+    use crate::common::process::{ready_field, Process, SERVER};
+    // 250 pings a second in all: one every 3 s to each of 750 peers (timeout 15 s).
+    let (_server, ready) =
+        Process::start(SERVER, &["--bind", "tcp://127.0.0.1:*", "--peers", "750"]);
+    let endpoint = ready_field(&ready, "bind")[0].clone();
+    let mut peer = zmtp_req_peer(endpoint.trim_start_matches("tcp://"));
+    let connected = Instant::now();
+    let (flags, body) = read_frame(&mut peer).unwrap();
+    let first = connected.elapsed();
+    assert!(
+        flags & 0x04 != 0 && body.starts_with(b"\x04PING"),
+        "{body:?}"
+    );
+    assert!(
+        first >= Duration::from_millis(2900),
+        "first ping at {first:?}"
+    );
+    assert!(
+        first < Duration::from_millis(4500) * slack(),
+        "first ping at {first:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Linger: how long closing waits for messages a peer is not taking.
 

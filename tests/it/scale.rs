@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use crate::common::process::{command, in_own_process};
+use crate::common::process::{command, in_own_process, ready_field, Process, TempPath, PROXY};
 use crate::common::*;
 use zmqrpc::transport::{
     LimitReached, RpcClient, RpcServer, ServiceError, SocketOptions, TransportError,
@@ -131,6 +131,61 @@ fn a_client_past_the_open_file_limit_is_refused_naming_it() {
     // Files given back, a client can be made again.
     drop(files);
     RpcClient::builder().req(&endpoint).connect().unwrap();
+}
+
+/// A `zmqrpc-proxy` (the real binary, configured from a file as a site's collector would
+/// be) subscribed to two thousand publishers forwards what each publishes.
+#[test]
+fn a_proxy_subscribed_to_two_thousand_publishers_forwards_each() {
+    if in_own_process("scale::a_proxy_subscribed_to_two_thousand_publishers_forwards_each") {
+        return;
+    }
+    let n = scaled(2_000);
+    // A publisher holds its socket, its monitor's two, a listening port and a connection.
+    open_files_for(5 * n as u64 + 200);
+    let started = Instant::now();
+    let mut publishers: Vec<(RpcClient, String)> =
+        (0..n).map(|_| publishing_client(None)).collect();
+    let samples = Samples::default();
+    let server = samples.server().rep("tcp://127.0.0.1:*").bind().unwrap();
+    let server_endpoint = server.rep_endpoints()[0].clone();
+    let _server = server.spawn().unwrap();
+    let inputs: Vec<String> = publishers
+        .iter()
+        .map(|(_, endpoint)| format!("\"{endpoint}\""))
+        .collect();
+    let config = TempPath::with(
+        "collector.toml",
+        &format!(
+            "kind = \"sub2req\"\nin = [{}]\nout = [\"{server_endpoint}\"]\n",
+            inputs.join(", ")
+        ),
+    );
+    let (_proxy, ready) = Process::start(PROXY, &["--config", config.as_str()]);
+    assert_eq!(ready_field(&ready, "in").len(), n, "{ready:.200}");
+    // A publisher sends to the subscribers attached when it sends: each sends again until
+    // the server heard it through the proxy.
+    let heard = || samples.seqs().into_iter().collect::<BTreeSet<u32>>();
+    let heard_all = eventually(secs(60), || {
+        let by_server = heard();
+        for (seq, (client, _)) in publishers.iter_mut().enumerate() {
+            let seq = seq as u32;
+            if !by_server.contains(&seq) {
+                client.notify(&Sample { seq, value: 0.0 }).unwrap();
+            }
+        }
+        std::thread::sleep(ms(50));
+        by_server.len() == n
+    });
+    assert!(
+        heard_all,
+        "heard {} of {n} publishers through the proxy",
+        heard().len()
+    );
+    eprintln!(
+        "{n} publishers heard through the proxy in {:?}",
+        started.elapsed()
+    );
 }
 
 /// Publishers enough that a SUB socket and a monitor each would pass libzmq's socket
