@@ -7,8 +7,10 @@
 //! [`DEFAULT_PROCESS_BUDGET`], sized for a 512 MB node running a few of them). A queue that
 //! cannot take a message within both refuses it as its own bound would: a request is
 //! answered `Busy`, a publication is dropped and counted. What libzmq holds in its own
-//! pipes is bounded by its high-water marks, in messages, not bytes: `docs/limits.md` in
-//! the repository lists every bound, its default, and what libzmq can and cannot bound.
+//! pipes is bounded by its high-water marks, in messages, not bytes, and each connection
+//! costs libzmq memory of its own outside the budget (a busy caller 85 KiB of a server's):
+//! `docs/limits.md` in the repository lists every bound, its default, what libzmq can and
+//! cannot bound, and what each peer costs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
