@@ -132,6 +132,63 @@ fn a_shared_subscriber_hears_both_publishers_after_one_oversized_publication() {
     assert!(running.stats().snapshot().receiver.sub_recreated >= 1);
 }
 
+/// A "publisher" on raw TCP that treats every connection as `serve` says, until the test
+/// ends; its `tcp://` endpoint.
+fn hostile_publisher(serve: fn(std::net::TcpStream)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    endpoint
+}
+
+/// Beside a real publisher, a shared SUB socket is subscribed to three that are not: one
+/// that accepts and never says a byte, one that answers the greeting with garbage, one
+/// that closes at once. The real one is heard throughout, nothing it sent lost.
+#[test]
+fn hostile_publishers_beside_a_real_one_do_not_hold_it_back() {
+    let silent = hostile_publisher(|stream| {
+        std::thread::sleep(secs(60));
+        drop(stream);
+    });
+    let garbage = hostile_publisher(|mut stream| {
+        use std::io::Write;
+        let _ = stream.write_all(&[0x01; 256]);
+        std::thread::sleep(secs(1));
+    });
+    let closer = hostile_publisher(drop);
+    let (mut real, real_endpoint) = publishing_client(None);
+    let (running, seen) = blob_subscriber(&[&silent, &garbage, &closer, &real_endpoint]);
+    assert!(attached(&mut real));
+    let blob = |seq| Blob {
+        seq,
+        bytes: vec![7; 10],
+    };
+    // Four seconds of the hostile ones connecting, failing and reconnecting (past the 2 s a
+    // dropped publisher has to be connected again), the real one publishing throughout.
+    let until = Instant::now() + secs(4);
+    let mut sent = 0;
+    while Instant::now() < until {
+        real.notify(&blob(sent)).unwrap();
+        sent += 1;
+        std::thread::sleep(ms(20));
+    }
+    let all_heard = eventually(secs(10), || seen.lock().unwrap().len() as u32 >= sent);
+    let seen = seen.lock().unwrap().clone();
+    assert!(all_heard, "heard {} of {sent}", seen.len());
+    assert_eq!(seen, (0..sent).collect::<Vec<u32>>());
+    // The server still serves: its loop turns and reports.
+    let stats = running.stats().snapshot();
+    assert_eq!(stats.dispatch.served, u64::from(sent), "{stats:?}");
+    // The failed handshakes are counted; none made the shared socket anew (which would
+    // have cut the real publisher's connection too).
+    assert!(stats.receiver.sub_refused >= 1, "{stats:?}");
+    assert_eq!(stats.receiver.sub_recreated, 0, "{stats:?}");
+}
+
 /// Regression: after one oversized reply a pipeline's DEALER lost its connection for good
 /// and every later `send` failed with EAGAIN.
 #[test]
