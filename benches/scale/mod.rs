@@ -8,12 +8,14 @@
 //!   less its RSS before any caller connected, per caller (what the callers' calls have
 //!   touched so far: the fewer calls each made, the less), and the server's CPU time (user
 //!   and system, from `/proc/<pid>/stat`) per call over the measured seconds.
-//! - **memory as calls pass**: 256 callers, the server's RSS per caller after 1, 100, 300
-//!   and 600 calls each: libzmq touches a connection's pipe memory as messages pass, so the
-//!   figure after a few calls is not what a busy server holds. Both servers' RSS is taken
-//!   before any caller connects. Raw libzmq: a REP echo in a
-//!   process of its own (this binary, run again with `ZMQRPC_BENCH_RAW_REP` set), with the
-//!   server's socket options.
+//! - **memory as messages pass**: 256 callers, the server's RSS per caller after 1, 100,
+//!   300, 600 and 1,000 calls each: libzmq touches a connection's pipe memory as messages
+//!   pass, so the figure after a few calls is not what a busy server holds. Raw libzmq: a
+//!   REP echo in a process of its own (this binary, run again with `ZMQRPC_BENCH_RAW_REP`
+//!   set), with the server's socket options. Both servers' RSS is taken before any caller
+//!   connects. Then the same for 256 publishers a server subscribes to (`zmqrpc-server
+//!   --subscribe`; raw: a SUB process, `ZMQRPC_BENCH_RAW_SUB`, reading XPUB sockets), less
+//!   the RSS of the same server subscribed to none.
 //! - **publishers**: `n` publishers (`RpcClient::publish_on`) into one `RpcServer`
 //!   subscribed to all, eight threads sending from their share in turn; raw libzmq: `n` PUB
 //!   sockets into one SUB. Messages the server received a second. Both ends live in this
@@ -97,6 +99,7 @@ const RAW_PEERS_ENV: &str = "ZMQRPC_BENCH_RAW_PEERS";
 /// options `zmqrpc-server --peers n` gives its own (`SocketOptions::for_peers`, `n` from
 /// [`RAW_PEERS_ENV`]): heartbeats, message size limit, high-water marks.
 pub fn serve_raw_if_asked() {
+    subscribe_raw_if_asked();
     let Ok(endpoint) = std::env::var(RAW_REP_ENV) else {
         return;
     };
@@ -120,11 +123,41 @@ pub fn serve_raw_if_asked() {
     }
 }
 
-/// A raw REP echo process ([`serve_raw_if_asked`]) on `endpoint`, configured for `peers`.
-fn raw_server(endpoint: &str, peers: usize) -> crate::Spawned {
+/// Set in the environment of this binary run again as [`subscribe_raw_if_asked`]: the
+/// publishers its raw SUB socket connects to, comma-separated (none: a process to compare
+/// with).
+const RAW_SUB_ENV: &str = "ZMQRPC_BENCH_RAW_SUB";
+
+/// Reads, as a raw libzmq SUB socket subscribed to everything, what the publishers in
+/// [`RAW_SUB_ENV`] publish, if set, and never returns; its socket has the options a
+/// server configured for as many peers gives its own.
+fn subscribe_raw_if_asked() {
+    let Ok(endpoints) = std::env::var(RAW_SUB_ENV) else {
+        return;
+    };
+    let endpoints: Vec<&str> = endpoints.split(',').filter(|e| !e.is_empty()).collect();
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    SocketOptions::default()
+        .for_peers(endpoints.len())
+        .apply(&sub)
+        .unwrap();
+    sub.set_subscribe(b"").unwrap();
+    for endpoint in &endpoints {
+        sub.connect(endpoint).unwrap();
+    }
+    println!("ready");
+    let mut msg = zmq::Message::new();
+    loop {
+        let _ = sub.recv(&mut msg, 0);
+    }
+}
+
+/// This binary run again with `var` set to `value`, once it says it is ready.
+fn bench_process(var: &str, value: &str, peers: usize) -> crate::Spawned {
     let exe = std::env::current_exe().unwrap();
     let mut child = std::process::Command::new(exe)
-        .env(RAW_REP_ENV, endpoint)
+        .env(var, value)
         .env(RAW_PEERS_ENV, peers.to_string())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -137,6 +170,11 @@ fn raw_server(endpoint: &str, peers: usize) -> crate::Spawned {
     )
     .unwrap();
     crate::Spawned(child)
+}
+
+/// A raw REP echo process ([`serve_raw_if_asked`]) on `endpoint`, configured for `peers`.
+fn raw_server(endpoint: &str, peers: usize) -> crate::Spawned {
+    bench_process(RAW_REP_ENV, endpoint, peers)
 }
 
 /// `n` raw REQ sockets with zmqrpc's client options (`SocketOptions::default()`),
@@ -158,37 +196,70 @@ fn free_endpoint() -> String {
     format!("tcp://127.0.0.1:{}", probe.local_addr().unwrap().port())
 }
 
-/// The calls each caller has made when [`memory_as_calls_pass`] reads the server's RSS.
-const CALL_MARKS: [u64; 4] = [1, 100, 300, 600];
+/// The messages (calls, publications) each peer has sent when [`memory_as_messages_pass`]
+/// reads what the server holds.
+const MESSAGE_MARKS: [u64; 5] = [1, 100, 300, 600, 1_000];
 
-/// The RSS per caller of server `pid` after each of [`CALL_MARKS`] calls from every one of
-/// `callers` (eight threads, each calling its share in turn), less `before`, its RSS before
-/// any caller connected; `call` makes one call.
-fn memory_as_calls_pass<C: Send>(
-    pid: u32,
-    before: u64,
-    callers: &mut [C],
-    call: impl Fn(&mut C) + Sync,
+/// How [`memory_as_messages_pass`] sends.
+struct Traffic {
+    /// How long each sending thread waits after each round over its share: for
+    /// publications, so that the server keeps up (calls wait for their answers).
+    pause: Duration,
+    /// How long after a mark's last message the server's memory is read: for publications,
+    /// the time to take what was sent.
+    settle: Duration,
+    /// Messages each peer sends after the last mark without pausing, where the server may
+    /// fall behind: one more reading.
+    flood: Option<u64>,
+}
+
+/// What a server holds per peer after each of [`MESSAGE_MARKS`] messages (calls, or
+/// publications) from every one of `peers` (eight threads, each sending from its share in
+/// turn), and after the flood if `traffic` has one: `held()` (its RSS less what it held
+/// without them, KiB) per peer; `send` sends one.
+fn memory_as_messages_pass<P: Send>(
+    held: impl Fn() -> u64,
+    peers: &mut [P],
+    send: impl Fn(&mut P) + Sync,
+    traffic: &Traffic,
 ) -> Vec<f64> {
-    let mut made = 0;
-    CALL_MARKS
-        .iter()
-        .map(|&mark| {
-            let rounds = mark - made;
-            made = mark;
+    let mut sent = 0;
+    let steps = MESSAGE_MARKS.iter().map(|&mark| {
+        let rounds = mark - sent;
+        sent = mark;
+        (rounds, traffic.pause)
+    });
+    let flood = traffic.flood.map(|rounds| (rounds, Duration::ZERO));
+    steps
+        .chain(flood)
+        .map(|(rounds, pause)| {
             // Rounds, not time: `eight_threads`'s deadline is never reached first.
-            eight_threads(callers, Duration::from_secs(3600), |callers, _| {
+            eight_threads(peers, Duration::from_secs(3600), |peers, _| {
                 for _ in 0..rounds {
-                    callers.iter_mut().for_each(&call);
+                    peers.iter_mut().for_each(&send);
+                    std::thread::sleep(pause);
                 }
                 0
             });
-            rss(pid).rss.saturating_sub(before) as f64 / callers.len() as f64
+            std::thread::sleep(traffic.settle);
+            held() as f64 / peers.len() as f64
         })
         .collect()
 }
 
-/// [`memory_as_calls_pass`] for `n` raw REQ sockets on a raw REP echo process, and for `n`
+/// A row for each of [`MESSAGE_MARKS`], and the flood's if `traffic` has one: what raw
+/// libzmq's and zmqrpc's servers held per peer.
+fn mark_rows(what: &str, traffic: &Traffic, raw: Vec<f64>, ours: Vec<f64>) {
+    let labels = MESSAGE_MARKS
+        .iter()
+        .map(|mark| format!("  after {mark} {what} each"))
+        .chain(traffic.flood.map(|n| format!("  then {n} more unpaced")));
+    for ((label, raw), ours) in labels.zip(raw).zip(ours) {
+        println!("{label:<34} {raw:>12.1} {ours:>12.1} {:>6.2}x", ours / raw);
+    }
+}
+
+/// [`memory_as_messages_pass`] for `n` raw REQ sockets on a raw REP echo process, and for `n`
 /// `RpcClient`s on `zmqrpc-server --peers n`; a row for each mark.
 fn memory_rows(n: usize) {
     let endpoint = free_endpoint();
@@ -198,10 +269,23 @@ fn memory_rows(n: usize) {
     // Longer than libzmq's 33-byte inline messages, as zmqrpc's request is: received into
     // the connection's decoder buffer and referenced there (zero-copy), not copied out.
     let payload = [7u8; 64];
-    let raw = memory_as_calls_pass(raw_server.0.id(), before, &mut sockets, |socket| {
-        socket.send(&payload[..], 0).unwrap();
-        socket.recv_bytes(0).unwrap();
-    });
+    let pid = raw_server.0.id();
+    let held = || rss(pid).rss.saturating_sub(before);
+    // A call waits for its answer: the server never falls behind.
+    let traffic = Traffic {
+        pause: Duration::ZERO,
+        settle: Duration::ZERO,
+        flood: None,
+    };
+    let raw = memory_as_messages_pass(
+        held,
+        &mut sockets,
+        |socket| {
+            socket.send(&payload[..], 0).unwrap();
+            socket.recv_bytes(0).unwrap();
+        },
+        &traffic,
+    );
     drop((sockets, raw_server));
 
     let endpoint = free_endpoint();
@@ -221,16 +305,17 @@ fn memory_rows(n: usize) {
         })
         .collect();
     let text = "x".repeat(32);
-    let ours = memory_as_calls_pass(server.0.id(), before, &mut clients, |client| {
-        client.call(&Echo(text.clone())).unwrap();
-    });
-    for ((mark, raw), ours) in CALL_MARKS.iter().zip(raw).zip(ours) {
-        println!(
-            "{:<34} {raw:>12.1} {ours:>12.1} {:>6.2}x",
-            format!("  after {mark} calls each"),
-            ours / raw
-        );
-    }
+    let pid = server.0.id();
+    let held = || rss(pid).rss.saturating_sub(before);
+    let ours = memory_as_messages_pass(
+        held,
+        &mut clients,
+        |client| {
+            client.call(&Echo(text.clone())).unwrap();
+        },
+        &traffic,
+    );
+    mark_rows("calls", &traffic, raw, ours);
 }
 
 /// What one side of a callers row measured.
@@ -419,6 +504,89 @@ fn callers_row(case: String, raw: &Callers, ours: &Callers) {
         raw.server_cpu_per_call_us,
         ours.server_cpu_per_call_us,
     );
+}
+
+/// [`memory_as_messages_pass`] for a raw SUB process ([`subscribe_raw_if_asked`]) reading
+/// `n` raw XPUB sockets, and for `zmqrpc-server --subscribe` reading `n` `RpcClient`
+/// publishers; a row for each mark.
+fn publisher_memory_rows(n: usize) {
+    let (_contexts, mut sockets) = raw_sockets(n, zmq::XPUB);
+    let endpoints: Vec<String> = sockets
+        .iter()
+        .map(|socket| {
+            socket.bind("tcp://127.0.0.1:*").unwrap();
+            socket.get_last_endpoint().unwrap().unwrap()
+        })
+        .collect();
+    let raw_twin = bench_process(RAW_SUB_ENV, "", n);
+    let raw_sub = bench_process(RAW_SUB_ENV, &endpoints.join(","), n);
+    // Each publisher has its subscriber once the subscription arrives.
+    for socket in &sockets {
+        socket.set_rcvtimeo(30_000).unwrap();
+        socket.recv_bytes(0).unwrap();
+    }
+    let payload = [7u8; 64];
+    let (pid, twin) = (raw_sub.0.id(), raw_twin.0.id());
+    // Paced to about 100,000 messages a second in all (eight threads, 32 publishers each,
+    // 2 ms between rounds), which both servers keep up with; then a flood, which zmqrpc's
+    // (decoding and dispatching each) does not.
+    let traffic = Traffic {
+        pause: Duration::from_millis(2),
+        settle: Duration::from_millis(500),
+        flood: Some(2_000),
+    };
+    let held = || rss(pid).rss.saturating_sub(rss(twin).rss);
+    let raw = memory_as_messages_pass(
+        held,
+        &mut sockets,
+        |socket| {
+            socket.send(&payload[..], 0).unwrap();
+        },
+        &traffic,
+    );
+    drop((sockets, raw_sub, raw_twin));
+
+    let mut publishers: Vec<RpcClient> = (0..n)
+        .map(|_| {
+            RpcClient::builder()
+                .publish_on("tcp://127.0.0.1:*")
+                .connect()
+                .unwrap()
+        })
+        .collect();
+    let peers = n.to_string();
+    let server_binary = binary("zmqrpc-server", env!("CARGO_BIN_EXE_zmqrpc-server"));
+    let twin_endpoint = free_endpoint();
+    let twin = spawn(
+        &server_binary,
+        &["--bind", &twin_endpoint, "--peers", &peers],
+    );
+    let endpoint = free_endpoint();
+    let subscribed: Vec<String> = publishers
+        .iter()
+        .map(|publisher| publisher.publish_endpoints()[0].clone())
+        .collect();
+    let mut args = vec!["--bind", endpoint.as_str(), "--peers", peers.as_str()];
+    for publisher in &subscribed {
+        args.extend(["--subscribe", publisher.as_str()]);
+    }
+    let server = spawn(&server_binary, &args);
+    for publisher in &mut publishers {
+        let side = publisher.sender().publisher().unwrap();
+        side.wait_for_subscriber(Duration::from_secs(30)).unwrap();
+    }
+    let text = "x".repeat(32);
+    let (pid, twin) = (server.0.id(), twin.0.id());
+    let held = || rss(pid).rss.saturating_sub(rss(twin).rss);
+    let ours = memory_as_messages_pass(
+        held,
+        &mut publishers,
+        |publisher| {
+            publisher.notify(&Echo(text.clone())).unwrap();
+        },
+        &traffic,
+    );
+    mark_rows("messages", &traffic, raw, ours);
 }
 
 /// Raw libzmq: `n` PUB sockets into one SUB; messages received a second.
@@ -613,6 +781,8 @@ pub fn case_scale() {
     callers_row("  4096 callers, 1 s pings".into(), &raw, &ours);
     header("scale: server RSS per caller (KiB), 256 callers", "");
     memory_rows(256);
+    header("scale: server RSS per publisher (KiB), 256 publishers", "");
+    publisher_memory_rows(256);
     header("scale: publishers (msgs/s received)", "RSS/peer KiB");
     for n in [1, 16, 128, 512, 2_048] {
         let raw = raw_publishers(n);
