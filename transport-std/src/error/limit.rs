@@ -43,13 +43,13 @@ impl LimitReached {
         let (open, near) = match open_files() {
             // Files closed since the failure (libzmq's I/O thread opens and closes
             // connections meanwhile) blur the count: within 1/32 of the limit is at it.
-            OpenFiles::Counted(open) => {
+            FileCount::Counted(open) => {
                 let margin = (soft / 32).max(16);
                 (Some(open), open.saturating_add(margin) >= soft)
             }
             // Not even the directory to count them could be opened: at the limit.
-            OpenFiles::NoneLeft => (None, true),
-            OpenFiles::Untold => (None, false),
+            FileCount::NoneLeft => (None, true),
+            FileCount::Untold => (None, false),
         };
         if op != "socket" || near {
             LimitReached::OpenFiles { open, soft, hard }
@@ -62,7 +62,7 @@ impl LimitReached {
 
     /// The open-file limit, if the process has no file left to open.
     pub(crate) fn if_no_file_left() -> Option<LimitReached> {
-        let OpenFiles::NoneLeft = open_files() else {
+        let FileCount::NoneLeft = open_files() else {
             return None;
         };
         let (soft, hard) = open_file_limit();
@@ -107,7 +107,7 @@ fn open_file_limit() -> (u64, u64) {
 }
 
 /// What counting the process's open files found.
-enum OpenFiles {
+enum FileCount {
     /// This many.
     Counted(u64),
     /// No file could be opened to count them: the process holds all it may.
@@ -117,12 +117,12 @@ enum OpenFiles {
 }
 
 /// How many files the process has open, where `/proc` tells.
-fn open_files() -> OpenFiles {
+fn open_files() -> FileCount {
     match std::fs::read_dir("/proc/self/fd") {
         // Less the descriptor reading the directory holds.
-        Ok(entries) => OpenFiles::Counted((entries.count() as u64).saturating_sub(1)),
-        Err(e) if e.raw_os_error() == Some(zmq::Error::EMFILE.to_raw()) => OpenFiles::NoneLeft,
-        Err(_) => OpenFiles::Untold,
+        Ok(entries) => FileCount::Counted((entries.count() as u64).saturating_sub(1)),
+        Err(e) if e.raw_os_error() == Some(zmq::Error::EMFILE.to_raw()) => FileCount::NoneLeft,
+        Err(_) => FileCount::Untold,
     }
 }
 
